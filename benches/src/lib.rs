@@ -1,0 +1,1 @@
+//! Criterion benchmarks for berth live in `benches/`; this library is empty.

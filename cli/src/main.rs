@@ -1,0 +1,294 @@
+//! `berth`: a runc-compatible command line over the berth crates. Parse, call, print.
+
+mod log;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use berth_runtime::{CreateOptions, RunOutcome, StateRoot};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::prelude::*;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth",
+    about = "A fast, runc-compatible OCI container runtime",
+    disable_version_flag = true
+)]
+struct Cli {
+    /// Directory for container state.
+    #[arg(long, global = true, default_value = "/run/berth")]
+    root: PathBuf,
+    /// Log file (default: stderr).
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log format.
+    #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
+    log_format: log::Format,
+    /// Verbose logging.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Use systemd to manage cgroups (not supported yet).
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    /// Print the version.
+    #[arg(short = 'v', long)]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct CreateArgs {
+    /// Bundle directory (default: the current directory).
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// File to write the container init's pid to.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master (process.terminal).
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Use MS_MOVE and chroot instead of pivot_root.
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    /// Do not create a session keyring for the container.
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    /// Pass N extra file descriptors (3..3+N) to the container.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Container ID.
+    id: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a container that waits for `start`.
+    Create(CreateArgs),
+    /// Start a created container.
+    Start {
+        /// Container ID.
+        id: String,
+    },
+    /// Print a container's state as JSON.
+    State {
+        /// Container ID.
+        id: String,
+    },
+    /// Send a signal (default SIGTERM) to a container.
+    Kill {
+        /// Signal every process of the container.
+        #[arg(short, long)]
+        all: bool,
+        /// Container ID.
+        id: String,
+        /// Signal name or number.
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container.
+    Delete {
+        /// Kill a running container first; succeed if it does not exist.
+        #[arg(short, long)]
+        force: bool,
+        /// Container ID.
+        id: String,
+    },
+    /// Create and start a container.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Return once the container has started.
+        #[arg(short, long)]
+        detach: bool,
+    },
+    /// List containers.
+    #[command(alias = "ls")]
+    List {
+        /// Output format.
+        #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Print only IDs.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write a default config.json into the bundle.
+    Spec {
+        /// Bundle directory.
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        /// A config for an unprivileged user.
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print the features this build implements (JSON).
+    Features,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let to_file = cli.log.is_some();
+    if let Err(e) = init_logging(&cli) {
+        eprintln!("berth: {e:#}");
+        return ExitCode::from(1);
+    }
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            tracing::error!("{msg}");
+            if to_file {
+                eprintln!("berth: {msg}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) -> Result<()> {
+    let out: Box<dyn Write + Send> = match &cli.log {
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("--log {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stderr()),
+    };
+    let level = if cli.debug {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::WARN
+    };
+    tracing_subscriber::registry()
+        .with(log::LogLayer::new(out, cli.log_format, level))
+        .init();
+    Ok(())
+}
+
+fn create_options(a: &CreateArgs) -> CreateOptions {
+    CreateOptions {
+        id: a.id.clone(),
+        bundle: a.bundle.clone(),
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+        foreground: false,
+    }
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    if cli.version {
+        println!("berth version {}", env!("CARGO_PKG_VERSION"));
+        println!("commit: {}", env!("BERTH_COMMIT"));
+        println!("spec: {}", berth_runtime::SPEC_VERSION);
+        return Ok(0);
+    }
+    if cli.systemd_cgroup {
+        bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet; use cgroupfs");
+    }
+    let root = StateRoot::new(&cli.root);
+    let Some(command) = cli.command else {
+        bail!("no command given; see berth --help");
+    };
+    match command {
+        Command::Create(a) => {
+            berth_runtime::create(&root, &create_options(&a), false)?;
+        }
+        Command::Start { id } => berth_runtime::start(&root, &id)?,
+        Command::State { id } => {
+            let state = root.read(&id)?;
+            println!("{}", serde_json::to_string_pretty(&state.spec_state())?);
+        }
+        Command::Kill { all, id, signal } => {
+            let sig = berth_runtime::signal::parse(&signal)?;
+            berth_runtime::kill(&root, &id, sig, all)?;
+        }
+        Command::Delete { force, id } => berth_runtime::delete(&root, &id, force)?,
+        Command::Run { create, detach } => {
+            return match berth_runtime::run(&root, &create_options(&create), detach)? {
+                RunOutcome::Detached => Ok(0),
+                RunOutcome::Exited(code) => Ok(u8::try_from(code).unwrap_or(255)),
+                RunOutcome::StartFailed { message, code } => {
+                    tracing::error!("{message}");
+                    if cli.log.is_some() {
+                        eprintln!("berth: {message}");
+                    }
+                    Ok(u8::try_from(code).unwrap_or(1))
+                }
+            };
+        }
+        Command::List { format, quiet } => list(&root, &format, quiet)?,
+        Command::Spec { bundle, rootless } => {
+            let path = bundle.join("config.json");
+            if path.exists() {
+                bail!("{} already exists; remove it first", path.display());
+            }
+            let doc = berth_runtime::spec_template::default_config(
+                rootless,
+                nix::unistd::getuid().as_raw(),
+                nix::unistd::getgid().as_raw(),
+            );
+            std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Command::Features => println!(
+            "{}",
+            serde_json::to_string_pretty(&berth_runtime::features::document())?
+        ),
+    }
+    Ok(0)
+}
+
+fn list(root: &StateRoot, format: &str, quiet: bool) -> Result<()> {
+    let mut states = Vec::new();
+    for id in root.list()? {
+        if let Ok(s) = root.read(&id) {
+            states.push(s);
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for s in &states {
+            writeln!(out, "{}", s.id)?;
+        }
+        return Ok(());
+    }
+    if format == "json" {
+        let docs: Vec<_> = states
+            .iter()
+            .map(berth_runtime::ContainerState::spec_state)
+            .collect();
+        writeln!(out, "{}", serde_json::to_string(&docs)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER",
+        "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+    )?;
+    for s in &states {
+        let st = s.spec_state();
+        writeln!(
+            out,
+            "{:<20} {:<8} {:<10} {:<40} {:<32} {}",
+            st.id,
+            st.pid,
+            st.status,
+            st.bundle.display(),
+            st.created,
+            if st.owner.is_empty() {
+                "root"
+            } else {
+                st.owner
+            }
+        )?;
+    }
+    Ok(())
+}

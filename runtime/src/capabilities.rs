@@ -1,0 +1,146 @@
+//! The five capability sets of `process.capabilities`, mapped to kernel capabilities and
+//! applied around the uid switch (bounding first, then permitted/effective/inheritable, then
+//! ambient).
+
+use std::collections::HashSet;
+
+use caps::{CapSet, Capability, CapsHashSet};
+use oci_spec::runtime::LinuxCapabilities;
+
+use crate::error::{Error, Result};
+
+/// The sets to apply, already intersected with what berth itself holds.
+#[derive(Debug, Clone, Default)]
+pub struct CapsPlan {
+    /// Bounding set.
+    pub bounding: CapsHashSet,
+    /// Effective set.
+    pub effective: CapsHashSet,
+    /// Permitted set.
+    pub permitted: CapsHashSet,
+    /// Inheritable set.
+    pub inheritable: CapsHashSet,
+    /// Ambient set.
+    pub ambient: CapsHashSet,
+}
+
+fn convert(
+    set: &str,
+    list: Option<&HashSet<oci_spec::runtime::Capability>>,
+    held: &CapsHashSet,
+) -> CapsHashSet {
+    let mut out = CapsHashSet::new();
+    for cap in list.into_iter().flatten() {
+        let name = serde_json::to_value(cap)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        match name.parse::<Capability>() {
+            Ok(c) if held.contains(&c) => {
+                out.insert(c);
+            }
+            Ok(c) => tracing::warn!(
+                "process.capabilities.{set}: {c} is not held by berth on this host; not granted"
+            ),
+            Err(_) => {
+                tracing::warn!("process.capabilities.{set}: unknown capability {name} ignored")
+            }
+        }
+    }
+    out
+}
+
+/// Builds the plan from the config, warning about capabilities that cannot be granted here.
+pub fn plan(c: &LinuxCapabilities) -> Result<CapsPlan> {
+    let held = caps::read(None, CapSet::Bounding)
+        .map_err(|e| Error::Init(format!("reading capabilities: {e}")))?;
+    Ok(CapsPlan {
+        bounding: convert("bounding", c.bounding().as_ref(), &held),
+        effective: convert("effective", c.effective().as_ref(), &held),
+        permitted: convert("permitted", c.permitted().as_ref(), &held),
+        inheritable: convert("inheritable", c.inheritable().as_ref(), &held),
+        ambient: convert("ambient", c.ambient().as_ref(), &held),
+    })
+}
+
+fn err(what: &str) -> impl FnOnce(caps::errors::CapsError) -> Error + '_ {
+    move |e| Error::Init(format!("capabilities: {what}: {e}"))
+}
+
+fn bits(set: &CapsHashSet) -> u64 {
+    set.iter().fold(0, |acc, c| acc | c.bitmask())
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Sets the three per-thread sets in one capset(2) call, so no ordering constraint between
+/// them can fail half-way.
+fn capset(
+    effective: &CapsHashSet,
+    permitted: &CapsHashSet,
+    inheritable: &CapsHashSet,
+) -> Result<()> {
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let (e, p, i) = (bits(effective), bits(permitted), bits(inheritable));
+    let header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [
+        CapData {
+            effective: e as u32,
+            permitted: p as u32,
+            inheritable: i as u32,
+        },
+        CapData {
+            effective: (e >> 32) as u32,
+            permitted: (p >> 32) as u32,
+            inheritable: (i >> 32) as u32,
+        },
+    ];
+    // SAFETY: header and a two-element data array as capset v3 expects, alive for the call.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &raw const header, data.as_ptr()) };
+    if rc != 0 {
+        return Err(Error::Init(format!(
+            "capabilities: capset(effective={e:#x}, permitted={p:#x}, inheritable={i:#x}): {}",
+            crate::error::describe(&std::io::Error::last_os_error())
+        )));
+    }
+    Ok(())
+}
+
+/// Drops every capability not in the bounding set (needs CAP_SETPCAP: call before the uid switch).
+pub fn apply_bounding(p: &CapsPlan) -> Result<()> {
+    for cap in caps::all() {
+        if !p.bounding.contains(&cap) {
+            match caps::drop(None, CapSet::Bounding, cap) {
+                Ok(()) => {}
+                // Capabilities newer than the kernel do not exist in its bounding set.
+                Err(_) if !caps::runtime::thread_all_supported().contains(&cap) => {}
+                Err(e) => return Err(err("dropping from the bounding set")(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets permitted, inheritable and effective, then raises the ambient set (after the uid switch).
+pub fn apply_sets(p: &CapsPlan) -> Result<()> {
+    capset(&p.effective, &p.permitted, &p.inheritable)?;
+    for cap in &p.ambient {
+        caps::raise(None, CapSet::Ambient, *cap).map_err(err("raising an ambient capability"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,368 @@
+//! Loading `config.json` from a bundle: parse with field-precise errors, then validate.
+//!
+//! The fast path is a single streaming parse. Only when it fails inside a capability list
+//! (an unknown capability name, which the spec says to warn about) is the document re-read
+//! through a `serde_json::Value` with the unknown names dropped.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use serde_json::Value;
+
+use crate::error::{Context, Error, Result};
+
+/// Oldest and newest runtime-spec minor versions (major 1) that berth accepts.
+const SUPPORTED_MINOR: std::ops::RangeInclusive<u64> = 0..=3;
+
+/// Reads and validates `<bundle>/config.json`.
+pub fn load(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    let bytes = std::fs::read(&path).ctx(|| format!("reading {}", path.display()))?;
+    parse(&bytes)
+}
+
+/// Parses and validates a config document.
+pub fn parse(bytes: &[u8]) -> Result<Spec> {
+    let spec = deserialize(bytes)?;
+    validate(&spec)?;
+    Ok(spec)
+}
+
+fn deserialize(bytes: &[u8]) -> Result<Spec> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, Spec>(&mut de) {
+        Ok(spec) => {
+            de.end()
+                .map_err(|e| Error::config("(document)", e.to_string()))?;
+            Ok(spec)
+        }
+        Err(e) if e.path().to_string().contains("capabilities") => {
+            let mut value: Value = serde_json::from_slice(bytes)
+                .map_err(|e| Error::config("(document)", e.to_string()))?;
+            drop_unknown_capabilities(&mut value);
+            serde_path_to_error::deserialize(value).map_err(path_error)
+        }
+        Err(e) => Err(path_error(e)),
+    }
+}
+
+fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> Error {
+    let field = e.path().to_string();
+    let inner = e.into_inner();
+    let field = if field == "." {
+        "(document)".into()
+    } else {
+        field
+    };
+    Error::config(field, inner.to_string())
+}
+
+/// Removes capability names that this build does not know, warning about each.
+fn drop_unknown_capabilities(value: &mut Value) {
+    let Some(caps) = value
+        .pointer_mut("/process/capabilities")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for (set, names) in caps.iter_mut() {
+        if let Some(list) = names.as_array_mut() {
+            list.retain(|name| {
+                let known = name.as_str().is_some_and(|n| {
+                    serde_json::from_value::<oci_spec::runtime::Capability>(Value::String(n.into()))
+                        .is_ok()
+                });
+                if !known {
+                    tracing::warn!("process.capabilities.{set}: unknown capability {name} ignored");
+                }
+                known
+            });
+        }
+    }
+}
+
+/// Parses "MAJOR.MINOR.PATCH[-pre]" and checks it is a version this runtime implements.
+pub fn check_version(version: &str) -> Result<()> {
+    let bad = || {
+        Error::config(
+            "ociVersion",
+            format!("unsupported version {version:?}: berth supports 1.0.0 to 1.3.x"),
+        )
+    };
+    let core = version.split(['-', '+']).next().unwrap_or_default();
+    let mut parts = core.split('.').map(str::parse::<u64>);
+    let (Some(Ok(major)), Some(Ok(minor)), Some(Ok(_patch)), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    if major != 1 || !SUPPORTED_MINOR.contains(&minor) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// Checks what the schema alone cannot: required fields, absolute paths, coherent namespaces.
+pub fn validate(spec: &Spec) -> Result<()> {
+    check_version(spec.version())?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::config("root", "required on Linux"))?;
+    if root.path().as_os_str().is_empty() {
+        return Err(Error::config("root.path", "must not be empty"));
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if !m.destination().is_absolute() {
+            return Err(Error::config(
+                format!("mounts[{i}].destination"),
+                format!("{:?} is not an absolute path", m.destination()),
+            ));
+        }
+    }
+    if let Some(process) = spec.process() {
+        if process.args().as_ref().is_none_or(Vec::is_empty) {
+            return Err(Error::config(
+                "process.args",
+                "must name at least the program",
+            ));
+        }
+        if !process.cwd().is_absolute() {
+            return Err(Error::config(
+                "process.cwd",
+                format!("{:?} is not an absolute path", process.cwd()),
+            ));
+        }
+        let mut seen = Vec::new();
+        for (i, r) in process.rlimits().iter().flatten().enumerate() {
+            if seen.contains(&r.typ()) {
+                return Err(Error::config(
+                    format!("process.rlimits[{i}].type"),
+                    format!("{:?} is given twice", r.typ()),
+                ));
+            }
+            seen.push(r.typ());
+            if r.soft() > r.hard() {
+                return Err(Error::config(
+                    format!("process.rlimits[{i}]"),
+                    "soft limit is greater than the hard limit",
+                ));
+            }
+        }
+    }
+    validate_hooks(spec)?;
+    validate_linux(spec)
+}
+
+fn validate_hooks(spec: &Spec) -> Result<()> {
+    let Some(hooks) = spec.hooks() else {
+        return Ok(());
+    };
+    #[allow(deprecated)]
+    let stages = [
+        ("prestart", hooks.prestart()),
+        ("createRuntime", hooks.create_runtime()),
+        ("createContainer", hooks.create_container()),
+        ("startContainer", hooks.start_container()),
+        ("poststart", hooks.poststart()),
+        ("poststop", hooks.poststop()),
+    ];
+    for (stage, list) in stages {
+        for (i, hook) in list.iter().flatten().enumerate() {
+            if !hook.path().is_absolute() {
+                return Err(Error::config(
+                    format!("hooks.{stage}[{i}].path"),
+                    format!("{:?} is not an absolute path", hook.path()),
+                ));
+            }
+            if hook.timeout().is_some_and(|t| t <= 0) {
+                return Err(Error::config(
+                    format!("hooks.{stage}[{i}].timeout"),
+                    "must be greater than zero",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_linux(spec: &Spec) -> Result<()> {
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    let mut seen = HashSet::new();
+    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+        if !seen.insert(ns.typ()) {
+            return Err(Error::config(
+                format!("linux.namespaces[{i}].type"),
+                format!("namespace {:?} is listed twice", ns.typ()),
+            ));
+        }
+        if let Some(p) = ns.path() {
+            if !p.is_absolute() {
+                return Err(Error::config(
+                    format!("linux.namespaces[{i}].path"),
+                    format!("{p:?} is not an absolute path"),
+                ));
+            }
+        }
+    }
+    let new_or_joined = |t| seen.contains(&t);
+    let has_user = new_or_joined(LinuxNamespaceType::User);
+    if !has_user
+        && (linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+            || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()))
+    {
+        return Err(Error::config(
+            "linux.uidMappings",
+            "id mappings need a user namespace in linux.namespaces",
+        ));
+    }
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+        && !new_or_joined(LinuxNamespaceType::Uts)
+    {
+        return Err(Error::config(
+            "hostname",
+            "setting the hostname needs a uts namespace in linux.namespaces",
+        ));
+    }
+    if linux.time_offsets().is_some() && !new_or_joined(LinuxNamespaceType::Time) {
+        return Err(Error::config(
+            "linux.timeOffsets",
+            "time offsets need a time namespace in linux.namespaces",
+        ));
+    }
+    for (i, dev) in linux.devices().iter().flatten().enumerate() {
+        if !dev.path().is_absolute() {
+            return Err(Error::config(
+                format!("linux.devices[{i}].path"),
+                format!("{:?} is not an absolute path", dev.path()),
+            ));
+        }
+    }
+    for (key, list) in [
+        ("linux.maskedPaths", linux.masked_paths()),
+        ("linux.readonlyPaths", linux.readonly_paths()),
+    ] {
+        for (i, p) in list.iter().flatten().enumerate() {
+            if !p.starts_with('/') {
+                return Err(Error::config(
+                    format!("{key}[{i}]"),
+                    format!("{p:?} is not an absolute path"),
+                ));
+            }
+        }
+    }
+    if let Some(cg) = linux.cgroups_path() {
+        if cg.to_string_lossy().contains(':') && !cg.is_absolute() {
+            return Err(Error::Unsupported(format!(
+                "linux.cgroupsPath {cg:?}: systemd-style cgroup paths need --systemd-cgroup, which berth does not support yet"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Resolves `root.path` against the bundle directory.
+pub fn rootfs_path(spec: &Spec, bundle: &Path) -> PathBuf {
+    let root = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_default();
+    if root.is_absolute() {
+        root
+    } else {
+        bundle.join(root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal(extra: &str) -> String {
+        format!(
+            r#"{{"ociVersion":"1.2.0","root":{{"path":"rootfs"}},"process":{{"cwd":"/","args":["sh"],"user":{{"uid":0,"gid":0}}}}{extra}}}"#
+        )
+    }
+
+    #[test]
+    fn accepts_supported_versions() {
+        for v in [
+            "1.0.0",
+            "1.0.2-dev",
+            "1.1.0",
+            "1.2.1",
+            "1.3.0",
+            "1.3.7-rc.1",
+        ] {
+            check_version(v).unwrap();
+        }
+        for v in ["", "0.9.0", "2.0.0", "1.4.0", "1.0", "one", "1.0.0.0"] {
+            let e = check_version(v).unwrap_err().to_string();
+            assert!(e.contains("ociVersion"), "{e}");
+        }
+    }
+
+    #[test]
+    fn names_the_field_of_a_type_error() {
+        let doc = minimal(r#","mounts":[{"destination":"/a","options":[1]}]"#);
+        let e = parse(doc.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("mounts[0].options[0]"), "{e}");
+    }
+
+    #[test]
+    fn rejects_relative_mount_destination() {
+        let doc = minimal(r#","mounts":[{"destination":"tmp","type":"tmpfs"}]"#);
+        let e = parse(doc.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("mounts[0].destination"), "{e}");
+    }
+
+    #[test]
+    fn rejects_unknown_namespace() {
+        let doc = minimal(r#","linux":{"namespaces":[{"type":"bogus"}]}"#);
+        let e = parse(doc.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("linux.namespaces[0]"), "{e}");
+    }
+
+    #[test]
+    fn rejects_unknown_rlimit() {
+        let doc = minimal("").replace(
+            r#""cwd":"/""#,
+            r#""cwd":"/","rlimits":[{"type":"RLIMIT_BOGUS","hard":1,"soft":1}]"#,
+        );
+        let e = parse(doc.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("process.rlimits[0]"), "{e}");
+    }
+
+    #[test]
+    fn unknown_capability_is_dropped_not_fatal() {
+        let doc = minimal("").replace(
+            r#""cwd":"/""#,
+            r#""cwd":"/","capabilities":{"bounding":["CAP_CHOWN","CAP_FUTURE"]}"#,
+        );
+        let spec = parse(doc.as_bytes()).unwrap();
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .as_ref()
+            .unwrap();
+        assert_eq!(caps.bounding().as_ref().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn rejects_bad_json_and_missing_root() {
+        assert!(parse(b"{").unwrap_err().to_string().contains("config.json"));
+        let e = parse(br#"{"ociVersion":"1.0.0"}"#).unwrap_err().to_string();
+        assert!(e.contains("root"), "{e}");
+    }
+
+    #[test]
+    fn process_may_be_absent() {
+        parse(br#"{"ociVersion":"1.0.0","root":{"path":"r"}}"#).unwrap();
+    }
+}

@@ -1,0 +1,353 @@
+//! `create`: everything decided and validated in the parent, then one clone3 into the new
+//! namespaces, then a short exchange with the init until it waits for `start`.
+
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use crate::config;
+use crate::error::{Context, Error, Result};
+use crate::init::{self, Plan};
+use crate::namespaces;
+use crate::process::ProcessPlan;
+use crate::rootfs::{self, RootfsPlan};
+use crate::start_channel;
+use crate::state::{ContainerState, LockedDir, StateRoot, Status};
+use crate::sync::{self, Msg};
+
+/// Options of `berth create` (and the create half of `run`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Container ID.
+    pub id: String,
+    /// Bundle directory.
+    pub bundle: PathBuf,
+    /// Where to write the init's host pid.
+    pub pid_file: Option<PathBuf>,
+    /// Socket that receives the pty master when `process.terminal` is set.
+    pub console_socket: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// Do not give the container its own session keyring.
+    pub no_new_keyring: bool,
+    /// Pass fds 3..3+N to the container.
+    pub preserve_fds: u32,
+    /// `run` in the foreground: a terminal config uses the caller's terminal.
+    pub foreground: bool,
+}
+
+/// A container that has been created.
+#[derive(Debug)]
+pub struct Created {
+    /// Its state, as persisted.
+    pub state: ContainerState,
+    /// For `run`: the stream that starts it (no socket file).
+    pub starter: Option<UnixStream>,
+}
+
+/// Creates a container; with `inline_start` the returned [`Created::starter`] starts it.
+pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Result<Created> {
+    crate::state::validate_id(&opts.id)?;
+    let bundle =
+        std::fs::canonicalize(&opts.bundle).ctx(|| format!("bundle {}", opts.bundle.display()))?;
+    let spec = config::load(&bundle)?;
+    let rootfs_path = config::rootfs_path(&spec, &bundle);
+    let rootfs = std::fs::canonicalize(&rootfs_path)
+        .ctx(|| format!("root.path {}", rootfs_path.display()))?;
+    if !rootfs.is_dir() {
+        return Err(Error::config(
+            "root.path",
+            format!("{} is not a directory", rootfs.display()),
+        ));
+    }
+    let linux = spec.linux().clone().unwrap_or_default();
+    let ns = namespaces::plan(Some(&linux))?;
+    if ns.new_user && linux.uid_mappings().as_ref().is_none_or(Vec::is_empty) {
+        return Err(Error::config(
+            "linux.uidMappings",
+            "a new user namespace needs uid mappings",
+        ));
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .map(|p| ProcessPlan::new(p, Some(&linux)))
+        .transpose()?;
+    let seccomp = linux
+        .seccomp()
+        .as_ref()
+        .map(berth_seccomp::Filter::compile)
+        .transpose()?;
+    let terminal = process.as_ref().is_some_and(|p| p.terminal);
+    let console = match (&opts.console_socket, terminal) {
+        (Some(path), true) => Some(crate::terminal::connect_console_socket(path)?),
+        (None, true) if !opts.foreground => {
+            return Err(Error::config(
+                "process.terminal",
+                "a terminal needs --console-socket when the container is detached",
+            ))
+        }
+        _ => None,
+    };
+    check_preserved_fds(opts.preserve_fds)?;
+    let hooks = spec.hooks().clone().unwrap_or_default();
+    #[allow(deprecated)]
+    let prestart = hooks.prestart().clone().unwrap_or_default();
+    let create_runtime = hooks.create_runtime().clone().unwrap_or_default();
+    let create_container = hooks.create_container().clone().unwrap_or_default();
+    let start_container = hooks.start_container().clone().unwrap_or_default();
+    let rootfs_plan = RootfsPlan {
+        rootfs: rootfs.clone(),
+        root_propagation: linux
+            .rootfs_propagation()
+            .as_deref()
+            .map(|p| {
+                crate::mount_options::propagation_option(p).ok_or_else(|| {
+                    Error::config(
+                        "linux.rootfsPropagation",
+                        format!("unknown propagation {p:?}"),
+                    )
+                })
+            })
+            .transpose()?,
+        mounts: rootfs::plan_mounts(spec.mounts().as_deref().unwrap_or_default(), &bundle)?,
+        devices: linux.devices().clone().unwrap_or_default(),
+        in_user_ns: ns.new_user
+            || ns
+                .joins
+                .iter()
+                .any(|j| j.flag == nix::sched::CloneFlags::CLONE_NEWUSER),
+        in_cgroup_ns: ns.new_cgroup,
+    };
+    if spec.hostname().is_some() && !ns.own_uts {
+        return Err(Error::config("hostname", "needs a uts namespace"));
+    }
+
+    // From here on, failures must clean up what they leave.
+    let dir = root.create_dir(&opts.id)?;
+    let mut state = ContainerState {
+        oci_version: spec.version().clone(),
+        id: opts.id.clone(),
+        status: Status::Creating,
+        pid: 0,
+        bundle: bundle.clone(),
+        rootfs,
+        created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+        owner: String::new(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        init_start_time: 0,
+        own_pid_ns: ns.new_pid,
+        hooks: spec.hooks().clone(),
+    };
+    let mut guard = Cleanup {
+        dir: Some(dir),
+        pids: Vec::new(),
+    };
+    let d = guard.dir.as_ref().expect("set above");
+    d.write(&state)?;
+
+    let (waiter, starter) = if inline_start {
+        let (w, s) = start_channel::pair()?;
+        (w, Some(s))
+    } else {
+        (start_channel::listen(d.path())?, None)
+    };
+    let (parent_end, child_end) = sync::pair().ctx(|| "socketpair".to_string())?;
+    if let Some(j) = &ns.join_pid {
+        namespaces::join(j)?;
+    }
+    let hook_exchange = !(prestart.is_empty()
+        && create_runtime.is_empty()
+        && create_container.is_empty()
+        && start_container.is_empty());
+    let plan = Plan {
+        id: opts.id.clone(),
+        ns,
+        linux: linux.clone(),
+        rootfs: rootfs_plan,
+        no_pivot: opts.no_pivot,
+        no_new_keyring: opts.no_new_keyring,
+        readonly_root: spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false),
+        hostname: spec.hostname().clone(),
+        domainname: spec.domainname().clone(),
+        process,
+        seccomp,
+        create_container_hooks: create_container,
+        start_container_hooks: start_container,
+        hook_exchange,
+        console,
+        keep_session: opts.foreground && terminal && opts.console_socket.is_none(),
+        preserve_fds: opts.preserve_fds,
+    };
+    let clone_flags = plan.ns.clone_flags;
+    let child = clone3(clone_flags.bits() as u64)?;
+    if child == 0 {
+        drop(parent_end);
+        init::main(plan, child_end, waiter);
+    }
+    drop(child_end);
+    drop(waiter);
+    guard.pids.push(child);
+    let unshare_path = !plan.ns.unshare_flags.is_empty();
+    if unshare_path {
+        expect(&parent_end, &Msg::NeedIdMaps, child)?;
+    }
+    if plan.ns.new_user {
+        namespaces::write_id_maps(child, &linux)?;
+    }
+    parent_end
+        .send(&Msg::Go)
+        .ctx(|| "sync with the container's init".to_string())?;
+    let mut init_pid = child;
+    if plan.ns.fork_after_unshare {
+        match recv(&parent_end, child)? {
+            Msg::InitPid(p) => {
+                init_pid = p;
+                guard.pids.push(p);
+                let _ = waitpid(Pid::from_raw(child), None);
+            }
+            other => return Err(unexpected(&other)),
+        }
+    }
+    state.pid = init_pid;
+    state.init_start_time = crate::proc_info::start_time(init_pid).map_or(0, |(t, _)| t);
+    guard.dir.as_ref().expect("set").write(&state)?;
+    loop {
+        match recv(&parent_end, init_pid)? {
+            Msg::MountsDone => {
+                let creating = state.spec_state_json();
+                crate::hooks::run_all("prestart", &prestart, &creating)?;
+                crate::hooks::run_all("createRuntime", &create_runtime, &creating)?;
+                let mut as_created = state.clone();
+                as_created.status = Status::Created;
+                let created = as_created.spec_state_json();
+                parent_end
+                    .send(&Msg::Continue { creating, created })
+                    .ctx(|| "sync".to_string())?;
+            }
+            Msg::Ready => break,
+            other => return Err(unexpected(&other)),
+        }
+    }
+    state.status = Status::Created;
+    guard.dir.as_ref().expect("set").write(&state)?;
+    if let Some(pid_file) = &opts.pid_file {
+        crate::state::write_atomic(pid_file, init_pid.to_string().as_bytes())?;
+    }
+    // Success: disarm the cleanup (this also releases the lock).
+    guard.pids.clear();
+    guard.dir = None;
+    Ok(Created { state, starter })
+}
+
+fn unexpected(m: &Msg) -> Error {
+    match m {
+        Msg::Error(e) => Error::Init(e.clone()),
+        other => Error::Init(format!(
+            "unexpected message from the container's init: {other:?}"
+        )),
+    }
+}
+
+fn expect(ch: &sync::Channel, want: &Msg, pid: i32) -> Result<()> {
+    let m = recv(ch, pid)?;
+    if &m == want {
+        Ok(())
+    } else {
+        Err(unexpected(&m))
+    }
+}
+
+fn recv(ch: &sync::Channel, pid: i32) -> Result<Msg> {
+    match ch
+        .recv()
+        .ctx(|| "sync with the container's init".to_string())?
+    {
+        Some(Msg::Error(e)) => Err(Error::Init(e)),
+        Some(m) => Ok(m),
+        None => Err(Error::Init(format!(
+            "container init (pid {pid}) exited during setup"
+        ))),
+    }
+}
+
+/// Undoes a failed create: kills and reaps what was cloned, removes the state directory.
+struct Cleanup {
+    dir: Option<LockedDir>,
+    pids: Vec<i32>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for &pid in &self.pids {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.remove();
+        }
+    }
+}
+
+fn check_preserved_fds(n: u32) -> Result<()> {
+    for fd in 3..3 + n {
+        // SAFETY: F_GETFD on an integer fd only queries flags.
+        if unsafe { libc::fcntl(fd as i32, libc::F_GETFD) } < 0 {
+            return Err(Error::State(format!(
+                "--preserve-fds: file descriptor {fd} is not open"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// clone3 without CLONE_VM: fork semantics, straight into new namespaces.
+fn clone3(flags: u64) -> Result<i32> {
+    let args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 with a valid, sized clone_args and no CLONE_VM behaves like fork; berth is
+    // single-threaded, so the child may keep running Rust code.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &raw const args,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error())
+            .ctx(|| "clone3 into the container's namespaces".to_string());
+    }
+    Ok(pid as i32)
+}
+
+/// The state directory's start socket path (for tests and diagnostics).
+pub fn start_socket(dir: &Path) -> PathBuf {
+    dir.join(start_channel::SOCKET)
+}

@@ -1,0 +1,173 @@
+//! Running OCI hooks: the state document on stdin, `timeout` honoured, a hook that never reads
+//! its stdin is harmless (berth ignores `EPIPE`), and a failure names the hook.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::Hook;
+
+use crate::error::{Error, Result};
+
+/// Runs each hook of `stage` in order; the first failure stops the rest.
+pub fn run_all(stage: &str, hooks: &[Hook], state_json: &str) -> Result<()> {
+    for (i, hook) in hooks.iter().enumerate() {
+        run(hook, state_json).map_err(|e| {
+            Error::Hook(format!(
+                "{stage} hook #{i} ({}): {e}",
+                hook.path().display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs hooks that may not stop the lifecycle (`poststart`, `poststop`): failures are warnings.
+pub fn run_all_warn(stage: &str, hooks: &[Hook], state_json: &str) {
+    for (i, hook) in hooks.iter().enumerate() {
+        if let Err(e) = run(hook, state_json) {
+            tracing::warn!("{stage} hook #{i} ({}) failed: {e}", hook.path().display());
+        }
+    }
+}
+
+fn run(hook: &Hook, state_json: &str) -> std::result::Result<(), String> {
+    let args = hook.args().as_deref().unwrap_or_default();
+    let mut cmd = Command::new(hook.path());
+    if let Some(arg0) = args.first() {
+        cmd.arg0(arg0);
+    }
+    cmd.args(args.iter().skip(1));
+    cmd.env_clear();
+    for kv in hook.env().iter().flatten() {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::piped());
+    // SAFETY: the closure only calls async-signal-safe functions (sigprocmask, signal) between
+    // fork and exec: it restores default signal handling that berth's own settings may change.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&raw mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &raw const set, std::ptr::null_mut());
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook may exit without reading: EPIPE is expected and ignored.
+        let _ = stdin.write_all(state_json.as_bytes());
+    }
+    let timeout = hook.timeout().map(|t| Duration::from_secs(t.max(1) as u64));
+    let status = match timeout {
+        None => child.wait().map_err(|e| e.to_string())?,
+        Some(t) => match wait_timeout(&mut child, t)? {
+            Some(s) => s,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("timed out after {}s", t.as_secs()));
+            }
+        },
+    };
+    if status.success() {
+        Ok(())
+    } else if let Some(sig) = status.signal() {
+        Err(format!("killed by signal {sig}"))
+    } else {
+        Err(format!("exit status {}", status.code().unwrap_or(-1)))
+    }
+}
+
+fn wait_timeout(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> std::result::Result<Option<std::process::ExitStatus>, String> {
+    let pidfd = pidfd_open(child.id() as i32).map_err(|e| format!("pidfd_open: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(Some(s));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        let mut pfd = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe {
+            libc::poll(
+                &raw mut pfd,
+                1,
+                left.as_millis().min(i32::MAX as u128) as i32,
+            )
+        };
+    }
+}
+
+/// `pidfd_open(2)`.
+pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(json: &str) -> Hook {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn passes_state_on_stdin() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let h = hook(&format!(
+            r#"{{"path":"/bin/sh","args":["sh","-c","cat > {}"]}}"#,
+            out.display()
+        ));
+        run_all("prestart", &[h], "{\"id\":\"x\"}").unwrap();
+        assert_eq!(std::fs::read_to_string(out).unwrap(), "{\"id\":\"x\"}");
+    }
+
+    #[test]
+    fn hook_not_reading_stdin_is_fine() {
+        let big = "x".repeat(1 << 20);
+        run_all("prestart", &[hook(r#"{"path":"/bin/true"}"#)], &big).unwrap();
+    }
+
+    #[test]
+    fn failures_and_timeouts_name_the_hook() {
+        let e = run_all("createRuntime", &[hook(r#"{"path":"/bin/false"}"#)], "{}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("createRuntime hook #0 (/bin/false): exit status 1"),
+            "{e}"
+        );
+        let h = hook(r#"{"path":"/bin/sleep","args":["sleep","5"],"timeout":1}"#);
+        let t = Instant::now();
+        let e = run_all("prestart", &[h], "{}").unwrap_err().to_string();
+        assert!(e.contains("timed out"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(4));
+        let e = run_all("prestart", &[hook(r#"{"path":"/nonexistent"}"#)], "{}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot run"), "{e}");
+    }
+}

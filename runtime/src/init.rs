@@ -1,0 +1,334 @@
+//! The container's init, from clone to `execve`. It runs in a forked copy of berth (no
+//! re-exec), reports every setup failure to the parent over the sync channel, and after
+//! `Ready` waits for `start` on the start channel.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{Hook, Linux};
+
+use crate::error::{Context, Error, Result};
+use crate::namespaces::{self, NsPlan};
+use crate::process::{self, ProcessPlan};
+use crate::rootfs::{self, RootfsPlan};
+use crate::start_channel::Waiter;
+use crate::sync::{Channel, Msg};
+
+/// Everything the init needs, prepared by the parent before cloning.
+#[derive(Debug)]
+pub struct Plan {
+    /// Container ID (session keyring name).
+    pub id: String,
+    /// Namespaces.
+    pub ns: NsPlan,
+    /// `linux` section (id maps, time offsets, sysctl...).
+    pub linux: Linux,
+    /// Root filesystem.
+    pub rootfs: RootfsPlan,
+    /// `--no-pivot`.
+    pub no_pivot: bool,
+    /// `--no-new-keyring`.
+    pub no_new_keyring: bool,
+    /// `root.readonly`.
+    pub readonly_root: bool,
+    /// `hostname`.
+    pub hostname: Option<String>,
+    /// `domainname`.
+    pub domainname: Option<String>,
+    /// The process, if the config has one.
+    pub process: Option<ProcessPlan>,
+    /// Compiled seccomp filter.
+    pub seccomp: Option<berth_seccomp::Filter>,
+    /// `createContainer` hooks.
+    pub create_container_hooks: Vec<Hook>,
+    /// `startContainer` hooks.
+    pub start_container_hooks: Vec<Hook>,
+    /// Whether the parent runs hooks between mounts and pivot (prestart, createRuntime) or the
+    /// init needs state documents: then the `MountsDone`/`Continue` exchange happens.
+    pub hook_exchange: bool,
+    /// Connected `--console-socket`.
+    pub console: Option<UnixStream>,
+    /// The caller's terminal is the container's (`run` in the foreground): no new session.
+    pub keep_session: bool,
+    /// `--preserve-fds`.
+    pub preserve_fds: u32,
+}
+
+/// Entry point of the cloned child. Never returns.
+pub fn main(plan: Plan, sync: Channel, waiter: Waiter) -> ! {
+    let code = match setup(&plan, &sync) {
+        Ok(ready) => {
+            // SAFETY: prctl with integer arguments: the init must outlive `berth create`.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+            let _ = sync.send(&Msg::Ready);
+            drop(sync);
+            run(plan, waiter, &ready)
+        }
+        Err(e) => {
+            let _ = sync.send(&Msg::Error(e.to_string()));
+            1
+        }
+    };
+    // SAFETY: _exit never returns and skips atexit handlers that belong to the parent.
+    unsafe { libc::_exit(code) }
+}
+
+/// What setup hands to the waiting half.
+struct Ready {
+    /// State JSON (status `created`) for `startContainer` hooks.
+    created: String,
+    /// The pty slave, when the container has a terminal.
+    pty: Option<OwnedFd>,
+}
+
+fn setup(plan: &Plan, sync: &Channel) -> Result<Ready> {
+    // Die with berth while being set up; cleared before Ready.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    let ns = &plan.ns;
+    if ns.unshare_flags.is_empty() {
+        expect(sync, &Msg::Go)?;
+        if ns.new_user {
+            become_ns_root()?;
+        }
+        for j in &ns.joins {
+            namespaces::join(j)?;
+        }
+    } else {
+        for j in &ns.joins {
+            namespaces::join(j)?;
+        }
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER)
+            .ctx(|| "unshare user namespace".to_string())?;
+        sync.send(&Msg::NeedIdMaps).ctx(|| "sync".to_string())?;
+        expect(sync, &Msg::Go)?;
+        become_ns_root()?;
+        nix::sched::unshare(ns.unshare_flags - CloneFlags::CLONE_NEWUSER)
+            .ctx(|| "unshare namespaces".to_string())?;
+        if ns.fork_after_unshare {
+            // SAFETY: berth is single-threaded here, so fork is sound.
+            match unsafe { nix::unistd::fork() }
+                .ctx(|| "fork into the pid namespace".to_string())?
+            {
+                nix::unistd::ForkResult::Parent { child } => {
+                    let _ = sync.send(&Msg::InitPid(child.as_raw()));
+                    // SAFETY: _exit ends this intermediate process at once.
+                    unsafe { libc::_exit(0) }
+                }
+                nix::unistd::ForkResult::Child => {
+                    // SAFETY: prctl with integer arguments.
+                    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+                }
+            }
+        }
+    }
+    if ns.new_time {
+        namespaces::enter_new_time_ns(&plan.linux)?;
+    }
+    if ns.new_cgroup {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .ctx(|| "unshare cgroup namespace".to_string())?;
+    }
+    if !plan.no_new_keyring {
+        join_session_keyring(&plan.id);
+    }
+    rootfs::prepare(&plan.rootfs)?;
+    let (creating, created) = if plan.hook_exchange {
+        sync.send(&Msg::MountsDone).ctx(|| "sync".to_string())?;
+        match sync.recv().ctx(|| "sync".to_string())? {
+            Some(Msg::Continue { creating, created }) => (creating, created),
+            Some(Msg::Error(e)) => return Err(Error::Hook(e)),
+            other => return Err(Error::Init(format!("unexpected sync message {other:?}"))),
+        }
+    } else {
+        (String::new(), String::new())
+    };
+    crate::hooks::run_all("createContainer", &plan.create_container_hooks, &creating)?;
+    rootfs::enter(&plan.rootfs.rootfs, plan.no_pivot)?;
+    let pty = finish_setup(plan)?;
+    Ok(Ready { created, pty })
+}
+
+fn expect(sync: &Channel, want: &Msg) -> Result<()> {
+    match sync.recv().ctx(|| "sync".to_string())? {
+        Some(m) if &m == want => Ok(()),
+        Some(Msg::Error(e)) => Err(Error::Init(e)),
+        other => Err(Error::Init(format!(
+            "sync: expected {want:?}, got {other:?}"
+        ))),
+    }
+}
+
+fn become_ns_root() -> Result<()> {
+    // SAFETY: integer arguments.
+    if unsafe { libc::setresgid(0, 0, 0) } != 0 || unsafe { libc::setresuid(0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| {
+            "becoming root in the user namespace (are uid 0 and gid 0 mapped?)".to_string()
+        });
+    }
+    Ok(())
+}
+
+fn join_session_keyring(id: &str) {
+    let Ok(name) = std::ffi::CString::new(id) else {
+        return;
+    };
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: keyctl with a valid C string; failure (e.g. ENOSYS, EDQUOT) is tolerated as in runc.
+    unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+}
+
+/// Waits for `start`, then execs. Returns the exit code on failure.
+fn run(mut plan: Plan, waiter: Waiter, ready: &Ready) -> i32 {
+    let Ok(mut conn) = waiter.wait() else {
+        return 1;
+    };
+    match exec_process(&mut plan, ready, &conn) {
+        Ok(never) => match never {},
+        Err((msg, code)) => {
+            let _ = conn.write_all(msg.as_bytes());
+            code
+        }
+    }
+}
+
+/// After pivot: terminal, names, sysctls, masked/readonly paths, limits.
+fn finish_setup(plan: &Plan) -> Result<Option<OwnedFd>> {
+    let mut pty = None;
+    if let (Some(p), Some(sock)) = (&plan.process, &plan.console) {
+        if p.terminal {
+            pty = Some(crate::terminal::setup_pty(sock, p.uid, p.gid)?);
+        }
+    }
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(h).ctx(|| format!("hostname: sethostname {h:?}"))?;
+    }
+    if let Some(d) = &plan.domainname {
+        // SAFETY: pointer and length describe `d`.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .ctx(|| format!("domainname: setdomainname {d:?}"));
+        }
+    }
+    for (k, v) in plan.linux.sysctl().iter().flatten() {
+        if k.contains("..") || k.contains('/') && k.contains('.') {
+            return Err(Error::config(format!("linux.sysctl.{k}"), "invalid key"));
+        }
+        let path = format!("/proc/sys/{}", k.replace('.', "/"));
+        std::fs::write(&path, v).ctx(|| format!("linux.sysctl.{k}: writing {path}"))?;
+    }
+    rootfs::finish(
+        plan.linux.masked_paths().as_deref().unwrap_or_default(),
+        plan.linux.readonly_paths().as_deref().unwrap_or_default(),
+        plan.readonly_root,
+        plan.rootfs
+            .root_propagation
+            .filter(|p| p.contains(nix::mount::MsFlags::MS_SHARED)),
+    )?;
+    if let Some(p) = &plan.process {
+        process::apply_limits(p)?;
+    }
+    Ok(pty)
+}
+
+enum Never {}
+
+fn exec_process(
+    plan: &mut Plan,
+    ready: &Ready,
+    conn: &UnixStream,
+) -> std::result::Result<Never, (String, i32)> {
+    let fail = |e: Error| (e.to_string(), 1);
+    crate::hooks::run_all(
+        "startContainer",
+        &plan.start_container_hooks,
+        &ready.created,
+    )
+    .map_err(fail)?;
+    let nnp = plan.process.as_ref().is_some_and(|p| p.no_new_privileges);
+    let Some(p) = plan.process.as_mut() else {
+        return Err((
+            "cannot start a container without a process: config.json has no \"process\"".into(),
+            1,
+        ));
+    };
+    if !plan.keep_session {
+        nix::unistd::setsid().map_err(|e| (format!("setsid: {e}"), 1))?;
+    }
+    if let Some(slave) = &ready.pty {
+        crate::terminal::make_controlling(slave).map_err(fail)?;
+    }
+    if let (Some(f), false) = (&plan.seccomp, nnp) {
+        // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it before the drop.
+        f.install().map_err(|e| fail(e.into()))?;
+    }
+    process::fill_home(p);
+    let path = process::lookup(p).map_err(|f| (f.message, f.exit_code))?;
+    process::switch_user(p, namespaces::setgroups_allowed()).map_err(fail)?;
+    process::enter_cwd(&p.cwd).map_err(fail)?;
+    if nnp {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err((
+                format!(
+                    "prctl(PR_SET_NO_NEW_PRIVS): {}",
+                    std::io::Error::last_os_error()
+                ),
+                1,
+            ));
+        }
+        if let Some(f) = &plan.seccomp {
+            f.install().map_err(|e| fail(e.into()))?;
+        }
+    }
+    close_fds(plan.preserve_fds, conn).map_err(fail)?;
+    reset_signals();
+    let failure = process::exec(&path, p);
+    Err((failure.message, failure.exit_code))
+}
+
+/// Marks every descriptor above stdio and the preserved ones close-on-exec, so nothing of the
+/// host (state directory, sockets, log file) reaches the container.
+fn close_fds(preserve: u32, conn: &UnixStream) -> Result<()> {
+    let first = 3 + preserve;
+    // SAFETY: close_range with integer arguments; CLOSE_RANGE_CLOEXEC only sets flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "close_range".to_string());
+    }
+    for fd in 3..first {
+        if fd as i32 == conn.as_raw_fd() {
+            continue;
+        }
+        // SAFETY: fcntl on an integer fd; an fd that is not open just fails.
+        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    }
+    Ok(())
+}
+
+/// Restores default signal dispositions and an empty mask (Rust ignores SIGPIPE; `run` blocks
+/// signals): the container must start with a clean slate.
+fn reset_signals() {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: setting SIG_DFL is always valid for catchable signals.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    // SAFETY: a zeroed sigset emptied by sigemptyset, passed to sigprocmask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const set, std::ptr::null_mut());
+    }
+}

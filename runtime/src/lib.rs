@@ -1,0 +1,37 @@
+//! berth runtime core: an OCI runtime-spec 1.3 implementation for Linux.
+//!
+//! The lifecycle is runc's, designed for start latency: `create` validates everything in the
+//! parent, clones the init straight into its namespaces (clone3, no re-exec, no threads),
+//! builds the root filesystem there and leaves the init waiting on a socket; `start` connects
+//! to it and the init execs. No berth process stays between an engine and its container.
+
+pub mod capabilities;
+pub mod config;
+pub mod copy;
+pub mod create;
+pub mod error;
+pub mod features;
+pub mod hooks;
+pub mod in_root;
+pub mod init;
+pub mod lifecycle;
+pub mod mount_options;
+pub mod mountinfo;
+pub mod namespaces;
+pub mod proc_info;
+pub mod process;
+pub mod rootfs;
+pub mod signal;
+pub mod spec_template;
+pub mod start_channel;
+pub mod state;
+pub mod sync;
+pub mod terminal;
+
+pub use create::{create, CreateOptions};
+pub use error::{Error, Result};
+pub use lifecycle::{delete, kill, run, start, RunOutcome};
+pub use state::{ContainerState, StateRoot, Status};
+
+/// The runtime-spec version berth implements.
+pub const SPEC_VERSION: &str = "1.3.0";

@@ -1,0 +1,270 @@
+//! `start`, `kill`, `delete` and `run`: the operations on a container after `create`.
+
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use crate::create::{self, CreateOptions};
+use crate::error::{Context, Error, Result};
+use crate::hooks;
+use crate::start_channel;
+use crate::state::{ContainerState, StateRoot, Status};
+
+/// Starts a created container: its init execs the user process.
+pub fn start(root: &StateRoot, id: &str) -> Result<()> {
+    let dir = root.open_dir(id)?;
+    let mut state = dir.read()?;
+    match state.status() {
+        Status::Created => {}
+        Status::Stopped => {
+            return Err(Error::State(
+                "cannot start a container that has stopped".into(),
+            ))
+        }
+        s => {
+            return Err(Error::State(format!(
+                "cannot start a container in the {s} state"
+            )))
+        }
+    }
+    let conn = start_channel::connect(dir.path())?;
+    let outcome = start_channel::trigger(conn);
+    let _ = std::fs::remove_file(create::start_socket(dir.path()));
+    outcome?;
+    state.status = Status::Running;
+    dir.write(&state)?;
+    drop(dir);
+    run_poststart(&state);
+    Ok(())
+}
+
+fn run_poststart(state: &ContainerState) {
+    if let Some(h) = state.hooks.as_ref().and_then(|h| h.poststart().clone()) {
+        hooks::run_all_warn("poststart", &h, &state.spec_state_json());
+    }
+}
+
+/// Sends `signal` to the container's init, or with `all` to every process of the container.
+pub fn kill(root: &StateRoot, id: &str, signal: i32, all: bool) -> Result<()> {
+    let state = root.read(id)?;
+    if state.status() == Status::Stopped {
+        return Err(Error::NotRunning);
+    }
+    if all {
+        for pid in processes(&state) {
+            let _ = signal_pid(&state, pid, signal, pid == state.pid);
+        }
+        Ok(())
+    } else {
+        signal_pid(&state, state.pid, signal, true)
+    }
+}
+
+/// Signals `pid` through a pidfd; for the init, checks the pid was not reused first.
+fn signal_pid(state: &ContainerState, pid: i32, signal: i32, is_init: bool) -> Result<()> {
+    let pidfd = match hooks::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Err(Error::NotRunning),
+        Err(e) => return Err(e).ctx(|| format!("pidfd_open {pid}")),
+    };
+    if is_init && !state.init_alive() {
+        return Err(Error::NotRunning);
+    }
+    // SAFETY: pidfd_send_signal with a valid pidfd, no siginfo, no flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Err(Error::NotRunning);
+        }
+        return Err(e).ctx(|| format!("sending signal {signal} to pid {pid}"));
+    }
+    Ok(())
+}
+
+/// Host pids of the container's processes: its pid namespace's members, or (sharing the
+/// host's pid namespace) the init and its descendants.
+pub fn processes(state: &ContainerState) -> Vec<i32> {
+    if !state.init_alive() {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![state.pid];
+    };
+    let pids: Vec<i32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    if state.own_pid_ns {
+        let Ok(ns) = std::fs::read_link(format!("/proc/{}/ns/pid", state.pid)) else {
+            return vec![state.pid];
+        };
+        return pids
+            .into_iter()
+            .filter(|p| std::fs::read_link(format!("/proc/{p}/ns/pid")).is_ok_and(|n| n == ns))
+            .collect();
+    }
+    let parent_of = |p: i32| -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+    };
+    let mut out = vec![state.pid];
+    let links: Vec<(i32, i32)> = pids
+        .iter()
+        .filter_map(|&p| Some((p, parent_of(p)?)))
+        .collect();
+    let mut i = 0;
+    while i < out.len() {
+        let cur = out[i];
+        out.extend(links.iter().filter(|(_, pp)| *pp == cur).map(|(p, _)| *p));
+        i += 1;
+    }
+    out
+}
+
+/// Deletes a container. `force` kills a created or running one first; a missing container
+/// with `force` is not an error.
+pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
+    let dir = match root.open_dir(id) {
+        Err(Error::NotFound(_)) if force => return Ok(()),
+        r => r?,
+    };
+    let state = dir.read()?;
+    let status = state.status();
+    if status != Status::Stopped && state.init_alive() {
+        if !force {
+            return Err(Error::State(format!(
+                "cannot delete container {id} that is not stopped: {status}"
+            )));
+        }
+        for pid in processes(&state) {
+            let _ = signal_pid(&state, pid, libc::SIGKILL, pid == state.pid);
+        }
+        wait_gone(&state, Duration::from_secs(10))?;
+    }
+    if let Some(h) = state.hooks.as_ref().and_then(|h| h.poststop().clone()) {
+        let mut stopped = state.clone();
+        stopped.status = Status::Stopped;
+        hooks::run_all_warn("poststop", &h, &stopped.spec_state_json());
+    }
+    dir.remove()
+}
+
+/// Waits until the init has exited (it may stay a zombie until its parent reaps it).
+fn wait_gone(state: &ContainerState, timeout: Duration) -> Result<()> {
+    let Ok(pidfd) = hooks::pidfd_open(state.pid) else {
+        return Ok(());
+    };
+    let mut pfd = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&raw mut pfd, 1, timeout.as_millis() as i32) };
+    if n == 0 {
+        return Err(Error::State(format!(
+            "container init (pid {}) did not exit after SIGKILL",
+            state.pid
+        )));
+    }
+    Ok(())
+}
+
+/// How `run` ends.
+#[derive(Debug)]
+pub enum RunOutcome {
+    /// `--detach`: the container runs on.
+    Detached,
+    /// The container exited with this status (128+N for signal N), and was deleted.
+    Exited(i32),
+    /// The init could not exec the process (message as runc words it); it exited with `code`
+    /// (127 not found, 126 not executable) and the container was deleted.
+    StartFailed {
+        /// What went wrong.
+        message: String,
+        /// The init's exit status.
+        code: i32,
+    },
+}
+
+/// `run`: create and start; in the foreground forward signals, wait, delete, and return the
+/// exit status.
+pub fn run(root: &StateRoot, opts: &CreateOptions, detach: bool) -> Result<RunOutcome> {
+    if detach {
+        create::create(root, opts, false)?;
+        start(root, &opts.id)?;
+        return Ok(RunOutcome::Detached);
+    }
+    // Block every catchable signal before the clone so none is lost, SIGCHLD included; the
+    // init restores an empty mask before exec.
+    let all = nix::sys::signal::SigSet::all();
+    let mut old = nix::sys::signal::SigSet::empty();
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&all),
+        Some(&mut old),
+    )
+    .ctx(|| "sigprocmask".to_string())?;
+    // Grandchild inits (user namespace with joins) must be reaped by us too.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let created = create::create(
+        root,
+        &CreateOptions {
+            foreground: true,
+            ..opts.clone()
+        },
+        true,
+    )?;
+    let pid = created.state.pid;
+    let started = start_channel::trigger(created.starter.expect("inline start"));
+    let mut start_error = None;
+    match started {
+        Ok(()) => {
+            if let Ok(dir) = root.open_dir(&opts.id) {
+                let mut s = created.state.clone();
+                s.status = Status::Running;
+                let _ = dir.write(&s);
+            }
+            run_poststart(&created.state);
+        }
+        Err(e) => start_error = Some(e),
+    }
+    let code = wait_forwarding(pid, &all);
+    let _ =
+        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&old), None);
+    delete(root, &opts.id, true)?;
+    Ok(match start_error {
+        Some(e) => RunOutcome::StartFailed {
+            message: e.to_string(),
+            code,
+        },
+        None => RunOutcome::Exited(code),
+    })
+}
+
+fn wait_forwarding(pid: i32, set: &nix::sys::signal::SigSet) -> i32 {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    loop {
+        // Reap first: the child may have exited before we got here.
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, c)) if p.as_raw() == pid => return c,
+                Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == pid => return 128 + s as i32,
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let Ok(sig) = set.wait() else { continue };
+        if sig != nix::sys::signal::Signal::SIGCHLD {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+        }
+    }
+}

@@ -1,0 +1,702 @@
+//! The container's root filesystem, built inside its new mount namespace: propagation, the
+//! mounts of `config.json` in order, device nodes, the `/dev` symlinks, then `pivot_root`
+//! and the finishing touches (masked and read-only paths, read-only root).
+//!
+//! Every mount target is resolved inside the rootfs with [`in_root`] and mounted through its
+//! `/proc/self/fd/N` path, so a symlink planted in the image cannot redirect a mount to the host.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
+
+use crate::error::{Context, Error, Result};
+use crate::in_root::{self, Leaf};
+use crate::mount_options::{self, MountOptions};
+
+/// One entry of `mounts`, validated and parsed before the container is cloned.
+#[derive(Debug, Clone)]
+pub struct MountPlan {
+    /// Index in `mounts` (for error messages).
+    pub index: usize,
+    /// Destination inside the container.
+    pub destination: PathBuf,
+    /// Filesystem type (`bind` for binds).
+    pub fstype: String,
+    /// Source: a device, a filesystem name, or (binds) a host path made absolute.
+    pub source: Option<PathBuf>,
+    /// Parsed options.
+    pub options: MountOptions,
+}
+
+/// Everything the init needs to build the root filesystem.
+#[derive(Debug, Clone)]
+pub struct RootfsPlan {
+    /// Absolute path of the rootfs on the host.
+    pub rootfs: PathBuf,
+    /// Propagation for `/` (from `linux.rootfsPropagation`), if set.
+    pub root_propagation: Option<MsFlags>,
+    /// The mounts in order.
+    pub mounts: Vec<MountPlan>,
+    /// `linux.devices`.
+    pub devices: Vec<LinuxDevice>,
+    /// Whether the container has its own user namespace (devices are bind-mounted, not made).
+    pub in_user_ns: bool,
+    /// Whether the container has its own cgroup namespace.
+    pub in_cgroup_ns: bool,
+}
+
+/// Builds the mount plan from the config's mounts, resolving bind sources against the bundle.
+pub fn plan_mounts(mounts: &[oci_spec::runtime::Mount], bundle: &Path) -> Result<Vec<MountPlan>> {
+    mounts
+        .iter()
+        .enumerate()
+        .map(|(index, m)| {
+            let options = mount_options::parse(m.options().as_deref().unwrap_or_default(), index)?;
+            let fstype = m.typ().clone().unwrap_or_else(|| {
+                if options.is_bind() {
+                    "bind".into()
+                } else {
+                    "none".into()
+                }
+            });
+            let is_bind = options.is_bind() || fstype == "bind";
+            let source = m.source().as_ref().map(|s| {
+                if is_bind && s.is_relative() {
+                    bundle.join(s)
+                } else {
+                    s.clone()
+                }
+            });
+            if is_bind && source.is_none() {
+                return Err(Error::config(
+                    format!("mounts[{index}].source"),
+                    "a bind mount needs a source",
+                ));
+            }
+            Ok(MountPlan {
+                index,
+                destination: m.destination().clone(),
+                fstype,
+                source,
+                options,
+            })
+        })
+        .collect()
+}
+
+fn sys(what: impl FnOnce() -> String) -> impl FnOnce(nix::Error) -> Error {
+    move |e| Error::Io {
+        context: what(),
+        err: std::io::Error::from_raw_os_error(e as i32),
+    }
+}
+
+/// Step 1 (new mount namespace, before hooks): propagation, rootfs bind, mounts, /dev.
+pub fn prepare(plan: &RootfsPlan) -> Result<()> {
+    // Keep host mount events from leaking in (or ours out); rslave unless told otherwise.
+    let prop = match plan.root_propagation {
+        Some(p) if p.contains(MsFlags::MS_PRIVATE) => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
+    mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
+        .map_err(sys(|| "making / a slave mount".into()))?;
+    // pivot_root needs the new root to be a mount point.
+    mount(
+        Some(&plan.rootfs),
+        &plan.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys(|| {
+        format!("bind-mounting rootfs {}", plan.rootfs.display())
+    }))?;
+    let root =
+        File::open(&plan.rootfs).ctx(|| format!("opening rootfs {}", plan.rootfs.display()))?;
+    for m in &plan.mounts {
+        mount_entry(root.as_fd(), m, plan).map_err(|e| match e {
+            Error::Io { context, err } => Error::Io {
+                context: format!(
+                    "mounts[{}] ({}): {context}",
+                    m.index,
+                    m.destination.display()
+                ),
+                err,
+            },
+            e => e,
+        })?;
+    }
+    create_devices(root.as_fd(), plan)?;
+    dev_symlinks(root.as_fd())?;
+    Ok(())
+}
+
+fn mount_entry(root: BorrowedFd<'_>, m: &MountPlan, plan: &RootfsPlan) -> Result<()> {
+    let dest = &m.destination;
+    let is_bind = m.options.is_bind() || m.fstype == "bind";
+    if is_bind {
+        let source = m.source.as_ref().expect("checked in plan_mounts");
+        let meta = std::fs::metadata(source).ctx(|| format!("bind source {}", source.display()))?;
+        let leaf = if meta.is_dir() { Leaf::Dir } else { Leaf::File };
+        let target =
+            in_root::ensure(root, dest, leaf).ctx(|| "creating mount point".to_string())?;
+        let flags = MsFlags::MS_BIND | (m.options.flags & MsFlags::MS_REC);
+        mount(
+            Some(source),
+            in_root::proc_fd_path(&target).as_c_str(),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .map_err(sys(|| format!("bind-mounting {}", source.display())))?;
+        let extra = m.options.bind_remount_flags();
+        if !extra.is_empty() {
+            let top = in_root::open_path(root, dest).ctx(|| "reopening mount point".to_string())?;
+            let locked = locked_flags(&top);
+            mount(
+                None::<&str>,
+                in_root::proc_fd_path(&top).as_c_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | locked,
+                None::<&str>,
+            )
+            .map_err(sys(|| "remounting bind mount with its options".into()))?;
+        }
+    } else if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+        mount_cgroup(root, m, plan)?;
+    } else {
+        let target =
+            in_root::ensure(root, dest, Leaf::Dir).ctx(|| "creating mount point".to_string())?;
+        let data = (!m.options.data.is_empty()).then_some(m.options.data.as_str());
+        let source = m.source.as_deref().unwrap_or_else(|| Path::new(&m.fstype));
+        let copy_from = if m.options.tmpcopyup {
+            Some(
+                in_root::open(root, dest, libc::O_RDONLY | libc::O_DIRECTORY)
+                    .ctx(|| "opening tmpcopyup source".to_string())?,
+            )
+        } else {
+            None
+        };
+        let res = mount(
+            Some(source),
+            in_root::proc_fd_path(&target).as_c_str(),
+            Some(m.fstype.as_str()),
+            m.options.flags - MsFlags::MS_REMOUNT,
+            data,
+        );
+        match res {
+            Err(nix::Error::EPERM) if m.fstype == "sysfs" && plan.in_user_ns => {
+                // A user namespace without its own network namespace may not mount sysfs:
+                // fall back to a recursive bind of the host's /sys, as runc does.
+                mount(
+                    Some("/sys"),
+                    in_root::proc_fd_path(&target).as_c_str(),
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(sys(|| "bind-mounting /sys".into()))?;
+            }
+            r => r.map_err(sys(|| {
+                format!("mounting {} ({})", source.display(), m.fstype)
+            }))?,
+        }
+        if let Some(src) = copy_from {
+            let top = in_root::open(root, dest, libc::O_RDONLY | libc::O_DIRECTORY)
+                .ctx(|| "reopening tmpfs".to_string())?;
+            crate::copy::copy_tree(src.as_fd(), top.as_fd()).ctx(|| "tmpcopyup".to_string())?;
+        }
+    }
+    apply_propagation_and_attrs(root, dest, &m.options)
+}
+
+fn apply_propagation_and_attrs(root: BorrowedFd<'_>, dest: &Path, o: &MountOptions) -> Result<()> {
+    if o.propagation.is_empty() && o.recursive == Default::default() {
+        return Ok(());
+    }
+    let top = in_root::open_path(root, dest).ctx(|| "reopening mount point".to_string())?;
+    for p in &o.propagation {
+        mount(
+            None::<&str>,
+            in_root::proc_fd_path(&top).as_c_str(),
+            None::<&str>,
+            *p,
+            None::<&str>,
+        )
+        .map_err(sys(|| "changing mount propagation".into()))?;
+    }
+    if o.recursive != Default::default() {
+        mount_setattr(&top, o.recursive.set, o.recursive.clear)?;
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn mount_setattr(fd: &OwnedFd, set: u64, clear: u64) -> Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: fd is valid, the path is an empty C string, attr lives across the call and its
+    // size is passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &raw const attr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .ctx(|| "mount_setattr (recursive mount options)".to_string());
+    }
+    Ok(())
+}
+
+/// Flags a mount already has that an unprivileged remount may not clear.
+fn locked_flags(fd: &OwnedFd) -> MsFlags {
+    let Ok(st) = nix::sys::statvfs::fstatvfs(fd) else {
+        return MsFlags::empty();
+    };
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    use nix::sys::statvfs::FsFlags;
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(fs) {
+            out |= ms;
+        }
+    }
+    out
+}
+
+/// A `cgroup` mount: cgroup2 on a unified host; on a v1/hybrid host a tmpfs holding one mount
+/// per hierarchy the host has (plus `unified`), as runc lays it out.
+fn mount_cgroup(root: BorrowedFd<'_>, m: &MountPlan, plan: &RootfsPlan) -> Result<()> {
+    let flags = m.options.flags - (MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_REC);
+    let target = in_root::ensure(root, &m.destination, Leaf::Dir)
+        .ctx(|| "creating mount point".to_string())?;
+    let hierarchies = crate::mountinfo::cgroup_hierarchies()
+        .ctx(|| "reading /proc/self/mountinfo".to_string())?;
+    let unified_host = hierarchies
+        .iter()
+        .any(|h| h.mount_point == Path::new("/sys/fs/cgroup") && h.fstype == "cgroup2");
+    if unified_host || m.fstype == "cgroup2" {
+        return mount_one_cgroup(&target, "cgroup2", "", flags, plan);
+    }
+    mount(
+        Some("tmpfs"),
+        in_root::proc_fd_path(&target).as_c_str(),
+        Some("tmpfs"),
+        (flags - MsFlags::MS_RDONLY) | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=755"),
+    )
+    .map_err(sys(|| "mounting tmpfs for cgroup hierarchies".into()))?;
+    for h in &hierarchies {
+        let Some(name) = h
+            .mount_point
+            .strip_prefix("/sys/fs/cgroup")
+            .ok()
+            .and_then(|p| p.to_str())
+            .filter(|p| !p.is_empty() && !p.contains('/'))
+        else {
+            continue;
+        };
+        let sub = in_root::ensure(root, &m.destination.join(name), Leaf::Dir)
+            .ctx(|| format!("creating cgroup mount point {name}"))?;
+        mount_one_cgroup(&sub, &h.fstype, &h.options, flags, plan)?;
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        let top = in_root::open_path(root, &m.destination)
+            .ctx(|| "reopening cgroup tmpfs".to_string())?;
+        mount(
+            None::<&str>,
+            in_root::proc_fd_path(&top).as_c_str(),
+            None::<&str>,
+            MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
+            Some("mode=755"),
+        )
+        .map_err(sys(|| "remounting cgroup tmpfs read-only".into()))?;
+    }
+    Ok(())
+}
+
+fn mount_one_cgroup(
+    target: &OwnedFd,
+    fstype: &str,
+    options: &str,
+    flags: MsFlags,
+    plan: &RootfsPlan,
+) -> Result<()> {
+    let path = in_root::proc_fd_path(target);
+    let data = (!options.is_empty()).then_some(options);
+    let res = mount(Some("cgroup"), path.as_c_str(), Some(fstype), flags, data);
+    if res.is_ok() {
+        return Ok(());
+    }
+    if !plan.in_cgroup_ns || plan.in_user_ns {
+        // Without a cgroup namespace (or where a user namespace may not mount v1
+        // hierarchies) show the host's hierarchy through a bind, read-only when asked.
+        let host = if fstype == "cgroup2" && options.is_empty() {
+            crate::mountinfo::cgroup2_mount_point()
+                .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
+        } else {
+            crate::mountinfo::cgroup_hierarchies()
+                .ok()
+                .and_then(|hs| {
+                    hs.into_iter()
+                        .find(|h| h.options == options && h.fstype == fstype)
+                })
+                .map_or_else(|| PathBuf::from("/sys/fs/cgroup"), |h| h.mount_point)
+        };
+        mount(
+            Some(&host),
+            path.as_c_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(sys(|| {
+            format!("bind-mounting cgroup hierarchy {}", host.display())
+        }))?;
+        if flags.contains(MsFlags::MS_RDONLY) {
+            mount(
+                None::<&str>,
+                path.as_c_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(target),
+                None::<&str>,
+            )
+            .map_err(sys(|| "remounting cgroup hierarchy read-only".into()))?;
+        }
+        return Ok(());
+    }
+    res.map_err(sys(|| format!("mounting cgroup hierarchy {options}")))
+}
+
+const DEFAULT_DEVICES: &[(&str, u32, u32)] = &[
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+fn create_devices(root: BorrowedFd<'_>, plan: &RootfsPlan) -> Result<()> {
+    for &(path, major, minor) in DEFAULT_DEVICES {
+        if plan.devices.iter().any(|d| d.path() == Path::new(path)) {
+            continue;
+        }
+        make_device(
+            root,
+            Path::new(path),
+            libc::S_IFCHR,
+            major,
+            minor,
+            0o666,
+            0,
+            0,
+            plan.in_user_ns,
+        )?;
+    }
+    for (i, d) in plan.devices.iter().enumerate() {
+        let kind = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
+            LinuxDeviceType::B => libc::S_IFBLK,
+            LinuxDeviceType::P => libc::S_IFIFO,
+            LinuxDeviceType::A => {
+                return Err(Error::config(
+                    format!("linux.devices[{i}].type"),
+                    "\"a\" is not a device node type",
+                ))
+            }
+        };
+        let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
+        make_device(
+            root,
+            d.path(),
+            kind,
+            d.major() as u32,
+            d.minor() as u32,
+            mode,
+            d.uid().unwrap_or(0),
+            d.gid().unwrap_or(0),
+            plan.in_user_ns,
+        )
+        .map_err(|e| match e {
+            Error::Io { context, err } => Error::Io {
+                context: format!("linux.devices[{i}] ({}): {context}", d.path().display()),
+                err,
+            },
+            e => e,
+        })?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_device(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    kind: u32,
+    major: u32,
+    minor: u32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    in_user_ns: bool,
+) -> Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().ok_or_else(|| {
+        Error::config(
+            "linux.devices",
+            format!("{} has no file name", path.display()),
+        )
+    })?;
+    let dir = in_root::ensure(root, parent, Leaf::Dir)
+        .ctx(|| format!("creating {}", parent.display()))?;
+    let cname = CString::new(name.as_bytes())
+        .map_err(|_| Error::config("linux.devices", "path contains NUL"))?;
+    if in_user_ns {
+        // mknod is not allowed in a user namespace: bind the host's node instead.
+        let target = in_root::ensure(root, path, Leaf::File)
+            .ctx(|| format!("creating {}", path.display()))?;
+        return mount(
+            Some(path),
+            in_root::proc_fd_path(&target).as_c_str(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(sys(|| {
+            format!("bind-mounting host device {}", path.display())
+        }));
+    }
+    // SAFETY: valid dirfd and NUL-terminated name; mknodat reads nothing else from us.
+    let mut rc = unsafe {
+        libc::mknodat(
+            dir.as_raw_fd(),
+            cname.as_ptr(),
+            kind | mode,
+            libc::makedev(major, minor),
+        )
+    };
+    if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
+        // SAFETY: as above; remove the old entry (not a directory) and try once more.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0) };
+        // SAFETY: as above.
+        rc = unsafe {
+            libc::mknodat(
+                dir.as_raw_fd(),
+                cname.as_ptr(),
+                kind | mode,
+                libc::makedev(major, minor),
+            )
+        };
+    }
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| format!("mknod {}", path.display()));
+    }
+    // SAFETY: valid dirfd and name; AT_SYMLINK_NOFOLLOW keeps us on the node just made.
+    let rc = unsafe {
+        libc::fchownat(
+            dir.as_raw_fd(),
+            cname.as_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| format!("chown {}", path.display()));
+    }
+    // The umask applied to mknod; set the exact mode.
+    // SAFETY: valid dirfd and name.
+    let rc = unsafe { libc::fchmodat(dir.as_raw_fd(), cname.as_ptr(), mode, 0) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| format!("chmod {}", path.display()));
+    }
+    Ok(())
+}
+
+fn dev_symlinks(root: BorrowedFd<'_>) -> Result<()> {
+    let dev =
+        in_root::ensure(root, Path::new("/dev"), Leaf::Dir).ctx(|| "creating /dev".to_string())?;
+    let has_pts = in_root::open_path(root, Path::new("/dev/pts/ptmx")).is_ok();
+    let mut links: Vec<(&std::ffi::CStr, &std::ffi::CStr)> = vec![
+        (c"/proc/self/fd", c"fd"),
+        (c"/proc/self/fd/0", c"stdin"),
+        (c"/proc/self/fd/1", c"stdout"),
+        (c"/proc/self/fd/2", c"stderr"),
+    ];
+    if has_pts {
+        // SAFETY: valid dirfd and static name; a missing entry is fine.
+        unsafe { libc::unlinkat(dev.as_raw_fd(), c"ptmx".as_ptr(), 0) };
+        links.push((c"pts/ptmx", c"ptmx"));
+    }
+    for (target, name) in links {
+        // SAFETY: valid dirfd and static NUL-terminated strings.
+        let rc = unsafe { libc::symlinkat(target.as_ptr(), dev.as_raw_fd(), name.as_ptr()) };
+        if rc != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+            return Err(std::io::Error::last_os_error())
+                .ctx(|| format!("symlink /dev/{}", name.to_string_lossy()));
+        }
+    }
+    Ok(())
+}
+
+/// Step 2: make the rootfs `/`, with `pivot_root` or (`--no-pivot`) `MS_MOVE` + `chroot`.
+pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    let new_root = File::open(rootfs).ctx(|| format!("opening {}", rootfs.display()))?;
+    nix::unistd::fchdir(new_root.as_raw_fd()).map_err(sys(|| "chdir to rootfs".into()))?;
+    if no_pivot {
+        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .map_err(sys(|| "moving rootfs to /".into()))?;
+        nix::unistd::chroot(".").map_err(sys(|| "chroot".into()))?;
+    } else {
+        let old_root = File::open("/").ctx(|| "opening /".to_string())?;
+        nix::unistd::pivot_root(".", ".").map_err(sys(|| "pivot_root".into()))?;
+        nix::unistd::fchdir(old_root.as_raw_fd()).map_err(sys(|| "chdir to old root".into()))?;
+        // Detach the old root without letting the unmount propagate to the host.
+        mount(
+            None::<&str>,
+            ".",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(sys(|| "making old root a slave".into()))?;
+        umount2(".", MntFlags::MNT_DETACH).map_err(sys(|| "detaching old root".into()))?;
+    }
+    nix::unistd::chdir("/").map_err(sys(|| "chdir /".into()))?;
+    Ok(())
+}
+
+/// Step 3 (after pivot): masked paths, read-only paths, root read-only, `/` propagation.
+pub fn finish(
+    masked: &[String],
+    readonly: &[String],
+    readonly_root: bool,
+    root_propagation: Option<MsFlags>,
+) -> Result<()> {
+    let root = File::open("/").ctx(|| "opening /".to_string())?;
+    for p in readonly {
+        readonly_path(root.as_fd(), Path::new(p))
+            .map_err(|e| annotate(e, "linux.readonlyPaths", p))?;
+    }
+    for p in masked {
+        mask_path(root.as_fd(), Path::new(p)).map_err(|e| annotate(e, "linux.maskedPaths", p))?;
+    }
+    if readonly_root {
+        let locked = locked_flags(
+            &in_root::open_path(root.as_fd(), Path::new("/")).ctx(|| "opening /".to_string())?,
+        );
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked,
+            None::<&str>,
+        )
+        .map_err(sys(|| "remounting / read-only (root.readonly)".into()))?;
+    }
+    if let Some(p) = root_propagation {
+        mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
+            .map_err(sys(|| "linux.rootfsPropagation".into()))?;
+    }
+    Ok(())
+}
+
+fn annotate(e: Error, field: &str, path: &str) -> Error {
+    match e {
+        Error::Io { context, err } => Error::Io {
+            context: format!("{field} {path}: {context}"),
+            err,
+        },
+        e => e,
+    }
+}
+
+fn readonly_path(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
+    let fd = match in_root::open_path(root, path) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(e).ctx(|| "resolving".to_string()),
+    };
+    mount(
+        Some(in_root::proc_fd_path(&fd).as_c_str()),
+        in_root::proc_fd_path(&fd).as_c_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys(|| "bind-mounting".into()))?;
+    let top = in_root::open_path(root, path).ctx(|| "reopening".to_string())?;
+    let locked = locked_flags(&top);
+    mount(
+        None::<&str>,
+        in_root::proc_fd_path(&top).as_c_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | locked,
+        None::<&str>,
+    )
+    .map_err(sys(|| "remounting read-only".into()))
+}
+
+fn mask_path(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
+    let fd = match in_root::open_path(root, path) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(e).ctx(|| "resolving".to_string()),
+    };
+    let is_dir = nix::sys::stat::fstat(fd.as_raw_fd())
+        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+    let target = in_root::proc_fd_path(&fd);
+    if is_dir {
+        mount(
+            Some("tmpfs"),
+            target.as_c_str(),
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(sys(|| "masking with a read-only tmpfs".into()))
+    } else {
+        mount(
+            Some("/dev/null"),
+            target.as_c_str(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(sys(|| "masking with /dev/null".into()))
+    }
+}
