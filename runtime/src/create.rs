@@ -185,6 +185,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
         console,
         keep_session: opts.foreground && terminal && opts.console_socket.is_none(),
         preserve_fds: opts.preserve_fds,
+        close_at_start: vec![d.lock_fd()],
     };
     let clone_flags = plan.ns.clone_flags;
     let child = clone3(clone_flags.bits() as u64)?;

@@ -54,10 +54,17 @@ pub struct Plan {
     pub keep_session: bool,
     /// `--preserve-fds`.
     pub preserve_fds: u32,
+    /// Descriptors of the parent that the init must close at once (the state-directory lock).
+    pub close_at_start: Vec<std::os::fd::RawFd>,
 }
 
 /// Entry point of the cloned child. Never returns.
 pub fn main(plan: Plan, sync: Channel, waiter: Waiter) -> ! {
+    for &fd in &plan.close_at_start {
+        // SAFETY: the fd is the parent's; the init never uses it, and no Rust owner in this
+        // process will touch it again (the init never returns to that code).
+        unsafe { libc::close(fd) };
+    }
     let code = match setup(&plan, &sync) {
         Ok(ready) => {
             // SAFETY: prctl with integer arguments: the init must outlive `berth create`.

@@ -283,6 +283,12 @@ impl LockedDir {
         &self.path
     }
 
+    /// The descriptor holding the lock (a cloned init must close its copy, or it would keep the
+    /// container locked).
+    pub fn lock_fd(&self) -> std::os::fd::RawFd {
+        self._lock.as_raw_fd()
+    }
+
     /// Reads the state file.
     pub fn read(&self) -> Result<ContainerState> {
         read_state(&self.path)

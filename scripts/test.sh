@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: formatting, lints, and every test (integration tests start real
+# containers, so run as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked -- --test-threads 2

@@ -1,0 +1,363 @@
+//! Filters installed for real, in forked children (the tests run as root).
+//!
+//! Between `fork` and `_exit` the child only makes raw syscalls: everything it
+//! needs is prepared before forking.
+
+mod common;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use berth_seccomp::Filter;
+use common::profile;
+
+#[derive(Debug, PartialEq, Eq)]
+enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+fn wait(pid: libc::pid_t) -> Exit {
+    let mut status = 0;
+    // SAFETY: waiting for our own child with a valid status pointer.
+    let r = unsafe { libc::waitpid(pid, &raw mut status, 0) };
+    assert_eq!(r, pid, "waitpid: {}", std::io::Error::last_os_error());
+    if libc::WIFEXITED(status) {
+        Exit::Code(libc::WEXITSTATUS(status))
+    } else {
+        Exit::Signal(libc::WTERMSIG(status))
+    }
+}
+
+/// Runs `child` in a forked process; its return value is the exit code.
+fn in_child(child: impl FnOnce() -> i32) -> Exit {
+    // SAFETY: the child only runs `child` (raw syscalls, no allocation) and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let code = child();
+        // SAFETY: leaving the forked child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    wait(pid)
+}
+
+fn no_new_privs() -> bool {
+    // SAFETY: plain prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// A syscall without arguments; returns -errno on failure.
+fn sys0(nr: libc::c_long) -> i64 {
+    // SAFETY: the syscalls used here take no pointer arguments.
+    let r = unsafe { libc::syscall(nr) };
+    if r == -1 {
+        -i64::from(errno())
+    } else {
+        r
+    }
+}
+
+#[test]
+fn errno_rule_applies_after_install() {
+    let f = Filter::compile(&profile(
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 42}]}"#,
+    ))
+    .unwrap();
+    let exit = in_child(|| {
+        if !no_new_privs() {
+            return 10;
+        }
+        match f.install() {
+            Ok(None) => {}
+            _ => return 11,
+        }
+        if sys0(libc::SYS_getppid) != -42 {
+            return 12;
+        }
+        if sys0(libc::SYS_getpid) <= 0 {
+            return 13;
+        }
+        0
+    });
+    assert_eq!(exit, Exit::Code(0));
+}
+
+#[test]
+fn docker_profile_in_a_child() {
+    let profile = common::engine_profile("docker").unwrap();
+    let f = Filter::compile(&profile).unwrap();
+    let exit = in_child(|| {
+        if !no_new_privs() || f.install().is_err() {
+            return 10;
+        }
+        // SAFETY: unshare with a flags integer.
+        if unsafe { libc::unshare(libc::CLONE_NEWUTS) } != -1 || errno() != libc::EPERM {
+            return 11; // root could do this without the filter
+        }
+        // SAFETY: clone3 with a null args pointer fails before touching memory.
+        let r = unsafe { libc::syscall(libc::SYS_clone3, 0usize, 0usize) };
+        if r != -1 || errno() != libc::ENOSYS {
+            return 12;
+        }
+        // SAFETY: keyctl(KEYCTL_GET_KEYRING_ID, ...) with integer arguments.
+        let r = unsafe { libc::syscall(libc::SYS_keyctl, 0, -3, 0) };
+        if r != -1 || errno() != libc::EPERM {
+            return 13;
+        }
+        // fchmodat2 is newer than the profile: ENOSYS, so libc can fall back.
+        // SAFETY: the null path is never read, the filter answers first.
+        let r = unsafe { libc::syscall(452, libc::AT_FDCWD, 0usize, 0, 0) };
+        if r != -1 || errno() != libc::ENOSYS {
+            return 14;
+        }
+        if sys0(libc::SYS_getpid) <= 0 {
+            return 15;
+        }
+        0
+    });
+    assert_eq!(exit, Exit::Code(0));
+}
+
+#[test]
+fn flags_tsync_and_log_are_accepted() {
+    let f = Filter::compile(&profile(
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_TSYNC",
+            "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"], "syscalls": [
+            {"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 3}]}"#,
+    ))
+    .unwrap();
+    let exit = in_child(|| {
+        if !no_new_privs() {
+            return 10;
+        }
+        if !matches!(f.install(), Ok(None)) {
+            return 11;
+        }
+        if sys0(libc::SYS_getppid) != -3 {
+            return 12;
+        }
+        0
+    });
+    assert_eq!(exit, Exit::Code(0));
+}
+
+#[test]
+fn x32_syscall_is_killed_when_x32_not_listed() {
+    let f = Filter::compile(&profile(
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"]}"#,
+    ))
+    .unwrap();
+    let exit = in_child(|| {
+        if !no_new_privs() || f.install().is_err() {
+            return 10;
+        }
+        sys0(0x4000_0000 | libc::SYS_getpid);
+        20
+    });
+    assert_eq!(exit, Exit::Signal(libc::SIGSYS));
+}
+
+/// getpid through the i386 `int 0x80` entry.
+fn int80_getpid() -> i64 {
+    let ret: i64;
+    // SAFETY: i386 getpid (20) takes no arguments; int 0x80 preserves all registers
+    // except rax, and r8-r11 are declared clobbered to be safe.
+    unsafe {
+        std::arch::asm!(
+            "int 0x80",
+            inlateout("rax") 20i64 => ret,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+            options(nostack)
+        );
+    }
+    ret
+}
+
+fn int80_works() -> bool {
+    // IA32 emulation may be disabled (ia32_emulation=0): then int 0x80 faults.
+    in_child(|| i32::from(int80_getpid() <= 0)) == Exit::Code(0)
+}
+
+#[test]
+fn i386_syscalls_follow_the_x86_table() {
+    if !int80_works() {
+        eprintln!("skipping: IA32 emulation is disabled on this kernel");
+        return;
+    }
+    // Not listed: killed.
+    let f = Filter::compile(&profile(r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#)).unwrap();
+    let exit = in_child(|| {
+        if !no_new_privs() || f.install().is_err() {
+            return 10;
+        }
+        int80_getpid();
+        20
+    });
+    assert_eq!(exit, Exit::Signal(libc::SIGSYS));
+
+    // Listed: i386 getpid (20, not x86_64's 39) gets its rule.
+    let f = Filter::compile(&profile(
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 77}]}"#,
+    ))
+    .unwrap();
+    let exit = in_child(|| {
+        if !no_new_privs() || f.install().is_err() {
+            return 10;
+        }
+        if int80_getpid() != -77 {
+            return 11;
+        }
+        0
+    });
+    assert_eq!(exit, Exit::Code(0));
+}
+
+#[test]
+fn notify_round_trip() {
+    let f = Filter::compile(&profile(
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", "SECCOMP_FILTER_FLAG_TSYNC"],
+            "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}]}"#,
+    ))
+    .unwrap();
+    assert!(f.needs_notify());
+
+    let mut pipe = [0; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    let r = unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(r, 0);
+    // SAFETY: both fds were just created and are owned here.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+
+    // SAFETY: the child only makes raw syscalls and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let code = (|| {
+            if !no_new_privs() {
+                return 10;
+            }
+            let Ok(Some(listener)) = f.install() else {
+                return 11;
+            };
+            let fd = listener.as_raw_fd();
+            // SAFETY: writing 4 bytes from a live local.
+            let n = unsafe { libc::write(wr.as_raw_fd(), (&raw const fd).cast(), 4) };
+            if n != 4 {
+                return 12;
+            }
+            // Blocks until the parent answers through the listener.
+            if sys0(libc::SYS_getppid) != 4242 {
+                return 13;
+            }
+            0
+        })();
+        // SAFETY: leaving the forked child.
+        unsafe { libc::_exit(code) };
+    }
+    drop(wr);
+
+    let kill_child = || {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        wait(pid)
+    };
+    let mut child_fd: i32 = -1;
+    // SAFETY: reading 4 bytes into a live local.
+    let n = unsafe { libc::read(rd.as_raw_fd(), (&raw mut child_fd).cast(), 4) };
+    assert_eq!(n, 4, "child did not send its listener fd: {:?}", wait(pid));
+    // SAFETY: pidfd_open/pidfd_getfd with integer arguments; we are root.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    assert!(
+        pidfd >= 0,
+        "pidfd_open: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: as above.
+    let listener = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, child_fd, 0) };
+    assert!(
+        listener >= 0,
+        "pidfd_getfd: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: both are new fds owned by this test.
+    let (_pidfd, listener) = unsafe {
+        (
+            OwnedFd::from_raw_fd(pidfd as i32),
+            OwnedFd::from_raw_fd(listener as i32),
+        )
+    };
+
+    let mut pfd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: polling one valid pollfd.
+    let ready = unsafe { libc::poll(&raw mut pfd, 1, 10_000) };
+    assert!(ready == 1, "no notification within 10s: {:?}", kill_child());
+    // SAFETY: seccomp_notif is plain data; zeroed is the required initial state.
+    let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: the ioctl fills `req`.
+    let r = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_RECV,
+            &raw mut req,
+        )
+    };
+    assert_eq!(r, 0, "NOTIF_RECV: {}", std::io::Error::last_os_error());
+    assert_eq!(i64::from(req.data.nr), libc::SYS_getppid);
+    assert_eq!(req.pid, pid as u32);
+    let mut resp = libc::seccomp_notif_resp {
+        id: req.id,
+        val: 4242,
+        error: 0,
+        flags: 0,
+    };
+    // SAFETY: the ioctl reads `resp`.
+    let r = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND,
+            &raw mut resp,
+        )
+    };
+    assert_eq!(r, 0, "NOTIF_SEND: {}", std::io::Error::last_os_error());
+    assert_eq!(wait(pid), Exit::Code(0));
+}
+
+#[test]
+fn install_error_is_reported() {
+    // Without NO_NEW_PRIVS and without CAP_SYS_ADMIN, seccomp(2) fails with EACCES.
+    let f = Filter::compile(&profile(r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#)).unwrap();
+    let exit = in_child(|| {
+        // Drop CAP_SYS_ADMIN from the effective set (capset v3, pid 0 = self).
+        let mut hdr = [0x2008_0522u32, 0];
+        let mut data = [0u32; 6];
+        // SAFETY: capget/capset with properly sized header and data arrays.
+        unsafe {
+            if libc::syscall(libc::SYS_capget, hdr.as_mut_ptr(), data.as_mut_ptr()) != 0 {
+                return 10;
+            }
+            data[0] &= !(1 << 21); // CAP_SYS_ADMIN
+            if libc::syscall(libc::SYS_capset, hdr.as_mut_ptr(), data.as_ptr()) != 0 {
+                return 11;
+            }
+        }
+        match f.install() {
+            Err(berth_seccomp::Error::Install { source, .. })
+                if source.raw_os_error() == Some(libc::EACCES) =>
+            {
+                0
+            }
+            _ => 12,
+        }
+    });
+    assert_eq!(exit, Exit::Code(0));
+}
