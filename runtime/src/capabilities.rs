@@ -39,11 +39,11 @@ fn convert(
             Ok(c) if held.contains(&c) => {
                 out.insert(c);
             }
-            Ok(c) => tracing::warn!(
-                "process.capabilities.{set}: {c} is not held by berth on this host; not granted"
-            ),
+            Ok(c) => {
+                tracing::warn!("process.capabilities.{set}: {c} is not held by berth on this host; not granted");
+            }
             Err(_) => {
-                tracing::warn!("process.capabilities.{set}: unknown capability {name} ignored")
+                tracing::warn!("process.capabilities.{set}: unknown capability {name} ignored");
             }
         }
     }

@@ -173,7 +173,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
         readonly_root: spec
             .root()
             .as_ref()
-            .and_then(|r| r.readonly())
+            .and_then(oci_spec::runtime::Root::readonly)
             .unwrap_or(false),
         hostname: spec.hostname().clone(),
         domainname: spec.domainname().clone(),

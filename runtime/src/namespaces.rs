@@ -146,9 +146,11 @@ pub fn join(j: &Join) -> Result<()> {
 
 /// The text of a `uid_map` / `gid_map` file.
 pub fn id_map_text(maps: &[LinuxIdMapping]) -> String {
-    maps.iter()
-        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-        .collect()
+    use std::fmt::Write as _;
+    maps.iter().fold(String::new(), |mut out, m| {
+        let _ = writeln!(out, "{} {} {}", m.container_id(), m.host_id(), m.size());
+        out
+    })
 }
 
 /// Writes the id maps of a child's user namespace (as root, from the parent).
@@ -171,6 +173,7 @@ pub fn enter_new_time_ns(linux: &Linux) -> Result<()> {
     nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
         .ctx(|| "unshare time namespace".to_string())?;
     if let Some(offsets) = linux.time_offsets() {
+        use std::fmt::Write as _;
         let mut text = String::new();
         for (clock, off) in offsets {
             let name = match clock.as_str() {
@@ -183,11 +186,12 @@ pub fn enter_new_time_ns(linux: &Linux) -> Result<()> {
                     ))
                 }
             };
-            text.push_str(&format!(
-                "{name} {} {}\n",
+            let _ = writeln!(
+                text,
+                "{name} {} {}",
                 off.secs().unwrap_or(0),
                 off.nanosecs().unwrap_or(0)
-            ));
+            );
         }
         std::fs::write("/proc/self/timens_offsets", text)
             .ctx(|| "linux.timeOffsets: writing timens_offsets".to_string())?;

@@ -77,7 +77,7 @@ impl ProcessPlan {
             .transpose()?;
         let personality = match linux
             .and_then(|l| l.personality().as_ref())
-            .map(|x| x.domain())
+            .map(oci_spec::runtime::LinuxPersonality::domain)
         {
             None => None,
             Some(oci_spec::runtime::LinuxPersonalityDomain::PerLinux) => Some(0),

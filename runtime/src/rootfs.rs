@@ -216,7 +216,7 @@ fn mount_entry(root: BorrowedFd<'_>, m: &MountPlan, plan: &RootfsPlan) -> Result
 }
 
 fn apply_propagation_and_attrs(root: BorrowedFd<'_>, dest: &Path, o: &MountOptions) -> Result<()> {
-    if o.propagation.is_empty() && o.recursive == Default::default() {
+    if o.propagation.is_empty() && o.recursive == crate::mount_options::RecursiveAttrs::default() {
         return Ok(());
     }
     let top = in_root::open_path(root, dest).ctx(|| "reopening mount point".to_string())?;
@@ -230,7 +230,7 @@ fn apply_propagation_and_attrs(root: BorrowedFd<'_>, dest: &Path, o: &MountOptio
         )
         .map_err(sys(|| "changing mount propagation".into()))?;
     }
-    if o.recursive != Default::default() {
+    if o.recursive != crate::mount_options::RecursiveAttrs::default() {
         mount_setattr(&top, o.recursive.set, o.recursive.clear)?;
     }
     Ok(())

@@ -176,7 +176,7 @@ pub struct StateRoot {
 #[derive(Debug)]
 pub struct LockedDir {
     path: PathBuf,
-    _lock: File,
+    lock: File,
 }
 
 impl StateRoot {
@@ -212,7 +212,7 @@ impl StateRoot {
             Err(e) => return Err(e).ctx(|| format!("creating {}", path.display())),
         }
         let lock = lock_dir(&path)?;
-        Ok(LockedDir { path, _lock: lock })
+        Ok(LockedDir { path, lock })
     }
 
     /// Locks an existing container directory.
@@ -230,7 +230,7 @@ impl StateRoot {
         if !path.join(STATE_FILE).exists() {
             return Err(Error::NotFound(id.into()));
         }
-        Ok(LockedDir { path, _lock: lock })
+        Ok(LockedDir { path, lock })
     }
 
     /// IDs of every container under the root, sorted.
@@ -286,7 +286,7 @@ impl LockedDir {
     /// The descriptor holding the lock (a cloned init must close its copy, or it would keep the
     /// container locked).
     pub fn lock_fd(&self) -> std::os::fd::RawFd {
-        self._lock.as_raw_fd()
+        self.lock.as_raw_fd()
     }
 
     /// Reads the state file.
