@@ -197,6 +197,7 @@ fn run(cli: Cli) -> Result<u8> {
     let Some(command) = cli.command else {
         bail!("no command given; see berth --help");
     };
+
     match command {
         Command::Create(a) => {
             berth_runtime::create(&root, &create_options(&a), false)?;

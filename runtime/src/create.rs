@@ -186,6 +186,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
         keep_session: opts.foreground && terminal && opts.console_socket.is_none(),
         preserve_fds: opts.preserve_fds,
         close_at_start: vec![d.lock_fd()],
+        trampoline: crate::exe_guard::Trampoline::new()?,
     };
     let clone_flags = plan.ns.clone_flags;
     let child = clone3(clone_flags.bits() as u64)?;

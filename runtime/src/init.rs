@@ -54,6 +54,8 @@ pub struct Plan {
     pub keep_session: bool,
     /// `--preserve-fds`.
     pub preserve_fds: u32,
+    /// The sealed exec trampoline (CVE-2019-5736).
+    pub trampoline: crate::exe_guard::Trampoline,
     /// Descriptors of the parent that the init must close at once (the state-directory lock).
     pub close_at_start: Vec<std::os::fd::RawFd>,
 }
@@ -131,6 +133,10 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Ready> {
             }
         }
     }
+    // From here the init is visible inside the container's namespaces: make it non-dumpable so
+    // no container process can open its /proc/<pid>/exe (or ptrace it) before it execs.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if ns.new_time {
         namespaces::enter_new_time_ns(&plan.linux)?;
     }
@@ -292,7 +298,7 @@ fn exec_process(
     }
     close_fds(plan.preserve_fds, conn).map_err(fail)?;
     reset_signals();
-    let failure = process::exec(&path, p);
+    let failure = process::exec(&plan.trampoline, &path, p);
     Err((failure.message, failure.exit_code))
 }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod copy;
 pub mod create;
 pub mod error;
+pub mod exe_guard;
 pub mod features;
 pub mod hooks;
 pub mod in_root;

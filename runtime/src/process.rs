@@ -434,15 +434,18 @@ pub fn fill_home(p: &mut ProcessPlan) {
     }
 }
 
-/// Replaces the process image. Returns only on failure.
-pub fn exec(path: &CStr, p: &ProcessPlan) -> ExecFailure {
+/// Replaces the process image through the sealed trampoline (see [`crate::exe_guard`]).
+/// Returns only on failure.
+pub fn exec(
+    trampoline: &crate::exe_guard::Trampoline,
+    path: &CStr,
+    p: &ProcessPlan,
+) -> ExecFailure {
     let mut argv: Vec<*const libc::c_char> = p.args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = p.env.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
-    // SAFETY: path, argv and envp are NUL-terminated arrays of valid C strings that outlive the call.
-    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    let e = errno();
+    let e = trampoline.exec(path, &argv, &envp);
     failure(&p.args[0].to_string_lossy(), &strerror(e), e)
 }
 
