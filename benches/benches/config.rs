@@ -1,1 +1,34 @@
-fn main() {}
+//! The start path's pure parts: config.json parse + validate, on the engines' real configs.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+
+fn engine_config(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../../shared/engines/{name}.example.config.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn parse(c: &mut Criterion) {
+    let mut group = c.benchmark_group("config_parse");
+    for name in ["docker", "podman", "containerd"] {
+        let doc = engine_config(name);
+        group.bench_function(name, |b| {
+            b.iter(|| berth_runtime::config::parse(std::hint::black_box(&doc)).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn seccomp_compile(c: &mut Criterion) {
+    let doc = engine_config("docker");
+    let spec = berth_runtime::config::parse(&doc).unwrap();
+    let profile = spec.linux().as_ref().unwrap().seccomp().clone().unwrap();
+    c.bench_function("seccomp_compile/docker", |b| {
+        b.iter(|| berth_seccomp::Filter::compile(std::hint::black_box(&profile)).unwrap());
+    });
+}
+
+criterion_group!(benches, parse, seccomp_compile);
+criterion_main!(benches);

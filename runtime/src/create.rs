@@ -64,6 +64,12 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
         ));
     }
     let linux = spec.linux().clone().unwrap_or_default();
+    if linux.resources().is_some() || linux.cgroups_path().is_some() {
+        tracing::warn!(
+            "linux.resources / linux.cgroupsPath: the cgroups crate is not wired in yet; no resource limits are applied to {}",
+            opts.id
+        );
+    }
     let ns = namespaces::plan(Some(&linux))?;
     if ns.new_user && linux.uid_mappings().as_ref().is_none_or(Vec::is_empty) {
         return Err(Error::config(
