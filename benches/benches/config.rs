@@ -1,4 +1,5 @@
 //! The start path's pure parts: config.json parse + validate, on the engines' real configs.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -15,7 +16,7 @@ fn parse(c: &mut Criterion) {
     for name in ["docker", "podman", "containerd"] {
         let doc = engine_config(name);
         group.bench_function(name, |b| {
-            b.iter(|| berth_runtime::config::parse(std::hint::black_box(&doc)).unwrap())
+            b.iter(|| berth_runtime::config::parse(std::hint::black_box(&doc)).unwrap());
         });
     }
     group.finish();
