@@ -64,6 +64,48 @@ struct CreateArgs {
     id: String,
 }
 
+#[derive(clap::Args, Debug, Clone)]
+struct ExecArgs {
+    /// process.json describing the process (instead of COMMAND and the flags below).
+    #[arg(short, long)]
+    process: Option<PathBuf>,
+    /// Return once the process has started.
+    #[arg(short, long)]
+    detach: bool,
+    /// File to write the process's host pid to.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master.
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Allocate a terminal.
+    #[arg(short, long)]
+    tty: bool,
+    /// Working directory.
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Environment variables (KEY=VALUE), repeatable.
+    #[arg(short, long)]
+    env: Vec<String>,
+    /// User as UID[:GID].
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Additional groups, repeatable.
+    #[arg(short = 'g', long = "additional-gids")]
+    additional_gids: Vec<u32>,
+    /// Set no_new_privs.
+    #[arg(long = "no-new-privs")]
+    no_new_privs: bool,
+    /// Pass N extra file descriptors (3..3+N) to the process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Container ID.
+    id: String,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Create a container that waits for `start`.
@@ -105,6 +147,8 @@ enum Command {
         #[arg(short, long)]
         detach: bool,
     },
+    /// Run a new process inside a running container.
+    Exec(ExecArgs),
     /// List containers.
     #[command(alias = "ls")]
     List {
@@ -225,6 +269,20 @@ fn run(cli: Cli) -> Result<u8> {
                 }
             };
         }
+        Command::Exec(a) => {
+            let opts = exec_options(&root, &a)?;
+            return match berth_runtime::exec::exec(&root, &opts)? {
+                RunOutcome::Detached => Ok(0),
+                RunOutcome::Exited(code) => Ok(u8::try_from(code).unwrap_or(255)),
+                RunOutcome::StartFailed { message, code } => {
+                    tracing::error!("{message}");
+                    if cli.log.is_some() {
+                        eprintln!("berth: {message}");
+                    }
+                    Ok(u8::try_from(code).unwrap_or(1))
+                }
+            };
+        }
         Command::List { format, quiet } => list(&root, &format, quiet)?,
         Command::Spec { bundle, rootless } => {
             let path = bundle.join("config.json");
@@ -245,6 +303,71 @@ fn run(cli: Cli) -> Result<u8> {
         ),
     }
     Ok(0)
+}
+
+/// The exec process: `--process` as given, or the container's own process with COMMAND and
+/// the flags applied (as runc does).
+fn exec_options(root: &StateRoot, a: &ExecArgs) -> Result<berth_runtime::exec::ExecOptions> {
+    use berth_runtime::oci::{Process, User};
+    let mut process: Process = if let Some(path) = &a.process {
+        let bytes = std::fs::read(path).with_context(|| format!("--process {}", path.display()))?;
+        berth_runtime::config::parse_process(&bytes)
+            .with_context(|| format!("--process {}", path.display()))?
+    } else {
+        if a.command.is_empty() {
+            bail!("exec: give a COMMAND or --process");
+        }
+        let state = root.read(&a.id)?;
+        let spec = berth_runtime::config::load(&state.bundle)?;
+        let mut p = spec.process().clone().unwrap_or_default();
+        p.set_args(Some(a.command.clone()));
+        p.set_terminal(Some(a.tty));
+        p
+    };
+    if a.tty {
+        process.set_terminal(Some(true));
+    }
+    if let Some(cwd) = &a.cwd {
+        process.set_cwd(cwd.clone());
+    }
+    if !a.env.is_empty() {
+        let mut env = process.env().clone().unwrap_or_default();
+        env.extend(a.env.iter().cloned());
+        process.set_env(Some(env));
+    }
+    if let Some(user) = &a.user {
+        let (uid, gid) = user
+            .split_once(':')
+            .map_or((user.as_str(), None), |(u, g)| (u, Some(g)));
+        let mut u: User = process.user().clone();
+        u.set_uid(
+            uid.parse()
+                .with_context(|| format!("--user {user}: uid must be a number"))?,
+        );
+        if let Some(g) = gid {
+            u.set_gid(
+                g.parse()
+                    .with_context(|| format!("--user {user}: gid must be a number"))?,
+            );
+        }
+        process.set_user(u);
+    }
+    if !a.additional_gids.is_empty() {
+        let mut u: User = process.user().clone();
+        u.set_additional_gids(Some(a.additional_gids.clone()));
+        process.set_user(u);
+    }
+    if a.no_new_privs {
+        process.set_no_new_privileges(Some(true));
+    }
+    Ok(berth_runtime::exec::ExecOptions {
+        id: a.id.clone(),
+        process,
+        detach: a.detach,
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        preserve_fds: a.preserve_fds,
+    })
 }
 
 fn list(root: &StateRoot, format: &str, quiet: bool) -> Result<()> {

@@ -82,6 +82,23 @@ fn drop_unknown_capabilities(value: &mut Value) {
     }
 }
 
+/// Parses and validates an `exec --process` document (a runtime-spec `process` object).
+pub fn parse_process(bytes: &[u8]) -> Result<oci_spec::runtime::Process> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let p: oci_spec::runtime::Process =
+        serde_path_to_error::deserialize(&mut de).map_err(path_error)?;
+    if p.args().as_ref().is_none_or(Vec::is_empty) {
+        return Err(Error::config("args", "must name at least the program"));
+    }
+    if !p.cwd().is_absolute() {
+        return Err(Error::config(
+            "cwd",
+            format!("{:?} is not an absolute path", p.cwd()),
+        ));
+    }
+    Ok(p)
+}
+
 /// Parses "MAJOR.MINOR.PATCH[-pre]" and checks it is a version this runtime implements.
 pub fn check_version(version: &str) -> Result<()> {
     let bad = || {

@@ -304,7 +304,7 @@ fn exec_process(
 
 /// Marks every descriptor above stdio and the preserved ones close-on-exec, so nothing of the
 /// host (state directory, sockets, log file) reaches the container.
-fn close_fds(preserve: u32, conn: &UnixStream) -> Result<()> {
+pub(crate) fn close_fds(preserve: u32, conn: &impl AsRawFd) -> Result<()> {
     let first = 3 + preserve;
     // SAFETY: close_range with integer arguments; CLOSE_RANGE_CLOEXEC only sets flags.
     let rc = unsafe {
@@ -330,7 +330,7 @@ fn close_fds(preserve: u32, conn: &UnixStream) -> Result<()> {
 
 /// Restores default signal dispositions and an empty mask (Rust ignores SIGPIPE; `run` blocks
 /// signals): the container must start with a clean slate.
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     for sig in 1..=libc::SIGRTMAX() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;

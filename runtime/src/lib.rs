@@ -11,6 +11,7 @@ pub mod copy;
 pub mod create;
 pub mod error;
 pub mod exe_guard;
+pub mod exec;
 pub mod features;
 pub mod hooks;
 pub mod in_root;
@@ -33,6 +34,11 @@ pub use create::{create, CreateOptions};
 pub use error::{Error, Result};
 pub use lifecycle::{delete, kill, run, start, RunOutcome};
 pub use state::{ContainerState, StateRoot, Status};
+
+/// Re-export of the OCI runtime-spec types berth reads.
+pub mod oci {
+    pub use oci_spec::runtime::*;
+}
 
 /// The runtime-spec version berth implements.
 pub const SPEC_VERSION: &str = "1.3.0";

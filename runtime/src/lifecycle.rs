@@ -250,7 +250,9 @@ pub fn run(root: &StateRoot, opts: &CreateOptions, detach: bool) -> Result<RunOu
     })
 }
 
-fn wait_forwarding(pid: i32, set: &nix::sys::signal::SigSet) -> i32 {
+/// Waits for `pid` (a child, or a grandchild when berth is a subreaper) while forwarding every
+/// other signal to it; returns its exit status (128+N for signal N).
+pub(crate) fn wait_forwarding(pid: i32, set: &nix::sys::signal::SigSet) -> i32 {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     loop {
         // Reap first: the child may have exited before we got here.

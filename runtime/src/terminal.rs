@@ -15,8 +15,17 @@ pub fn connect_console_socket(path: &Path) -> Result<UnixStream> {
     UnixStream::connect(path).ctx(|| format!("--console-socket: connecting to {}", path.display()))
 }
 
-/// Opens a new pty in the container (after pivot), sends the master, returns the slave.
+/// Opens a new pty in the container (after pivot), sends the master, binds the slave on
+/// `/dev/console` and returns it.
 pub fn setup_pty(socket: &UnixStream, uid: u32, gid: u32) -> Result<OwnedFd> {
+    let (slave, path) = open_pty(socket, uid, gid)?;
+    bind_console(&path)?;
+    Ok(slave)
+}
+
+/// Opens a new pty in the current mount namespace's `/dev/ptmx`, sends the master to `socket`,
+/// returns the slave and its path (for `exec`, which has no console to bind).
+pub fn open_pty(socket: &UnixStream, uid: u32, gid: u32) -> Result<(OwnedFd, std::ffi::CString)> {
     // SAFETY: open with a static path; the result is checked.
     let master = unsafe {
         libc::open(
@@ -55,7 +64,6 @@ pub fn setup_pty(socket: &UnixStream, uid: u32, gid: u32) -> Result<OwnedFd> {
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
     // SAFETY: valid fd; integer ids.
     unsafe { libc::fchown(slave.as_raw_fd(), uid, gid) };
-    bind_console(&slave_path)?;
     let fds = [master.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let payload = slave_path.to_bytes();
@@ -67,7 +75,7 @@ pub fn setup_pty(socket: &UnixStream, uid: u32, gid: u32) -> Result<OwnedFd> {
         None,
     )
     .map_err(|e| Error::Init(format!("--console-socket: sending the pty master: {e}")))?;
-    Ok(slave)
+    Ok((slave, slave_path))
 }
 
 fn bind_console(slave: &std::ffi::CStr) -> Result<()> {
