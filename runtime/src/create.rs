@@ -50,10 +50,12 @@ pub struct Created {
 
 /// Creates a container; with `inline_start` the returned [`Created::starter`] starts it.
 pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Result<Created> {
+    let mut phases = crate::phases::Phases::start("create");
     crate::state::validate_id(&opts.id)?;
     let bundle =
         std::fs::canonicalize(&opts.bundle).ctx(|| format!("bundle {}", opts.bundle.display()))?;
     let spec = config::load(&bundle)?;
+    phases.mark("config load+validate");
     let rootfs_path = config::rootfs_path(&spec, &bundle);
     let rootfs = std::fs::canonicalize(&rootfs_path)
         .ctx(|| format!("root.path {}", rootfs_path.display()))?;
@@ -82,6 +84,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
         .as_ref()
         .map(|p| ProcessPlan::new(p, Some(&linux)))
         .transpose()?;
+    phases.mark("namespace and process plans");
     let seccomp = linux
         .seccomp()
         .as_ref()
@@ -132,6 +135,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
         return Err(Error::config("hostname", "needs a uts namespace"));
     }
 
+    phases.mark("seccomp compile, mount plan");
     // From here on, failures must clean up what they leave.
     let dir = root.create_dir(&opts.id)?;
     let mut state = ContainerState {
@@ -194,6 +198,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
         close_at_start: vec![d.lock_fd()],
         trampoline: crate::exe_guard::Trampoline::new()?,
     };
+    phases.mark("state dir, channels");
     let clone_flags = plan.ns.clone_flags;
     let child = clone3(clone_flags.bits() as u64)?;
     if child == 0 {
@@ -202,6 +207,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
     }
     drop(child_end);
     drop(waiter);
+    phases.mark("clone3");
     guard.pids.push(child);
     let unshare_path = !plan.ns.unshare_flags.is_empty();
     if unshare_path {
@@ -210,6 +216,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
     if plan.ns.new_user {
         namespaces::write_id_maps(child, &linux)?;
     }
+    phases.mark("id maps");
     parent_end
         .send(&Msg::Go)
         .ctx(|| "sync with the container's init".to_string())?;
@@ -240,7 +247,10 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
                     .send(&Msg::Continue { creating, created })
                     .ctx(|| "sync".to_string())?;
             }
-            Msg::Ready => break,
+            Msg::Ready => {
+                phases.mark("init setup (mounts, pivot, devices, limits)");
+                break;
+            }
             other => return Err(unexpected(&other)),
         }
     }
@@ -249,6 +259,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
     if let Some(pid_file) = &opts.pid_file {
         crate::state::write_atomic(pid_file, init_pid.to_string().as_bytes())?;
     }
+    phases.mark("state and pid file");
     // Success: disarm the cleanup (this also releases the lock).
     guard.pids.clear();
     guard.dir = None;

@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod mount_options;
 pub mod mountinfo;
 pub mod namespaces;
+pub mod phases;
 pub mod proc_info;
 pub mod process;
 pub mod rootfs;

@@ -11,6 +11,7 @@ use crate::state::{ContainerState, StateRoot, Status};
 
 /// Starts a created container: its init execs the user process.
 pub fn start(root: &StateRoot, id: &str) -> Result<()> {
+    let mut phases = crate::phases::Phases::start("start");
     let dir = root.open_dir(id)?;
     let mut state = dir.read()?;
     match state.status() {
@@ -30,6 +31,7 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
     let outcome = start_channel::trigger(conn);
     let _ = std::fs::remove_file(create::start_socket(dir.path()));
     outcome?;
+    phases.mark("exec (startContainer hooks, user, caps, seccomp, exec)");
     state.status = Status::Running;
     dir.write(&state)?;
     drop(dir);
