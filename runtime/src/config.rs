@@ -169,7 +169,40 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
     }
     validate_hooks(spec)?;
+    validate_lsm(spec)?;
     validate_linux(spec)
+}
+
+/// AppArmor and SELinux: this host has neither LSM. Like runc, a profile that cannot be applied
+/// is an error (the container would run unconfined); a label on a host without SELinux is
+/// ignored with a warning, as runc ignores it.
+fn validate_lsm(spec: &Spec) -> Result<()> {
+    let Some(p) = spec.process() else {
+        return Ok(());
+    };
+    if let Some(profile) = p.apparmor_profile().as_ref().filter(|s| !s.is_empty()) {
+        if !apparmor_enabled() {
+            return Err(Error::config(
+                "process.apparmorProfile",
+                format!("profile {profile:?} given but AppArmor is not enabled on this host"),
+            ));
+        }
+        return Err(Error::Unsupported(format!(
+            "process.apparmorProfile: applying AppArmor profile {profile:?} is not implemented"
+        )));
+    }
+    if let Some(label) = p.selinux_label().as_ref().filter(|s| !s.is_empty()) {
+        tracing::warn!(
+            "process.selinuxLabel {label:?} ignored: SELinux is not enabled on this host"
+        );
+    }
+    Ok(())
+}
+
+/// Whether the AppArmor LSM is active.
+pub fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
 }
 
 fn validate_hooks(spec: &Spec) -> Result<()> {
@@ -376,6 +409,16 @@ mod tests {
         assert!(parse(b"{").unwrap_err().to_string().contains("config.json"));
         let e = parse(br#"{"ociVersion":"1.0.0"}"#).unwrap_err().to_string();
         assert!(e.contains("root"), "{e}");
+    }
+
+    #[test]
+    fn apparmor_profile_is_a_clear_error_here() {
+        let doc = minimal("").replace(
+            r#""cwd":"/""#,
+            r#""cwd":"/","apparmorProfile":"docker-default""#,
+        );
+        let e = parse(doc.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("process.apparmorProfile"), "{e}");
     }
 
     #[test]

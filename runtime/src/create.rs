@@ -233,7 +233,6 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
     }
     state.pid = init_pid;
     state.init_start_time = crate::proc_info::start_time(init_pid).map_or(0, |(t, _)| t);
-    guard.dir.as_ref().expect("set").write(&state)?;
     loop {
         match recv(&parent_end, init_pid)? {
             Msg::MountsDone => {

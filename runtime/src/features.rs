@@ -92,6 +92,7 @@ pub fn document() -> Value {
                 "supportedFlags": berth_seccomp::supported_flags(),
             },
             "apparmor": { "enabled": false },
+            // SELinux labels are ignored with a warning: this host has no SELinux.
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },
             "mountExtensions": { "idmap": { "enabled": false } },
