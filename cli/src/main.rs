@@ -18,9 +18,9 @@ use tracing_subscriber::prelude::*;
     disable_version_flag = true
 )]
 struct Cli {
-    /// Directory for container state.
-    #[arg(long, global = true, default_value = "/run/berth")]
-    root: PathBuf,
+    /// Directory for container state (default: /run/berth, or $XDG_RUNTIME_DIR/berth when not root).
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// Log file (default: stderr).
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -214,6 +214,14 @@ fn init_logging(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
+/// `/run/berth` for root; `$XDG_RUNTIME_DIR/berth` for other users (as runc does).
+fn default_root() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !nix::unistd::geteuid().is_root() => PathBuf::from(dir).join("berth"),
+        _ => PathBuf::from("/run/berth"),
+    }
+}
+
 fn create_options(a: &CreateArgs) -> CreateOptions {
     CreateOptions {
         id: a.id.clone(),
@@ -237,7 +245,7 @@ fn run(cli: Cli) -> Result<u8> {
     if cli.systemd_cgroup {
         bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet; use cgroupfs");
     }
-    let root = StateRoot::new(&cli.root);
+    let root = StateRoot::new(cli.root.clone().unwrap_or_else(default_root));
     let Some(command) = cli.command else {
         bail!("no command given; see berth --help");
     };

@@ -153,10 +153,29 @@ pub fn id_map_text(maps: &[LinuxIdMapping]) -> String {
     })
 }
 
-/// Writes the id maps of a child's user namespace (as root, from the parent).
+/// Writes the id maps of a child's user namespace from the parent: directly as root, or as an
+/// unprivileged user either directly (a single mapping of the caller's own ids, with setgroups
+/// denied) or through the setuid `newuidmap`/`newgidmap` helpers (Debian `uidmap`), which check
+/// /etc/subuid and /etc/subgid.
 pub fn write_id_maps(pid: i32, linux: &Linux) -> Result<()> {
-    let uid = id_map_text(linux.uid_mappings().as_deref().unwrap_or_default());
-    let gid = id_map_text(linux.gid_mappings().as_deref().unwrap_or_default());
+    let uids = linux.uid_mappings().as_deref().unwrap_or_default();
+    let gids = linux.gid_mappings().as_deref().unwrap_or_default();
+    let euid = nix::unistd::geteuid().as_raw();
+    let egid = nix::unistd::getegid().as_raw();
+    if euid != 0 {
+        let own = |maps: &[LinuxIdMapping], id: u32| {
+            maps.len() == 1 && maps[0].host_id() == id && maps[0].size() == 1
+        };
+        if own(uids, euid) && (gids.is_empty() || own(gids, egid)) {
+            std::fs::write(format!("/proc/{pid}/setgroups"), "deny")
+                .ctx(|| "writing setgroups".to_string())?;
+        } else {
+            run_id_helper("newuidmap", pid, uids, "linux.uidMappings")?;
+            return run_id_helper("newgidmap", pid, gids, "linux.gidMappings");
+        }
+    }
+    let uid = id_map_text(uids);
+    let gid = id_map_text(gids);
     if !uid.is_empty() {
         std::fs::write(format!("/proc/{pid}/uid_map"), uid)
             .ctx(|| "linux.uidMappings: writing uid_map".to_string())?;
@@ -164,6 +183,36 @@ pub fn write_id_maps(pid: i32, linux: &Linux) -> Result<()> {
     if !gid.is_empty() {
         std::fs::write(format!("/proc/{pid}/gid_map"), gid)
             .ctx(|| "linux.gidMappings: writing gid_map".to_string())?;
+    }
+    Ok(())
+}
+
+fn run_id_helper(helper: &str, pid: i32, maps: &[LinuxIdMapping], field: &str) -> Result<()> {
+    if maps.is_empty() {
+        return Ok(());
+    }
+    let mut cmd = std::process::Command::new(helper);
+    cmd.arg(pid.to_string());
+    for m in maps {
+        cmd.args([
+            m.container_id().to_string(),
+            m.host_id().to_string(),
+            m.size().to_string(),
+        ]);
+    }
+    let out = cmd.output().map_err(|e| {
+        Error::Unsupported(format!(
+            "{field}: mapping these ids as an unprivileged user needs {helper} (Debian package uidmap): {e}"
+        ))
+    })?;
+    if !out.status.success() {
+        return Err(Error::config(
+            field,
+            format!(
+                "{helper} refused the mapping: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
     }
     Ok(())
 }
