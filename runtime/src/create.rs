@@ -90,6 +90,10 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
         .as_ref()
         .map(berth_seccomp::Filter::compile)
         .transpose()?;
+    let notify = match (linux.seccomp(), &seccomp) {
+        (Some(profile), Some(filter)) => crate::seccomp_notify::connect(profile, filter)?,
+        _ => None,
+    };
     let terminal = process.as_ref().is_some_and(|p| p.terminal);
     let console = match (&opts.console_socket, terminal) {
         (Some(path), true) => Some(crate::terminal::connect_console_socket(path)?),
@@ -169,10 +173,11 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
     if let Some(j) = &ns.join_pid {
         namespaces::join(j)?;
     }
-    let hook_exchange = !(prestart.is_empty()
-        && create_runtime.is_empty()
-        && create_container.is_empty()
-        && start_container.is_empty());
+    let hook_exchange = notify.is_some()
+        || !(prestart.is_empty()
+            && create_runtime.is_empty()
+            && create_container.is_empty()
+            && start_container.is_empty());
     let plan = Plan {
         id: opts.id.clone(),
         ns,
@@ -189,6 +194,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
         domainname: spec.domainname().clone(),
         process,
         seccomp,
+        notify,
         create_container_hooks: create_container,
         start_container_hooks: start_container,
         hook_exchange,

@@ -41,6 +41,8 @@ pub struct Plan {
     pub process: Option<ProcessPlan>,
     /// Compiled seccomp filter.
     pub seccomp: Option<berth_seccomp::Filter>,
+    /// The seccomp agent to send the NOTIFY listener to.
+    pub notify: Option<crate::seccomp_notify::Agent>,
     /// `createContainer` hooks.
     pub create_container_hooks: Vec<Hook>,
     /// `startContainer` hooks.
@@ -275,7 +277,7 @@ fn exec_process(
     }
     if let (Some(f), false) = (&plan.seccomp, nnp) {
         // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it before the drop.
-        f.install().map_err(|e| fail(e.into()))?;
+        install_seccomp(f, plan.notify.take(), &ready.created).map_err(fail)?;
     }
     process::fill_home(p);
     let path = process::lookup(p).map_err(|f| (f.message, f.exit_code))?;
@@ -293,13 +295,26 @@ fn exec_process(
             ));
         }
         if let Some(f) = &plan.seccomp {
-            f.install().map_err(|e| fail(e.into()))?;
+            install_seccomp(f, plan.notify.take(), &ready.created).map_err(fail)?;
         }
     }
     close_fds(plan.preserve_fds, conn).map_err(fail)?;
     reset_signals();
     let failure = process::exec(&plan.trampoline, &path, p);
     Err((failure.message, failure.exit_code))
+}
+
+/// Installs the filter; a NOTIFY listener goes to the agent.
+fn install_seccomp(
+    f: &berth_seccomp::Filter,
+    agent: Option<crate::seccomp_notify::Agent>,
+    state: &str,
+) -> Result<()> {
+    let listener = f.install()?;
+    if let (Some(listener), Some(agent)) = (listener, agent) {
+        agent.send(&listener, state)?;
+    }
+    Ok(())
 }
 
 /// Marks every descriptor above stdio and the preserved ones close-on-exec, so nothing of the

@@ -24,6 +24,7 @@ pub mod phases;
 pub mod proc_info;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp_notify;
 pub mod signal;
 pub mod spec_template;
 pub mod start_channel;
