@@ -31,5 +31,22 @@ fn seccomp_compile(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parse, seccomp_compile);
+fn seccomp_cached(c: &mut Criterion) {
+    let doc = engine_config("docker");
+    let spec = berth_runtime::config::parse(&doc).unwrap();
+    let profile = spec.linux().as_ref().unwrap().seccomp().clone().unwrap();
+    let dir = std::env::temp_dir().join(format!("berth-bench-seccomp-{}", std::process::id()));
+    let cache = berth_seccomp::cache::Cache::new(&dir);
+    cache.get_or_compile(&profile).unwrap();
+    c.bench_function("seccomp_cached_load/docker", |b| {
+        b.iter(|| {
+            cache
+                .get_or_compile(std::hint::black_box(&profile))
+                .unwrap()
+        });
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+criterion_group!(benches, parse, seccomp_compile, seccomp_cached);
 criterion_main!(benches);

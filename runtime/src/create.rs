@@ -88,7 +88,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
     let seccomp = linux
         .seccomp()
         .as_ref()
-        .map(berth_seccomp::Filter::compile)
+        .map(|p| root.seccomp_cache().get_or_compile(p))
         .transpose()?;
     let notify = match (linux.seccomp(), &seccomp) {
         (Some(profile), Some(filter)) => crate::seccomp_notify::connect(profile, filter)?,

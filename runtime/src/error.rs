@@ -12,7 +12,9 @@ pub enum Error {
     #[error("container with id {0} already exists")]
     Exists(String),
     /// The container ID is empty or contains characters that cannot be used in a path.
-    #[error("invalid container id {0:?}: use only letters, digits, '_', '+', '-' and '.'")]
+    #[error(
+        "invalid container id {0:?}: use only letters, digits, '_', '+', '-' and '.' (not first)"
+    )]
     InvalidId(String),
     /// The bundle's configuration is invalid; `field` is a JSON path such as `mounts[2].destination`.
     #[error("config.json: {field}: {msg}")]

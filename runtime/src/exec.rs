@@ -91,7 +91,7 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<RunOutcome> {
     let seccomp = linux
         .seccomp()
         .as_ref()
-        .map(berth_seccomp::Filter::compile)
+        .map(|p| root.seccomp_cache().get_or_compile(p))
         .transpose()?;
     let console = match (&opts.console_socket, plan.terminal) {
         (Some(path), true) => Some(crate::terminal::connect_console_socket(path)?),

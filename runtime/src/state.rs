@@ -152,9 +152,9 @@ impl ContainerState {
 
 /// Checks an ID the way runc does: non-empty, no path separators, a conservative alphabet.
 pub fn validate_id(id: &str) -> Result<()> {
+    // A leading '.' is reserved for berth's own entries under the root (caches).
     let ok = !id.is_empty()
-        && id != "."
-        && id != ".."
+        && !id.starts_with('.')
         && id.len() <= 1024
         && id
             .bytes()
@@ -188,6 +188,11 @@ impl StateRoot {
     /// The root directory.
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// The cache of compiled seccomp filters, kept under the state root.
+    pub fn seccomp_cache(&self) -> berth_seccomp::cache::Cache {
+        berth_seccomp::cache::Cache::new(self.dir.join(".seccomp-cache"))
     }
 
     /// Directory of one container.
@@ -333,7 +338,16 @@ mod tests {
         for ok in ["a", "web-1", "x.y_z+1", "5e4c43a45304"] {
             validate_id(ok).unwrap();
         }
-        for bad in ["", ".", "..", "a/b", "../x", "a b", "a\0b"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../x",
+            "a b",
+            "a\0b",
+            ".seccomp-cache",
+        ] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
     }

@@ -54,6 +54,7 @@ mod syscalls;
 
 use std::os::fd::OwnedFd;
 
+pub mod cache;
 pub use error::Error;
 pub use libc::sock_filter;
 use oci_spec::runtime::LinuxSeccomp;
