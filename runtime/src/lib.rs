@@ -7,6 +7,7 @@
 
 pub mod capabilities;
 pub mod config;
+pub mod confine;
 pub mod copy;
 pub mod create;
 pub mod error;
