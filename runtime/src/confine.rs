@@ -58,7 +58,6 @@ pub fn writes_beneath(dir: &Path) -> Result<Confinement> {
             );
             Confinement::Unavailable
         }
-        _ => Confinement::Unavailable,
     })
 }
 
