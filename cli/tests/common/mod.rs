@@ -1,0 +1,516 @@
+//! Shared helpers for berth's integration tests: a busybox root filesystem, bundles made from
+//! `berth spec`, a per-test `--root`, the `berth` binary driven as an engine drives it, and a
+//! guard that force-deletes every container a test created, even when the test fails.
+//!
+//! Every `berth` command runs with `BERTH_TEST_TAG=<tag>` in its environment, and every config
+//! puts the same variable into `process.env`, so [`Berth::assert_clean`] can find any process a
+//! test left behind by scanning `/proc/*/environ`.
+
+#![allow(dead_code)]
+
+use std::fs::{self, File};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The debug `berth` binary under test.
+pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+/// The host's static busybox.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// The project's `shared/` directory (engine fixtures, specs): beside the checkout.
+pub fn shared_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+}
+
+/// How long one `berth` command may take before the test gives up on it.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a container may take to reach a status after a signal.
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A long-running container process that exits 0 on SIGTERM (pid 1 of a pid namespace ignores
+/// signals it has no handler for).
+pub const SLEEPER: &[&str] = &["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"];
+
+static TAGS: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes the test process a child subreaper, as conmon and containerd's shim are: a container
+/// init outlives `berth create`, and is reparented to us.
+pub fn become_subreaper() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: prctl with integer arguments only.
+        let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
+    });
+}
+
+/// Reaps `pid` if it is our child and has exited; true if it is gone (reaped or not ours).
+///
+/// Only known container inits are reaped: `waitpid(-1)` would steal the exit status of
+/// `std::process::Command` children of tests running on other threads.
+pub fn reap(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid on one pid with a valid status pointer; WNOHANG never blocks.
+    match unsafe { libc::waitpid(pid, &raw mut status, libc::WNOHANG) } {
+        0 => false,
+        rc if rc == pid => true,
+        // Not our child (ECHILD): nothing to reap, gone once it no longer runs.
+        _ => !is_alive(pid),
+    }
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn is_alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rfind(')')
+            .and_then(|i| s[i + 2..].chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X')
+    })
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Fills `dir` with a busybox root filesystem: `/bin/busybox`, every applet as a symlink to
+/// it, and the usual empty directories (mount points must exist for user-namespaced inits).
+pub fn busybox_rootfs(dir: &Path) {
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+    let list = Command::new(BUSYBOX).arg("--list").output().unwrap();
+    for applet in String::from_utf8(list.stdout).unwrap().lines() {
+        if applet != "busybox" && !applet.is_empty() {
+            symlink("busybox", bin.join(applet)).unwrap();
+        }
+    }
+    for d in [
+        "proc", "sys", "dev", "tmp", "etc", "root", "run", "mnt", "var",
+    ] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    fs::set_permissions(dir.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    fs::write(dir.join("etc/group"), "root:x:0:\n").unwrap();
+}
+
+/// Convenience accessors on a command's output.
+pub trait OutputExt {
+    /// Standard output, lossily decoded.
+    fn out(&self) -> String;
+    /// Standard error, lossily decoded.
+    fn err(&self) -> String;
+    /// Exit code; 128+N for a signal death.
+    fn code(&self) -> i32;
+    /// Panics with both streams unless the command succeeded.
+    fn ok(self) -> Self;
+    /// Panics unless the command failed with `needle` in its standard error; returns stderr.
+    fn fails_with(&self, needle: &str) -> String;
+}
+
+impl OutputExt for Output {
+    fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    fn err(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+    fn code(&self) -> i32 {
+        self.status
+            .code()
+            .unwrap_or_else(|| 128 + self.status.signal().unwrap_or(0))
+    }
+    fn ok(self) -> Self {
+        assert!(
+            self.status.success(),
+            "berth failed ({}):\nstdout: {}\nstderr: {}",
+            self.status,
+            self.out(),
+            self.err()
+        );
+        self
+    }
+    fn fails_with(&self, needle: &str) -> String {
+        let err = self.err();
+        assert!(
+            !self.status.success(),
+            "expected a failure with {needle:?}, but berth succeeded:\nstdout: {}\nstderr: {err}",
+            self.out()
+        );
+        assert!(
+            err.contains(needle),
+            "expected {needle:?} in stderr, got:\n{err}"
+        );
+        err
+    }
+}
+
+/// One test's berth: a temporary directory holding the rootfs, the bundles, the state root and
+/// the captured output of every command. Dropping it force-deletes every container created and
+/// kills any process still carrying the tag.
+pub struct Berth {
+    /// Everything of this test lives here.
+    pub tmp: tempfile::TempDir,
+    /// The `--root` state directory.
+    pub root: PathBuf,
+    /// The shared busybox rootfs.
+    pub rootfs: PathBuf,
+    /// Unique tag of this test (in container IDs and in `BERTH_TEST_TAG`).
+    pub tag: String,
+    template: Value,
+    ids: Mutex<Vec<String>>,
+    pids: Mutex<Vec<i32>>,
+    outputs: AtomicUsize,
+}
+
+impl Berth {
+    /// A fresh test environment; makes the test process a subreaper.
+    pub fn new() -> Berth {
+        become_subreaper();
+        let tmp = tempfile::Builder::new()
+            .prefix("berth-test-")
+            .tempdir()
+            .unwrap();
+        let rootfs = tmp.path().join("rootfs");
+        busybox_rootfs(&rootfs);
+        let spec_dir = tmp.path().join("spec");
+        fs::create_dir(&spec_dir).unwrap();
+        fs::create_dir(tmp.path().join("out")).unwrap();
+        let tag = format!(
+            "{}x{}",
+            std::process::id(),
+            TAGS.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut b = Berth {
+            root: tmp.path().join("state"),
+            rootfs,
+            tag,
+            template: Value::Null,
+            ids: Mutex::new(Vec::new()),
+            pids: Mutex::new(Vec::new()),
+            outputs: AtomicUsize::new(0),
+            tmp,
+        };
+        b.cmd(&["spec", "--bundle", spec_dir.to_str().unwrap()])
+            .ok();
+        b.template =
+            serde_json::from_slice(&fs::read(spec_dir.join("config.json")).unwrap()).unwrap();
+        b
+    }
+
+    /// The temporary directory's path.
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// A container ID unique to this test.
+    pub fn id(&self, name: &str) -> String {
+        format!("{name}-{}", self.tag)
+    }
+
+    /// `berth spec`'s config, made to run `args` without a terminal on the shared rootfs.
+    pub fn config(&self, args: &[&str]) -> Value {
+        let mut c = self.template.clone();
+        c["root"]["path"] = json!(self.rootfs);
+        c["process"]["terminal"] = json!(false);
+        c["process"]["args"] = json!(args);
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!(format!("BERTH_TEST_TAG={}", self.tag)));
+        c
+    }
+
+    /// Writes `config` as the bundle of `id` and returns the bundle directory.
+    pub fn bundle(&self, id: &str, config: &Value) -> PathBuf {
+        let dir = self.path().join("bundles").join(id);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("config.json"),
+            serde_json::to_vec_pretty(config).unwrap(),
+        )
+        .unwrap();
+        dir
+    }
+
+    /// Runs `berth --root <state> args...` to completion.
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        self.cmd_with(args, |_| {})
+    }
+
+    /// Like [`Berth::cmd`], letting the caller adjust the command first (fds, env).
+    ///
+    /// Standard output and error go to files, not pipes: a created container inherits them and
+    /// would keep a pipe open long after `berth` exits. `create` and `run` register their ID
+    /// with the cleanup guard.
+    pub fn cmd_with(&self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Output {
+        if matches!(args.first(), Some(&"create" | &"run")) {
+            self.track(args.last().unwrap());
+        }
+        let n = self.outputs.fetch_add(1, Ordering::Relaxed);
+        let out_path = self.path().join(format!("out/{n}.stdout"));
+        let err_path = self.path().join(format!("out/{n}.stderr"));
+        let mut cmd = Command::new(BERTH);
+        cmd.arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .env("BERTH_TEST_TAG", &self.tag)
+            .stdin(Stdio::null())
+            .stdout(File::create(&out_path).unwrap())
+            .stderr(File::create(&err_path).unwrap());
+        adjust(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("berth {args:?} did not finish in {COMMAND_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        Output {
+            status,
+            stdout: fs::read(out_path).unwrap(),
+            stderr: fs::read(err_path).unwrap(),
+        }
+    }
+
+    /// Registers a container ID for the cleanup guard.
+    pub fn track(&self, id: &str) {
+        let mut ids = self.ids.lock().unwrap();
+        if !ids.iter().any(|i| i == id) {
+            ids.push(id.to_string());
+        }
+    }
+
+    /// `berth create` of `config` as `id`, without checking the outcome.
+    pub fn try_create(&self, id: &str, config: &Value) -> Output {
+        let bundle = self.bundle(id, config);
+        self.cmd(&["create", "--bundle", bundle.to_str().unwrap(), id])
+    }
+
+    /// `berth create --pid-file`: asserts success and returns the init's host pid.
+    pub fn create(&self, id: &str, config: &Value) -> i32 {
+        let bundle = self.bundle(id, config);
+        let pid_file = bundle.join("pid");
+        self.cmd(&[
+            "create",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            id,
+        ])
+        .ok();
+        let pid: i32 = fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        self.pids.lock().unwrap().push(pid);
+        pid
+    }
+
+    /// `berth start`, asserting success.
+    pub fn start(&self, id: &str) {
+        self.cmd(&["start", id]).ok();
+    }
+
+    /// `berth run` in the foreground: the container's output and exit status.
+    pub fn run(&self, id: &str, config: &Value) -> Output {
+        let bundle = self.bundle(id, config);
+        self.cmd(&["run", "--bundle", bundle.to_str().unwrap(), id])
+    }
+
+    /// `berth state`, parsed.
+    pub fn state(&self, id: &str) -> Value {
+        let out = self.cmd(&["state", id]).ok();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("state of {id} is not JSON ({e}): {}", out.out()))
+    }
+
+    /// The status field of `berth state`.
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap().to_string()
+    }
+
+    /// Polls `berth state` until the status is `want`, reaping exited inits meanwhile.
+    pub fn wait_status(&self, id: &str, want: &str) {
+        let mut last = String::new();
+        let reached = poll_until(STATUS_TIMEOUT, || {
+            self.reap_all();
+            last = self.status(id);
+            last == want
+        });
+        assert!(reached, "{id}: status stayed {last:?}, wanted {want:?}");
+    }
+
+    /// `berth delete --force`, asserting success.
+    pub fn delete_force(&self, id: &str) {
+        self.cmd(&["delete", "--force", id]).ok();
+        self.reap_all();
+    }
+
+    /// Reaps every tracked init that has exited.
+    pub fn reap_all(&self) {
+        self.pids.lock().unwrap().retain(|&pid| !reap(pid));
+    }
+
+    /// Records a host pid (for example one read from `berth state`) for reaping.
+    pub fn track_pid(&self, pid: i32) {
+        self.pids.lock().unwrap().push(pid);
+    }
+
+    /// Asserts that nothing of this test is left: no container in the state directory (entries
+    /// starting with '.' are berth's own caches, such as compiled seccomp filters; the tests
+    /// use no such IDs), no process carrying the tag, no mount under the temporary directory.
+    pub fn assert_clean(&self) {
+        self.reap_all();
+        let entries: Vec<_> = match fs::read_dir(&self.root) {
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name())
+                .filter(|name| !name.to_string_lossy().starts_with('.'))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        assert!(entries.is_empty(), "state dir not empty: {entries:?}");
+        self.assert_no_processes();
+        self.assert_no_mounts();
+    }
+
+    /// Asserts that the state directory has no entry for `id`.
+    pub fn assert_no_state(&self, id: &str) {
+        assert!(
+            !self.root.join(id).exists(),
+            "state directory of {id} left behind"
+        );
+    }
+
+    /// Asserts that no live process carries this test's tag (polls briefly: a killed process
+    /// may take a moment to die).
+    pub fn assert_no_processes(&self) {
+        let mut left = Vec::new();
+        let gone = poll_until(Duration::from_secs(5), || {
+            self.reap_all();
+            left = tagged_processes(&self.tag);
+            left.is_empty()
+        });
+        assert!(gone, "processes left behind: {left:?}");
+    }
+
+    /// Asserts that the host's mount table has no entry under the temporary directory.
+    pub fn assert_no_mounts(&self) {
+        let needle = self.path().to_str().unwrap();
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let leaked: Vec<_> = mountinfo.lines().filter(|l| l.contains(needle)).collect();
+        assert!(leaked.is_empty(), "mounts left behind: {leaked:#?}");
+    }
+}
+
+impl Default for Berth {
+    fn default() -> Self {
+        Berth::new()
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        let ids = std::mem::take(&mut *self.ids.lock().unwrap());
+        for id in ids {
+            let _ = Command::new(BERTH)
+                .arg("--root")
+                .arg(&self.root)
+                .args(["delete", "--force", &id])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        // Last resort for a failed test: whatever still carries the tag is killed (and reaped,
+        // if it was reparented to us), so a failure leaks nothing into later tests.
+        for (pid, _) in tagged_processes(&self.tag) {
+            // SAFETY: kill with integer arguments; the pid carries this test's tag.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            self.track_pid(pid);
+        }
+        poll_until(Duration::from_secs(5), || {
+            self.reap_all();
+            self.pids.lock().unwrap().is_empty()
+        });
+    }
+}
+
+/// Drops the namespace of type `typ` from `config`'s `linux.namespaces`.
+pub fn remove_namespace(config: &mut Value, typ: &str) {
+    config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|ns| ns["type"] != typ);
+}
+
+/// Pids of live processes whose environment holds `BERTH_TEST_TAG=<tag>`.
+pub fn tagged_processes(tag: &str) -> Vec<(i32, String)> {
+    let needle = format!("BERTH_TEST_TAG={tag}");
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) && is_alive(pid) {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            out.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+        }
+    }
+    out
+}
+
+/// Makes the spawned command (berth) inherit `from` as descriptor `to`, without `FD_CLOEXEC`,
+/// as a careless engine would. Done in the child only: other test threads are unaffected.
+pub fn inherit_fd(cmd: &mut Command, from: std::os::fd::RawFd, to: std::os::fd::RawFd) {
+    // SAFETY: the closure only calls dup2 and fcntl, which are async-signal-safe, between fork
+    // and exec; `from` is kept open by the caller until the command has been spawned.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself would keep FD_CLOEXEC: clear the flag instead.
+            let rc = if from == to {
+                libc::fcntl(to, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(from, to)
+            };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

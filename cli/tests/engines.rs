@@ -1,0 +1,271 @@
+//! The config.json files that podman, docker and containerd wrote on this kind of machine
+//! (shared/engines): each runs under berth with only host-specific parts rewritten —
+//! the rootfs, bind sources that do not exist here, and docker's `/proc/<pid>/exe` prestart
+//! hook. `linux.cgroupsPath` and `linux.resources` are kept. Each engine's own call sequence
+//! (runtime-calls.txt) is replayed too: flags, `--log-format json`, pid file, delete then
+//! delete --force.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use common::{Berth, OutputExt};
+use serde_json::{json, Value};
+
+/// Loads `<engine>.example.config.json` and adapts it to this host; returns the config and
+/// whether its `root.path` is relative to the bundle (then the bundle needs a `rootfs`).
+fn engine_config(b: &Berth, engine: &str, args: &[&str]) -> (Value, bool) {
+    let path = common::shared_dir()
+        .join("engines")
+        .join(format!("{engine}.example.config.json"));
+    let mut c: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let relative = !Path::new(c["root"]["path"].as_str().unwrap()).is_absolute();
+    if !relative {
+        c["root"]["path"] = json!(b.rootfs);
+    }
+    let host = b.path().join(format!("{engine}-host"));
+    fs::create_dir_all(&host).unwrap();
+    for (i, m) in c["mounts"].as_array_mut().unwrap().iter_mut().enumerate() {
+        let is_bind = m["type"] == "bind"
+            || m["options"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|o| o == "bind" || o == "rbind"));
+        let source = m["source"].as_str().unwrap_or_default();
+        if !is_bind || Path::new(source).exists() {
+            continue;
+        }
+        let replacement = host.join(format!("mount{i}"));
+        if m["destination"] == "/dev/shm" {
+            fs::create_dir(&replacement).unwrap();
+        } else {
+            fs::write(&replacement, format!("{engine} {i}\n")).unwrap();
+        }
+        m["source"] = json!(replacement);
+    }
+    if let Some(hooks) = c["hooks"].as_object_mut() {
+        for list in hooks.values_mut() {
+            list.as_array_mut().unwrap().retain(|h| {
+                let p = h["path"].as_str().unwrap();
+                // docker's libnetwork-setkey is /proc/<dockerd pid>/exe: not here.
+                Path::new(p).exists() && !p.starts_with("/proc/")
+            });
+        }
+    }
+    c["process"]["args"] = json!(args);
+    c["process"]["terminal"] = json!(false);
+    c["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!(format!("BERTH_TEST_TAG={}", b.tag)));
+    (c, relative)
+}
+
+/// Writes the bundle; a relative `root.path` ("rootfs", as containerd writes it) gets a
+/// `rootfs` symlink to the shared busybox rootfs.
+fn engine_bundle(b: &Berth, id: &str, config: &Value, relative: bool) -> PathBuf {
+    let bundle = b.bundle(id, config);
+    if relative {
+        let root = config["root"]["path"].as_str().unwrap();
+        symlink(&b.rootfs, bundle.join(root)).unwrap();
+    }
+    bundle
+}
+
+fn runs_echo_ok(engine: &str) {
+    let b = Berth::new();
+    let (c, relative) = engine_config(&b, engine, &["sh", "-c", "echo ok"]);
+    assert!(
+        c["linux"]["cgroupsPath"].is_string() && c["linux"]["resources"].is_object(),
+        "the fixture keeps its cgroup settings"
+    );
+    let id = b.id(engine);
+    let bundle = engine_bundle(&b, &id, &c, relative);
+    let out = b.cmd(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
+    assert_eq!(out.code(), 0, "{engine}: {}", out.err());
+    assert_eq!(out.out(), "ok\n", "{engine}: {}", out.err());
+    b.assert_clean();
+}
+
+#[test]
+fn podman_config_runs() {
+    runs_echo_ok("podman");
+}
+
+#[test]
+fn docker_config_runs() {
+    runs_echo_ok("docker");
+}
+
+#[test]
+fn containerd_config_runs() {
+    runs_echo_ok("containerd");
+}
+
+/// The process writes `ok` to a bind-mounted results directory (a created container's stdout
+/// is the creating command's).
+fn results_mount(b: &Berth, c: &mut Value) -> PathBuf {
+    let results = b.path().join("results");
+    fs::create_dir_all(&results).unwrap();
+    c["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/results", "type": "bind", "source": results, "options": ["rbind"]}),
+    );
+    results.join("out")
+}
+
+/// conmon: `--log-format=json --log L create --bundle B --pid-file P ID`, `start`,
+/// `delete --force`; no `--root` (here: a per-test one all the same).
+#[test]
+fn podman_call_sequence() {
+    let b = Berth::new();
+    let (mut c, relative) = engine_config(&b, "podman", &["sh", "-c", "echo ok > /results/out"]);
+    let result = results_mount(&b, &mut c);
+    let id = b.id("podman-seq");
+    let bundle = engine_bundle(&b, &id, &c, relative);
+    let log = bundle.join("oci-log");
+    let pid_file = bundle.join("pidfile");
+    b.cmd(&[
+        "--log-format=json",
+        "--log",
+        log.to_str().unwrap(),
+        "create",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+    ])
+    .ok();
+    b.track_pid(
+        fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    );
+    b.start(&id);
+    b.wait_status(&id, "stopped");
+    assert_eq!(fs::read_to_string(&result).unwrap(), "ok\n");
+    b.cmd(&["delete", "--force", &id]).ok();
+    for line in fs::read_to_string(&log).unwrap_or_default().lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_ne!(v["level"], "error", "{line}");
+    }
+    b.assert_clean();
+}
+
+/// containerd-shim: every call has `--log L --log-format json`; after the init exits it
+/// calls `delete` and then `delete --force`, which must succeed on the missing container.
+#[test]
+fn containerd_call_sequence() {
+    let b = Berth::new();
+    let (mut c, relative) =
+        engine_config(&b, "containerd", &["sh", "-c", "echo ok > /results/out"]);
+    let result = results_mount(&b, &mut c);
+    let id = b.id("w0");
+    let bundle = engine_bundle(&b, &id, &c, relative);
+    let log = bundle.join("log.json");
+    let pid_file = bundle.join("init.pid");
+    let shim = |args: &[&str]| {
+        let mut all = vec!["--log", log.to_str().unwrap(), "--log-format", "json"];
+        all.extend_from_slice(args);
+        b.cmd(&all)
+    };
+    shim(&[
+        "create",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+    ])
+    .ok();
+    b.track_pid(
+        fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    );
+    shim(&["start", &id]).ok();
+    b.wait_status(&id, "stopped");
+    assert_eq!(fs::read_to_string(&result).unwrap(), "ok\n");
+    shim(&["delete", &id]).ok();
+    shim(&["delete", "--force", &id]).ok();
+    b.assert_clean();
+}
+
+/// dockerd (through containerd's shim) stops a container with `kill ID 15` then `kill ID 9`;
+/// the second may find it already gone and must say so in the words containerd matches.
+#[test]
+fn docker_stop_sequence() {
+    let b = Berth::new();
+    let (c, relative) = engine_config(&b, "docker", common::SLEEPER);
+    let id = b.id("docker-stop");
+    let bundle = engine_bundle(&b, &id, &c, relative);
+    let pid_file = bundle.join("init.pid");
+    b.cmd(&[
+        "create",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+    ])
+    .ok();
+    b.track_pid(
+        fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    );
+    b.start(&id);
+    assert_eq!(b.status(&id), "running");
+    b.cmd(&["kill", &id, "15"]).ok();
+    b.wait_status(&id, "stopped");
+    let err = b.cmd(&["kill", &id, "9"]).fails_with("not running");
+    assert!(err.contains("container not running"), "{err}");
+    b.cmd(&["delete", &id]).ok();
+    b.assert_clean();
+}
+
+/// runtime-calls.txt ("error path: missing binary" / "not executable"): runc fails `create`
+/// with the exec error in its `--log` JSON, and podman maps that text to exit 127 / 126 without
+/// ever calling `start`. If `create` succeeds, podman's `start` error carries no such mapping.
+#[test]
+#[ignore = "berth bug: a missing or non-executable process.args[0] passes create; runc fails create with it in the JSON log, which podman maps to exit 127/126"]
+fn podman_missing_binary_fails_create_with_the_error_in_the_json_log() {
+    let b = Berth::new();
+    for (name, program, needle) in [
+        ("missing", "/nonexistent", "no such file or directory"),
+        ("notexec", "/etc/passwd", "permission denied"),
+    ] {
+        let (c, relative) = engine_config(&b, "podman", &[program]);
+        let id = b.id(name);
+        let bundle = engine_bundle(&b, &id, &c, relative);
+        let log = bundle.join("oci-log");
+        let out = b.cmd(&[
+            "--log-format=json",
+            "--log",
+            log.to_str().unwrap(),
+            "create",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--pid-file",
+            bundle.join("pidfile").to_str().unwrap(),
+            &id,
+        ]);
+        if out.status.success() {
+            b.delete_force(&id);
+        }
+        assert!(!out.status.success(), "{program}: create succeeded");
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        let last: Value = serde_json::from_str(text.lines().last().unwrap_or("{}")).unwrap();
+        assert_eq!(last["level"], "error", "{text}");
+        assert!(last["msg"].as_str().unwrap().contains(needle), "{text}");
+        b.assert_no_state(&id);
+    }
+    b.assert_clean();
+}

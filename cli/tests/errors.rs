@@ -1,0 +1,238 @@
+//! Errors as engines see them. Start errors: a program missing from `$PATH`, a missing path and
+//! a non-executable file fail `start` in runc's wording, and `run` exits 127 / 126; a config
+//! without `process` creates but cannot start. Config errors: each bad config makes `create`
+//! fail with one line naming the field, and leaves no state entry and no process; with
+//! `--log F --log-format json` the error is a JSON line.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use common::{Berth, OutputExt};
+use serde_json::{json, Value};
+
+/// Creates a container running `args`, starts it and expects `start` to fail with `needle`;
+/// the init exits, and the container can then be deleted without `--force`.
+fn start_fails(b: &Berth, name: &str, args: &[&str], needle: &str) {
+    let id = b.id(name);
+    b.create(&id, &b.config(args));
+    b.cmd(&["start", &id]).fails_with(needle);
+    b.wait_status(&id, "stopped");
+    b.cmd(&["delete", &id]).ok();
+}
+
+fn add_non_executable_file(b: &Berth) {
+    let path = b.rootfs.join("etc/not-executable");
+    fs::write(&path, "#!/bin/sh\necho no\n").unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+#[test]
+fn start_errors_use_runc_wording() {
+    let b = Berth::new();
+    add_non_executable_file(&b);
+    start_fails(
+        &b,
+        "nocmd",
+        &["nonexistent-cmd"],
+        "executable file not found in $PATH",
+    );
+    start_fails(&b, "nopath", &["/nonexistent"], "no such file or directory");
+    start_fails(&b, "noexec", &["/etc/not-executable"], "permission denied");
+    b.assert_clean();
+}
+
+#[test]
+fn run_exit_codes_for_start_errors() {
+    let b = Berth::new();
+    add_non_executable_file(&b);
+    for (name, program, code, needle) in [
+        (
+            "nocmd",
+            "nonexistent-cmd",
+            127,
+            "executable file not found in $PATH",
+        ),
+        ("nopath", "/nonexistent", 127, "no such file or directory"),
+        ("noexec", "/etc/not-executable", 126, "permission denied"),
+    ] {
+        let out = b.run(&b.id(name), &b.config(&[program]));
+        assert_eq!(out.code(), code, "{program}: {}", out.err());
+        assert!(out.err().contains(needle), "{program}: {}", out.err());
+    }
+    b.assert_clean();
+}
+
+#[test]
+fn config_without_process_creates_but_cannot_start() {
+    let b = Berth::new();
+    let id = b.id("noproc");
+    let mut c = b.config(&["true"]);
+    c.as_object_mut().unwrap().remove("process");
+    b.create(&id, &c);
+    assert_eq!(b.status(&id), "created");
+    let err = b.cmd(&["start", &id]).fails_with("process");
+    assert!(err.contains("without a process"), "{err}");
+    b.delete_force(&id);
+    b.assert_clean();
+}
+
+/// Writes `config` as the bundle of a new container and expects `create` to fail with exactly
+/// one line of error that contains `needle`, leaving nothing behind.
+fn create_fails(b: &Berth, name: &str, config: &[u8], needle: &str) {
+    let id = b.id(name);
+    let bundle = b.bundle(&id, &json!({}));
+    fs::write(bundle.join("config.json"), config).unwrap();
+    let out = b.cmd(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
+    let err = out.fails_with(needle);
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{name}: want one line of error, got:\n{err}"
+    );
+    b.assert_no_state(&id);
+    b.assert_no_processes();
+}
+
+fn edited(b: &Berth, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let mut c = b.config(&["true"]);
+    edit(&mut c);
+    serde_json::to_vec(&c).unwrap()
+}
+
+#[test]
+fn config_errors_name_the_field_and_leave_nothing() {
+    let b = Berth::new();
+    create_fails(&b, "badjson", b"{\"ociVersion\": ", "config.json");
+    create_fails(
+        &b,
+        "noroot",
+        &edited(&b, |c| {
+            c.as_object_mut().unwrap().remove("root");
+        }),
+        "root",
+    );
+    let n = b.config(&["true"])["mounts"].as_array().unwrap().len();
+    create_fails(
+        &b,
+        "reldest",
+        &edited(&b, |c| {
+            c["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"destination": "relative/dir", "type": "tmpfs", "source": "tmpfs"}));
+        }),
+        &format!("mounts[{n}].destination"),
+    );
+    let ns = b.config(&["true"])["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .len();
+    create_fails(
+        &b,
+        "badns",
+        &edited(&b, |c| {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "bogus"}));
+        }),
+        &format!("linux.namespaces[{ns}].type"),
+    );
+    create_fails(
+        &b,
+        "version",
+        &edited(&b, |c| c["ociVersion"] = json!("2.0.0")),
+        "ociVersion",
+    );
+    create_fails(
+        &b,
+        "rlimit",
+        &edited(&b, |c| {
+            c["process"]["rlimits"] = json!([{"type": "RLIMIT_BOGUS", "hard": 1, "soft": 1}]);
+        }),
+        "process.rlimits[0]",
+    );
+    create_fails(
+        &b,
+        "norootfs",
+        &edited(&b, |c| {
+            c["root"]["path"] = json!(b.path().join("no-such-rootfs"));
+        }),
+        "root.path",
+    );
+    b.assert_clean();
+}
+
+#[test]
+fn json_log_names_the_field() {
+    let b = Berth::new();
+    let id = b.id("jsonlog");
+    let mut c = b.config(&["true"]);
+    c["ociVersion"] = json!("2.0.0");
+    let bundle = b.bundle(&id, &c);
+    let log = b.path().join("berth.log");
+    let out = b.cmd(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        &id,
+    ]);
+    assert!(!out.status.success());
+    let text = fs::read_to_string(&log).unwrap();
+    let last = text.lines().last().expect("an error line in the log");
+    let line: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"));
+    let keys: Vec<&str> = line
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for key in ["level", "msg", "time"] {
+        assert!(keys.contains(&key), "{key} missing from {last}");
+    }
+    assert_eq!(line["level"], "error", "{last}");
+    assert!(
+        line["msg"].as_str().unwrap().contains("ociVersion"),
+        "{last}"
+    );
+    b.assert_no_state(&id);
+    b.assert_clean();
+}
+
+#[test]
+fn invalid_ids_are_refused() {
+    let b = Berth::new();
+    let bundle = b.bundle("valid", &b.config(&["true"]));
+    for id in ["../escape", "a/b", "with space", ".."] {
+        b.cmd(&["create", "--bundle", bundle.to_str().unwrap(), id])
+            .fails_with("invalid container id");
+        b.cmd(&["state", id]).fails_with("invalid container id");
+    }
+    assert!(!b.path().join("escape").exists());
+    b.assert_clean();
+}
+
+#[test]
+fn unwritable_pid_file_fails_create_and_leaves_nothing() {
+    let b = Berth::new();
+    let id = b.id("pidfile");
+    let bundle = b.bundle(&id, &b.config(&["true"]));
+    let pid_file = b.path().join("no-such-dir/pid");
+    b.cmd(&[
+        "create",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+    ])
+    .fails_with("no-such-dir");
+    b.assert_no_state(&id);
+    b.assert_clean();
+}

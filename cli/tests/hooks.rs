@@ -1,0 +1,212 @@
+//! OCI hooks through `berth`: all six stages run in order (prestart, createRuntime,
+//! createContainer, startContainer, poststart, poststop), each reading the state JSON with the
+//! right id and status on stdin; a failing prestart fails `create` and leaves nothing behind;
+//! failing poststart and poststop hooks only warn; a hook that never reads its stdin is fine;
+//! a hook that outlives its timeout fails `create` and is killed.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{Berth, OutputExt, SLEEPER};
+use serde_json::{json, Value};
+
+/// A hook running `script` with the host's busybox sh (tagged, so a leftover is found).
+fn host_hook(b: &Berth, script: &str) -> Value {
+    json!({
+        "path": common::BUSYBOX,
+        "args": ["busybox", "sh", "-c", script],
+        "env": ["PATH=/bin:/usr/bin", format!("BERTH_TEST_TAG={}", b.tag)],
+    })
+}
+
+/// A hook that appends `<stage> <state JSON from stdin>` to `log`.
+fn logging_hook(b: &Berth, stage: &str, log: &Path) -> Value {
+    host_hook(b, &format!("echo \"{stage} $(cat)\" >> {}", log.display()))
+}
+
+/// The logged lines as (stage, state).
+fn read_log(log: &Path) -> Vec<(String, Value)> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let (stage, json) = l.split_once(' ').unwrap();
+            let state = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {l}"));
+            (stage.to_string(), state)
+        })
+        .collect()
+}
+
+#[test]
+fn all_six_stages_run_in_order_with_the_state() {
+    let b = Berth::new();
+    let dir = b.path().join("hooklog");
+    fs::create_dir(&dir).unwrap();
+    let log = dir.join("log");
+    let id = b.id("hooks");
+    let mut c = b.config(SLEEPER);
+    c["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/hooklog", "type": "bind", "source": dir, "options": ["rbind"]}),
+    );
+    c["hooks"] = json!({
+        "prestart": [logging_hook(&b, "prestart", &log)],
+        "createRuntime": [logging_hook(&b, "createRuntime", &log)],
+        "createContainer": [logging_hook(&b, "createContainer", &log)],
+        // Runs inside the container: its path and the log are the container's.
+        "startContainer": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", "echo \"startContainer $(cat)\" >> /hooklog/log"],
+            "env": ["PATH=/bin"],
+        }],
+        "poststart": [logging_hook(&b, "poststart", &log)],
+        "poststop": [logging_hook(&b, "poststop", &log)],
+    });
+    let pid = b.create(&id, &c);
+    let stages =
+        |log: &Path| -> Vec<String> { read_log(log).into_iter().map(|(s, _)| s).collect() };
+    assert_eq!(
+        stages(&log),
+        ["prestart", "createRuntime", "createContainer"],
+        "after create"
+    );
+    b.start(&id);
+    assert_eq!(b.status(&id), "running");
+    b.cmd(&["kill", &id, "KILL"]).ok();
+    b.wait_status(&id, "stopped");
+    b.cmd(&["delete", &id]).ok();
+
+    let entries = read_log(&log);
+    let want = [
+        ("prestart", "creating"),
+        ("createRuntime", "creating"),
+        ("createContainer", "creating"),
+        ("startContainer", "created"),
+        ("poststart", "running"),
+        ("poststop", "stopped"),
+    ];
+    assert_eq!(
+        entries.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        want.iter().map(|(s, _)| *s).collect::<Vec<_>>()
+    );
+    let bundle = b.path().join("bundles").join(&id);
+    for ((stage, state), (_, status)) in entries.iter().zip(want) {
+        assert_eq!(state["id"], id.as_str(), "{stage}: {state}");
+        assert_eq!(state["status"], status, "{stage}: {state}");
+        assert_eq!(
+            state["bundle"],
+            bundle.to_str().unwrap(),
+            "{stage}: {state}"
+        );
+        assert!(state["ociVersion"].is_string(), "{stage}: {state}");
+        if stage != "poststop" {
+            assert_eq!(state["pid"], pid, "{stage}: {state}");
+        }
+    }
+    b.assert_clean();
+}
+
+#[test]
+fn failing_prestart_fails_create_and_leaves_nothing() {
+    let b = Berth::new();
+    let id = b.id("badhook");
+    let mut c = b.config(SLEEPER);
+    c["hooks"] = json!({"prestart": [host_hook(&b, "exit 3")]});
+    let err = b.try_create(&id, &c).fails_with("prestart");
+    assert!(err.contains("exit status 3"), "{err}");
+    b.assert_no_state(&id);
+    b.assert_clean();
+}
+
+#[test]
+fn failing_poststart_and_poststop_only_warn() {
+    let b = Berth::new();
+    let id = b.id("warnhook");
+    let mut c = b.config(SLEEPER);
+    c["hooks"] = json!({
+        "poststart": [host_hook(&b, "exit 4")],
+        "poststop": [host_hook(&b, "exit 5")],
+    });
+    b.create(&id, &c);
+    let out = b.cmd(&["start", &id]).ok();
+    assert!(out.err().contains("poststart"), "{}", out.err());
+    assert_eq!(b.status(&id), "running");
+    let out = b.cmd(&["delete", "--force", &id]).ok();
+    assert!(out.err().contains("poststop"), "{}", out.err());
+    b.cmd(&["state", &id])
+        .fails_with("container does not exist");
+    b.assert_clean();
+}
+
+#[test]
+fn hook_that_never_reads_stdin_is_fine() {
+    let b = Berth::new();
+    let id = b.id("noread");
+    let mut c = b.config(SLEEPER);
+    // A state document larger than a pipe buffer (64 KiB): the writer must not block or fail.
+    c["annotations"] = json!({"big": "x".repeat(100 * 1024)});
+    let no_read = json!({"path": common::BUSYBOX, "args": ["busybox", "true"]});
+    c["hooks"] = json!({
+        "prestart": [no_read],
+        "createRuntime": [no_read],
+        "poststart": [no_read],
+    });
+    b.create(&id, &c);
+    b.start(&id);
+    assert_eq!(b.status(&id), "running");
+    b.delete_force(&id);
+    b.assert_clean();
+}
+
+#[test]
+fn hook_timeout_fails_create_and_kills_the_hook() {
+    let b = Berth::new();
+    let id = b.id("slowhook");
+    let mut c = b.config(SLEEPER);
+    let mut hook = host_hook(&b, "exec sleep 10");
+    hook["timeout"] = json!(1);
+    c["hooks"] = json!({"createRuntime": [hook]});
+    let err = b.try_create(&id, &c).fails_with("createRuntime");
+    assert!(err.contains("timed out"), "{err}");
+    b.assert_no_state(&id);
+    b.assert_clean();
+}
+
+/// A hook that forks (a shell script running a command) must not leave its children running
+/// after berth gave up on it.
+#[test]
+#[ignore = "berth bug: a timed-out hook's child processes are left running (only the hook's own pid is killed)"]
+fn hook_timeout_kills_the_hooks_children_too() {
+    let b = Berth::new();
+    let id = b.id("slowtree");
+    let mut c = b.config(SLEEPER);
+    let mut hook = host_hook(&b, "sleep 10; echo never");
+    hook["timeout"] = json!(1);
+    c["hooks"] = json!({"createRuntime": [hook]});
+    let err = b.try_create(&id, &c).fails_with("createRuntime");
+    assert!(err.contains("timed out"), "{err}");
+    b.assert_no_state(&id);
+    b.assert_clean();
+}
+
+/// Kubernetes allows 256 KiB of annotations per object; they are part of the state document
+/// that hooks read.
+#[test]
+#[ignore = "berth bug: 256 KiB of annotations with a hook fails create with \"sync: message too large\""]
+fn hooks_with_kubernetes_sized_annotations() {
+    let b = Berth::new();
+    let id = b.id("bigstate");
+    let dir = b.path().join("hooklog");
+    fs::create_dir(&dir).unwrap();
+    let log = dir.join("log");
+    let mut c = b.config(SLEEPER);
+    c["annotations"] = json!({"big": "x".repeat(256 * 1024 - 16)});
+    c["hooks"] = json!({"prestart": [logging_hook(&b, "prestart", &log)]});
+    b.create(&id, &c);
+    let entries = read_log(&log);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].1["annotations"], c["annotations"]);
+    b.delete_force(&id);
+    b.assert_clean();
+}

@@ -1,0 +1,162 @@
+//! `process.terminal` as conmon and containerd's shim use it: the test binds a console socket,
+//! `berth create --console-socket` sends the pty master over it (SCM_RIGHTS), and after
+//! `start` the container's output arrives on the master, with the pty as its controlling
+//! terminal. A terminal without a console socket is a clear `create` error.
+
+mod common;
+
+use std::fs::File;
+use std::io::{IoSliceMut, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::time::Duration;
+
+use common::{Berth, OutputExt};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use serde_json::json;
+
+/// Receives one descriptor (and the payload that came with it) from an accepted connection.
+fn receive_fd(listener: &UnixListener) -> (OwnedFd, String) {
+    listener.set_nonblocking(true).unwrap();
+    let mut conn = None;
+    assert!(
+        common::poll_until(Duration::from_secs(10), || {
+            conn = listener.accept().ok();
+            conn.is_some()
+        }),
+        "berth never connected to the console socket"
+    );
+    let (stream, _) = conn.unwrap();
+    stream.set_nonblocking(false).unwrap();
+    let mut payload = [0u8; 256];
+    let mut iov = [IoSliceMut::new(&mut payload)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .unwrap();
+    let len = msg.bytes;
+    let fd = msg
+        .cmsgs()
+        .unwrap()
+        .find_map(|c| match c {
+            ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })
+        .expect("no descriptor in the console socket message");
+    // SAFETY: SCM_RIGHTS installed a new descriptor in this process that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    (fd, String::from_utf8_lossy(&payload[..len]).into_owned())
+}
+
+/// Reads the pty master until the container side hangs up (EIO); gives up after a while, and
+/// then `needle` must have arrived.
+fn read_master(master: OwnedFd, needle: &str) -> String {
+    nix::fcntl::fcntl(
+        master.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    let mut file = File::from(master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let done = common::poll_until(Duration::from_secs(10), || match file.read(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Ok(0) | Err(_) => true,
+        Ok(n) => {
+            out.extend_from_slice(&buf[..n]);
+            false
+        }
+    });
+    let text = String::from_utf8_lossy(&out).into_owned();
+    assert!(done || text.contains(needle), "pty output so far: {text:?}");
+    text
+}
+
+#[test]
+fn console_socket_receives_the_pty_master() {
+    let b = Berth::new();
+    let socket = b.path().join("console.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let id = b.id("tty");
+    let mut c = b.config(&[
+        "sh",
+        "-c",
+        "tty; echo ctty=$(cut -d' ' -f7 /proc/self/stat); echo hi",
+    ]);
+    c["process"]["terminal"] = json!(true);
+    let bundle = b.bundle(&id, &c);
+    let pid_file = bundle.join("pid");
+    b.cmd(&[
+        "create",
+        "--console-socket",
+        socket.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "--bundle",
+        bundle.to_str().unwrap(),
+        &id,
+    ])
+    .ok();
+    b.track_pid(
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    );
+    let (master, payload) = receive_fd(&listener);
+    assert!(payload.starts_with("/dev/pts/"), "payload {payload:?}");
+    b.start(&id);
+    let text = read_master(master, "hi");
+    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("/dev/pts/")),
+        "tty did not print a pty: {text:?}"
+    );
+    assert!(lines.contains(&"hi"), "{text:?}");
+    let ctty = lines.iter().find_map(|l| l.strip_prefix("ctty="));
+    assert!(
+        ctty.is_some_and(|t| t != "0"),
+        "the pty is not the controlling terminal: {text:?}"
+    );
+    b.wait_status(&id, "stopped");
+    b.cmd(&["delete", &id]).ok();
+    b.assert_clean();
+}
+
+#[test]
+fn terminal_without_console_socket_is_a_create_error() {
+    let b = Berth::new();
+    let id = b.id("notty");
+    let mut c = b.config(&["true"]);
+    c["process"]["terminal"] = json!(true);
+    let err = b.try_create(&id, &c).fails_with("--console-socket");
+    assert!(err.contains("process.terminal"), "{err}");
+    b.assert_no_state(&id);
+    b.assert_clean();
+}
+
+#[test]
+fn console_socket_that_does_not_exist_is_a_create_error() {
+    let b = Berth::new();
+    let id = b.id("nosock");
+    let mut c = b.config(&["true"]);
+    c["process"]["terminal"] = json!(true);
+    let bundle = b.bundle(&id, &c);
+    let missing = b.path().join("missing.sock");
+    b.cmd(&[
+        "create",
+        "--console-socket",
+        missing.to_str().unwrap(),
+        "--bundle",
+        bundle.to_str().unwrap(),
+        &id,
+    ])
+    .fails_with("--console-socket");
+    b.assert_no_state(&id);
+    b.assert_clean();
+}
