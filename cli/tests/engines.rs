@@ -235,13 +235,13 @@ fn docker_stop_sequence() {
 /// with the exec error in its `--log` JSON, and podman maps that text to exit 127 / 126 without
 /// ever calling `start`. If `create` succeeds, podman's `start` error carries no such mapping.
 #[test]
-#[ignore = "berth bug: a missing or non-executable process.args[0] passes create; runc fails create with it in the JSON log, which podman maps to exit 127/126"]
 fn podman_missing_binary_fails_create_with_the_error_in_the_json_log() {
-    let b = Berth::new();
     for (name, program, needle) in [
         ("missing", "/nonexistent", "no such file or directory"),
         ("notexec", "/etc/passwd", "permission denied"),
     ] {
+        // A fresh environment per case: the engine fixture's host files have fixed names.
+        let b = Berth::new();
         let (c, relative) = engine_config(&b, "podman", &[program]);
         let id = b.id(name);
         let bundle = engine_bundle(&b, &id, &c, relative);
@@ -266,6 +266,6 @@ fn podman_missing_binary_fails_create_with_the_error_in_the_json_log() {
         assert_eq!(last["level"], "error", "{text}");
         assert!(last["msg"].as_str().unwrap().contains(needle), "{text}");
         b.assert_no_state(&id);
+        b.assert_clean();
     }
-    b.assert_clean();
 }

@@ -1,5 +1,5 @@
-//! Errors as engines see them. Start errors: a program missing from `$PATH`, a missing path and
-//! a non-executable file fail `start` in runc's wording, and `run` exits 127 / 126; a config
+//! Errors as engines see them. Exec errors: a program missing from `$PATH`, a missing path and
+//! a non-executable file fail `create` (and `start`, if the program vanished) in runc's wording, and `run` exits 127 / 126; a config
 //! without `process` creates but cannot start. Config errors: each bad config makes `create`
 //! fail with one line naming the field, and leaves no state entry and no process; with
 //! `--log F --log-format json` the error is a JSON line.
@@ -12,11 +12,25 @@ use std::os::unix::fs::PermissionsExt;
 use common::{Berth, OutputExt};
 use serde_json::{json, Value};
 
-/// Creates a container running `args`, starts it and expects `start` to fail with `needle`;
-/// the init exits, and the container can then be deleted without `--force`.
-fn start_fails(b: &Berth, name: &str, args: &[&str], needle: &str) {
+/// `create` of a container running `args` fails with `needle` (runc looks the program up at
+/// create, and podman maps that message to exit 127 / 126), leaving nothing behind.
+fn exec_error_fails_create(b: &Berth, name: &str, args: &[&str], needle: &str) {
     let id = b.id(name);
-    b.create(&id, &b.config(args));
+    let bundle = b.bundle(&id, &b.config(args));
+    b.cmd(&["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .fails_with(needle);
+    b.assert_no_state(&id);
+}
+
+/// A program that disappears between `create` and `start` fails `start` with `needle`; the
+/// init exits and the container can be deleted without `--force`.
+fn start_fails_after_removal(b: &Berth, name: &str, program: &str, needle: &str) {
+    let id = b.id(name);
+    let path = b.rootfs.join(program.trim_start_matches('/'));
+    fs::write(&path, "#!/bin/sh\necho no\n").unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    b.create(&id, &b.config(&[program]));
+    fs::remove_file(&path).unwrap();
     b.cmd(&["start", &id]).fails_with(needle);
     b.wait_status(&id, "stopped");
     b.cmd(&["delete", &id]).ok();
@@ -29,17 +43,18 @@ fn add_non_executable_file(b: &Berth) {
 }
 
 #[test]
-fn start_errors_use_runc_wording() {
+fn exec_errors_use_runc_wording() {
     let b = Berth::new();
     add_non_executable_file(&b);
-    start_fails(
+    exec_error_fails_create(
         &b,
         "nocmd",
         &["nonexistent-cmd"],
         "executable file not found in $PATH",
     );
-    start_fails(&b, "nopath", &["/nonexistent"], "no such file or directory");
-    start_fails(&b, "noexec", &["/etc/not-executable"], "permission denied");
+    exec_error_fails_create(&b, "nopath", &["/nonexistent"], "no such file or directory");
+    exec_error_fails_create(&b, "noexec", &["/etc/not-executable"], "permission denied");
+    start_fails_after_removal(&b, "gone", "/bin/vanishing", "no such file or directory");
     b.assert_clean();
 }
 

@@ -176,7 +176,6 @@ fn hook_timeout_fails_create_and_kills_the_hook() {
 /// A hook that forks (a shell script running a command) must not leave its children running
 /// after berth gave up on it.
 #[test]
-#[ignore = "berth bug: a timed-out hook's child processes are left running (only the hook's own pid is killed)"]
 fn hook_timeout_kills_the_hooks_children_too() {
     let b = Berth::new();
     let id = b.id("slowtree");
@@ -193,7 +192,6 @@ fn hook_timeout_kills_the_hooks_children_too() {
 /// Kubernetes allows 256 KiB of annotations per object; they are part of the state document
 /// that hooks read.
 #[test]
-#[ignore = "berth bug: 256 KiB of annotations with a hook fails create with \"sync: message too large\""]
 fn hooks_with_kubernetes_sized_annotations() {
     let b = Berth::new();
     let id = b.id("bigstate");

@@ -196,7 +196,6 @@ fn bad_configs_are_rejected() {
 /// The schema requires `pageSize` to match `^[1-9][0-9]*[KMG]B$`; "64kB" names no hugetlb
 /// controller file.
 #[test]
-#[ignore = "berth bug: bad/linux-hugepage.json (hugepageLimits pageSize \"64kB\") is accepted by config::parse"]
 fn bad_hugepage_page_size_is_rejected() {
     let bytes = fs::read(schema_dir().join("test/config/bad/linux-hugepage.json")).unwrap();
     let e = berth_runtime::config::parse(&bytes).expect_err("accepted");

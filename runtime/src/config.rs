@@ -304,6 +304,24 @@ fn validate_linux(spec: &Spec) -> Result<()> {
             }
         }
     }
+    for (i, h) in linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.hugepage_limits().as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if !valid_page_size(h.page_size()) {
+            return Err(Error::config(
+                format!("linux.resources.hugepageLimits[{i}].pageSize"),
+                format!(
+                    "{:?} is not a page size such as \"2MB\" or \"1GB\"",
+                    h.page_size()
+                ),
+            ));
+        }
+    }
     if let Some(cg) = linux.cgroups_path() {
         if cg.to_string_lossy().contains(':') && !cg.is_absolute() {
             return Err(Error::Unsupported(format!(
@@ -312,6 +330,18 @@ fn validate_linux(spec: &Spec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `^[1-9][0-9]*[KMG]B$`, the schema's page size pattern.
+fn valid_page_size(s: &str) -> bool {
+    let Some(num) = s
+        .strip_suffix("KB")
+        .or_else(|| s.strip_suffix("MB"))
+        .or_else(|| s.strip_suffix("GB"))
+    else {
+        return false;
+    };
+    !num.is_empty() && !num.starts_with('0') && num.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Resolves `root.path` against the bundle directory.

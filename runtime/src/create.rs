@@ -203,6 +203,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
         preserve_fds: opts.preserve_fds,
         close_at_start: vec![d.lock_fd()],
         trampoline: crate::exe_guard::Trampoline::new()?,
+        state: state.clone(),
     };
     phases.mark("state dir, channels");
     let clone_flags = plan.ns.clone_flags;
@@ -245,11 +246,8 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
                 let creating = state.spec_state_json();
                 crate::hooks::run_all("prestart", &prestart, &creating)?;
                 crate::hooks::run_all("createRuntime", &create_runtime, &creating)?;
-                let mut as_created = state.clone();
-                as_created.status = Status::Created;
-                let created = as_created.spec_state_json();
                 parent_end
-                    .send(&Msg::Continue { creating, created })
+                    .send(&Msg::Continue(init_pid))
                     .ctx(|| "sync".to_string())?;
             }
             Msg::Ready => {
@@ -274,6 +272,10 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
 fn unexpected(m: &Msg) -> Error {
     match m {
         Msg::Error(e) => Error::Init(e.clone()),
+        Msg::ExecError(code, message) => Error::Exec {
+            message: message.clone(),
+            code: *code,
+        },
         other => Error::Init(format!(
             "unexpected message from the container's init: {other:?}"
         )),
@@ -295,6 +297,7 @@ fn recv(ch: &sync::Channel, pid: i32) -> Result<Msg> {
         .ctx(|| "sync with the container's init".to_string())?
     {
         Some(Msg::Error(e)) => Err(Error::Init(e)),
+        Some(Msg::ExecError(code, message)) => Err(Error::Exec { message, code }),
         Some(m) => Ok(m),
         None => Err(Error::Init(format!(
             "container init (pid {pid}) exited during setup"

@@ -41,6 +41,14 @@ pub enum Error {
     /// The container's init process reported a failure during setup.
     #[error("{0}")]
     Init(String),
+    /// The process cannot be executed (runc's wording; engines map it to exit 127 / 126).
+    #[error("{message}")]
+    Exec {
+        /// E.g. `exec: "foo": executable file not found in $PATH`.
+        message: String,
+        /// 127 (not found) or 126 (not executable).
+        code: i32,
+    },
     /// A hook failed.
     #[error("{0}")]
     Hook(String),

@@ -47,6 +47,8 @@ fn run(hook: &Hook, state_json: &str) -> std::result::Result<(), String> {
         }
     }
     cmd.stdin(Stdio::piped());
+    // The hook leads its own process group so a timeout can end everything it started.
+    cmd.process_group(0);
     // SAFETY: the closure only calls async-signal-safe functions (sigprocmask, signal) between
     // fork and exec: it restores default signal handling that berth's own settings may change.
     unsafe {
@@ -69,7 +71,8 @@ fn run(hook: &Hook, state_json: &str) -> std::result::Result<(), String> {
         Some(t) => match wait_timeout(&mut child, t)? {
             Some(s) => s,
             None => {
-                let _ = child.kill();
+                // SAFETY: kill(2) of the hook's process group (negative pid), which it leads.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
                 let _ = child.wait();
                 return Err(format!("timed out after {}s", t.as_secs()));
             }

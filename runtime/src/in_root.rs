@@ -75,6 +75,18 @@ pub enum Leaf {
 /// Every intermediate lookup is confined to `root`; a dangling symlink on the way is an error
 /// rather than something to create through.
 pub fn ensure(root: BorrowedFd<'_>, path: &Path, leaf: Leaf) -> io::Result<OwnedFd> {
+    ensure_within(root, path, leaf, 0)
+}
+
+/// Symlinks followed while creating one path (the kernel's own limit).
+const MAX_SYMLINKS: usize = 40;
+
+fn ensure_within(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    leaf: Leaf,
+    links: usize,
+) -> io::Result<OwnedFd> {
     match open_path(root, path) {
         Ok(fd) => return Ok(fd),
         Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
@@ -138,16 +150,30 @@ pub fn ensure(root: BorrowedFd<'_>, path: &Path, leaf: Leaf) -> io::Result<Owned
                 return Err(e);
             }
         }
-        parent = open_path(root, &prefix).map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENOENT) {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("{} is a dangling symlink", prefix.display()),
-                )
-            } else {
-                e
+        match open_path(root, &prefix) {
+            Ok(fd) => parent = fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                // A dangling symlink: create its target, resolved inside the root (as runc
+                // does for e.g. /etc/resolv.conf -> ../run/resolv.conf).
+                if links >= MAX_SYMLINKS {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = nix::fcntl::readlinkat(Some(parent.as_raw_fd()), cname.as_c_str())
+                    .map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::NotFound,
+                            format!("{} vanished while being created", prefix.display()),
+                        )
+                    })?;
+                let base = prefix.parent().unwrap_or(Path::new("")).to_path_buf();
+                let mut next = base.join(Path::new(&target));
+                for rest in rel.components().skip(i + 1) {
+                    next.push(rest);
+                }
+                return ensure_within(root, &next, leaf, links + 1);
             }
-        })?;
+            Err(e) => return Err(e),
+        }
     }
     Ok(parent)
 }
@@ -177,8 +203,18 @@ mod tests {
         ensure(root.as_fd(), Path::new("/abs/x/y"), Leaf::Dir).unwrap();
         ensure(root.as_fd(), Path::new("rel/z"), Leaf::File).unwrap();
         ensure(root.as_fd(), Path::new("/../../../w"), Leaf::Dir).unwrap();
-        let e = ensure(root.as_fd(), Path::new("/host/evil"), Leaf::Dir).unwrap_err();
-        assert!(e.to_string().contains("dangling"), "{e}");
+        // A symlink to a host path is followed inside the root: created under root, not host.
+        ensure(root.as_fd(), Path::new("/host/evil"), Leaf::Dir).unwrap();
+        assert!(root_dir
+            .join(outside.strip_prefix("/").unwrap())
+            .join("evil")
+            .is_dir());
+        symlink("../dangling/file", root_dir.join("inner/link")).unwrap();
+        ensure(root.as_fd(), Path::new("/inner/link"), Leaf::File).unwrap();
+        assert!(root_dir.join("dangling/file").is_file());
+        symlink("loop", root_dir.join("loop")).unwrap();
+        let e = ensure(root.as_fd(), Path::new("/loop/x"), Leaf::Dir).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{e}");
         assert!(
             std::fs::read_dir(&outside).unwrap().next().is_none(),
             "wrote outside"

@@ -56,6 +56,8 @@ pub struct Plan {
     pub keep_session: bool,
     /// `--preserve-fds`.
     pub preserve_fds: u32,
+    /// The container's state as `create` began it (pid filled in from `Continue`).
+    pub state: crate::state::ContainerState,
     /// The sealed exec trampoline (CVE-2019-5736).
     pub trampoline: crate::exe_guard::Trampoline,
     /// Descriptors of the parent that the init must close at once (the state-directory lock).
@@ -76,6 +78,10 @@ pub fn main(plan: Plan, sync: Channel, waiter: Waiter) -> ! {
             let _ = sync.send(&Msg::Ready);
             drop(sync);
             run(plan, waiter, &ready)
+        }
+        Err(Error::Exec { message, code }) => {
+            let _ = sync.send(&Msg::ExecError(code, message));
+            code
         }
         Err(e) => {
             let _ = sync.send(&Msg::Error(e.to_string()));
@@ -153,7 +159,14 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Ready> {
     let (creating, created) = if plan.hook_exchange {
         sync.send(&Msg::MountsDone).ctx(|| "sync".to_string())?;
         match sync.recv().ctx(|| "sync".to_string())? {
-            Some(Msg::Continue { creating, created }) => (creating, created),
+            Some(Msg::Continue(pid)) => {
+                let mut state = plan.state.clone();
+                state.pid = pid;
+                (
+                    state.spec_state_json_as(crate::state::Status::Creating),
+                    state.spec_state_json_as(crate::state::Status::Created),
+                )
+            }
             Some(Msg::Error(e)) => return Err(Error::Hook(e)),
             other => return Err(Error::Init(format!("unexpected sync message {other:?}"))),
         }
@@ -244,6 +257,12 @@ fn finish_setup(plan: &Plan) -> Result<Option<OwnedFd>> {
     )?;
     if let Some(p) = &plan.process {
         process::apply_limits(p)?;
+        // Engines expect a missing or non-executable program to fail `create` (podman maps
+        // the message to exit 127/126); `start` looks it up again in case the rootfs changed.
+        process::lookup(p).map_err(|f| Error::Exec {
+            message: f.message,
+            code: f.exit_code,
+        })?;
     }
     Ok(pty)
 }

@@ -217,14 +217,25 @@ pub fn run(root: &StateRoot, opts: &CreateOptions, detach: bool) -> Result<RunOu
     // Grandchild inits (user namespace with joins) must be reaped by us too.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let created = create::create(
+    let created = match create::create(
         root,
         &CreateOptions {
             foreground: true,
             ..opts.clone()
         },
         true,
-    )?;
+    ) {
+        Ok(c) => c,
+        Err(Error::Exec { message, code }) => {
+            let _ = nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&old),
+                None,
+            );
+            return Ok(RunOutcome::StartFailed { message, code });
+        }
+        Err(e) => return Err(e),
+    };
     let pid = created.state.pid;
     let started = start_channel::trigger(created.starter.expect("inline start"));
     let mut start_error = None;

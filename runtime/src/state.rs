@@ -126,7 +126,11 @@ impl ContainerState {
 
     /// The state document for `berth state` and for hooks.
     pub fn spec_state(&self) -> SpecState<'_> {
-        let status = self.status();
+        self.spec_state_as(self.status())
+    }
+
+    /// The state document with a given status (for hooks, which see the status of their stage).
+    pub fn spec_state_as(&self, status: Status) -> SpecState<'_> {
         SpecState {
             oci_version: &self.oci_version,
             id: &self.id,
@@ -147,6 +151,11 @@ impl ContainerState {
     /// The state document as JSON.
     pub fn spec_state_json(&self) -> String {
         serde_json::to_string(&self.spec_state()).expect("state serialises")
+    }
+
+    /// [`ContainerState::spec_state_as`] as JSON.
+    pub fn spec_state_json_as(&self, status: Status) -> String {
+        serde_json::to_string(&self.spec_state_as(status)).expect("state serialises")
     }
 }
 

@@ -20,17 +20,16 @@ pub enum Msg {
     InitPid(i32),
     /// Init → parent: mounts are done; run `prestart` and `createRuntime` hooks.
     MountsDone,
-    /// Parent → init: the state documents for the `createContainer` / `startContainer` hooks.
-    Continue {
-        /// State JSON with status `creating`.
-        creating: String,
-        /// State JSON with status `created`.
-        created: String,
-    },
+    /// Parent → init: hooks ran; the init's host pid, for the state documents it hands to the
+    /// `createContainer` / `startContainer` hooks and the seccomp agent. (The documents
+    /// themselves may exceed a datagram: annotations can be large.)
+    Continue(i32),
     /// Init → parent: setup is complete; the init waits for `start`.
     Ready,
     /// Init → parent: setup failed.
     Error(String),
+    /// Init → parent: the program cannot be executed, with its exit code (127 / 126).
+    ExecError(i32, String),
 }
 
 /// One end of the channel.
@@ -65,15 +64,18 @@ impl Channel {
                 buf.extend_from_slice(&pid.to_le_bytes());
             }
             Msg::MountsDone => buf.push(b'M'),
-            Msg::Continue { creating, created } => {
+            Msg::Continue(pid) => {
                 buf.push(b'C');
-                buf.extend_from_slice(&(creating.len() as u32).to_le_bytes());
-                buf.extend_from_slice(creating.as_bytes());
-                buf.extend_from_slice(created.as_bytes());
+                buf.extend_from_slice(&pid.to_le_bytes());
             }
             Msg::Ready => buf.push(b'R'),
             Msg::Error(e) => {
                 buf.push(b'E');
+                buf.extend_from_slice(e.as_bytes());
+            }
+            Msg::ExecError(code, e) => {
+                buf.push(b'X');
+                buf.extend_from_slice(&code.to_le_bytes());
                 buf.extend_from_slice(e.as_bytes());
             }
         }
@@ -115,24 +117,13 @@ impl Channel {
             b'U' => Msg::NeedIdMaps,
             b'P' => Msg::InitPid(i32::from_le_bytes(body.try_into().map_err(|_| bad())?)),
             b'M' => Msg::MountsDone,
-            b'C' => {
-                let len = u32::from_le_bytes(
-                    body.get(..4)
-                        .ok_or_else(bad)?
-                        .try_into()
-                        .map_err(|_| bad())?,
-                ) as usize;
-                let rest = &body[4..];
-                if len > rest.len() {
-                    return Err(bad());
-                }
-                Msg::Continue {
-                    creating: text(&rest[..len])?,
-                    created: text(&rest[len..])?,
-                }
-            }
+            b'C' => Msg::Continue(i32::from_le_bytes(body.try_into().map_err(|_| bad())?)),
             b'R' => Msg::Ready,
             b'E' => Msg::Error(text(body)?),
+            b'X' if body.len() >= 4 => Msg::ExecError(
+                i32::from_le_bytes(body[..4].try_into().map_err(|_| bad())?),
+                text(&body[4..])?,
+            ),
             _ => return Err(bad()),
         }))
     }
@@ -156,12 +147,10 @@ mod tests {
             Msg::NeedIdMaps,
             Msg::InitPid(4242),
             Msg::MountsDone,
-            Msg::Continue {
-                creating: "{\"a\":1}".into(),
-                created: "{}".into(),
-            },
+            Msg::Continue(77),
             Msg::Ready,
             Msg::Error("boom: no such file".into()),
+            Msg::ExecError(127, "exec: \"x\": not found".into()),
         ];
         for m in &msgs {
             a.send(m).unwrap();
