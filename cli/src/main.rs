@@ -149,6 +149,17 @@ enum Command {
     },
     /// Run a new process inside a running container.
     Exec(ExecArgs),
+    /// List the processes of a container.
+    Ps {
+        /// Output format: table (through the host's `ps`) or a JSON array of host pids.
+        #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Container ID.
+        id: String,
+        /// Options for `ps` (default `-ef`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
     /// List containers.
     #[command(alias = "ls")]
     List {
@@ -292,6 +303,11 @@ fn run(cli: Cli) -> Result<u8> {
             };
         }
         Command::List { format, quiet } => list(&root, &format, quiet)?,
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(&root, &id, &format, &ps_args)?,
         Command::Spec { bundle, rootless } => {
             let path = bundle.join("config.json");
             if path.exists() {
@@ -376,6 +392,51 @@ fn exec_options(root: &StateRoot, a: &ExecArgs) -> Result<berth_runtime::exec::E
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
     })
+}
+
+/// runc's `ps`: JSON pids, or the host's `ps` output filtered to the container's processes.
+fn ps(root: &StateRoot, id: &str, format: &str, args: &[String]) -> Result<()> {
+    let state = root.read(id)?;
+    let pids = berth_runtime::lifecycle::processes(&state);
+    if format == "json" {
+        println!("{}", serde_json::to_string(&pids)?);
+        return Ok(());
+    }
+    let args: Vec<&str> = if args.is_empty() {
+        vec!["-ef"]
+    } else {
+        args.iter().map(String::as_str).collect()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .context("running ps")?;
+    if !out.status.success() {
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .with_context(|| format!("ps {}: no PID column", args.join(" ")))?;
+    println!("{header}");
+    for line in lines {
+        if line
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok())
+            .is_some_and(|p| pids.contains(&p))
+        {
+            println!("{line}");
+        }
+    }
+    Ok(())
 }
 
 fn list(root: &StateRoot, format: &str, quiet: bool) -> Result<()> {
