@@ -68,9 +68,9 @@ fn waiting_init_is_not_dumpable() {
         .unwrap()
         .push(serde_json::json!({"type": "user"}));
     c["linux"]["uidMappings"] =
-        serde_json::json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        serde_json::json!([{"containerID": 0, "hostID": 300_000, "size": 65536}]);
     c["linux"]["gidMappings"] =
-        serde_json::json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        serde_json::json!([{"containerID": 0, "hostID": 300_000, "size": 65536}]);
     let pid = b.create(&id, &c);
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
