@@ -39,11 +39,12 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let value = octal.map(|d| d.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0')));
+        if let (b'\\', Some(v @ 0..=255)) = (b[i], value) {
+            out.push(v as u8);
             i += 4;
         } else {
             out.push(b[i]);
@@ -93,6 +94,14 @@ mod tests {
         assert_eq!(m[1].options, "name=systemd");
         assert_eq!(m[2].fstype, "cgroup2");
         assert_eq!(m[3].mount_point, PathBuf::from("/mnt/with space"));
+    }
+
+    #[test]
+    fn out_of_range_octal_escapes_stay_literal() {
+        // Found by the mountinfo fuzz target: "\\777" overflowed a u8.
+        let m = parse_line("1 2 0:1 / /a\\777b rw - tmpfs tmpfs rw").unwrap();
+        assert_eq!(m.mount_point, PathBuf::from("/a\\777b"));
+        let _ = parse("\\777 \\ \\9 - x");
     }
 
     #[test]

@@ -201,9 +201,12 @@ fn exec(prog: &[sock_filter], data: &Data) -> (u32, usize) {
     panic!("program did not return (forward jumps only: impossible)");
 }
 
-/// Reads `linux.seccomp` from an engine's example config in /work/shared/engines.
+/// Reads `linux.seccomp` from an engine's example config in shared/engines (beside the repo).
 pub fn engine_profile(engine: &str) -> Option<LinuxSeccomp> {
-    let path = format!("/work/shared/engines/{engine}.example.config.json");
+    let path = format!(
+        "{}/../../shared/engines/{engine}.example.config.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let config: serde_json::Value = serde_json::from_str(&text).unwrap();
     let seccomp = config.get("linux")?.get("seccomp")?;

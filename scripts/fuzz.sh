@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target for a bounded time (FUZZ_SECONDS, default 30) and fails on a
+# crash. Seeds come from ../shared (the engines' configs and the spec's example documents).
+# cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP=1 enables them on the stable toolchain.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${FUZZ_SECONDS:-30}"
+shared="$(cd .. && pwd)/shared"
+export RUSTC_BOOTSTRAP=1
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+seed() { # seed TARGET FILE...
+  local dir="fuzz/corpus/$1"; shift
+  mkdir -p "$dir"
+  for f in "$@"; do [ -f "$f" ] && cp "$f" "$dir/$(basename "$f")"; done
+  return 0
+}
+seed config_parse "$shared"/engines/*.config.json "$shared"/specs/runtime-spec/schema/test/config/*/*.json
+if command -v jq >/dev/null; then
+  mkdir -p fuzz/corpus/seccomp_compile
+  for e in docker podman; do
+    jq '.linux.seccomp' "$shared/engines/$e.example.config.json" > "fuzz/corpus/seccomp_compile/$e.json"
+  done
+fi
+mkdir -p fuzz/corpus/mountinfo && cp /proc/self/mountinfo fuzz/corpus/mountinfo/host
+mkdir -p fuzz/corpus/mount_options && printf 'nosuid,noexec,newinstance,ptmxmode=0666,mode=0620,gid=5' > fuzz/corpus/mount_options/devpts
+
+cd fuzz
+for target in $(cargo fuzz list); do
+  echo "== fuzzing $target for ${seconds}s"
+  cargo fuzz run "$target" -- -max_total_time="$seconds" -rss_limit_mb=4096
+done
