@@ -22,6 +22,9 @@ if command -v jq >/dev/null; then
     jq '.linux.seccomp' "$shared/engines/$e.example.config.json" > "fuzz/corpus/seccomp_compile/$e.json"
   done
 fi
+seed process_parse "$shared"/engines/*.exec-process.json
+mkdir -p fuzz/corpus/state_parse
+printf '%s' '{"ociVersion":"1.3.0","id":"c","status":"created","pid":42,"bundle":"/b","rootfs":"/b/rootfs","created":"2026-01-01T00:00:00Z"}' > fuzz/corpus/state_parse/created
 mkdir -p fuzz/corpus/mountinfo && cp /proc/self/mountinfo fuzz/corpus/mountinfo/host
 mkdir -p fuzz/corpus/mount_options && printf 'nosuid,noexec,newinstance,ptmxmode=0666,mode=0620,gid=5' > fuzz/corpus/mount_options/devpts
 

@@ -1,0 +1,269 @@
+//! Finding the cgroup hierarchies of this process: v1 controllers, named v1 hierarchies and the
+//! v2 (unified) hierarchy, from the text of `/proc/self/mountinfo` and `/proc/self/cgroup`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How this host's cgroups are laid out.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// cgroup v1 only.
+    Legacy,
+    /// v1 controllers plus a cgroup2 hierarchy without them (joined, but no limits are set
+    /// there, as runc does).
+    Hybrid,
+    /// cgroup v2 only: every limit goes to the unified hierarchy.
+    Unified,
+}
+
+/// What a hierarchy is.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A v1 hierarchy with its controllers (`cpu`, `memory`, ... or `name=systemd`).
+    V1 {
+        /// The controllers mounted together in this hierarchy.
+        controllers: Vec<String>,
+    },
+    /// The v2 unified hierarchy.
+    V2,
+}
+
+/// One hierarchy this process belongs to, as found in the mount table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub kind: Kind,
+    /// Where the hierarchy is mounted.
+    pub mount_point: PathBuf,
+    /// The cgroup path of the mount's root (field 4 of mountinfo).
+    pub mount_root: PathBuf,
+    /// This process's own cgroup path in the hierarchy (from /proc/self/cgroup).
+    pub own: PathBuf,
+}
+
+impl Found {
+    /// The directory of cgroup path `cg` (absolute in the hierarchy's namespace).
+    pub fn dir_of(&self, cg: &Path) -> PathBuf {
+        let rel = cg
+            .strip_prefix(&self.mount_root)
+            .or_else(|_| cg.strip_prefix("/"))
+            .unwrap_or(cg);
+        self.mount_point.join(rel)
+    }
+}
+
+struct Mount {
+    root: PathBuf,
+    point: PathBuf,
+    fstype: String,
+    super_opts: Vec<String>,
+}
+
+/// Undoes the octal escapes (`\040` for a space) of mountinfo fields.
+fn unescape(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..=i + 3].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = u32::from(b[i + 1] - b'0') * 64
+                + u32::from(b[i + 2] - b'0') * 8
+                + u32::from(b[i + 3] - b'0');
+            out.push(u8::try_from(v).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_mounts(mountinfo: &str) -> Vec<Mount> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            let pre: Vec<&str> = pre.split(' ').collect();
+            let mut post = post.split(' ');
+            let fstype = post.next()?;
+            if fstype != "cgroup" && fstype != "cgroup2" {
+                return None;
+            }
+            let _source = post.next()?;
+            let super_opts = post.next().unwrap_or("");
+            Some(Mount {
+                root: PathBuf::from(unescape(pre.get(3)?)),
+                point: PathBuf::from(unescape(pre.get(4)?)),
+                fstype: fstype.to_owned(),
+                super_opts: super_opts.split(',').map(str::to_owned).collect(),
+            })
+        })
+        .collect()
+}
+
+/// Picks, among the mounts of one hierarchy, one whose root contains our own cgroup.
+fn pick<'a>(candidates: impl Iterator<Item = &'a Mount>, own: &Path) -> Option<&'a Mount> {
+    let all: Vec<&Mount> = candidates.collect();
+    all.iter()
+        .copied()
+        .find(|m| own.starts_with(&m.root))
+        .or_else(|| all.first().copied())
+}
+
+/// Finds the hierarchies of this process and the host's mode from the text of
+/// `/proc/self/mountinfo` and `/proc/self/cgroup`.
+pub(crate) fn discover(mountinfo: &str, proc_cgroup: &str) -> Result<(Mode, Vec<Found>)> {
+    let mounts = parse_mounts(mountinfo);
+    let mut found = Vec::new();
+    let mut has_v1 = false;
+    let mut has_v2 = false;
+    for line in proc_cgroup.lines().filter(|l| !l.trim().is_empty()) {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(Error::Parse {
+                path: "/proc/self/cgroup".into(),
+                reason: format!("bad line {line:?}"),
+            });
+        };
+        let own = PathBuf::from(path);
+        if id == "0" && ctrls.is_empty() {
+            if let Some(m) = pick(mounts.iter().filter(|m| m.fstype == "cgroup2"), &own) {
+                has_v2 = true;
+                found.push(Found {
+                    kind: Kind::V2,
+                    mount_point: m.point.clone(),
+                    mount_root: m.root.clone(),
+                    own,
+                });
+            }
+            continue;
+        }
+        let controllers: Vec<String> = ctrls
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if controllers.is_empty() {
+            continue;
+        }
+        let m = pick(
+            mounts.iter().filter(|m| {
+                m.fstype == "cgroup" && controllers.iter().all(|c| m.super_opts.contains(c))
+            }),
+            &own,
+        );
+        if let Some(m) = m {
+            if controllers.iter().any(|c| !c.starts_with("name=")) {
+                has_v1 = true;
+            }
+            found.push(Found {
+                kind: Kind::V1 { controllers },
+                mount_point: m.point.clone(),
+                mount_root: m.root.clone(),
+                own,
+            });
+        }
+    }
+    let mode = match (has_v1, has_v2) {
+        (true, true) => Mode::Hybrid,
+        (true, false) => Mode::Legacy,
+        (false, true) => Mode::Unified,
+        (false, false) => return Err(Error::NoCgroupFs),
+    };
+    if mode == Mode::Unified {
+        // Named v1 hierarchies left next to a pure v2 host are not ours to join.
+        found.retain(|f| f.kind == Kind::V2);
+    }
+    Ok((mode, found))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID_MI: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+    const HYBRID_PC: &str = "\
+9:name=systemd:/
+4:memory:/process_api/abc
+2:cpuacct:/
+1:cpu:/
+0::/
+";
+
+    #[test]
+    fn hybrid_host() {
+        let (mode, found) = discover(HYBRID_MI, HYBRID_PC).unwrap();
+        assert_eq!(mode, Mode::Hybrid);
+        assert_eq!(found.len(), 5);
+        let mem = found
+            .iter()
+            .find(|f| {
+                f.kind
+                    == Kind::V1 {
+                        controllers: vec!["memory".into()],
+                    }
+            })
+            .unwrap();
+        assert_eq!(mem.own, Path::new("/process_api/abc"));
+        assert_eq!(
+            mem.dir_of(Path::new("/berth/x")),
+            Path::new("/sys/fs/cgroup/memory/berth/x")
+        );
+        assert!(found
+            .iter()
+            .any(|f| f.kind == Kind::V2 && f.mount_point == Path::new("/sys/fs/cgroup/unified")));
+    }
+
+    #[test]
+    fn comounted_and_unmounted_controllers() {
+        let mi = "1 0 0:1 / /cg/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n";
+        let pc = "3:cpu,cpuacct:/a\n5:hugetlb:/\n";
+        let (mode, found) = discover(mi, pc).unwrap();
+        assert_eq!(mode, Mode::Legacy);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].mount_point, Path::new("/cg/cpu,cpuacct"));
+    }
+
+    #[test]
+    fn unified_host_and_escapes() {
+        let mi = "\
+1 0 0:1 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate
+2 0 0:2 / /weird\\040dir rw - cgroup cgroup rw,name=foo
+";
+        let (mode, found) = discover(mi, "1:name=foo:/\n0::/user.slice/x\n").unwrap();
+        assert_eq!(mode, Mode::Unified);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].own, Path::new("/user.slice/x"));
+        assert_eq!(unescape("/weird\\040dir"), "/weird dir");
+    }
+
+    #[test]
+    fn mount_root_prefix_is_stripped() {
+        let mi = "1 0 0:1 /kubepods/pod1 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let (_, found) = discover(mi, "0::/kubepods/pod1/c\n").unwrap();
+        assert_eq!(
+            found[0].dir_of(Path::new("/kubepods/pod1/c/sub")),
+            Path::new("/sys/fs/cgroup/c/sub")
+        );
+    }
+
+    #[test]
+    fn nothing_mounted() {
+        assert!(matches!(discover("", "0::/\n"), Err(Error::NoCgroupFs)));
+    }
+}

@@ -1,0 +1,368 @@
+//! Helpers shared by the host and VM suites: unique test cgroups that are always removed, and
+//! child processes that wait to be moved into a cgroup before they act.
+
+#![allow(dead_code)]
+
+use std::ffi::CString;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use berth_cgroups::{Cgroup, Mode};
+
+/// Whether we run as root (the suites skip otherwise).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A name no other test (or test run) uses: `berth-test-<tag>-<pid>-<n>`.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "berth-test-{tag}-{}-{}{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos % 1000
+    )
+}
+
+/// The host's mode, or `None` when cgroups cannot be used here (not root).
+pub fn host_mode() -> Option<Mode> {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return None;
+    }
+    Cgroup::resolve(None, "probe").ok().map(|c| c.mode())
+}
+
+/// A container cgroup for a test, removed (with its `berth-test-*` parent) on drop, even when
+/// the test fails.
+pub struct TestCg {
+    /// The cgroup.
+    pub cg: Cgroup,
+}
+
+impl TestCg {
+    /// `/<parent>/<leaf>` in the real host view, created.
+    pub fn create(parent: &str, leaf: &str) -> TestCg {
+        let mut cg =
+            Cgroup::resolve(Some(Path::new(&format!("/{parent}/{leaf}"))), leaf).expect("resolve");
+        let res = cg.create();
+        let t = TestCg { cg };
+        res.expect("create");
+        t
+    }
+
+    /// A cgroup resolved from a chosen view (mountinfo, /proc/self/cgroup), created.
+    pub fn create_in(mountinfo: &str, proc_cgroup: &str, path: &str) -> TestCg {
+        let mut cg = Cgroup::resolve_in(mountinfo, proc_cgroup, Some(Path::new(path)), "t")
+            .expect("resolve");
+        let res = cg.create();
+        let t = TestCg { cg };
+        res.expect("create");
+        t
+    }
+
+    /// The directory of `controller`.
+    pub fn dir(&self, controller: &str) -> &Path {
+        self.cg
+            .controller_dir(controller)
+            .expect("controller mounted")
+    }
+
+    /// Reads a file of `controller`'s directory, trimmed.
+    pub fn read(&self, controller: &str, file: &str) -> String {
+        std::fs::read_to_string(self.dir(controller).join(file))
+            .unwrap_or_else(|e| panic!("read {file}: {e}"))
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for TestCg {
+    fn drop(&mut self) {
+        if let Err(e) = self.cg.destroy() {
+            eprintln!("destroy: {e}");
+        }
+        for d in self.cg.dirs() {
+            if let Some(p) = d.parent() {
+                if p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("berth-test-"))
+                {
+                    let _ = std::fs::remove_dir(p);
+                }
+            }
+        }
+    }
+}
+
+/// What a child does once released.
+pub enum Action {
+    /// Sleep until killed.
+    Sleep,
+    /// Fork this many sleeping children; exit with the number of forks that worked.
+    ForkLoop(u32),
+    /// Touch this many bytes of fresh memory, then exit 0.
+    Alloc(usize),
+    /// Increment the shared counter forever.
+    Spin(*mut u64),
+    /// open(2) the path with the flags; exit 0 or with the errno.
+    Open(CString, i32),
+    /// Read this many bytes of a block device with O_DIRECT, 64 KiB at a time; exit 0, or
+    /// with the errno.
+    ReadDirect(CString, usize),
+    /// Touch 8 MiB, burn CPU for this many milliseconds, then sleep.
+    Burn(u64),
+}
+
+/// A forked child that waits for [`Child::go`]; killed and reaped on drop.
+pub struct Child {
+    /// Its pid.
+    pub pid: i32,
+    go: i32,
+    reaped: bool,
+}
+
+/// A page of memory shared with children (for [`Action::Spin`]).
+pub fn shared_counter() -> *mut u64 {
+    // SAFETY: an anonymous shared mapping, no aliasing concerns; it is never unmapped (the
+    // tests are short-lived).
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    p.cast()
+}
+
+fn child_main(read_fd: i32, action: &Action) -> ! {
+    // Only async-signal-safe calls from here on: the test binary is multi-threaded.
+    // SAFETY: plain syscalls on our own fds and memory; _exit never returns.
+    unsafe {
+        let mut b = 0u8;
+        libc::read(read_fd, (&raw mut b).cast(), 1);
+        let code = match action {
+            Action::Sleep => loop {
+                libc::pause();
+            },
+            Action::ForkLoop(n) => {
+                let mut ok = 0;
+                for _ in 0..*n {
+                    match libc::fork() {
+                        0 => loop {
+                            libc::pause();
+                        },
+                        p if p > 0 => ok += 1,
+                        _ => {}
+                    }
+                }
+                ok
+            }
+            Action::Alloc(bytes) => {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    *bytes,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                if p == libc::MAP_FAILED {
+                    libc::_exit(2);
+                }
+                let p: *mut u8 = p.cast();
+                let mut i = 0;
+                while i < *bytes {
+                    std::ptr::write_volatile(p.add(i), 1);
+                    i += 4096;
+                }
+                0
+            }
+            Action::Spin(c) => loop {
+                std::ptr::write_volatile(*c, std::ptr::read_volatile(*c) + 1);
+            },
+            Action::Open(path, flags) => {
+                let fd = libc::open(path.as_ptr(), *flags);
+                if fd < 0 {
+                    *libc::__errno_location()
+                } else {
+                    0
+                }
+            }
+            Action::ReadDirect(path, bytes) => {
+                let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_DIRECT);
+                if fd < 0 {
+                    libc::_exit(*libc::__errno_location());
+                }
+                let chunk = 64 << 10;
+                let buf = libc::mmap(
+                    std::ptr::null_mut(),
+                    chunk,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                let mut off = 0;
+                let mut code = 0;
+                while off < *bytes {
+                    let n = libc::pread(fd, buf, chunk, off as libc::off_t);
+                    if n <= 0 {
+                        code = if n < 0 {
+                            *libc::__errno_location()
+                        } else {
+                            200
+                        };
+                        break;
+                    }
+                    off += n as usize;
+                }
+                code
+            }
+            Action::Burn(ms) => {
+                let len = 8 << 20;
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                if p != libc::MAP_FAILED {
+                    let p: *mut u8 = p.cast();
+                    let mut i = 0;
+                    while i < len {
+                        std::ptr::write_volatile(p.add(i), 1);
+                        i += 4096;
+                    }
+                }
+                let mut ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts);
+                let start = ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000;
+                loop {
+                    libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts);
+                    if ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000 - start >= *ms as i64 {
+                        break;
+                    }
+                }
+                loop {
+                    libc::pause();
+                }
+            }
+        };
+        libc::_exit(code)
+    }
+}
+
+impl Child {
+    /// Forks a child that will do `action` once released with [`Child::go`].
+    pub fn spawn(action: &Action) -> Child {
+        let mut fds = [0i32; 2];
+        // SAFETY: fds is a valid array of two ints.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: the child only makes async-signal-safe calls (child_main).
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            child_main(fds[0], action);
+        }
+        // SAFETY: closing our copy of the read end.
+        unsafe { libc::close(fds[0]) };
+        Child {
+            pid,
+            go: fds[1],
+            reaped: false,
+        }
+    }
+
+    /// Releases the child.
+    pub fn go(&self) {
+        let b = 1u8;
+        // SAFETY: writing one byte from a live local to our pipe.
+        assert_eq!(unsafe { libc::write(self.go, (&raw const b).cast(), 1) }, 1);
+    }
+
+    /// Waits up to `timeout` for the child to end; its raw wait status.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child with a valid status pointer.
+            let r = unsafe { libc::waitpid(self.pid, &raw mut status, libc::WNOHANG) };
+            if r == self.pid {
+                self.reaped = true;
+                return Some(status);
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The exit code, panicking if the child was killed or is still running after 30 s.
+    pub fn exit_code(&mut self) -> i32 {
+        let st = self
+            .wait_timeout(Duration::from_secs(30))
+            .expect("child still running");
+        assert!(
+            libc::WIFEXITED(st),
+            "child did not exit normally: status {st:#x}"
+        );
+        libc::WEXITSTATUS(st)
+    }
+
+    /// The process state letter from /proc/<pid>/stat (R, S, T, ...).
+    pub fn state(&self) -> char {
+        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        s.rsplit(')')
+            .next()
+            .and_then(|r| r.trim().chars().next())
+            .unwrap_or('?')
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        // SAFETY: closing our pipe end; signalling and reaping our own child.
+        unsafe {
+            libc::close(self.go);
+            if !self.reaped {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
+/// Waits (up to 10 s) until `f` holds.
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        sleep(Duration::from_millis(10));
+    }
+}
+
+/// `linux.resources` from JSON.
+pub fn resources(json: &str) -> oci_spec::runtime::LinuxResources {
+    serde_json::from_str(json).expect("resources json")
+}

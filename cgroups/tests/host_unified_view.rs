@@ -1,0 +1,258 @@
+//! The v2 code paths that a hybrid host can run: its cgroup2 hierarchy has no resource
+//! controllers, but it has `cgroup.freeze`, `cgroup.kill`, `cpu.stat`, and device BPF programs
+//! attached there filter device access. The crate is shown a v2-only view whose cgroup2 mount
+//! is a `berth-test-*` directory of the real unified hierarchy, so nothing above it is touched.
+//! Skipped (passing) on hosts that are not hybrid, and without root.
+
+mod common;
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::Duration;
+
+use berth_cgroups::{devices, Error, Mode};
+use common::{eventually, resources, unique, Action, Child, TestCg};
+
+/// A `berth-test-*` directory in the real unified hierarchy, removed on drop.
+struct Root(PathBuf);
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// The real cgroup2 mount point of a hybrid host.
+fn unified_mount() -> Option<PathBuf> {
+    if common::host_mode()? != Mode::Hybrid {
+        eprintln!("skipped: not a hybrid host");
+        return None;
+    }
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mi.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        if !post.starts_with("cgroup2 ") {
+            return None;
+        }
+        pre.split(' ').nth(4).map(PathBuf::from)
+    })
+}
+
+/// A v2-only view rooted at a fresh `berth-test-*` directory; the container is `/c` in it.
+fn view(tag: &str) -> Option<(Root, TestCg)> {
+    let mount = unified_mount()?;
+    let root = mount.join(unique(tag));
+    std::fs::create_dir(&root).expect("mkdir test root");
+    let root = Root(root);
+    let mi = format!("1 0 0:99 / {} rw - cgroup2 cgroup2 rw\n", root.0.display());
+    let t = TestCg::create_in(&mi, "0::/\n", "/c");
+    assert_eq!(t.cg.mode(), Mode::Unified);
+    Some((root, t))
+}
+
+fn leaf(t: &TestCg) -> &Path {
+    t.cg.dirs().next().unwrap()
+}
+
+#[test]
+fn freeze_via_cgroup_freeze() {
+    let Some((_root, t)) = view("v2freeze") else {
+        return;
+    };
+    let counter = common::shared_counter();
+    let child = Child::spawn(&Action::Spin(counter));
+    t.cg.add_pid(child.pid).unwrap();
+    child.go();
+    // SAFETY: a live shared page; volatile reads.
+    let read = || unsafe { std::ptr::read_volatile(counter) };
+    eventually("spinning", || read() > 0);
+    t.cg.freeze().unwrap();
+    assert!(t.cg.is_frozen().unwrap());
+    let events = std::fs::read_to_string(leaf(&t).join("cgroup.events")).unwrap();
+    assert!(events.contains("frozen 1"), "{events}");
+    let a = read();
+    sleep(Duration::from_millis(200));
+    assert_eq!(read(), a);
+    t.cg.thaw().unwrap();
+    eventually("progress", || read() > a);
+    // A paused container is still killed by delete.
+    t.cg.freeze().unwrap();
+    t.cg.destroy().unwrap();
+    assert!(!leaf(&t).exists());
+}
+
+#[test]
+fn cgroup_kill_kills_everything() {
+    let Some((_root, t)) = view("v2kill") else {
+        return;
+    };
+    let mut child = Child::spawn(&Action::ForkLoop(6));
+    t.cg.add_pid(child.pid).unwrap();
+    child.go();
+    assert_eq!(child.exit_code(), 6);
+    eventually("6 orphans", || t.cg.pids().unwrap().len() == 6);
+    assert!(leaf(&t).join("cgroup.kill").exists());
+    t.cg.signal_all(libc::SIGKILL).unwrap();
+    eventually("empty", || t.cg.pids().unwrap().is_empty());
+    let events = std::fs::read_to_string(leaf(&t).join("cgroup.events")).unwrap();
+    eventually("populated 0", || {
+        std::fs::read_to_string(leaf(&t).join("cgroup.events"))
+            .unwrap()
+            .contains("populated 0")
+    });
+    drop(events);
+}
+
+#[test]
+fn delete_with_running_processes_and_subcgroups() {
+    let Some((root, t)) = view("v2delete") else {
+        return;
+    };
+    let child = Child::spawn(&Action::Sleep);
+    t.cg.add_pid(child.pid).unwrap();
+    child.go();
+    // The container made a cgroup of its own below ours.
+    std::fs::create_dir(leaf(&t).join("inner")).unwrap();
+    t.cg.destroy().unwrap();
+    assert!(!leaf(&t).exists());
+    assert!(root.0.exists(), "the parent we did not create is kept");
+}
+
+fn open_in(t: &TestCg, path: &str, flags: i32) -> i32 {
+    let mut c = Child::spawn(&Action::Open(CString::new(path).unwrap(), flags));
+    t.cg.add_pid(c.pid).unwrap();
+    c.go();
+    c.exit_code()
+}
+
+#[test]
+fn device_program_filters_and_is_replaced_on_update() {
+    let Some((_root, t)) = view("v2dev") else {
+        return;
+    };
+    t.cg.apply(&resources(
+        r#"{"devices": [{"allow": false, "access": "rwm"}]}"#,
+    ))
+    .expect("load and attach the device program");
+    assert_eq!(devices::attached_programs(leaf(&t)).unwrap(), 1);
+    assert_eq!(open_in(&t, "/dev/kmsg", libc::O_RDONLY), libc::EPERM);
+    assert_eq!(open_in(&t, "/dev/null", libc::O_RDWR), 0);
+    assert_eq!(open_in(&t, "/dev/zero", libc::O_RDONLY), 0);
+    // Block devices are denied (e.g. the disk).
+    if let Some(disk) = ["/dev/vda", "/dev/sda", "/dev/nvme0n1", "/dev/loop0"]
+        .into_iter()
+        .find(|d| Path::new(d).exists())
+    {
+        assert_eq!(open_in(&t, disk, libc::O_RDONLY), libc::EPERM, "{disk}");
+    }
+    // update: read-only /dev/kmsg.
+    t.cg
+        .apply(&resources(
+            r#"{"devices": [{"allow": false, "access": "rwm"},
+                            {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "r"}]}"#,
+        ))
+        .unwrap();
+    assert_eq!(
+        devices::attached_programs(leaf(&t)).unwrap(),
+        1,
+        "old program detached"
+    );
+    assert_eq!(open_in(&t, "/dev/kmsg", libc::O_RDONLY), 0);
+    assert_eq!(open_in(&t, "/dev/kmsg", libc::O_WRONLY), libc::EPERM);
+    // Allow-all with one deny.
+    t.cg
+        .apply(&resources(
+            r#"{"devices": [{"allow": true, "access": "rwm"},
+                            {"allow": false, "type": "c", "major": 1, "minor": 5, "access": "rw"}]}"#,
+        ))
+        .unwrap();
+    assert_eq!(open_in(&t, "/dev/kmsg", libc::O_WRONLY), 0);
+    // /dev/zero (1:5) is re-allowed by the defaults appended after the config, as in runc.
+    assert_eq!(open_in(&t, "/dev/zero", libc::O_RDONLY), 0);
+}
+
+#[test]
+fn controllers_not_enabled_are_reported() {
+    let Some((_root, t)) = view("v2unsup") else {
+        return;
+    };
+    let controllers = std::fs::read_to_string(leaf(&t).join("cgroup.controllers")).unwrap();
+    if controllers.split_whitespace().any(|c| c == "memory") {
+        return;
+    }
+    let e =
+        t.cg.apply(&resources(r#"{"memory": {"limit": 1048576}}"#))
+            .unwrap_err();
+    assert!(matches!(e, Error::UnsupportedResource { .. }), "{e}");
+    assert!(e.to_string().contains("memory") && e.to_string().contains("cgroup.controllers"));
+    let e =
+        t.cg.apply(&resources(r#"{"unified": {"memory.high": "10M"}}"#))
+            .unwrap_err();
+    assert!(e.to_string().contains("unified"), "{e}");
+    let e =
+        t.cg.apply(&resources(r#"{"unified": {"cgroup.procs": "1"}}"#))
+            .unwrap_err();
+    assert!(matches!(e, Error::InvalidResource { .. }), "{e}");
+    // A harmless core file is allowed.
+    t.cg.apply(&resources(
+        r#"{"unified": {"cgroup.max.descendants": "5"}}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(leaf(&t).join("cgroup.max.descendants"))
+            .unwrap()
+            .trim(),
+        "5"
+    );
+    let e =
+        t.cg.apply(&resources(r#"{"cpu": {"realtimeRuntime": 1000}}"#))
+            .unwrap_err();
+    assert!(e.to_string().contains("cpu.realtimeRuntime"), "{e}");
+    let e =
+        t.cg.apply(&resources(r#"{"network": {"classID": 1}}"#))
+            .unwrap_err();
+    assert!(e.to_string().contains("network"), "{e}");
+}
+
+#[test]
+fn hugetlb_v2_when_the_host_offers_it() {
+    let Some((_root, t)) = view("v2huge") else {
+        return;
+    };
+    let limits = resources(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}"#);
+    let controllers = std::fs::read_to_string(leaf(&t).join("cgroup.controllers")).unwrap();
+    if controllers.split_whitespace().any(|c| c == "hugetlb") {
+        t.cg.apply(&limits).unwrap();
+        let v = std::fs::read_to_string(leaf(&t).join("hugetlb.2MB.max")).unwrap();
+        assert_eq!(v.trim(), "4194304");
+        let stats = t.cg.stats().unwrap();
+        assert!(stats.hugetlb.contains_key("2MB"), "{:?}", stats.hugetlb);
+        let e =
+            t.cg.apply(&resources(
+                r#"{"hugepageLimits": [{"pageSize": "3MB", "limit": 1}]}"#,
+            ))
+            .unwrap_err();
+        assert!(e.to_string().contains("hugepageLimits[0]"), "{e}");
+    } else {
+        let e = t.cg.apply(&limits).unwrap_err();
+        assert!(e.to_string().contains("hugepageLimits"), "{e}");
+    }
+}
+
+#[test]
+fn stats_from_cpu_stat() {
+    let Some((_root, t)) = view("v2stats") else {
+        return;
+    };
+    let child = Child::spawn(&Action::Burn(200));
+    t.cg.add_pid(child.pid).unwrap();
+    child.go();
+    eventually("the burn to finish", || child.state() == 'S');
+    let s = t.cg.stats().unwrap();
+    assert!(s.cpu.usage.total >= 100_000_000, "{:?}", s.cpu);
+    assert!(s.cpu.usage.user > 0);
+    assert_eq!(t.cg.oom_kills().unwrap(), 0);
+    let fd = t.cg.unified_dir_fd().unwrap().expect("a unified dir");
+    drop(fd);
+}
