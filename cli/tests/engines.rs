@@ -22,6 +22,10 @@ fn engine_config(b: &Berth, engine: &str, args: &[&str]) -> (Value, bool) {
         .join(format!("{engine}.example.config.json"));
     let mut c: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
     let relative = !Path::new(c["root"]["path"].as_str().unwrap()).is_absolute();
+    // The engine's cgroup path, made unique to this test: containers running at the same time
+    // cannot share a cgroup.
+    let cgroup = format!("{}-{}", c["linux"]["cgroupsPath"].as_str().unwrap(), b.tag);
+    c["linux"]["cgroupsPath"] = json!(cgroup);
     if !relative {
         c["root"]["path"] = json!(b.rootfs);
     }

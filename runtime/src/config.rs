@@ -99,6 +99,12 @@ pub fn parse_process(bytes: &[u8]) -> Result<oci_spec::runtime::Process> {
     Ok(p)
 }
 
+/// Parses an `update --resources` document (a runtime-spec `linux.resources` object).
+pub fn parse_resources(bytes: &[u8]) -> Result<oci_spec::runtime::LinuxResources> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(path_error)
+}
+
 /// Parses "MAJOR.MINOR.PATCH[-pre]" and checks it is a version this runtime implements.
 pub fn check_version(version: &str) -> Result<()> {
     let bad = || {

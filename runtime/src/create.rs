@@ -66,12 +66,6 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
         ));
     }
     let linux = spec.linux().clone().unwrap_or_default();
-    if linux.resources().is_some() || linux.cgroups_path().is_some() {
-        tracing::warn!(
-            "linux.resources / linux.cgroupsPath: the cgroups crate is not wired in yet; no resource limits are applied to {}",
-            opts.id
-        );
-    }
     let ns = namespaces::plan(Some(&linux))?;
     if ns.new_user && linux.uid_mappings().as_ref().is_none_or(Vec::is_empty) {
         return Err(Error::config(
@@ -155,11 +149,16 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
         init_start_time: 0,
         own_pid_ns: ns.new_pid,
         hooks: spec.hooks().clone(),
+        cgroup: None,
     };
     let mut guard = Cleanup {
         dir: Some(dir),
         pids: Vec::new(),
+        cgroup: None,
     };
+    state.cgroup = crate::resources::setup(&linux, &opts.id)?;
+    guard.cgroup.clone_from(&state.cgroup);
+    phases.mark("cgroups");
     let d = guard.dir.as_ref().expect("set above");
     d.write(&state)?;
 
@@ -207,7 +206,11 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
     };
     phases.mark("state dir, channels");
     let clone_flags = plan.ns.clone_flags;
-    let child = clone3(clone_flags.bits() as u64)?;
+    let cgroup_fd = match &state.cgroup {
+        Some(cg) => cg.unified_dir_fd()?,
+        None => None,
+    };
+    let child = clone3(clone_flags.bits() as u64, cgroup_fd.as_ref())?;
     if child == 0 {
         drop(parent_end);
         init::main(plan, child_end, waiter);
@@ -216,6 +219,10 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
     drop(waiter);
     phases.mark("clone3");
     guard.pids.push(child);
+    if let Some(cg) = &state.cgroup {
+        // CLONE_INTO_CGROUP placed it in the v2 hierarchy; the v1 ones need the pid too.
+        cg.add_pid(child)?;
+    }
     let unshare_path = !plan.ns.unshare_flags.is_empty();
     if unshare_path {
         expect(&parent_end, &Msg::NeedIdMaps, child)?;
@@ -265,6 +272,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
     phases.mark("state and pid file");
     // Success: disarm the cleanup (this also releases the lock).
     guard.pids.clear();
+    guard.cgroup = None;
     guard.dir = None;
     Ok(Created { state, starter })
 }
@@ -309,6 +317,7 @@ fn recv(ch: &sync::Channel, pid: i32) -> Result<Msg> {
 struct Cleanup {
     dir: Option<LockedDir>,
     pids: Vec<i32>,
+    cgroup: Option<berth_cgroups::Cgroup>,
 }
 
 impl Drop for Cleanup {
@@ -316,6 +325,9 @@ impl Drop for Cleanup {
         for &pid in &self.pids {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.destroy();
         }
         if let Some(dir) = self.dir.take() {
             let _ = dir.remove();
@@ -351,11 +363,14 @@ struct CloneArgs {
     cgroup: u64,
 }
 
-/// clone3 without CLONE_VM: fork semantics, straight into new namespaces.
-fn clone3(flags: u64) -> Result<i32> {
+/// clone3 without CLONE_VM: fork semantics, straight into new namespaces and (with a cgroup
+/// directory fd) into the container's cgroup.
+fn clone3(flags: u64, cgroup: Option<&std::os::fd::OwnedFd>) -> Result<i32> {
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     let args = CloneArgs {
-        flags,
+        flags: flags | cgroup.map_or(0, |_| CLONE_INTO_CGROUP),
         exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.map_or(0, |fd| std::os::fd::AsRawFd::as_raw_fd(fd) as u64),
         ..Default::default()
     };
     // SAFETY: clone3 with a valid, sized clone_args and no CLONE_VM behaves like fork; berth is

@@ -55,6 +55,9 @@ pub enum Error {
     /// A feature that this build does not support was requested.
     #[error("{0}")]
     Unsupported(String),
+    /// Creating, configuring or removing the container's cgroups failed.
+    #[error("{0}")]
+    Cgroup(#[from] berth_cgroups::Error),
     /// The seccomp profile could not be compiled or installed.
     #[error("linux.seccomp: {0}")]
     Seccomp(#[from] berth_seccomp::Error),

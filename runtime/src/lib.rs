@@ -24,6 +24,7 @@ pub mod namespaces;
 pub mod phases;
 pub mod proc_info;
 pub mod process;
+pub mod resources;
 pub mod rootfs;
 pub mod seccomp_notify;
 pub mod signal;
@@ -35,7 +36,9 @@ pub mod terminal;
 
 pub use create::{create, CreateOptions};
 pub use error::{Error, Result};
-pub use lifecycle::{delete, kill, run, start, RunOutcome};
+pub use lifecycle::{
+    delete, kill, oom_kills, pause, resume, run, start, stats, update, RunOutcome,
+};
 pub use state::{ContainerState, StateRoot, Status};
 
 /// Re-export of the OCI runtime-spec types berth reads.

@@ -52,6 +52,9 @@ pub fn kill(root: &StateRoot, id: &str, signal: i32, all: bool) -> Result<()> {
         return Err(Error::NotRunning);
     }
     if all {
+        if let Some(cg) = &state.cgroup {
+            return Ok(cg.signal_all(signal)?);
+        }
         for pid in processes(&state) {
             let _ = signal_pid(&state, pid, signal, pid == state.pid);
         }
@@ -96,6 +99,9 @@ fn signal_pid(state: &ContainerState, pid: i32, signal: i32, is_init: bool) -> R
 pub fn processes(state: &ContainerState) -> Vec<i32> {
     if !state.init_alive() {
         return Vec::new();
+    }
+    if let Some(pids) = state.cgroup.as_ref().and_then(|cg| cg.pids().ok()) {
+        return pids;
     }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return vec![state.pid];
@@ -145,10 +151,16 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
                 "cannot delete container {id} that is not stopped: {status}"
             )));
         }
+        if let Some(cg) = &state.cgroup {
+            let _ = cg.signal_all(libc::SIGKILL);
+        }
         for pid in processes(&state) {
             let _ = signal_pid(&state, pid, libc::SIGKILL, pid == state.pid);
         }
         wait_gone(&state, Duration::from_secs(10))?;
+    }
+    if let Some(cg) = &state.cgroup {
+        cg.destroy()?;
     }
     if let Some(h) = state.hooks.as_ref().and_then(|h| h.poststop().clone()) {
         let mut stopped = state.clone();
@@ -177,6 +189,127 @@ fn wait_gone(state: &ContainerState, timeout: Duration) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Freezes a running container (`pause`).
+pub fn pause(root: &StateRoot, id: &str) -> Result<()> {
+    let dir = root.open_dir(id)?;
+    let mut state = dir.read()?;
+    match state.status() {
+        Status::Running => {}
+        Status::Paused => return Err(Error::State(format!("container {id} is already paused"))),
+        s => {
+            return Err(Error::State(format!(
+                "cannot pause container {id}: it is {s}"
+            )))
+        }
+    }
+    let cg = state.cgroup.as_ref().ok_or_else(|| {
+        Error::Unsupported(format!("cannot pause {id}: it has no cgroup (rootless)"))
+    })?;
+    cg.freeze()?;
+    state.status = Status::Paused;
+    dir.write(&state)
+}
+
+/// Thaws a paused container (`resume`).
+pub fn resume(root: &StateRoot, id: &str) -> Result<()> {
+    let dir = root.open_dir(id)?;
+    let mut state = dir.read()?;
+    if state.status() != Status::Paused {
+        return Err(Error::State(format!("container {id} is not paused")));
+    }
+    if let Some(cg) = &state.cgroup {
+        cg.thaw()?;
+    }
+    state.status = Status::Running;
+    dir.write(&state)
+}
+
+/// Applies new resource limits to a created, running or paused container (`update`).
+pub fn update(
+    root: &StateRoot,
+    id: &str,
+    resources: &oci_spec::runtime::LinuxResources,
+) -> Result<()> {
+    let dir = root.open_dir(id)?;
+    let state = dir.read()?;
+    if state.status() == Status::Stopped {
+        return Err(Error::NotRunning);
+    }
+    let cg = state.cgroup.as_ref().ok_or_else(|| {
+        Error::Unsupported(format!("cannot update {id}: it has no cgroup (rootless)"))
+    })?;
+    Ok(cg.apply(&without_zero_values(resources))?)
+}
+
+/// Engines send zeros for what they do not change (docker: `"quota":0,"period":0`,
+/// `"blockIO":{"weight":0}`); runc reads a zero as "leave as is", and so does berth.
+pub fn without_zero_values(
+    r: &oci_spec::runtime::LinuxResources,
+) -> oci_spec::runtime::LinuxResources {
+    let mut r = r.clone();
+    if let Some(mut cpu) = r.cpu().clone() {
+        if cpu.shares() == Some(0) {
+            cpu.set_shares(None);
+        }
+        if cpu.quota() == Some(0) {
+            cpu.set_quota(None);
+        }
+        if cpu.period() == Some(0) {
+            cpu.set_period(None);
+        }
+        r.set_cpu(Some(cpu));
+    }
+    if let Some(mut mem) = *r.memory() {
+        if mem.reservation() == Some(0) {
+            mem.set_reservation(None);
+        }
+        #[allow(deprecated)]
+        if mem.kernel() == Some(0) {
+            mem.set_kernel(None);
+        }
+        if mem.limit() == Some(0) {
+            mem.set_limit(None);
+        }
+        if mem.swap() == Some(0) {
+            mem.set_swap(None);
+        }
+        r.set_memory(Some(mem));
+    }
+    if let Some(mut io) = r.block_io().clone() {
+        if io.weight() == Some(0) {
+            io.set_weight(None);
+        }
+        r.set_block_io(Some(io));
+    }
+    if r.pids().as_ref().is_some_and(|p| p.limit() == 0) {
+        r.set_pids(None);
+    }
+    r
+}
+
+/// The container's resource statistics (`events --stats`), as runc's event JSON.
+pub fn stats(root: &StateRoot, id: &str) -> Result<serde_json::Value> {
+    let state = root.read(id)?;
+    if state.status() == Status::Stopped {
+        return Err(Error::NotRunning);
+    }
+    let cg = state
+        .cgroup
+        .as_ref()
+        .ok_or_else(|| Error::Unsupported(format!("{id} has no cgroup (rootless): no stats")))?;
+    let data = serde_json::to_value(cg.stats()?).expect("stats serialise");
+    Ok(serde_json::json!({"type": "stats", "id": id, "data": data}))
+}
+
+/// The number of OOM kills in the container so far (for `events`).
+pub fn oom_kills(root: &StateRoot, id: &str) -> Result<u64> {
+    let state = root.read(id)?;
+    match &state.cgroup {
+        Some(cg) => Ok(cg.oom_kills()?),
+        None => Ok(0),
+    }
 }
 
 /// How `run` ends.

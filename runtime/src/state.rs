@@ -76,6 +76,9 @@ pub struct ContainerState {
     /// Whether the init has its own pid namespace (then killing it ends the container).
     #[serde(default)]
     pub own_pid_ns: bool,
+    /// The container's cgroups (absent when they could not be managed, e.g. rootless).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<berth_cgroups::Cgroup>,
     /// Hooks still to run later (poststart, poststop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<Hooks>,

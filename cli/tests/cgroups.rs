@@ -1,0 +1,144 @@
+//! Resource limits in real containers on this hybrid (v1) host: a pids limit stops a fork loop,
+//! a memory limit OOM-kills, pause/resume freeze and thaw (state says "paused"), update changes
+//! limits (flags and the engines' JSON), `events --stats` shows real numbers, `kill --all`
+//! reaches every process, and delete leaves no cgroup behind.
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+
+use common::{shared_dir, Berth, OutputExt, SLEEPER};
+use serde_json::{json, Value};
+
+/// The container's directory in a v1 hierarchy (berth's default path is `/berth-<id>`).
+fn v1_dir(controller: &str, id: &str) -> PathBuf {
+    PathBuf::from(format!("/sys/fs/cgroup/{controller}/berth-{id}"))
+}
+
+fn no_cgroup_left(id: &str) {
+    for c in ["memory", "pids", "cpu", "freezer", "devices", "unified"] {
+        assert!(!v1_dir(c, id).exists(), "{c} cgroup of {id} left behind");
+    }
+}
+
+#[test]
+fn pids_limit_stops_a_fork_loop() {
+    let b = Berth::new();
+    let mut c = b.config(&[
+        "sh",
+        "-c",
+        "for i in $(seq 1 40); do sleep 5 & done 2>/dev/null; echo spawned; jobs -p | wc -l",
+    ]);
+    c["linux"]["resources"] = json!({"pids": {"limit": 10}});
+    let id = b.id("pids");
+    let out = b.run(&id, &c);
+    let n: usize = out
+        .out()
+        .lines()
+        .last()
+        .unwrap_or("0")
+        .trim()
+        .parse()
+        .unwrap_or(99);
+    assert!(n < 10, "{n} children despite pids.max=10: {}", out.out());
+    no_cgroup_left(&id);
+    b.assert_clean();
+}
+
+#[test]
+fn memory_limit_oom_kills() {
+    let b = Berth::new();
+    // Grow a shell variable well past the limit: the kernel's OOM killer ends the shell.
+    let mut c = b.config(&[
+        "sh",
+        "-c",
+        "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
+    ]);
+    c["linux"]["resources"] = json!({"memory": {"limit": 16_777_216, "swap": 16_777_216}});
+    let out = b.run(&b.id("oom"), &c);
+    assert_eq!(
+        out.code(),
+        137,
+        "expected SIGKILL from the OOM killer: {}",
+        out.err()
+    );
+    b.assert_clean();
+}
+
+#[test]
+fn pause_update_stats_kill_all_and_delete() {
+    let b = Berth::new();
+    let id = b.id("life");
+    let mut c = b.config(SLEEPER);
+    c["linux"]["resources"] = json!({"memory": {"limit": 67_108_864}, "pids": {"limit": 50}});
+    b.create(&id, &c);
+    b.start(&id);
+    let mem = v1_dir("memory", &id).join("memory.limit_in_bytes");
+    assert_eq!(fs::read_to_string(&mem).unwrap().trim(), "67108864");
+
+    b.cmd(&["pause", &id]).ok();
+    assert_eq!(b.status(&id), "paused");
+    assert_eq!(
+        fs::read_to_string(v1_dir("freezer", &id).join("freezer.state"))
+            .unwrap()
+            .trim(),
+        "FROZEN"
+    );
+    b.cmd(&["pause", &id]).fails_with("already paused");
+    b.cmd(&["resume", &id]).ok();
+    assert_eq!(b.status(&id), "running");
+
+    b.cmd(&["update", "--memory", "128m", "--pids-limit", "70", &id])
+        .ok();
+    assert_eq!(fs::read_to_string(&mem).unwrap().trim(), "134217728");
+    assert_eq!(
+        fs::read_to_string(v1_dir("pids", &id).join("pids.max"))
+            .unwrap()
+            .trim(),
+        "70"
+    );
+    for engine in ["podman", "docker"] {
+        let file = shared_dir().join(format!("engines/{engine}.example.update-resources.json"));
+        b.cmd(&["update", "--resources", file.to_str().unwrap(), &id])
+            .ok();
+    }
+    assert_eq!(fs::read_to_string(&mem).unwrap().trim(), "134217728");
+
+    let stats: Value =
+        serde_json::from_str(&b.cmd(&["events", "--stats", &id]).ok().out()).unwrap();
+    assert_eq!(stats["type"], "stats");
+    assert!(
+        stats["data"]["memory"]["usage"]["usage"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+    assert!(
+        stats["data"]["pids"]["current"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+
+    let pids: Vec<i32> =
+        serde_json::from_str(&b.cmd(&["ps", "--format", "json", &id]).ok().out()).unwrap();
+    assert!(pids.len() >= 2, "the shell and its sleep: {pids:?}");
+    b.cmd(&["kill", "--all", &id, "KILL"]).ok();
+    b.wait_status(&id, "stopped");
+    b.cmd(&["delete", &id]).ok();
+    no_cgroup_left(&id);
+    b.assert_clean();
+}
+
+#[test]
+fn failed_create_leaves_no_cgroup() {
+    let b = Berth::new();
+    let id = b.id("badres");
+    let mut c = b.config(&["true"]);
+    c["linux"]["resources"] = json!({"cpu": {"cpus": "999"}});
+    let out = b.try_create(&id, &c);
+    assert!(
+        !out.status.success(),
+        "an impossible cpuset must fail create"
+    );
+    no_cgroup_left(&id);
+    b.assert_no_state(&id);
+    b.assert_clean();
+}
