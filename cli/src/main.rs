@@ -466,7 +466,7 @@ fn exec_options(root: &StateRoot, a: &ExecArgs) -> Result<berth_runtime::exec::E
 
 /// `update`'s resources: the JSON document if given, with the flags applied on top.
 fn update_resources(a: &UpdateArgs) -> Result<berth_runtime::oci::LinuxResources> {
-    use berth_runtime::oci::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+    use berth_runtime::oci::{LinuxPids, LinuxResources};
     let mut r: LinuxResources = match &a.resources {
         Some(p) if p.as_os_str() == "-" => {
             let mut buf = Vec::new();
@@ -482,7 +482,7 @@ fn update_resources(a: &UpdateArgs) -> Result<berth_runtime::oci::LinuxResources
         None => LinuxResources::default(),
     };
     if a.memory.is_some() || a.memory_reservation.is_some() || a.memory_swap.is_some() {
-        let mut mem = r.memory().clone().unwrap_or_else(LinuxMemory::default);
+        let mut mem = r.memory().unwrap_or_default();
         if let Some(v) = &a.memory {
             mem.set_limit(Some(parse_bytes(v).context("--memory")?));
         }
@@ -500,7 +500,7 @@ fn update_resources(a: &UpdateArgs) -> Result<berth_runtime::oci::LinuxResources
         || a.cpuset_cpus.is_some()
         || a.cpuset_mems.is_some()
     {
-        let mut cpu = r.cpu().clone().unwrap_or_else(LinuxCpu::default);
+        let mut cpu = r.cpu().clone().unwrap_or_default();
         if a.cpu_quota.is_some() {
             cpu.set_quota(a.cpu_quota);
         }
@@ -524,7 +524,7 @@ fn update_resources(a: &UpdateArgs) -> Result<berth_runtime::oci::LinuxResources
         r.set_pids(Some(p));
     }
     if let Some(w) = a.blkio_weight {
-        let mut io = r.block_io().clone().unwrap_or_else(LinuxBlockIo::default);
+        let mut io = r.block_io().clone().unwrap_or_default();
         io.set_weight(Some(w));
         r.set_block_io(Some(io));
     }
