@@ -3,10 +3,15 @@
 # then builds berth.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v busybox >/dev/null || ! dpkg -s busybox-static >/dev/null 2>&1 || ! command -v jq >/dev/null; then
+# busybox-static: test and demo rootfs; jq: scripts; procps: `berth ps`; qemu-system-x86 and
+# linux-image-amd64: the pure cgroup v2 VM harness (cgroups/vm).
+packages=(busybox-static jq iproute2 procps qemu-system-x86 linux-image-amd64)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq busybox-static jq iproute2 >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 cargo build --release --locked -p berth
 echo "built: $(pwd)/target/release/berth"

@@ -7,3 +7,5 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo bench --workspace --locked --no-run
 cargo test --workspace --locked -- --test-threads 2
+# The cgroup v2 suite, in a VM with every v2 controller (this host is hybrid).
+bash cgroups/vm/test-v2.sh
