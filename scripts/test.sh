@@ -9,3 +9,4 @@ cargo bench --workspace --locked --no-run
 cargo test --workspace --locked -- --test-threads 2
 # The cgroup v2 suite, in a VM with every v2 controller (this host is hybrid).
 bash cgroups/vm/test-v2.sh
+bash cgroups/vm/test-containers-v2.sh
