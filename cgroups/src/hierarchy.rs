@@ -86,10 +86,26 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The cgroup mounts that are visible: a mount hidden by a later mount on the same point or on
+/// one of its ancestors (say a cgroup2 mounted over a hybrid host's /sys/fs/cgroup in a private
+/// mount namespace) is not a hierarchy this process can use.
 fn parse_mounts(mountinfo: &str) -> Vec<Mount> {
-    mountinfo
+    let points: Vec<PathBuf> = mountinfo
         .lines()
         .filter_map(|line| {
+            let (pre, _) = line.split_once(" - ")?;
+            Some(PathBuf::from(unescape(pre.split(' ').nth(4)?)))
+        })
+        .collect();
+    mountinfo
+        .lines()
+        .filter(|line| line.contains(" - "))
+        .enumerate()
+        .filter(|(i, _)| {
+            let me = &points[*i];
+            !points[i + 1..].iter().any(|later| me.starts_with(later))
+        })
+        .filter_map(|(_, line)| {
             let (pre, post) = line.split_once(" - ")?;
             let pre: Vec<&str> = pre.split(' ').collect();
             let mut post = post.split(' ');
@@ -260,6 +276,17 @@ mod tests {
             found[0].dir_of(Path::new("/kubepods/pod1/c/sub")),
             Path::new("/sys/fs/cgroup/c/sub")
         );
+    }
+
+    #[test]
+    fn hierarchies_hidden_by_a_later_mount_are_ignored() {
+        // A private mount namespace that mounted cgroup2 over the hybrid host's /sys/fs/cgroup.
+        let mi =
+            format!("{HYBRID_MI}50 31 0:38 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw\n");
+        let (mode, found) = discover(&mi, HYBRID_PC).unwrap();
+        assert_eq!(mode, Mode::Unified);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].mount_point, PathBuf::from("/sys/fs/cgroup"));
     }
 
     #[test]
