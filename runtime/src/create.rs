@@ -231,8 +231,14 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
         namespaces::write_id_maps(child, &linux)?;
     }
     phases.mark("id maps");
+    let idmapped =
+        crate::idmap::detached_trees(&plan.rootfs.mounts, child, plan.rootfs.in_user_ns)?;
+    let idmapped_fds: Vec<std::os::fd::RawFd> = idmapped
+        .iter()
+        .map(std::os::fd::AsRawFd::as_raw_fd)
+        .collect();
     parent_end
-        .send(&Msg::Go)
+        .send_with_fds(&Msg::Go, &idmapped_fds)
         .ctx(|| "sync with the container's init".to_string())?;
     let mut init_pid = child;
     if plan.ns.fork_after_unshare {

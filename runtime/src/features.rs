@@ -13,6 +13,7 @@ const MOUNT_OPTIONS: &[&str] = &[
     "diratime",
     "dirsync",
     "exec",
+    "idmap",
     "iversion",
     "lazytime",
     "loud",
@@ -45,6 +46,7 @@ const MOUNT_OPTIONS: &[&str] = &[
     "rnosuid",
     "rnosymfollow",
     "ro",
+    "ridmap",
     "rprivate",
     "rrelatime",
     "rro",
@@ -95,7 +97,7 @@ pub fn document() -> Value {
             // SELinux labels are ignored with a warning: this host has no SELinux.
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },
-            "mountExtensions": { "idmap": { "enabled": false } },
+            "mountExtensions": { "idmap": { "enabled": true } },
             "netDevices": { "enabled": false },
         },
         "annotations": {

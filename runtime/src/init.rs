@@ -105,8 +105,9 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Ready> {
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     let ns = &plan.ns;
+    let idmapped;
     if ns.unshare_flags.is_empty() {
-        expect(sync, &Msg::Go)?;
+        idmapped = expect_go(sync)?;
         if ns.new_user {
             become_ns_root()?;
         }
@@ -120,7 +121,7 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Ready> {
         nix::sched::unshare(CloneFlags::CLONE_NEWUSER)
             .ctx(|| "unshare user namespace".to_string())?;
         sync.send(&Msg::NeedIdMaps).ctx(|| "sync".to_string())?;
-        expect(sync, &Msg::Go)?;
+        idmapped = expect_go(sync)?;
         become_ns_root()?;
         nix::sched::unshare(ns.unshare_flags - CloneFlags::CLONE_NEWUSER)
             .ctx(|| "unshare namespaces".to_string())?;
@@ -155,7 +156,7 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Ready> {
     if !plan.no_new_keyring {
         join_session_keyring(&plan.id);
     }
-    rootfs::prepare(&plan.rootfs)?;
+    rootfs::prepare(&plan.rootfs, idmapped)?;
     let (creating, created) = if plan.hook_exchange {
         sync.send(&Msg::MountsDone).ctx(|| "sync".to_string())?;
         match sync.recv().ctx(|| "sync".to_string())? {
@@ -179,13 +180,12 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Ready> {
     Ok(Ready { created, pty })
 }
 
-fn expect(sync: &Channel, want: &Msg) -> Result<()> {
-    match sync.recv().ctx(|| "sync".to_string())? {
-        Some(m) if &m == want => Ok(()),
-        Some(Msg::Error(e)) => Err(Error::Init(e)),
-        other => Err(Error::Init(format!(
-            "sync: expected {want:?}, got {other:?}"
-        ))),
+/// Waits for `Go`, which carries the detached trees of the idmapped mounts.
+fn expect_go(sync: &Channel) -> Result<Vec<OwnedFd>> {
+    match sync.recv_with_fds().ctx(|| "sync".to_string())? {
+        (Some(Msg::Go), fds) => Ok(fds),
+        (Some(Msg::Error(e)), _) => Err(Error::Init(e)),
+        (other, _) => Err(Error::Init(format!("sync: expected Go, got {other:?}"))),
     }
 }
 

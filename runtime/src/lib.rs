@@ -15,6 +15,7 @@ pub mod exe_guard;
 pub mod exec;
 pub mod features;
 pub mod hooks;
+pub mod idmap;
 pub mod in_root;
 pub mod init;
 pub mod lifecycle;

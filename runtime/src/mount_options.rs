@@ -29,6 +29,17 @@ pub struct MountOptions {
     pub data: String,
     /// `tmpcopyup`: copy the covered directory's content into a new tmpfs.
     pub tmpcopyup: bool,
+    /// `idmap` / `ridmap`: an idmapped bind mount (recursive for `ridmap`).
+    pub idmap: Option<Idmap>,
+}
+
+/// The two idmapped-mount options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Idmap {
+    /// `idmap`: only the top mount is idmapped.
+    Top,
+    /// `ridmap`: the whole tree is.
+    Recursive,
 }
 
 impl Default for MountOptions {
@@ -40,6 +51,7 @@ impl Default for MountOptions {
             recursive: RecursiveAttrs::default(),
             data: String::new(),
             tmpcopyup: false,
+            idmap: None,
         }
     }
 }
@@ -94,9 +106,13 @@ pub fn parse(options: &[String], index: usize) -> Result<MountOptions> {
             }
         } else if opt == "tmpcopyup" {
             o.tmpcopyup = true;
-        } else if matches!(opt, "idmap" | "ridmap") || opt.starts_with("idmap=") {
+        } else if opt == "idmap" {
+            o.idmap = Some(Idmap::Top);
+        } else if opt == "ridmap" {
+            o.idmap = Some(Idmap::Recursive);
+        } else if opt.starts_with("idmap=") || opt.starts_with("ridmap=") {
             return Err(Error::Unsupported(format!(
-                "mounts[{index}].options: {opt:?} (idmapped mounts) is not supported yet"
+                "mounts[{index}].options: {opt:?}: give the mappings in the mount's uidMappings/gidMappings"
             )));
         } else if opt.is_empty() {
             return Err(Error::config(
@@ -226,8 +242,12 @@ mod tests {
     }
 
     #[test]
-    fn idmap_is_a_clear_error() {
-        let e = parse(&["idmap".to_string()], 3).unwrap_err().to_string();
+    fn idmap_options() {
+        assert_eq!(p(&["bind", "idmap"]).idmap, Some(Idmap::Top));
+        assert_eq!(p(&["rbind", "ridmap"]).idmap, Some(Idmap::Recursive));
+        let e = parse(&["idmap=uids=0-1-2".to_string()], 3)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mounts[3]"), "{e}");
     }
 

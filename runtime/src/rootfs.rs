@@ -31,6 +31,10 @@ pub struct MountPlan {
     pub source: Option<PathBuf>,
     /// Parsed options.
     pub options: MountOptions,
+    /// The mount's own uid mappings (idmapped mounts).
+    pub uid_mappings: Vec<oci_spec::runtime::LinuxIdMapping>,
+    /// The mount's own gid mappings (idmapped mounts).
+    pub gid_mappings: Vec<oci_spec::runtime::LinuxIdMapping>,
 }
 
 /// Everything the init needs to build the root filesystem.
@@ -84,6 +88,8 @@ pub fn plan_mounts(mounts: &[oci_spec::runtime::Mount], bundle: &Path) -> Result
                 fstype,
                 source,
                 options,
+                uid_mappings: m.uid_mappings().clone().unwrap_or_default(),
+                gid_mappings: m.gid_mappings().clone().unwrap_or_default(),
             })
         })
         .collect()
@@ -97,7 +103,9 @@ fn sys(what: impl FnOnce() -> String) -> impl FnOnce(nix::Error) -> Error {
 }
 
 /// Step 1 (new mount namespace, before hooks): propagation, rootfs bind, mounts, /dev.
-pub fn prepare(plan: &RootfsPlan) -> Result<()> {
+/// `idmapped` holds the detached trees of the `idmap`/`ridmap` mounts, in mount order.
+pub fn prepare(plan: &RootfsPlan, idmapped: Vec<OwnedFd>) -> Result<()> {
+    let mut idmapped = idmapped.into_iter();
     // Keep host mount events from leaking in (or ours out); rslave unless told otherwise.
     let prop = match plan.root_propagation {
         Some(p) if p.contains(MsFlags::MS_PRIVATE) => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
@@ -119,7 +127,12 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
     let root =
         File::open(&plan.rootfs).ctx(|| format!("opening rootfs {}", plan.rootfs.display()))?;
     for m in &plan.mounts {
-        mount_entry(root.as_fd(), m, plan).map_err(|e| match e {
+        let tree = if m.options.idmap.is_some() {
+            idmapped.next()
+        } else {
+            None
+        };
+        mount_entry(root.as_fd(), m, plan, tree).map_err(|e| match e {
             Error::Io { context, err } => Error::Io {
                 context: format!(
                     "mounts[{}] ({}): {context}",
@@ -136,7 +149,12 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
     Ok(())
 }
 
-fn mount_entry(root: BorrowedFd<'_>, m: &MountPlan, plan: &RootfsPlan) -> Result<()> {
+fn mount_entry(
+    root: BorrowedFd<'_>,
+    m: &MountPlan,
+    plan: &RootfsPlan,
+    idmapped: Option<OwnedFd>,
+) -> Result<()> {
     let dest = &m.destination;
     let is_bind = m.options.is_bind() || m.fstype == "bind";
     if is_bind {
@@ -145,15 +163,19 @@ fn mount_entry(root: BorrowedFd<'_>, m: &MountPlan, plan: &RootfsPlan) -> Result
         let leaf = if meta.is_dir() { Leaf::Dir } else { Leaf::File };
         let target =
             in_root::ensure(root, dest, leaf).ctx(|| "creating mount point".to_string())?;
-        let flags = MsFlags::MS_BIND | (m.options.flags & MsFlags::MS_REC);
-        mount(
-            Some(source),
-            in_root::proc_fd_path(&target).as_c_str(),
-            None::<&str>,
-            flags,
-            None::<&str>,
-        )
-        .map_err(sys(|| format!("bind-mounting {}", source.display())))?;
+        if let Some(tree) = idmapped {
+            crate::idmap::attach(&tree, &target)?;
+        } else {
+            let flags = MsFlags::MS_BIND | (m.options.flags & MsFlags::MS_REC);
+            mount(
+                Some(source),
+                in_root::proc_fd_path(&target).as_c_str(),
+                None::<&str>,
+                flags,
+                None::<&str>,
+            )
+            .map_err(sys(|| format!("bind-mounting {}", source.display())))?;
+        }
         let extra = m.options.bind_remount_flags();
         if !extra.is_empty() {
             let top = in_root::open_path(root, dest).ctx(|| "reopening mount point".to_string())?;
