@@ -3,7 +3,10 @@
 # add a ram disk (brd) for the io tests, run the command from the host, hand back its status.
 # When this script (PID 1) exits the kernel panics, and panic=-1 with -no-reboot ends qemu.
 x=/run/berth-vm
-mount -t tmpfs tmpfs /tmp
+# Scratch space for the tests (TMPDIR), not over /tmp: the workspace and its target dir may live
+# under the host's /tmp (CI clones there), and they must stay visible.
+mkdir -p /var/tmp/berth-vm && mount -t tmpfs tmpfs /var/tmp/berth-vm
+export TMPDIR=/var/tmp/berth-vm
 mount -t tmpfs tmpfs /run/lock 2>/dev/null || true
 mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
