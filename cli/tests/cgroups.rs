@@ -8,7 +8,7 @@ mod common;
 use std::fs;
 use std::path::PathBuf;
 
-use common::{shared_dir, Berth, OutputExt, SLEEPER};
+use common::{forks_under_pids_limit, shared_dir, Berth, OutputExt, SLEEPER};
 use serde_json::{json, Value};
 
 /// The container's directory in a v1 hierarchy (berth's default path is `/berth-<id>`).
@@ -25,28 +25,9 @@ fn no_cgroup_left(id: &str) {
 #[test]
 fn pids_limit_stops_a_fork_loop() {
     let b = Berth::new();
-    let mut c = b.config(&[
-        "sh",
-        "-c",
-        "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do sleep 5 & echo $!; done 2>/dev/null",
-    ]);
-    c["linux"]["resources"] = json!({"pids": {"limit": 10}});
-    let id = b.id("pids");
-    let out = b.run(&id, &c);
-    // Each successful fork prints a new $!; a failed one repeats the last.
-    let n = out
-        .out()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect::<std::collections::HashSet<_>>()
-        .len();
-    assert!(
-        n > 0 && n < 10,
-        "{n} children despite pids.max=10: {} {}",
-        out.out(),
-        out.err()
-    );
-    no_cgroup_left(&id);
+    let n = forks_under_pids_limit(&b, "pids", 10);
+    assert!(n > 0 && n < 10, "{n} children despite pids.max=10");
+    no_cgroup_left(&b.id("pids"));
     b.assert_clean();
 }
 

@@ -9,7 +9,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{Berth, OutputExt, SLEEPER};
+use common::{forks_under_pids_limit, Berth, OutputExt, SLEEPER};
 use serde_json::{json, Value};
 
 /// True on a cgroup v2-only host (the VM); tests skip with a note elsewhere.
@@ -31,22 +31,8 @@ fn pids_and_memory_limits_are_enforced() {
         return;
     }
     let b = Berth::new();
-    let mut c = b.config(&["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do sleep 5 & echo $!; done 2>/dev/null"]);
-    c["linux"]["resources"] = json!({"pids": {"limit": 10}});
-    let out = b.run(&b.id("pids"), &c);
-    // Each successful fork prints a new $!; a failed one repeats the last.
-    let n = out
-        .out()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect::<std::collections::HashSet<_>>()
-        .len();
-    assert!(
-        n > 0 && n < 10,
-        "{n} children despite pids.max=10: {} {}",
-        out.out(),
-        out.err()
-    );
+    let n = forks_under_pids_limit(&b, "pids", 10);
+    assert!(n > 0 && n < 10, "{n} children despite pids.max=10");
 
     let mut c = b.config(&[
         "sh",

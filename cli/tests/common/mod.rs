@@ -514,3 +514,20 @@ pub fn inherit_fd(cmd: &mut Command, from: std::os::fd::RawFd, to: std::os::fd::
         });
     }
 }
+
+/// Runs a container with `pids.max` = `limit` whose shell forks 20 sleepers, and returns how
+/// many forks succeeded (each successful fork prints a new `$!`; a failed one repeats the last).
+pub fn forks_under_pids_limit(b: &Berth, name: &str, limit: i64) -> usize {
+    let mut c = b.config(&[
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do sleep 5 & echo $!; done 2>/dev/null",
+    ]);
+    c["linux"]["resources"] = json!({"pids": {"limit": limit}});
+    let out = b.run(&b.id(name), &c);
+    out.out()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
