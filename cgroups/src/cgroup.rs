@@ -205,6 +205,22 @@ impl Cgroup {
         Ok(())
     }
 
+    /// [`Cgroup::add_pid`] for a process that clone3 `CLONE_INTO_CGROUP` already put into the
+    /// unified directory: only the v1 hierarchies are written. Skipping the redundant v2 write
+    /// matters: a cgroup.procs write may wait a whole RCU grace period (over 10 ms on an idle
+    /// machine).
+    pub fn add_cloned_pid(&self, pid: i32) -> Result<()> {
+        let unified = self.unified().map(|h| h.dir.clone());
+        for h in self
+            .hierarchies
+            .iter()
+            .filter(|h| Some(&h.dir) != unified.as_ref())
+        {
+            fsutil::write(&h.dir, "cgroup.procs", &pid.to_string())?;
+        }
+        Ok(())
+    }
+
     /// An `O_PATH | O_DIRECTORY` descriptor of the unified (v2) directory, for clone3's
     /// `CLONE_INTO_CGROUP`; `None` on a v1-only host.
     pub fn unified_dir_fd(&self) -> Result<Option<OwnedFd>> {

@@ -221,8 +221,13 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
     guard.pids.push(child);
     if let Some(cg) = &state.cgroup {
         // CLONE_INTO_CGROUP placed it in the v2 hierarchy; the v1 ones need the pid too.
-        cg.add_pid(child)?;
+        if cgroup_fd.is_some() {
+            cg.add_cloned_pid(child)?;
+        } else {
+            cg.add_pid(child)?;
+        }
     }
+    phases.mark("cgroup join");
     let unshare_path = !plan.ns.unshare_flags.is_empty();
     if unshare_path {
         expect(&parent_end, &Msg::NeedIdMaps, child)?;
