@@ -1,0 +1,108 @@
+//! The crate's error type: every variant names the layer entry, file, image or field at fault.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Errors from layer extraction, the image store and bundle generation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A layer entry that is refused (escapes the root, is malformed or exceeds a limit).
+    #[error("layer entry {entry:?}: {reason}")]
+    Entry {
+        /// The entry's name as found in the archive.
+        entry: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A filesystem operation failed while applying a layer entry.
+    #[error("layer entry {entry:?}: {op}: {source}")]
+    EntryIo {
+        /// The entry's name as found in the archive.
+        entry: String,
+        /// The operation that failed.
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The tar stream itself is malformed.
+    #[error("tar stream at byte {offset}: {reason}")]
+    Tar {
+        /// Offset of the offending header in the uncompressed stream.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading or decompressing the layer stream failed.
+    #[error("reading the layer stream: {0}")]
+    Read(#[source] io::Error),
+    /// A filesystem operation on a named path failed.
+    #[error("{}: {op}: {source}", path.display())]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The operation that failed.
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Content did not match the digest it was referenced by.
+    #[error("{what}: digest mismatch: expected {expected}, computed {actual}")]
+    DigestMismatch {
+        /// The blob, layer or file that was checked.
+        what: String,
+        /// The digest it was referenced by.
+        expected: String,
+        /// The digest of the bytes actually read.
+        actual: String,
+    },
+    /// A document or argument that is structurally invalid (bad digest, missing field, unknown
+    /// media type, ...).
+    #[error("{what}: {reason}")]
+    Invalid {
+        /// The document, field or argument at fault.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A JSON document that does not parse.
+    #[error("{what}: {source}")]
+    Json {
+        /// The document (path or blob digest) and its kind.
+        what: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// No image by that name exists in the store.
+    #[error("image {0:?} not found")]
+    ImageNotFound(String),
+    /// Landlock self-confinement could not be set up.
+    #[error("confining the extractor: {0}")]
+    Confine(#[source] berth_runtime::error::Error),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(
+        path: impl Into<PathBuf>,
+        op: &'static str,
+        source: impl Into<io::Error>,
+    ) -> Self {
+        Error::Io {
+            path: path.into(),
+            op,
+            source: source.into(),
+        }
+    }
+
+    pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+}
