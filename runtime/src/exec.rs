@@ -4,7 +4,7 @@
 //! the process up exactly as the init does and execs through the sealed trampoline.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
@@ -200,31 +200,13 @@ fn child_main(
         crate::terminal::make_controlling(slave).map_err(fail)?;
     }
     process::apply_limits(&p).map_err(fail)?;
-    let nnp = p.no_new_privileges;
-    if let (Some(f), false) = (seccomp, nnp) {
-        f.install().map_err(|e| fail(e.into()))?;
-    }
-    process::fill_home(&mut p);
-    let path = process::lookup(&p).map_err(|f| (f.message, f.exit_code))?;
-    process::switch_user(&p, crate::namespaces::setgroups_allowed()).map_err(fail)?;
-    process::enter_cwd(&p.cwd).map_err(fail)?;
-    if nnp {
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err((
-                format!(
-                    "prctl(PR_SET_NO_NEW_PRIVS): {}",
-                    std::io::Error::last_os_error()
-                ),
-                1,
-            ));
-        }
-        if let Some(f) = seccomp {
-            f.install().map_err(|e| fail(e.into()))?;
-        }
-    }
-    crate::init::close_fds(preserve_fds, &report.as_raw_fd()).map_err(fail)?;
-    crate::init::reset_signals();
-    let failure = process::exec(trampoline, &path, &p);
-    Err((failure.message, failure.exit_code))
+    Err(crate::init::confine_and_exec(
+        &mut p,
+        seccomp,
+        None,
+        "",
+        trampoline,
+        preserve_fds,
+        report,
+    ))
 }

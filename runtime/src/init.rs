@@ -281,7 +281,6 @@ fn exec_process(
         &ready.created,
     )
     .map_err(fail)?;
-    let nnp = plan.process.as_ref().is_some_and(|p| p.no_new_privileges);
     let Some(p) = plan.process.as_mut() else {
         return Err((
             "cannot start a container without a process: config.json has no \"process\"".into(),
@@ -294,33 +293,61 @@ fn exec_process(
     if let Some(slave) = &ready.pty {
         crate::terminal::make_controlling(slave).map_err(fail)?;
     }
-    if let (Some(f), false) = (&plan.seccomp, nnp) {
-        // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it before the drop.
-        install_seccomp(f, plan.notify.take(), &ready.created).map_err(fail)?;
-    }
-    process::fill_home(p);
-    let path = process::lookup(p).map_err(|f| (f.message, f.exit_code))?;
-    process::switch_user(p, namespaces::setgroups_allowed()).map_err(fail)?;
-    process::enter_cwd(&p.cwd).map_err(fail)?;
-    if nnp {
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err((
-                format!(
-                    "prctl(PR_SET_NO_NEW_PRIVS): {}",
-                    std::io::Error::last_os_error()
-                ),
-                1,
-            ));
+    Err(confine_and_exec(
+        p,
+        plan.seccomp.as_ref(),
+        plan.notify.take(),
+        &ready.created,
+        &plan.trampoline,
+        plan.preserve_fds,
+        conn,
+    ))
+}
+
+/// The last steps before `execve`, shared by the init and `exec`: seccomp (before the
+/// capability drop unless no_new_privs is set, as late as possible otherwise), the user and
+/// capabilities, the cwd check, no_new_privs, fd hygiene, default signals, and the exec
+/// through the trampoline. Returns only on failure: the message and the exit code.
+pub(crate) fn confine_and_exec(
+    p: &mut ProcessPlan,
+    seccomp: Option<&berth_seccomp::Filter>,
+    mut notify: Option<crate::seccomp_notify::Agent>,
+    state: &str,
+    trampoline: &crate::exe_guard::Trampoline,
+    preserve_fds: u32,
+    keep: &impl AsRawFd,
+) -> (String, i32) {
+    let fail = |e: Error| (e.to_string(), 1);
+    let mut steps = || -> std::result::Result<std::ffi::CString, (String, i32)> {
+        let nnp = p.no_new_privileges;
+        if let (Some(f), false) = (seccomp, nnp) {
+            // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: before the drop.
+            install_seccomp(f, notify.take(), state).map_err(fail)?;
         }
-        if let Some(f) = &plan.seccomp {
-            install_seccomp(f, plan.notify.take(), &ready.created).map_err(fail)?;
+        process::fill_home(p);
+        let path = process::lookup(p).map_err(|f| (f.message, f.exit_code))?;
+        process::switch_user(p, namespaces::setgroups_allowed()).map_err(fail)?;
+        process::enter_cwd(&p.cwd).map_err(fail)?;
+        if nnp {
+            // SAFETY: prctl with integer arguments.
+            if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+                let e = std::io::Error::last_os_error();
+                return Err((format!("prctl(PR_SET_NO_NEW_PRIVS): {e}"), 1));
+            }
+            if let Some(f) = seccomp {
+                install_seccomp(f, notify.take(), state).map_err(fail)?;
+            }
         }
-    }
-    close_fds(plan.preserve_fds, conn).map_err(fail)?;
+        close_fds(preserve_fds, keep).map_err(fail)?;
+        Ok(path)
+    };
+    let path = match steps() {
+        Ok(path) => path,
+        Err(e) => return e,
+    };
     reset_signals();
-    let failure = process::exec(&plan.trampoline, &path, p);
-    Err((failure.message, failure.exit_code))
+    let failure = process::exec(trampoline, &path, p);
+    (failure.message, failure.exit_code)
 }
 
 /// Installs the filter; a NOTIFY listener goes to the agent.
@@ -338,7 +365,7 @@ fn install_seccomp(
 
 /// Marks every descriptor above stdio and the preserved ones close-on-exec, so nothing of the
 /// host (state directory, sockets, log file) reaches the container.
-pub(crate) fn close_fds(preserve: u32, conn: &impl AsRawFd) -> Result<()> {
+fn close_fds(preserve: u32, conn: &impl AsRawFd) -> Result<()> {
     let first = 3 + preserve;
     // SAFETY: close_range with integer arguments; CLOSE_RANGE_CLOEXEC only sets flags.
     let rc = unsafe {
@@ -364,7 +391,7 @@ pub(crate) fn close_fds(preserve: u32, conn: &impl AsRawFd) -> Result<()> {
 
 /// Restores default signal dispositions and an empty mask (Rust ignores SIGPIPE; `run` blocks
 /// signals): the container must start with a clean slate.
-pub(crate) fn reset_signals() {
+fn reset_signals() {
     for sig in 1..=libc::SIGRTMAX() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
