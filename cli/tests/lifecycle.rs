@@ -290,3 +290,19 @@ fn kill_all_and_delete_force_without_a_pid_namespace() {
     }
     b.assert_clean();
 }
+
+/// Commands that need a live container refuse a stopped one clearly.
+#[test]
+fn exec_pause_update_refuse_a_stopped_container() {
+    let b = Berth::new();
+    let id = b.id("stopped");
+    b.create(&id, &b.config(&["true"]));
+    b.start(&id);
+    b.wait_status(&id, "stopped");
+    b.cmd(&["exec", &id, "true"]).fails_with("stopped container");
+    b.cmd(&["pause", &id]).fails_with("stopped");
+    b.cmd(&["resume", &id]).fails_with("not paused");
+    b.cmd(&["update", "--pids-limit", "5", &id]).fails_with("not running");
+    b.cmd(&["delete", &id]).ok();
+    b.assert_clean();
+}
