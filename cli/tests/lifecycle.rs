@@ -299,10 +299,12 @@ fn exec_pause_update_refuse_a_stopped_container() {
     b.create(&id, &b.config(&["true"]));
     b.start(&id);
     b.wait_status(&id, "stopped");
-    b.cmd(&["exec", &id, "true"]).fails_with("stopped container");
+    b.cmd(&["exec", &id, "true"])
+        .fails_with("stopped container");
     b.cmd(&["pause", &id]).fails_with("stopped");
     b.cmd(&["resume", &id]).fails_with("not paused");
-    b.cmd(&["update", "--pids-limit", "5", &id]).fails_with("not running");
+    b.cmd(&["update", "--pids-limit", "5", &id])
+        .fails_with("not running");
     b.cmd(&["delete", &id]).ok();
     b.assert_clean();
 }
