@@ -29,12 +29,12 @@ mkdir -p fuzz/corpus/mountinfo && cp /proc/self/mountinfo fuzz/corpus/mountinfo/
 mkdir -p fuzz/corpus/mount_options && printf 'nosuid,noexec,newinstance,ptmxmode=0666,mode=0620,gid=5' > fuzz/corpus/mount_options/devpts
 
 cd fuzz
-# whiteout_apply found an open bug (a `.wh.NAME` that left NAME in place; input kept in
-# fuzz/regressions/whiteout_apply/) in the overlay crate, which is still in progress (issue 5).
-# It is skipped here until that fix lands, so the other targets keep guarding main.
-skip="whiteout_apply"
 for target in $(cargo fuzz list); do
-  case " $skip " in *" $target "*) echo "== skipping $target (known open finding)"; continue ;; esac
+  # Inputs that once crashed are replayed first: a fixed finding must stay fixed.
+  if [ -d "regressions/$target" ]; then
+    echo "== replaying regressions/$target"
+    cargo fuzz run "$target" "regressions/$target"/* -- -rss_limit_mb=4096
+  fi
   echo "== fuzzing $target for ${seconds}s"
   cargo fuzz run "$target" -- -max_total_time="$seconds" -rss_limit_mb=4096
 done

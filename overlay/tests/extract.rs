@@ -564,6 +564,32 @@ fn hostile_symlink_from_an_earlier_layer() {
     sb.check();
 }
 
+/// The fuzz finding in fuzz/regressions/whiteout_apply: a lower layer's `a -> /` aliases the
+/// upper layer's `a/b/c` onto `b/c`, so `.wh.b` followed by `a/b/c` leaves a fresh `b` (as
+/// containerd's in-root resolution does); it lands inside the root, and the whiteout itself is
+/// never materialised.
+#[test]
+fn whiteout_then_a_path_aliased_through_a_lower_symlink() {
+    let sb = Sandbox::new();
+    let mut lower = Tar::new();
+    lower.file("b/old", b"old").symlink("a", "/");
+    extract(&lower.finish(), &sb.dest, &opts(Mode::Flatten)).unwrap();
+    let mut upper = Tar::new();
+    upper.file(".wh.b", b"").file("a/b/c", b"c");
+    extract(&upper.finish(), &sb.dest, &opts(Mode::Flatten)).unwrap();
+    assert!(
+        !sb.dest.join("b/old").exists(),
+        "the whiteout removed the old b"
+    );
+    assert_eq!(fs::read(sb.dest.join("b/c")).unwrap(), b"c");
+    assert!(!sb.dest.join(".wh.b").exists());
+    assert!(fs::symlink_metadata(sb.dest.join("a"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    sb.check();
+}
+
 #[test]
 fn hostile_sizes_and_counts() {
     let sb = Sandbox::new();
