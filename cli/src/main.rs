@@ -1,5 +1,6 @@
 //! `berth`: a runc-compatible command line over the berth crates. Parse, call, print.
 
+mod images;
 mod log;
 
 use std::io::Write;
@@ -33,6 +34,10 @@ struct Cli {
     /// Use systemd to manage cgroups (not supported yet).
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
+    /// Image store directory (default: /var/lib/berth, or $XDG_DATA_HOME/berth when not
+    /// root; also $BERTH_STORE).
+    #[arg(long, global = true)]
+    store: Option<PathBuf>,
     /// Print the version.
     #[arg(short = 'v', long)]
     version: bool,
@@ -62,6 +67,63 @@ struct CreateArgs {
     preserve_fds: u32,
     /// Container ID.
     id: String,
+}
+
+/// `run`: a bundle (runc's form: `run [--bundle DIR] ID`) or an image (`run IMAGE [CMD...]`).
+#[derive(clap::Args, Debug, Clone)]
+struct RunArgs {
+    /// Bundle directory (runc's form; default: the current directory when it holds a
+    /// config.json and no image flag is given).
+    #[arg(short, long)]
+    bundle: Option<PathBuf>,
+    /// File to write the container init's pid to.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master (process.terminal).
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Use MS_MOVE and chroot instead of pivot_root.
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    /// Do not create a session keyring for the container.
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    /// Pass N extra file descriptors (3..3+N) to the container.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Return once the container has started.
+    #[arg(short, long)]
+    detach: bool,
+    /// Image form: delete the container and its bundle when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Image form: the container's name (default: berth-<12 hex>).
+    #[arg(long)]
+    name: Option<String>,
+    /// Image form: give the process the caller's terminal.
+    #[arg(short = 't', long)]
+    tty: bool,
+    #[command(flatten)]
+    image: images::ImageProcessArgs,
+    /// Container ID (bundle form) or image name / ID prefix (image form).
+    target: String,
+    /// Image form: command and arguments (replace the image's Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+impl RunArgs {
+    /// The image form unless a bundle is named, or the current directory is a bundle and
+    /// nothing but runc's flags was given.
+    fn is_image_form(&self) -> bool {
+        self.bundle.is_none()
+            && (self.rm
+                || self.name.is_some()
+                || self.tty
+                || self.image.any()
+                || !self.command.is_empty()
+                || !std::path::Path::new("config.json").exists())
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -178,14 +240,9 @@ enum Command {
         /// Container ID.
         id: String,
     },
-    /// Create and start a container.
-    Run {
-        #[command(flatten)]
-        create: CreateArgs,
-        /// Return once the container has started.
-        #[arg(short, long)]
-        detach: bool,
-    },
+    /// Create and start a container: from a bundle (`run [-b DIR] ID`, as runc) or from an
+    /// image (`run [--rm] [--name N] [-e K=V] [-w DIR] [-u USER] IMAGE [CMD...]`).
+    Run(RunArgs),
     /// Run a new process inside a running container.
     Exec(ExecArgs),
     /// Freeze every process of a container.
@@ -243,6 +300,22 @@ enum Command {
     },
     /// Print the features this build implements (JSON).
     Features,
+    /// List images in the store.
+    Images(images::ListArgs),
+    /// Manage images: import, inspect, ls, rm, prune.
+    #[command(subcommand)]
+    Image(images::ImageCommand),
+    /// Remove images.
+    Rmi {
+        /// Image names or ID prefixes.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Make a bundle from an image: an overlay rootfs (or --flat copy) and a config.json.
+    Unpack(images::UnpackArgs),
+    /// Manage bundles made by unpack.
+    #[command(subcommand)]
+    Bundle(images::BundleCommand),
 }
 
 fn main() -> ExitCode {
@@ -319,6 +392,11 @@ fn run(cli: Cli) -> Result<u8> {
         bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet; use cgroupfs");
     }
     let root = StateRoot::new(cli.root.clone().unwrap_or_else(default_root));
+    let store_flag = cli
+        .store
+        .clone()
+        .or_else(|| std::env::var_os("BERTH_STORE").map(PathBuf::from));
+    let store = images::store_root(store_flag.as_deref());
     let Some(command) = cli.command else {
         bail!("no command given; see berth --help");
     };
@@ -336,9 +414,44 @@ fn run(cli: Cli) -> Result<u8> {
             let sig = berth_runtime::signal::parse(&signal)?;
             berth_runtime::kill(&root, &id, sig, all)?;
         }
-        Command::Delete { force, id } => berth_runtime::delete(&root, &id, force)?,
-        Command::Run { create, detach } => {
-            return match berth_runtime::run(&root, &create_options(&create), detach)? {
+        Command::Delete { force, id } => {
+            let bundle = root.read(&id).ok().map(|s| s.bundle);
+            berth_runtime::delete(&root, &id, force)?;
+            if let Some(b) = bundle {
+                images::remove_run_bundle(&b)?;
+            }
+        }
+        Command::Run(a) if a.is_image_form() => {
+            return images::run_image(
+                &root,
+                &store,
+                &images::RunImage {
+                    image: &a.target,
+                    command: &a.command,
+                    process: &a.image,
+                    name: a.name.as_deref(),
+                    rm: a.rm,
+                    detach: a.detach,
+                    tty: a.tty,
+                    pid_file: a.pid_file.clone(),
+                    console_socket: a.console_socket.clone(),
+                },
+            );
+        }
+        Command::Run(a) => {
+            if !a.command.is_empty() {
+                bail!("run: a COMMAND after the container ID is only for `run IMAGE [CMD...]`; the bundle's config.json says what runs");
+            }
+            let create = CreateArgs {
+                bundle: a.bundle.clone().unwrap_or_else(|| PathBuf::from(".")),
+                pid_file: a.pid_file.clone(),
+                console_socket: a.console_socket.clone(),
+                no_pivot: a.no_pivot,
+                no_new_keyring: a.no_new_keyring,
+                preserve_fds: a.preserve_fds,
+                id: a.target.clone(),
+            };
+            return match berth_runtime::run(&root, &create_options(&create), a.detach)? {
                 RunOutcome::Detached => Ok(0),
                 RunOutcome::Exited(code) => Ok(u8::try_from(code).unwrap_or(255)),
                 RunOutcome::StartFailed { message, code } => {
@@ -395,6 +508,11 @@ fn run(cli: Cli) -> Result<u8> {
             "{}",
             serde_json::to_string_pretty(&berth_runtime::features::document())?
         ),
+        Command::Images(a) => images::list(&store, &a)?,
+        Command::Image(c) => images::image_command(&store, c)?,
+        Command::Rmi { images: names } => images::remove(&store, &names)?,
+        Command::Unpack(a) => images::unpack(&store, &a)?,
+        Command::Bundle(c) => images::bundle_command(&store, c)?,
     }
     Ok(0)
 }
@@ -655,8 +773,8 @@ fn list(root: &StateRoot, format: &str, quiet: bool) -> Result<()> {
             "{:<20} {:<8} {:<10} {:<40} {:<32} {}",
             st.id,
             st.pid,
-            st.status,
-            st.bundle.display(),
+            st.status.to_string(),
+            st.bundle.display().to_string(),
             st.created,
             if st.owner.is_empty() {
                 "root"

@@ -179,12 +179,36 @@ pub fn create_bundle(
         .holder
         .clone()
         .unwrap_or_else(|| dir.display().to_string());
+    if dir.join("config.json").exists() {
+        return Err(Error::invalid(
+            dir.display().to_string(),
+            "already holds a bundle (config.json exists)",
+        ));
+    }
+    let existed = dir.exists();
     let record = store.hold(&holder, image)?;
     let res = build_bundle(store, &record, dir, template, opts);
     if res.is_err() {
+        discard_partial(dir, existed);
         let _ = store.release(&holder);
     }
     res
+}
+
+/// Removes what a failed [`build_bundle`] left: the whole directory if it created it, else
+/// only the entries it makes (a directory the caller prepared keeps its other contents).
+fn discard_partial(dir: &Path, existed: bool) {
+    let _ = rustix::mount::unmount(dir.join("rootfs"), UnmountFlags::DETACH);
+    if !existed {
+        let _ = crate::store::remove_any(dir);
+        return;
+    }
+    for name in ["rootfs", "upper", "work", "volumes", "config.json"] {
+        let p = dir.join(name);
+        if fs::symlink_metadata(&p).is_ok() {
+            let _ = crate::store::remove_any(&p);
+        }
+    }
 }
 
 fn mkdir(p: &Path, mode: u32) -> Result<()> {

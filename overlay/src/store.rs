@@ -795,6 +795,39 @@ impl Store {
         }
     }
 
+    /// Imports whatever `path` holds: an OCI image layout directory, an unpacked
+    /// docker-archive directory, an OCI archive or a docker-archive (a tar, compressed or
+    /// not). A `manifest.json` (docker) wins over `oci-layout`, since `docker save` since 25.0
+    /// writes both and only the former carries the image names.
+    pub fn import_path(&self, path: &Path, opts: &ImportOptions) -> Result<Vec<ImageRecord>> {
+        let md = fs::metadata(path).map_err(io_at(path, "stat"))?;
+        if md.is_dir() {
+            if path.join("manifest.json").is_file() {
+                return self.import_docker_dir(path, opts);
+            }
+            if path.join("oci-layout").is_file() {
+                return self.import_oci_layout(path, opts);
+            }
+            return Err(Error::invalid(
+                path.display().to_string(),
+                "neither an OCI image layout (no oci-layout) nor a docker-archive directory (no manifest.json)",
+            ));
+        }
+        let tmp = self.unpack_archive(path)?;
+        let res = if tmp.join("manifest.json").is_file() {
+            self.import_docker_dir(&tmp, opts)
+        } else if tmp.join("oci-layout").is_file() {
+            self.import_oci_layout(&tmp, opts)
+        } else {
+            Err(Error::invalid(
+                path.display().to_string(),
+                "an archive with neither oci-layout nor manifest.json at its top",
+            ))
+        };
+        let _ = remove_any(&tmp);
+        res
+    }
+
     /// Imports an OCI archive: a tar of an OCI image layout.
     pub fn import_oci_archive(
         &self,

@@ -38,7 +38,7 @@ pub mod terminal;
 pub use create::{create, CreateOptions};
 pub use error::{Error, Result};
 pub use lifecycle::{
-    delete, kill, oom_kills, pause, resume, run, start, stats, update, RunOutcome,
+    delete, kill, oom_kills, pause, resume, run, run_and_keep, start, stats, update, RunOutcome,
 };
 pub use state::{ContainerState, StateRoot, Status};
 

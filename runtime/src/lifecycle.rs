@@ -337,6 +337,21 @@ pub fn run(root: &StateRoot, opts: &CreateOptions, detach: bool) -> Result<RunOu
         start(root, &opts.id)?;
         return Ok(RunOutcome::Detached);
     }
+    run_foreground(root, opts, true)
+}
+
+/// A foreground `run` that keeps the stopped container (state, cgroup) for a later
+/// `delete`, as `docker run` without `--rm` keeps its container. A start that fails still
+/// deletes it.
+pub fn run_and_keep(root: &StateRoot, opts: &CreateOptions) -> Result<RunOutcome> {
+    run_foreground(root, opts, false)
+}
+
+fn run_foreground(
+    root: &StateRoot,
+    opts: &CreateOptions,
+    delete_after: bool,
+) -> Result<RunOutcome> {
     // Block every catchable signal before the clone so none is lost, SIGCHLD included; the
     // init restores an empty mask before exec.
     let all = nix::sys::signal::SigSet::all();
@@ -386,7 +401,9 @@ pub fn run(root: &StateRoot, opts: &CreateOptions, detach: bool) -> Result<RunOu
     let code = wait_forwarding(pid, &all);
     let _ =
         nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&old), None);
-    delete(root, &opts.id, true)?;
+    if delete_after || start_error.is_some() {
+        delete(root, &opts.id, true)?;
+    }
     Ok(match start_error {
         Some(e) => RunOutcome::StartFailed {
             message: e.to_string(),

@@ -1,0 +1,498 @@
+//! Image commands: `images`, `image import|inspect|ls|rm|prune`, `rmi`, `unpack`, `bundle rm`
+//! and the image form of `run`. Thin: parse, call `berth_overlay` and `berth_runtime`, print.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use berth_overlay::bundle::{self, BundleOptions};
+use berth_overlay::store::{ImageRecord, ImportOptions, Store};
+use berth_overlay::Platform;
+use berth_runtime::{CreateOptions, RunOutcome, StateRoot};
+use serde_json::json;
+
+/// Marks a bundle made by `berth run IMAGE`: deleting its container removes the bundle too
+/// (overlay unmounted, upper and work directories removed, the image's layers released).
+const RUN_MARKER: &str = "berth-run.json";
+
+/// The store's root: `--store`, else `/var/lib/berth` for root and
+/// `$XDG_DATA_HOME/berth` (or `~/.local/share/berth`) for other users.
+pub fn store_root(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from(berth_overlay::store::DEFAULT_ROOT);
+    }
+    match (std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME")) {
+        (Some(d), _) => PathBuf::from(d).join("berth"),
+        (None, Some(h)) => PathBuf::from(h).join(".local/share/berth"),
+        (None, None) => PathBuf::from(berth_overlay::store::DEFAULT_ROOT),
+    }
+}
+
+fn open_store(root: &Path) -> Result<Store> {
+    Store::open(root).with_context(|| format!("image store {}", root.display()))
+}
+
+/// `image ls` / `images` output formats.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ListFormat {
+    /// Aligned columns.
+    Table,
+    /// A JSON array of image records.
+    Json,
+}
+
+/// `berth image ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Import an OCI image layout, OCI archive or docker-archive (`docker save` output).
+    Import(ImportArgs),
+    /// Print an image's record and config as JSON.
+    Inspect {
+        /// Image name (`name[:tag]`) or ID prefix.
+        image: String,
+    },
+    /// List images.
+    #[command(alias = "list")]
+    Ls(ListArgs),
+    /// Remove images (their layers go once no image or container uses them).
+    #[command(alias = "remove")]
+    Rm {
+        /// Image names or ID prefixes.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove blobs and layers no image or container uses, and leftovers of dead imports.
+    Prune,
+}
+
+/// `berth bundle ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum BundleCommand {
+    /// Unmount and remove a bundle made by `berth unpack`, releasing its image's layers.
+    Rm {
+        /// The bundle directory.
+        bundle: PathBuf,
+    },
+}
+
+/// `berth images` / `berth image ls`.
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: ListFormat,
+    /// Print only names.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// `berth image import`.
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// A directory (OCI layout or unpacked docker-archive) or a tar (OCI archive or
+    /// docker-archive; gzip and zstd are recognised).
+    path: PathBuf,
+    /// Name for the image (required when the source names none).
+    #[arg(long)]
+    name: Option<String>,
+    /// Platform to select from an index, as os/arch[/variant] (default: the host's).
+    #[arg(long)]
+    platform: Option<String>,
+}
+
+/// How a bundle is made from an image (`unpack` and the image form of `run`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ImageProcessArgs {
+    /// Environment variable KEY=VALUE (overrides the image's), repeatable.
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Working directory (overrides the image's WorkingDir).
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// User as name|uid[:group|gid], resolved through the image's /etc/passwd and /etc/group.
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// Replace the image's Entrypoint (and its Cmd, unless a command is given).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// A flattened copy of the layers instead of an overlay mount.
+    #[arg(long)]
+    pub flat: bool,
+}
+
+impl ImageProcessArgs {
+    fn bundle_options(&self, cmd: &[String]) -> BundleOptions {
+        BundleOptions {
+            flat: self.flat,
+            entrypoint: self.entrypoint.as_ref().map(|e| vec![e.clone()]),
+            cmd: (!cmd.is_empty()).then(|| cmd.to_vec()),
+            env: self.env.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            holder: None,
+        }
+    }
+
+    /// Whether any image-only flag was given (they make `run` mean `run IMAGE`).
+    pub fn any(&self) -> bool {
+        !self.env.is_empty()
+            || self.workdir.is_some()
+            || self.user.is_some()
+            || self.entrypoint.is_some()
+            || self.flat
+    }
+}
+
+/// `berth unpack`.
+#[derive(clap::Args, Debug)]
+pub struct UnpackArgs {
+    #[command(flatten)]
+    process: ImageProcessArgs,
+    /// Image name or ID prefix.
+    image: String,
+    /// Bundle directory to create (must not hold a config.json).
+    bundle: PathBuf,
+    /// Command and arguments (replace the image's Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+/// Finds an image by name (`name[:tag]`) or by a prefix (at least 4 hex digits) of its ID
+/// (the config digest, as `docker images` shows it).
+pub fn find_image(store: &Store, name: &str) -> Result<ImageRecord> {
+    match store.image(name) {
+        Ok(r) => return Ok(r),
+        Err(berth_overlay::Error::ImageNotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let hits: Vec<ImageRecord> = store
+            .images()?
+            .into_iter()
+            .filter(|r| image_id(r).starts_with(hex))
+            .collect();
+        match hits.len() {
+            1 => return Ok(hits.into_iter().next().expect("one hit")),
+            0 => {}
+            n => bail!("image ID prefix {name:?} is ambiguous ({n} images match)"),
+        }
+    }
+    bail!(
+        "image {name:?} not found in the store {} (berth images lists them; berth image import adds one)",
+        store.root().display()
+    )
+}
+
+fn image_id(r: &ImageRecord) -> &str {
+    r.config.strip_prefix("sha256:").unwrap_or(&r.config)
+}
+
+fn human_size(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// `berth images` / `berth image ls`.
+pub fn list(store_root: &Path, a: &ListArgs) -> Result<()> {
+    let store = open_store(store_root)?;
+    let mut images = store.images()?;
+    images.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = std::io::stdout().lock();
+    if a.quiet {
+        for r in &images {
+            writeln!(out, "{}", r.name)?;
+        }
+        return Ok(());
+    }
+    match a.format {
+        ListFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&images)?)?,
+        ListFormat::Table => {
+            let w = images
+                .iter()
+                .map(|r| r.name.len())
+                .max()
+                .unwrap_or(0)
+                .max(4);
+            writeln!(
+                out,
+                "{:w$}  {:12}  {:14}  {:>6}  SIZE",
+                "NAME", "IMAGE ID", "PLATFORM", "LAYERS"
+            )?;
+            for r in &images {
+                let size: u64 = r.layers.iter().map(|l| l.size).sum();
+                writeln!(
+                    out,
+                    "{:w$}  {:12}  {:14}  {:>6}  {}",
+                    r.name,
+                    &image_id(r)[..12.min(image_id(r).len())],
+                    r.platform,
+                    r.layers.len(),
+                    human_size(size)
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `berth image ...`.
+pub fn image_command(store_root: &Path, cmd: ImageCommand) -> Result<()> {
+    match cmd {
+        ImageCommand::Import(a) => import(store_root, &a),
+        ImageCommand::Inspect { image } => {
+            let store = open_store(store_root)?;
+            let r = find_image(&store, &image)?;
+            let config = store.image_config(&r)?;
+            let doc = json!({
+                "name": r.name,
+                "id": r.config,
+                "manifest": r.manifest,
+                "platform": r.platform,
+                "layers": r.layers,
+                "config": serde_json::to_value(&config)?,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(())
+        }
+        ImageCommand::Ls(a) => list(store_root, &a),
+        ImageCommand::Rm { images } => remove(store_root, &images),
+        ImageCommand::Prune => {
+            let s = open_store(store_root)?.prune()?;
+            println!(
+                "removed {} blobs, {} layers, {} leftovers of interrupted imports",
+                s.blobs, s.layers, s.temporaries
+            );
+            Ok(())
+        }
+    }
+}
+
+fn import(store_root: &Path, a: &ImportArgs) -> Result<()> {
+    let store = open_store(store_root)?;
+    let mut opts = ImportOptions {
+        name: a.name.clone(),
+        ..ImportOptions::default()
+    };
+    if let Some(p) = &a.platform {
+        opts.platform = Platform::parse(p).with_context(|| format!("--platform {p}"))?;
+    }
+    let records = store
+        .import_path(&a.path, &opts)
+        .with_context(|| format!("importing {}", a.path.display()))?;
+    for r in records {
+        println!("{} {}", r.name, r.config);
+    }
+    Ok(())
+}
+
+/// `berth rmi` / `berth image rm`.
+pub fn remove(store_root: &Path, images: &[String]) -> Result<()> {
+    let store = open_store(store_root)?;
+    for name in images {
+        let r = find_image(&store, name)?;
+        store.remove_image(&r.name)?;
+        println!("removed {}", r.name);
+    }
+    Ok(())
+}
+
+/// `berth unpack IMAGE BUNDLE [CMD...]`.
+pub fn unpack(store_root: &Path, a: &UnpackArgs) -> Result<()> {
+    let store = open_store(store_root)?;
+    let r = find_image(&store, &a.image)?;
+    let template = template(false);
+    // Absolute, so `bundle rm` finds the hold whatever the caller's directory then.
+    let dir = std::path::absolute(&a.bundle).unwrap_or_else(|_| a.bundle.clone());
+    let b = bundle::create_bundle(
+        &store,
+        &r.name,
+        &dir,
+        &template,
+        &a.process.bundle_options(&a.command),
+    )
+    .with_context(|| format!("unpacking {} into {}", r.name, a.bundle.display()))?;
+    println!(
+        "{}: {} rootfs of {}",
+        b.dir.display(),
+        if b.overlay { "overlay" } else { "flat" },
+        r.name
+    );
+    Ok(())
+}
+
+/// `berth bundle ...`.
+pub fn bundle_command(store_root: &Path, cmd: BundleCommand) -> Result<()> {
+    match cmd {
+        BundleCommand::Rm { bundle: dir } => {
+            let store = open_store(store_root)?;
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            if !dir.join("config.json").exists() && !dir.join("rootfs").exists() {
+                bail!("{}: not a bundle (no config.json or rootfs)", dir.display());
+            }
+            bundle::remove_bundle(&store, &dir, None)
+                .with_context(|| format!("removing bundle {}", dir.display()))?;
+            Ok(())
+        }
+    }
+}
+
+/// `berth spec`'s config with a writable root: the base every image bundle starts from.
+fn template(terminal: bool) -> serde_json::Value {
+    let mut t = berth_runtime::spec_template::default_config(
+        !nix::unistd::geteuid().is_root(),
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    t["process"]["terminal"] = json!(terminal);
+    // A container's writable layer is the point of an image root (as docker and podman).
+    t["root"]["readonly"] = json!(false);
+    t
+}
+
+/// The image form of `berth run`.
+pub struct RunImage<'a> {
+    /// The image.
+    pub image: &'a str,
+    /// Command and arguments (replace the image's Cmd).
+    pub command: &'a [String],
+    /// Bundle settings.
+    pub process: &'a ImageProcessArgs,
+    /// Container name (default: berth-<12 hex>).
+    pub name: Option<&'a str>,
+    /// Remove the container and its bundle when it exits.
+    pub rm: bool,
+    /// Return once started.
+    pub detach: bool,
+    /// Use the caller's terminal.
+    pub tty: bool,
+    /// `--pid-file`.
+    pub pid_file: Option<PathBuf>,
+    /// `--console-socket`.
+    pub console_socket: Option<PathBuf>,
+}
+
+fn generated_name() -> String {
+    let mut b = [0u8; 6];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    }
+    let mut name = String::from("berth-");
+    for x in b {
+        let _ = std::fmt::Write::write_fmt(&mut name, format_args!("{x:02x}"));
+    }
+    name
+}
+
+/// `berth run IMAGE [CMD...]`: a bundle under `<store>/bundles/<name>`, then create + start.
+/// The bundle goes with the container: at exit with `--rm`, else at `berth delete`.
+pub fn run_image(root: &StateRoot, store_root: &Path, r: &RunImage<'_>) -> Result<u8> {
+    if r.rm && r.detach {
+        bail!("--rm with --detach: nothing would wait to remove the container; use `berth delete` (it removes the bundle too)");
+    }
+    let store = open_store(store_root)?;
+    let record = find_image(&store, r.image).map_err(|e| {
+        anyhow::anyhow!(
+            "{e:#}; for runc's `run ID` form, give --bundle or run where config.json is"
+        )
+    })?;
+    let id = r.name.map_or_else(generated_name, str::to_string);
+    if root.read(&id).is_ok() {
+        bail!("container {id:?} already exists");
+    }
+    let dir = store_root.join("bundles").join(&id);
+    if dir.exists() {
+        bail!(
+            "{} already exists (a container of that name was not deleted); `berth bundle rm {}` removes it",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let holder = format!("container:{id}");
+    let mut opts = r.process.bundle_options(r.command);
+    opts.holder = Some(holder.clone());
+    let mut template = template(r.tty);
+    // As docker does: the container's name (at most 63 bytes) is its hostname.
+    template["hostname"] = json!(id.chars().take(63).collect::<String>());
+    let b = bundle::create_bundle(&store, &record.name, &dir, &template, &opts)
+        .with_context(|| format!("unpacking {}", record.name))?;
+    let marker = json!({"store": store_root, "holder": holder, "image": record.name});
+    let res = std::fs::write(dir.join(RUN_MARKER), marker.to_string())
+        .with_context(|| format!("writing {}", dir.join(RUN_MARKER).display()))
+        .and_then(|()| {
+            let co = CreateOptions {
+                id: id.clone(),
+                bundle: b.dir.clone(),
+                pid_file: r.pid_file.clone(),
+                console_socket: r.console_socket.clone(),
+                no_pivot: false,
+                no_new_keyring: false,
+                preserve_fds: 0,
+                foreground: false,
+            };
+            Ok(if r.detach {
+                berth_runtime::run(root, &co, true)?
+            } else if r.rm {
+                berth_runtime::run(root, &co, false)?
+            } else {
+                berth_runtime::run_and_keep(root, &co)?
+            })
+        });
+    let outcome = match res {
+        Ok(o) => o,
+        Err(e) => {
+            // Nothing was started (or it was deleted): the bundle goes too.
+            let _ = bundle::remove_bundle(&store, &dir, Some(&holder));
+            return Err(e);
+        }
+    };
+    match outcome {
+        RunOutcome::Detached => {
+            println!("{id}");
+            Ok(0)
+        }
+        RunOutcome::Exited(code) => {
+            if r.rm {
+                bundle::remove_bundle(&store, &dir, Some(&holder))?;
+            } else if r.name.is_none() {
+                eprintln!("berth: container {id} has exited; `berth delete {id}` removes it");
+            }
+            Ok(u8::try_from(code).unwrap_or(255))
+        }
+        RunOutcome::StartFailed { message, code } => {
+            // The runtime deleted the container: its bundle goes with it.
+            let _ = bundle::remove_bundle(&store, &dir, Some(&holder));
+            tracing::error!("{message}");
+            Ok(u8::try_from(code).unwrap_or(1))
+        }
+    }
+}
+
+/// After `delete`: removes a bundle `berth run IMAGE` made (overlay unmounted, upper and work
+/// removed, layers released). Bundles without the marker are the caller's and stay.
+pub fn remove_run_bundle(bundle_dir: &Path) -> Result<()> {
+    let marker = bundle_dir.join(RUN_MARKER);
+    let Ok(text) = std::fs::read_to_string(&marker) else {
+        return Ok(());
+    };
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}", marker.display()))?;
+    let (Some(store), Some(holder)) = (doc["store"].as_str(), doc["holder"].as_str()) else {
+        bail!("{}: no store or holder", marker.display());
+    };
+    let store = open_store(Path::new(store))?;
+    bundle::remove_bundle(&store, bundle_dir, Some(holder))
+        .with_context(|| format!("removing bundle {}", bundle_dir.display()))
+}

@@ -1,0 +1,410 @@
+//! Images through the command line: `image import|inspect|ls|rm|prune`, `images`, `rmi`,
+//! `unpack`, `bundle rm` and `berth run IMAGE` on a real overlay root, with the bundle gone at
+//! `--rm` or `delete`, and hostile or wrong requests failing with nothing left behind.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Berth, OutputExt};
+use serde_json::Value;
+
+/// A store of this test's own holding the busybox image (`busybox:latest`), built by
+/// scripts/busybox-image.py with `extra` layers (uncompressed tars) stacked on top.
+struct Images {
+    b: Berth,
+    store: PathBuf,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-image.py")
+}
+
+fn layout(dir: &Path, name: &str, extra: &[&Path]) {
+    let out = Command::new("python3")
+        .arg(script())
+        .arg(dir)
+        .arg(name)
+        .args(extra)
+        .output()
+        .expect("python3 (scripts/setup.sh installs it)");
+    assert!(out.status.success(), "{}", out.err());
+}
+
+impl Images {
+    fn new(extra: &[&Path]) -> Images {
+        let b = Berth::new();
+        let store = b.path().join("store");
+        let dir = b.path().join("layout");
+        layout(&dir, "busybox:latest", extra);
+        let i = Images { b, store };
+        let out = i.cmd(&["image", "import", dir.to_str().unwrap()]).ok();
+        assert!(
+            out.out().starts_with("busybox:latest sha256:"),
+            "{}",
+            out.out()
+        );
+        i
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["--store", self.store.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.b.cmd(&all)
+    }
+
+    /// `run --name ID -e BERTH_TEST_TAG=... args...` (the tag lets the guard find strays).
+    fn run(&self, id: &str, args: &[&str]) -> std::process::Output {
+        self.b.track(id);
+        let tag = format!("BERTH_TEST_TAG={}", self.b.tag);
+        let mut all = vec!["run", "--name", id, "-e", &tag];
+        all.extend_from_slice(args);
+        self.cmd(&all)
+    }
+
+    fn bundles(&self) -> Vec<String> {
+        fs::read_dir(self.store.join("bundles"))
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn holds(&self) -> usize {
+        let state: Value =
+            serde_json::from_slice(&fs::read(self.store.join("state.json")).unwrap()).unwrap();
+        state["holds"].as_object().map_or(0, serde_json::Map::len)
+    }
+
+    /// Nothing left: no container, process, mount, bundle or hold.
+    fn assert_clean(&self) {
+        self.b.assert_clean();
+        assert!(
+            self.bundles().is_empty(),
+            "bundles left: {:?}",
+            self.bundles()
+        );
+        assert_eq!(self.holds(), 0, "holds left in the store");
+    }
+}
+
+#[test]
+fn import_list_inspect_remove_prune() {
+    let i = Images::new(&[]);
+    let table = i.cmd(&["images"]).ok().out();
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table.contains("busybox:latest") && table.contains("linux/amd64"),
+        "{table}"
+    );
+    assert_eq!(i.cmd(&["image", "ls", "-q"]).ok().out(), "busybox:latest\n");
+    let json: Value =
+        serde_json::from_str(&i.cmd(&["images", "--format", "json"]).ok().out()).unwrap();
+    let id = json[0]["config"].as_str().unwrap().to_string();
+    let doc: Value =
+        serde_json::from_str(&i.cmd(&["image", "inspect", "busybox"]).ok().out()).unwrap();
+    assert_eq!(doc["name"], "busybox:latest");
+    assert_eq!(doc["config"]["config"]["Cmd"], serde_json::json!(["sh"]));
+    // By ID prefix, as docker shows it.
+    let short = &id["sha256:".len().."sha256:".len() + 12];
+    let doc: Value = serde_json::from_str(&i.cmd(&["image", "inspect", short]).ok().out()).unwrap();
+    assert_eq!(doc["id"], id.as_str());
+    // A second import of the same layout under another name shares every blob and layer.
+    let layers_before = fs::read_dir(i.store.join("layers")).unwrap().count();
+    i.cmd(&[
+        "image",
+        "import",
+        "--name",
+        "copy:1",
+        i.b.path().join("layout").to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(
+        fs::read_dir(i.store.join("layers")).unwrap().count(),
+        layers_before
+    );
+    i.cmd(&["rmi", "copy:1"]).ok();
+    i.cmd(&["image", "rm", "busybox"]).ok();
+    assert_eq!(i.cmd(&["images", "-q"]).ok().out(), "");
+    i.cmd(&["image", "prune"]).ok();
+    assert_eq!(fs::read_dir(i.store.join("layers")).unwrap().count(), 0);
+    assert_eq!(
+        fs::read_dir(i.store.join("blobs/sha256")).unwrap().count(),
+        0
+    );
+    i.cmd(&["rmi", "busybox"])
+        .fails_with("busybox\\\" not found");
+    i.assert_clean();
+}
+
+#[test]
+fn import_refuses_what_is_not_an_image() {
+    let i = Images::new(&[]);
+    let empty = i.b.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    i.cmd(&["image", "import", empty.to_str().unwrap()])
+        .fails_with("neither an OCI image layout");
+    let junk = i.b.path().join("junk.tar");
+    fs::write(&junk, b"this is not a tar archive at all").unwrap();
+    let err = i
+        .cmd(&["image", "import", junk.to_str().unwrap()])
+        .fails_with("junk.tar");
+    assert!(!err.contains("panicked"), "{err}");
+    // A layout whose new layer was tampered with: the digest berth computes is what counts
+    // (blobs the store already has are not read again).
+    let extra = i.b.path().join("extra.tar");
+    let src = i.b.path().join("extra");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("big"), vec![7u8; 300_000]).unwrap();
+    assert!(Command::new("tar")
+        .args([
+            "-C",
+            src.to_str().unwrap(),
+            "-cf",
+            extra.to_str().unwrap(),
+            "."
+        ])
+        .status()
+        .unwrap()
+        .success());
+    let bad = i.b.path().join("bad");
+    layout(&bad, "bad:1", &[&extra]);
+    let blobs = bad.join("blobs/sha256");
+    let victim = fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            !i.store
+                .join("blobs/sha256")
+                .join(p.file_name().unwrap())
+                .exists()
+        })
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut data = fs::read(&victim).unwrap();
+    let n = data.len();
+    data[n - 20] ^= 0xff;
+    fs::write(&victim, data).unwrap();
+    i.cmd(&["image", "import", bad.to_str().unwrap()])
+        .fails_with("sha256");
+    assert_eq!(i.cmd(&["images", "-q"]).ok().out(), "busybox:latest\n");
+    assert!(fs::read_dir(i.store.join("tmp")).unwrap().next().is_none());
+    i.assert_clean();
+}
+
+#[test]
+fn run_image_rm_on_an_overlay_root() {
+    let i = Images::new(&[]);
+    let id = i.b.id("rm");
+    let out = i.run(
+        &id,
+        &[
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi > /written; grep ' / ' /proc/mounts | cut -d' ' -f3; hostname; exit 7",
+        ],
+    );
+    assert_eq!(out.code(), 7, "{}", out.err());
+    let lines: Vec<String> = out.out().lines().map(String::from).collect();
+    assert_eq!(lines, ["overlay", id.as_str()]);
+    i.b.assert_no_state(&id);
+    i.assert_clean();
+}
+
+#[test]
+fn run_image_kept_until_delete() {
+    let i = Images::new(&[]);
+    let id = i.b.id("kept");
+    let out = i.run(&id, &["busybox", "sh", "-c", "echo data > /root/file"]);
+    assert_eq!(out.code(), 0, "{}", out.err());
+    assert_eq!(i.b.status(&id), "stopped");
+    let upper = i.store.join("bundles").join(&id).join("upper/root/file");
+    assert_eq!(fs::read_to_string(&upper).unwrap(), "data\n");
+    // The image can be removed by name while a container uses it; its layers stay.
+    i.cmd(&["rmi", "busybox"]).ok();
+    i.cmd(&["image", "prune"]).ok();
+    assert!(fs::read_dir(i.store.join("layers")).unwrap().count() > 0);
+    i.b.cmd(&["delete", &id]).ok();
+    assert!(!upper.exists());
+    i.cmd(&["image", "prune"]).ok();
+    assert_eq!(fs::read_dir(i.store.join("layers")).unwrap().count(), 0);
+    i.assert_clean();
+}
+
+#[test]
+fn run_image_detached_then_delete_force() {
+    let i = Images::new(&[]);
+    let id = i.b.id("bg");
+    let out = i.run(&id, &["-d", "busybox", "sleep", "1000"]).ok();
+    assert_eq!(out.out().trim(), id);
+    assert_eq!(i.b.status(&id), "running");
+    let ps = i.b.cmd(&["exec", &id, "cat", "/proc/1/cmdline"]).ok().out();
+    assert!(ps.starts_with("sleep"), "{ps}");
+    i.b.cmd(&["delete", "--force", &id]).ok();
+    i.assert_clean();
+}
+
+#[test]
+fn run_image_overrides_user_workdir_env_entrypoint() {
+    let i = Images::new(&[]);
+    let id = i.b.id("ovr");
+    let out = i
+        .run(
+            &id,
+            &[
+                "--rm",
+                "-u",
+                "nobody",
+                "-w",
+                "/home",
+                "-e",
+                "GREETING=hello",
+                "--entrypoint",
+                "/bin/sh",
+                "busybox",
+                "-c",
+                "id -u; id -g; pwd; echo $GREETING; echo $PATH",
+            ],
+        )
+        .ok();
+    assert_eq!(
+        out.out(),
+        "65534\n65534\n/home\nhello\n/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+    );
+    i.assert_clean();
+}
+
+#[test]
+fn run_image_errors_leave_nothing() {
+    let i = Images::new(&[]);
+    let id = i.b.id("bad");
+    let err = i
+        .run(&id, &["--rm", "nosuch"])
+        .fails_with("not found in the store");
+    assert!(err.contains("nosuch"), "{err}");
+    i.run(&id, &["--rm", "-w", "relative", "busybox", "true"])
+        .fails_with("working directory \\\"relative\\\": not absolute");
+    i.run(&id, &["--rm", "-u", "nosuchuser", "busybox", "true"])
+        .fails_with("nosuchuser");
+    i.run(&id, &["--rm", "-d", "busybox", "true"])
+        .fails_with("--rm with --detach");
+    let out = i.run(&id, &["--rm", "busybox", "/no/such/program"]);
+    assert_eq!(out.code(), 127, "{}", out.err());
+    i.b.assert_no_state(&id);
+    i.assert_clean();
+    // A name in use is refused, and the running container is untouched.
+    i.run(&id, &["-d", "busybox", "sleep", "1000"]).ok();
+    i.run(&id, &["busybox", "true"])
+        .fails_with("already exists");
+    assert_eq!(i.b.status(&id), "running");
+    i.b.cmd(&["delete", "--force", &id]).ok();
+    i.assert_clean();
+}
+
+#[test]
+fn unpack_then_run_the_bundle_as_runc_would() {
+    let i = Images::new(&[]);
+    for flat in [false, true] {
+        let bundle = i.b.path().join(format!("unpacked-{flat}"));
+        let mut args = vec!["unpack"];
+        if flat {
+            args.push("--flat");
+        }
+        args.extend_from_slice(&[
+            "-e",
+            "X=1",
+            "busybox",
+            bundle.to_str().unwrap(),
+            "sh",
+            "-c",
+            "echo $X",
+        ]);
+        i.cmd(&args).ok();
+        let config: Value =
+            serde_json::from_slice(&fs::read(bundle.join("config.json")).unwrap()).unwrap();
+        assert_eq!(
+            config["process"]["args"],
+            serde_json::json!(["sh", "-c", "echo $X"])
+        );
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert_eq!(
+            mountinfo.contains(bundle.join("rootfs").to_str().unwrap()),
+            !flat
+        );
+        let id = i.b.id(&format!("unpacked-{flat}"));
+        let out =
+            i.b.cmd(&["run", "--bundle", bundle.to_str().unwrap(), &id])
+                .ok();
+        assert_eq!(out.out(), "1\n");
+        // Unpacked bundles are the caller's: deleting a container does not remove them.
+        assert!(bundle.join("config.json").exists());
+        i.cmd(&["bundle", "rm", bundle.to_str().unwrap()]).ok();
+        assert!(!bundle.exists());
+    }
+    // An existing bundle is never overwritten.
+    let taken = i.b.path().join("taken");
+    fs::create_dir(&taken).unwrap();
+    fs::write(taken.join("config.json"), "{}").unwrap();
+    i.cmd(&["unpack", "busybox", taken.to_str().unwrap()])
+        .fails_with("already holds a bundle");
+    assert_eq!(fs::read_to_string(taken.join("config.json")).unwrap(), "{}");
+    i.assert_clean();
+}
+
+/// A second layer with whiteouts, an opaque directory, a hardlink and a symlink, seen from
+/// inside a container on the overlay root, and the same through `--flat`.
+#[test]
+fn run_image_with_whiteouts_and_an_opaque_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let l = tmp.path().join("layer2");
+    fs::create_dir_all(l.join("etc")).unwrap();
+    fs::write(l.join("etc/.wh.group"), "").unwrap();
+    fs::create_dir_all(l.join("bin")).unwrap();
+    fs::write(l.join("bin/.wh.vi"), "").unwrap();
+    fs::create_dir_all(l.join("home")).unwrap();
+    fs::write(l.join("home/new"), "new\n").unwrap();
+    fs::write(l.join("home/.wh..wh..opq"), "").unwrap();
+    fs::create_dir_all(l.join("srv")).unwrap();
+    fs::write(l.join("srv/data"), "payload\n").unwrap();
+    fs::hard_link(l.join("srv/data"), l.join("srv/hard")).unwrap();
+    std::os::unix::fs::symlink("data", l.join("srv/soft")).unwrap();
+    let tar = tmp.path().join("layer2.tar");
+    let st = Command::new("tar")
+        .args(["-C", l.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The base has /home/placeholder in neither form, so put one in a middle layer.
+    let m = tmp.path().join("layer1");
+    fs::create_dir_all(m.join("home/old")).unwrap();
+    fs::write(m.join("home/old/file"), "old\n").unwrap();
+    let mid = tmp.path().join("layer1.tar");
+    let st = Command::new("tar")
+        .args(["-C", m.to_str().unwrap(), "-cf", mid.to_str().unwrap(), "."])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let i = Images::new(&[&mid, &tar]);
+    let script = "ls /home; test -e /etc/group && echo group; test -e /bin/vi && echo vi; \
+                  cat /srv/hard /srv/soft; stat -c %h /srv/data; test -e /etc/passwd && echo passwd";
+    for flat in [false, true] {
+        let id = i.b.id(&format!("wh-{flat}"));
+        let mut args = vec!["--rm"];
+        if flat {
+            args.push("--flat");
+        }
+        args.extend_from_slice(&["busybox", "sh", "-c", script]);
+        let out = i.run(&id, &args).ok();
+        assert_eq!(
+            out.out(),
+            "new\npayload\npayload\n2\npasswd\n",
+            "flat={flat}"
+        );
+    }
+    i.assert_clean();
+}
