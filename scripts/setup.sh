@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # busybox-static: test and demo rootfs (python3 builds the busybox image); jq: scripts;
 # procps: `berth ps`; qemu-system-x86 and linux-image-amd64: the pure cgroup v2 VM harness
-# (cgroups/vm); tar, zstd, umoci: extraction compared with GNU tar and umoci.
-packages=(busybox-static python3 jq iproute2 procps qemu-system-x86 linux-image-amd64 tar zstd umoci)
+# (cgroups/vm); tar, zstd, umoci, podman: extraction compared with GNU tar, umoci and podman.
+packages=(busybox-static python3 jq iproute2 procps qemu-system-x86 linux-image-amd64 tar zstd umoci podman)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -125,8 +125,13 @@ pub struct ImageProcessArgs {
 
 impl ImageProcessArgs {
     fn bundle_options(&self, cmd: &[String]) -> BundleOptions {
+        // An unprivileged user cannot mount an overlay on the host: a flattened copy instead.
+        let rootless = !nix::unistd::geteuid().is_root();
+        if rootless && !self.flat {
+            tracing::info!("not root: a flattened rootfs instead of an overlay mount");
+        }
         BundleOptions {
-            flat: self.flat,
+            flat: self.flat || rootless,
             entrypoint: self.entrypoint.as_ref().map(|e| vec![e.clone()]),
             cmd: (!cmd.is_empty()).then(|| cmd.to_vec()),
             env: self.env.clone(),
@@ -404,9 +409,7 @@ pub fn run_image(root: &StateRoot, store_root: &Path, r: &RunImage<'_>) -> Resul
     }
     let store = open_store(store_root)?;
     let record = find_image(&store, r.image).map_err(|e| {
-        anyhow::anyhow!(
-            "{e:#}; for runc's `run ID` form, give --bundle or run where config.json is"
-        )
+        anyhow::anyhow!("{e}; for runc's `run ID` form, give --bundle or run where config.json is")
     })?;
     let id = r.name.map_or_else(generated_name, str::to_string);
     if root.read(&id).is_ok() {

@@ -328,7 +328,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = render(&e);
             tracing::error!("{msg}");
             if to_file {
                 eprintln!("berth: {msg}");
@@ -336,6 +336,23 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes on one line, `outer: inner`, skipping a cause whose text the
+/// line already holds (library errors often include their source in their own message).
+fn render(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn init_logging(cli: &Cli) -> Result<()> {

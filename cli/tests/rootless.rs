@@ -88,3 +88,58 @@ fn unprivileged_user_runs_a_container() {
         .filter_map(Result::ok)
         .all(|e| e.file_name().to_string_lossy().starts_with('.')));
 }
+
+/// `berth run IMAGE` as an unprivileged user: a store of its own, a flattened rootfs (no
+/// overlay mount without privileges), root inside its user namespace, nothing left after
+/// `--rm`.
+#[test]
+fn unprivileged_user_runs_an_image() {
+    let tmp = tempfile::Builder::new()
+        .prefix("berth-rootless-img-")
+        .tempdir()
+        .unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let home = tmp.path().join("home");
+    fs::create_dir_all(home.join("xdg")).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-image.py");
+    let st = Command::new("python3")
+        .arg(script)
+        .arg(home.join("layout"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    chown_tree(&home);
+    let store = home.join("store");
+    let store = store.to_str().unwrap();
+    let out = as_nobody(&home, &["--store", store, "image", "import", "layout"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_nobody(
+        &home,
+        &[
+            "--store",
+            store,
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "id -u; stat -c %u /bin/busybox; echo w > /root/f && cat /root/f",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text, "0\n0\nw\n");
+    assert_eq!(fs::read_dir(home.join("store/bundles")).unwrap().count(), 0);
+    assert_eq!(
+        fs::read_dir(home.join("xdg/berth")).map_or(0, Iterator::count),
+        0
+    );
+}

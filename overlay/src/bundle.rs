@@ -313,6 +313,8 @@ pub fn remove_bundle(store: &Store, dir: &Path, holder: Option<&str>) -> Result<
     let rootfs = dir.join("rootfs");
     match rustix::mount::unmount(&rootfs, UnmountFlags::DETACH) {
         Ok(()) | Err(Errno::INVAL | Errno::NOENT) => {}
+        // Without privileges berth never mounted it (rootless bundles are flat).
+        Err(Errno::PERM) if !rustix::process::geteuid().is_root() => {}
         Err(e) => return Err(Error::io(rootfs, "unmount", e)),
     }
     if dir.exists() {
@@ -481,7 +483,8 @@ fn obj<'a>(v: &'a mut Value, key: &str) -> Result<&'a mut Map<String, Value>> {
 /// applied (conversion.md): process args (Entrypoint + Cmd, overridable), env (the template's
 /// defaults only for names the image does not set), cwd, user (resolved in `rootfs`),
 /// annotations (os, architecture, variant, author, created, stop signal, exposed ports, then
-/// labels, which take precedence), and a bind mount from `bundle/volumes/` for each Volume.
+/// labels, which take precedence), and a bind mount from `bundle/volumes/` for each Volume,
+/// seeded with the image's content at that path.
 pub fn runtime_config(
     template: &Value,
     image: &ImageConfig,
@@ -601,6 +604,7 @@ pub fn runtime_config(
             }
             let src = bundle.join("volumes").join(format!("{i}"));
             mkdir(&src, 0o755)?;
+            crate::volume::seed(rootfs, v, &src)?;
             mounts.push(json!({
                 "destination": v,
                 "type": "bind",

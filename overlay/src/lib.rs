@@ -16,6 +16,7 @@
 //! - [`bundle`]: runtime bundles whose rootfs is an overlay mount of the layer chain (any
 //!   depth, through `lowerdir+`) or a flattened copy, with a config.json generated from the
 //!   image config on top of a template.
+//! - [`volume`]: volumes seeded with the image's content at their path.
 //! - [`synth`]: synthetic layers for benchmarks and fuzzing.
 //!
 //! ```no_run
@@ -37,6 +38,7 @@ pub mod extract;
 pub mod image;
 pub mod store;
 pub mod synth;
+pub mod volume;
 
 pub use bundle::{create_bundle, remove_bundle, Bundle, BundleOptions};
 pub use error::{Error, Result};

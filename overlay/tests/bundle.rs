@@ -383,3 +383,73 @@ fn flat_rootfs_matches_umoci() {
     );
     remove_bundle(&store, &bd, None).unwrap();
 }
+
+/// Volumes start with the image's content at their path, read inside the rootfs: a symlink
+/// in the image (absolute or climbing) is copied as a symlink or resolved inside the image,
+/// never to host files.
+#[test]
+fn volumes_are_seeded_from_the_image() {
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    rootfs_with_users(&rootfs);
+    let data = rootfs.join("data");
+    fs::create_dir_all(data.join("sub")).unwrap();
+    fs::write(data.join("sub/file"), "content").unwrap();
+    fs::set_permissions(data.join("sub/file"), fs::Permissions::from_mode(0o640)).unwrap();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o750)).unwrap();
+    symlink("/etc/passwd", data.join("abs")).unwrap();
+    symlink("../../../../../../etc", rootfs.join("climb")).unwrap();
+    let cfg = parse_config(
+        json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Cmd": ["sh"], "Volumes": {"/data": {}, "/climb": {}, "/missing": {}}},
+            "rootfs": {"type": "layers", "diff_ids": []}
+        })
+        .to_string()
+        .as_bytes(),
+        "test config",
+    )
+    .unwrap();
+    let spec = bundle::runtime_config(
+        &template(),
+        &cfg,
+        &rootfs,
+        tmp.path(),
+        &BundleOptions::default(),
+    )
+    .unwrap();
+    let src = |dest: &str| {
+        let m = spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == json!(dest))
+            .unwrap();
+        Path::new(m["source"].as_str().unwrap()).to_path_buf()
+    };
+    let v = src("/data");
+    assert_eq!(fs::read_to_string(v.join("sub/file")).unwrap(), "content");
+    assert_eq!(
+        fs::metadata(v.join("sub/file")).unwrap().mode() & 0o7777,
+        0o640
+    );
+    assert_eq!(fs::metadata(&v).unwrap().mode() & 0o7777, 0o750);
+    assert_eq!(
+        fs::read_link(v.join("abs")).unwrap(),
+        Path::new("/etc/passwd")
+    );
+    // /climb resolves inside the image: its /etc (passwd and group), not the host's.
+    let c = src("/climb");
+    let mut names: Vec<_> = fs::read_dir(&c)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["group", "passwd"]);
+    assert_eq!(
+        fs::metadata(c.join("passwd")).unwrap().len(),
+        fs::metadata(rootfs.join("etc/passwd")).unwrap().len()
+    );
+    assert_eq!(fs::read_dir(src("/missing")).unwrap().count(), 0);
+}
