@@ -403,13 +403,21 @@ fn overlay_mount_equals_flatten() {
         eprintln!("overlay mount failed: skipped");
         return;
     }
+    /// Unmounts on drop, so a failing snapshot leaks no mount.
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let mounted = Unmount(&merged);
     let snap = Snap {
         mtimes: true,
         no_overlay_xattrs: true,
         ..Snap::default()
     };
     let a = snapshot(&merged, snap);
-    let _ = Command::new("umount").arg(&merged).status();
+    drop(mounted);
     let b = snapshot(&flat, snap);
     assert_same(&a, &b, "overlay mount vs flattened");
 }

@@ -485,3 +485,82 @@ pub mod layout {
         b.into_inner().unwrap()
     }
 }
+
+/// Groups of paths below `root` that name the same inode (hard links), each group sorted;
+/// only non-directories with more than one name in the tree are listed.
+pub fn hardlink_groups(root: &Path) -> std::collections::BTreeSet<Vec<String>> {
+    fn walk(root: &Path, dir: &Path, by_ino: &mut BTreeMap<(u64, u64), Vec<String>>) {
+        for ent in fs::read_dir(dir).unwrap() {
+            let p = ent.unwrap().path();
+            let Ok(md) = fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if md.is_dir() {
+                walk(root, &p, by_ino);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                by_ino.entry((md.dev(), md.ino())).or_default().push(rel);
+            }
+        }
+    }
+    let mut by_ino = BTreeMap::new();
+    walk(root, root, &mut by_ino);
+    by_ino
+        .into_values()
+        .filter(|g| g.len() > 1)
+        .map(|mut g| {
+            g.sort();
+            g
+        })
+        .collect()
+}
+
+/// Mount points at or below `dir` in this process's mount namespace, deepest (latest) first.
+pub fn mounts_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    // Field 5 of mountinfo, with spaces, tabs, newlines and backslashes octal-escaped.
+    fn unescape(s: &str) -> std::path::PathBuf {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            let esc = b
+                .get(i + 1..i + 4)
+                .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+            if let (b'\\', Some(d)) = (b[i], esc) {
+                let v = d.iter().fold(0u32, |a, c| a * 8 + u32::from(c - b'0'));
+                out.push(v as u8);
+                i += 4;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        std::path::PathBuf::from(OsStr::from_bytes(&out))
+    }
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut out: Vec<_> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    out.reverse();
+    out
+}
+
+/// Detaches every mount at or below `dir` (child mounts first); returns how many were found.
+pub fn unmount_all_under(dir: &Path) -> usize {
+    let mut n = 0;
+    // A mount may hide others below it: repeat until none is left (bounded).
+    for _ in 0..16 {
+        let ms = mounts_under(dir);
+        if ms.is_empty() {
+            break;
+        }
+        n += ms.len();
+        for m in ms {
+            let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+    n
+}
