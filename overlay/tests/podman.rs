@@ -357,14 +357,6 @@ fn layers() -> Vec<(Vec<u8>, Comp)> {
     ]
 }
 
-/// KNOWN DIVERGENCE, a berth bug to fix (then set this to false): podman (containers/storage)
-/// applies a hardlink entry's own header (mode, owner, mtime, xattrs) to the inode it links
-/// to, so the last entry naming an inode decides its metadata for every name; berth's
-/// extractor only calls linkat() and keeps the target entry's metadata. While true, those
-/// fields are not compared on hard-linked paths (their kind, content, link count and grouping
-/// still are); every other path is compared in full.
-const HARDLINK_HEADER_METADATA_DIVERGES: bool = true;
-
 /// Where podman's two drivers disagree with each other (podman 4.3.1): the overlay driver
 /// unpacks each layer into an empty directory, the vfs driver onto a copy of the layers below.
 /// berth's overlay rootfs matches the former and its flat rootfs the latter on these paths
@@ -398,32 +390,6 @@ const PODMAN_DRIVERS_DIFFER: &[(&str, &str)] = &[
 /// an overlay layer) or changed (in a flat tree) at extraction time, on both sides, so their
 /// mtime is not compared.
 const IMPLICIT_DIRS: &[&str] = &["implicit", "implicit/parent", "home", "home/app", "opq2"];
-
-/// For every hard-linked path of podman's tree (`linked`: its inode has more than one name in
-/// its layer, even if an upper layer whited out the others) where berth's node has the same kind and
-/// content but other metadata, copies podman's metadata over berth's and returns the
-/// difference (path, berth's value, podman's value).
-fn exempt_hardlink_metadata(
-    ours: &mut BTreeMap<String, Node>,
-    theirs: &BTreeMap<String, Node>,
-    linked: &BTreeSet<String>,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for p in linked {
-        let (Some(o), Some(t)) = (ours.get_mut(p), theirs.get(p)) else {
-            continue;
-        };
-        if o.kind != t.kind || o.content != t.content || o == t {
-            continue;
-        }
-        out.push(format!(
-            "{p}: berth mode={:o} uid={} gid={} mtime={:?} xattrs={:?}; podman mode={:o} uid={} gid={} mtime={:?} xattrs={:?}",
-            o.mode, o.uid, o.gid, o.mtime, o.xattrs, t.mode, t.uid, t.gid, t.mtime, t.xattrs
-        ));
-        *o = t.clone();
-    }
-    out
-}
 
 /// Paths where `a` and `b` differ, each with a description of both values.
 fn differences(a: &BTreeMap<String, Node>, b: &BTreeMap<String, Node>) -> Vec<(String, String)> {
@@ -691,14 +657,6 @@ fn unpacks_exactly_like_podman() {
         want.insert(*driver, w);
         want_links.insert(*driver, hardlink_groups(mnt));
     }
-    // Hard-linked in their layer (for [`exempt_hardlink_metadata`], on both rootfs): podman's
-    // overlay mount shows the lower inode's link count even where an upper layer whited out
-    // one of its names (pair/two), its vfs tree does not.
-    let linked: BTreeSet<String> = want["overlay"]
-        .iter()
-        .filter(|(_, n)| n.kind == "file" && n.content.ends_with(" nlink=2"))
-        .map(|(p, _)| p.clone())
-        .collect();
     // podman against itself: its drivers differ on the listed paths only.
     let drivers_differ = differences(&want["overlay"], &want["vfs"]);
     let unexpected: Vec<&String> = drivers_differ
@@ -736,7 +694,6 @@ fn unpacks_exactly_like_podman() {
                 .join("\n  ")
         );
     }
-    let mut known = Vec::new();
     for (what, r) in &rootfs {
         let driver = if *what == "flat" { "vfs" } else { "overlay" };
         let mut ours = snapshot(r, snap);
@@ -746,13 +703,6 @@ fn unpacks_exactly_like_podman() {
             }
         }
         let want = &want[driver];
-        if HARDLINK_HEADER_METADATA_DIVERGES {
-            known.extend(
-                exempt_hardlink_metadata(&mut ours, want, &linked)
-                    .into_iter()
-                    .map(|d| format!("{what}: {d}")),
-            );
-        }
         assert_same(
             &ours,
             want,
@@ -762,12 +712,6 @@ fn unpacks_exactly_like_podman() {
             hardlink_groups(r),
             want_links[driver],
             "hardlink groups: berth {what} vs podman {driver}"
-        );
-    }
-    if !known.is_empty() {
-        eprintln!(
-            "KNOWN DIVERGENCES (berth bugs), not compared:\n  {}",
-            known.join("\n  ")
         );
     }
     let (want, want_links) = (&want["overlay"], &want_links["overlay"]);

@@ -745,6 +745,22 @@ impl<'o> Extractor<'o> {
             }
             Err(errno) => return Err(Self::io_err(e, "hardlink")(errno)),
         }
+        // The link entry's own header applies to the shared inode (owner, mode, xattrs,
+        // mtime), as containerd and podman apply it: the last entry naming an inode wins.
+        let st = rfs::statat(&parent.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(Self::io_err(e, "stat"))?;
+        let t = Target::At(parent.fd.as_fd(), name);
+        if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+            // A hardlinked symlink: ownership only (no mode, no user xattrs on symlinks).
+            let (uid, gid) = self.map_owner(e, e.uid, e.gid)?;
+            if self.chown {
+                self.chown_target(e, t, uid, gid)?;
+            }
+        } else {
+            self.metadata(e, t, true, parent.setgid)?;
+        }
+        rfs::utimensat(&parent.fd, name, &times(e), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(Self::io_err(e, "set times"))?;
         self.stats.hardlinks += 1;
         Ok(())
     }
