@@ -2,6 +2,7 @@
 
 mod images;
 mod log;
+mod registry;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -316,6 +317,16 @@ enum Command {
     /// Manage bundles made by unpack.
     #[command(subcommand)]
     Bundle(images::BundleCommand),
+    /// Pull an image from a registry.
+    Pull(registry::PullArgs),
+    /// Push an image to a registry.
+    Push(registry::PushArgs),
+    /// Store credentials for a registry (docker's config.json).
+    Login(registry::LoginArgs),
+    /// Forget the credentials of a registry.
+    Logout(registry::LogoutArgs),
+    /// Give an image another name.
+    Tag(registry::TagArgs),
 }
 
 fn main() -> ExitCode {
@@ -530,6 +541,11 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Rmi { images: names } => images::remove(&store, &names)?,
         Command::Unpack(a) => images::unpack(&store, &a)?,
         Command::Bundle(c) => images::bundle_command(&store, c)?,
+        Command::Pull(a) => registry::pull(&store, &a)?,
+        Command::Push(a) => registry::push(&store, &a)?,
+        Command::Login(a) => registry::login(&a)?,
+        Command::Logout(a) => registry::logout(&a)?,
+        Command::Tag(a) => registry::tag(&store, &a)?,
     }
     Ok(0)
 }

@@ -209,10 +209,19 @@ fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Where an import reads blobs from.
-trait BlobSource: Sync {
-    /// Opens the blob for `digest`.
+/// Where an import reads blobs from: a layout directory, an archive, or a registry (the
+/// `berth-registry` crate implements it for pulls through [`Store::import_from`]).
+///
+/// Everything a source returns is verified by the store against the digest it was asked for
+/// (and the size its descriptor declares) while it is copied in; a source need not check.
+pub trait BlobSource: Sync {
+    /// Opens the blob for `digest` (a config or layer).
     fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>>;
+
+    /// Opens the manifest or index for `digest` (registries serve them apart from blobs).
+    fn open_manifest(&self, digest: &Digest) -> Result<Box<dyn Read + Send>> {
+        self.open(digest)
+    }
 }
 
 /// An OCI image layout directory.
@@ -236,6 +245,35 @@ impl BlobSource for NoSource {
             format!("blob {digest}"),
             "not in the store and no source to import it from",
         ))
+    }
+}
+
+/// A layer blob on its way in: what the extractor reads is hashed and written to a temporary
+/// blob file, and more bytes than the descriptor declares is an error.
+struct BlobTee<'a> {
+    inner: Box<dyn Read + Send>,
+    file: File,
+    path: &'a Path,
+    hasher: Sha256,
+    total: u64,
+    size: u64,
+}
+
+impl Read for BlobTee<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.total += n as u64;
+        if self.total > self.size {
+            return Err(io::Error::other(format!(
+                "larger than its declared size {}",
+                self.size
+            )));
+        }
+        self.hasher.update(&buf[..n]);
+        self.file.write_all(&buf[..n]).map_err(|e| {
+            io::Error::new(e.kind(), format!("{}: write: {e}", self.path.display()))
+        })?;
+        Ok(n)
     }
 }
 
@@ -458,12 +496,17 @@ impl Store {
         digest: &Digest,
         size: Option<u64>,
         what: &str,
+        manifest: bool,
     ) -> Result<Vec<u8>> {
         if size.is_some_and(|s| s > MAX_DOCUMENT) {
             return Err(Error::invalid(what, "document larger than 4 MiB"));
         }
         if !self.blob_path(digest).exists() {
-            let mut r = src.open(digest)?;
+            let mut r = if manifest {
+                src.open_manifest(digest)?
+            } else {
+                src.open(digest)?
+            };
             self.put_blob(&mut r, Some(digest), size, what)?;
         }
         self.read_document(digest, what)
@@ -482,7 +525,7 @@ impl Store {
         if depth > 4 {
             return Err(Error::invalid(what, "indexes nested too deeply"));
         }
-        let bytes = self.fetch_document(src, digest, size, &what)?;
+        let bytes = self.fetch_document(src, digest, size, &what, true)?;
         match image::parse_document(&bytes, &what)? {
             Document::Manifest(m) => Ok((digest.clone(), *m)),
             Document::Index(idx) => {
@@ -502,6 +545,7 @@ impl Store {
         digest: &Digest,
         size: Option<u64>,
         opts: &ImportOptions,
+        pipelined: bool,
     ) -> Result<ImageRecord> {
         let _gc = self.gc_lock(false)?;
         let (manifest_digest, manifest) =
@@ -509,7 +553,8 @@ impl Store {
         let cfg_desc = manifest.config();
         let cfg_digest = Digest::parse(cfg_desc.digest().as_ref())?;
         let cfg_what = format!("config {cfg_digest}");
-        let cfg_bytes = self.fetch_document(src, &cfg_digest, Some(cfg_desc.size()), &cfg_what)?;
+        let cfg_bytes =
+            self.fetch_document(src, &cfg_digest, Some(cfg_desc.size()), &cfg_what, false)?;
         let config = image::parse_config(&cfg_bytes, &cfg_what)?;
         let diff_ids = config.rootfs().diff_ids();
         if diff_ids.len() != manifest.layers().len() {
@@ -536,8 +581,19 @@ impl Store {
             });
             parent = Some(chain);
         }
+        if pipelined {
+            // Each missing layer is fetched and extracted in one pass, several at once.
+            self.ensure_layers_with(&layers, opts.parallel, &|l, parent| {
+                let blob = Digest::parse(&l.blob)?;
+                if self.blob_path(&blob).exists() {
+                    self.extract_layer(l, parent)
+                } else {
+                    self.stream_layer(src, l, parent)
+                }
+            })?;
+        }
         // Blobs of layers not yet extracted, then the extractions, in parallel.
-        for l in &layers {
+        for l in layers.iter().filter(|_| !pipelined) {
             let chain = Digest::parse(&l.chain_id)?;
             let blob = Digest::parse(&l.blob)?;
             if !self.has_layer(&chain) && !self.blob_path(&blob).exists() {
@@ -567,6 +623,17 @@ impl Store {
 
     /// Extracts every missing layer of a chain, up to `parallel` at once.
     fn ensure_layers(&self, layers: &[LayerRecord], parallel: usize) -> Result<()> {
+        self.ensure_layers_with(layers, parallel, &|l, parent| self.extract_layer(l, parent))
+    }
+
+    /// Runs `make(layer, parent ChainID)` for every layer of a chain not yet extracted, up to
+    /// `parallel` at once; the first error wins and stops the others from starting more.
+    fn ensure_layers_with(
+        &self,
+        layers: &[LayerRecord],
+        parallel: usize,
+        make: &(dyn Fn(&LayerRecord, Option<&str>) -> Result<()> + Sync),
+    ) -> Result<()> {
         let missing: Vec<(usize, &LayerRecord)> = layers
             .iter()
             .enumerate()
@@ -588,7 +655,7 @@ impl Store {
                         break;
                     }
                     let parent = idx.checked_sub(1).map(|p| layers[p].chain_id.as_str());
-                    if let Err(e) = self.extract_layer(l, parent) {
+                    if let Err(e) = make(l, parent) {
                         if let Ok(mut slot) = first_err.lock() {
                             slot.get_or_insert(e);
                         }
@@ -607,6 +674,109 @@ impl Store {
     /// Extracts one layer blob into `tmp/`, verifies its DiffID, then renames it into
     /// `layers/<chain>` (the completion marker).
     fn extract_layer(&self, l: &LayerRecord, parent: Option<&str>) -> Result<()> {
+        let blob = Digest::parse(&l.blob)?;
+        let path = self.blob_path(&blob);
+        self.extract_layer_with(
+            l,
+            parent,
+            &mut |diff, opts| {
+                let reader = extract::open_layer(&path, Some(&l.media_type))?;
+                extract::extract_layer(reader, diff, opts)
+            },
+            &mut || Ok(()),
+        )
+    }
+
+    /// Fetches a layer blob from `src` and extracts it while it arrives: the compressed bytes
+    /// are hashed and written to a temporary blob as the extractor reads them. The blob is
+    /// renamed into place only once its digest, size and the layer's DiffID all match, and
+    /// the layer after it; on any mismatch neither is kept.
+    fn stream_layer(
+        &self,
+        src: &dyn BlobSource,
+        l: &LayerRecord,
+        parent: Option<&str>,
+    ) -> Result<()> {
+        let blob = Digest::parse(&l.blob)?;
+        let tmp_blob = self.tmp_path("blob");
+        let what = format!("layer blob {blob}");
+        let res = self.extract_layer_with(
+            l,
+            parent,
+            &mut |diff, opts| {
+                let file = OpenOptions::new()
+                    .create_new(true)
+                    .write(true)
+                    .mode(0o600)
+                    .open(&tmp_blob)
+                    .map_err(io_at(&tmp_blob, "create"))?;
+                let mut tee = BlobTee {
+                    inner: src.open(&blob)?,
+                    file,
+                    path: &tmp_blob,
+                    hasher: Sha256::new(),
+                    total: 0,
+                    size: l.size,
+                };
+                let stats = {
+                    let mut buffered = io::BufReader::with_capacity(1 << 20, &mut tee);
+                    let head = io::BufRead::fill_buf(&mut buffered)
+                        .map_err(|e| Error::io(what.as_str(), "read", e))?;
+                    let found = Compression::sniff(head);
+                    let declared = Compression::from_media_type(&l.media_type).ok_or_else(|| {
+                        Error::invalid(&what, format!("{:?} is not a layer media type", l.media_type))
+                    })?;
+                    if declared != found && declared != Compression::None && found != Compression::None {
+                        return Err(Error::invalid(
+                            &what,
+                            format!("media type {:?} declares {declared:?} but the content is {found:?}", l.media_type),
+                        ));
+                    }
+                    let reader = extract::decompress(buffered, found)
+                        .map_err(|e| Error::io(what.as_str(), "open decompressor", e))?;
+                    extract::extract_layer(reader, diff, opts)?
+                };
+                // The extractor stops at the end of the tar stream: the rest of the blob
+                // (padding, trailing gzip members) is part of its digest.
+                io::copy(&mut tee, &mut io::sink()).map_err(|e| Error::io(what.as_str(), "read", e))?;
+                if tee.total != l.size {
+                    return Err(Error::invalid(
+                        &what,
+                        format!("{} bytes, but its descriptor says {}", tee.total, l.size),
+                    ));
+                }
+                let actual = Digest::parse(&extract::hex_digest(tee.hasher.clone()))?;
+                if actual != blob {
+                    return Err(Error::DigestMismatch {
+                        what: what.clone(),
+                        expected: blob.to_string(),
+                        actual: actual.to_string(),
+                    });
+                }
+                tee.file.sync_all().map_err(io_at(&tmp_blob, "fsync"))?;
+                Ok(stats)
+            },
+            &mut || {
+                let dest = self.blob_path(&blob);
+                fs::rename(&tmp_blob, &dest).map_err(io_at(&dest, "rename into place"))?;
+                fsync_dir(&self.root.join("blobs/sha256"))
+            },
+        );
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp_blob);
+        }
+        res
+    }
+
+    /// Extracts one layer into `tmp/` with `run`, verifies its DiffID, calls `commit`, then
+    /// renames the layer into `layers/<chain>` (the completion marker).
+    fn extract_layer_with(
+        &self,
+        l: &LayerRecord,
+        parent: Option<&str>,
+        run: &mut dyn FnMut(&Path, &ExtractOptions) -> Result<extract::ExtractStats>,
+        commit: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
         let chain = Digest::parse(&l.chain_id)?;
         if self.has_layer(&chain) {
             return Ok(());
@@ -622,7 +792,6 @@ impl Store {
         fs::set_permissions(&diff, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(io_at(&diff, "chmod"))?;
         let res = (|| {
-            let reader = extract::open_layer(&self.blob_path(&blob), Some(&l.media_type))?;
             let opts = ExtractOptions {
                 mode: Mode::Overlay,
                 rootless: self.rootless,
@@ -630,7 +799,7 @@ impl Store {
                 sync: true,
                 ..ExtractOptions::default()
             };
-            let stats = extract::extract_layer(reader, &diff, &opts)?;
+            let stats = run(&diff, &opts)?;
             if stats.diff_id != l.diff_id {
                 return Err(Error::DigestMismatch {
                     what: format!("layer {blob} (uncompressed)"),
@@ -638,6 +807,7 @@ impl Store {
                     actual: stats.diff_id,
                 });
             }
+            commit()?;
             let info = serde_json::json!({
                 "chainId": l.chain_id,
                 "diffId": l.diff_id,
@@ -762,7 +932,7 @@ impl Store {
         let mut out = Vec::new();
         for (d, name) in chosen {
             let digest = Digest::parse(d.digest().as_ref())?;
-            out.push(self.import_image(&src, &name, &digest, Some(d.size()), opts)?);
+            out.push(self.import_image(&src, &name, &digest, Some(d.size()), opts, false)?);
         }
         Ok(out)
     }
@@ -961,6 +1131,7 @@ impl Store {
                     &mdigest,
                     Some(mbytes.len() as u64),
                     opts,
+                    false,
                 )?);
             }
         }
@@ -1112,6 +1283,58 @@ impl Store {
         expected: Option<&Digest>,
     ) -> Result<Digest> {
         self.put_blob(reader, expected, None, "blob")
+    }
+
+    /// Imports an image from `src` (a registry, for `berth pull`): the manifest or index
+    /// `digest` (the platform's manifest picked from an index), its config and every layer
+    /// whose ChainID is not extracted yet. Layers are fetched concurrently (`opts.parallel`
+    /// at once), each extracted while it arrives and verified by blob digest, size and
+    /// DiffID; a mismatch stores nothing of that layer and fails the import, which records
+    /// no image. The image is recorded as `name` (normalised: `:latest` when untagged).
+    pub fn import_from(
+        &self,
+        src: &dyn BlobSource,
+        name: &str,
+        digest: &Digest,
+        size: Option<u64>,
+        opts: &ImportOptions,
+    ) -> Result<ImageRecord> {
+        let name = normalize_name(name)?;
+        self.import_image(src, &name, digest, size, opts, true)
+    }
+
+    /// Whether a blob is in the store.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Opens a blob of the store for reading (it was verified when written).
+    pub fn open_blob(&self, digest: &Digest) -> Result<File> {
+        let p = self.blob_path(digest);
+        File::open(&p).map_err(io_at(&p, "open blob"))
+    }
+
+    /// Reads a manifest, index or config blob (at most 4 MiB), re-verifying its digest.
+    pub fn read_blob_document(&self, digest: &Digest) -> Result<Vec<u8>> {
+        self.read_document(digest, &format!("blob {digest}"))
+    }
+
+    /// Records the image `src` under the name `dst` as well (`berth tag`); an image already
+    /// named `dst` is replaced (its content goes at the next prune if nothing uses it).
+    pub fn tag_image(&self, src: &str, dst: &str) -> Result<ImageRecord> {
+        let src_name = normalize_name(src)?;
+        let dst_name = normalize_name(dst)?;
+        let _l = self.state_lock()?;
+        let mut state = self.load_state()?;
+        let mut rec = state
+            .images
+            .get(&src_name)
+            .cloned()
+            .ok_or_else(|| Error::ImageNotFound(src.to_string()))?;
+        rec.name.clone_from(&dst_name);
+        state.images.insert(dst_name, rec.clone());
+        self.save_state(&state)?;
+        Ok(rec)
     }
 
     /// Whether an image's layers are all extracted (and re-extracts missing ones from their

@@ -1,0 +1,359 @@
+//! Credentials and authentication: docker's `config.json` (`auths`, base64 `user:password`)
+//! read and written for login and logout, and the `WWW-Authenticate` challenges of the
+//! distribution spec's token flow (Basic, or Bearer with a realm, service and scopes).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::reference::DOCKER_HUB;
+
+/// A user name and password (or identity token).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name.
+    pub username: String,
+    /// The password or token.
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// The value of a `Basic` Authorization header.
+    pub fn basic_header(&self) -> String {
+        let raw = format!("{}:{}", self.username, self.password);
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
+    }
+}
+
+/// The key docker uses in `auths` for a registry: Hub's legacy URL, else `host[:port]`.
+pub fn config_key(registry: &str) -> String {
+    if registry == DOCKER_HUB || registry == "index.docker.io" || registry == "registry-1.docker.io"
+    {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        registry.to_string()
+    }
+}
+
+/// `host[:port]` of an `auths` key, which may be a URL (`https://host/v1/`).
+fn key_host(key: &str) -> &str {
+    let k = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    k.split('/').next().unwrap_or(k)
+}
+
+/// Docker's client configuration file (only `auths` is read or changed; every other field
+/// is kept as it was).
+#[derive(Debug, Clone)]
+pub struct DockerConfig {
+    path: PathBuf,
+    doc: Value,
+}
+
+impl DockerConfig {
+    /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+    pub fn default_path() -> Option<PathBuf> {
+        if let Some(d) = std::env::var_os("DOCKER_CONFIG") {
+            return Some(PathBuf::from(d).join("config.json"));
+        }
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
+    }
+
+    /// Loads the file at `path` (missing: an empty configuration).
+    pub fn load(path: &Path) -> Result<DockerConfig> {
+        let doc = match fs::read(path) {
+            Ok(b) if b.iter().all(u8::is_ascii_whitespace) => json!({}),
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| Error::io(path, "parse", std::io::Error::other(e.to_string())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => json!({}),
+            Err(e) => return Err(Error::io(path, "read", e)),
+        };
+        if !doc.is_object() {
+            return Err(Error::io(
+                path,
+                "parse",
+                std::io::Error::other("not a JSON object"),
+            ));
+        }
+        Ok(DockerConfig {
+            path: path.to_path_buf(),
+            doc,
+        })
+    }
+
+    /// Loads the file at [`DockerConfig::default_path`].
+    pub fn load_default() -> Result<DockerConfig> {
+        let path = Self::default_path().ok_or_else(|| {
+            Error::io(
+                "~/.docker/config.json",
+                "locate",
+                std::io::Error::other("neither DOCKER_CONFIG nor HOME is set"),
+            )
+        })?;
+        Self::load(&path)
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The credentials stored for `registry` (`docker.io` or `host[:port]`), matching keys
+    /// written as URLs too.
+    pub fn get(&self, registry: &str) -> Option<Credentials> {
+        let auths = self.doc.get("auths")?.as_object()?;
+        let want = config_key(registry);
+        let entry = auths.get(&want).or_else(|| {
+            let host = key_host(&want);
+            auths
+                .iter()
+                .find(|(k, _)| {
+                    let kh = key_host(k);
+                    kh == host
+                        || (want.contains("index.docker.io")
+                            && matches!(kh, "docker.io" | "registry-1.docker.io"))
+                })
+                .map(|(_, v)| v)
+        })?;
+        if let Some(auth) = entry.get("auth").and_then(Value::as_str) {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(auth.trim())
+                .ok()?;
+            let text = String::from_utf8(raw).ok()?;
+            let (u, p) = text.split_once(':')?;
+            return Some(Credentials {
+                username: u.to_string(),
+                password: p.to_string(),
+            });
+        }
+        match (
+            entry.get("username").and_then(Value::as_str),
+            entry.get("password").and_then(Value::as_str),
+        ) {
+            (Some(u), Some(p)) => Some(Credentials {
+                username: u.to_string(),
+                password: p.to_string(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Stores credentials for `registry` (docker's form: base64 `user:password` in `auth`).
+    pub fn set(&mut self, registry: &str, creds: &Credentials) {
+        let raw = format!("{}:{}", creds.username, creds.password);
+        let auth = base64::engine::general_purpose::STANDARD.encode(raw);
+        let obj = self.doc.as_object_mut().expect("checked at load");
+        let auths = obj.entry("auths").or_insert_with(|| json!({}));
+        if !auths.is_object() {
+            *auths = json!({});
+        }
+        auths
+            .as_object_mut()
+            .expect("just made an object")
+            .insert(config_key(registry), json!({ "auth": auth }));
+    }
+
+    /// Forgets the credentials of `registry`; whether there were any.
+    pub fn remove(&mut self, registry: &str) -> bool {
+        let want = config_key(registry);
+        let host = key_host(&want).to_string();
+        let Some(auths) = self.doc.get_mut("auths").and_then(Value::as_object_mut) else {
+            return false;
+        };
+        let keys: Vec<String> = auths
+            .keys()
+            .filter(|k| **k == want || key_host(k) == host)
+            .cloned()
+            .collect();
+        for k in &keys {
+            auths.remove(k);
+        }
+        !keys.is_empty()
+    }
+
+    /// Writes the file (mode 0600, temporary file renamed into place).
+    pub fn save(&self) -> Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create", e))?;
+        let tmp = dir.join(format!(".config.json.tmp-{}", std::process::id()));
+        let mut data = serde_json::to_vec_pretty(&self.doc).expect("a JSON value serialises");
+        data.push(b'\n');
+        let res = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&data).and_then(|()| f.sync_all()))
+            .and_then(|()| fs::rename(&tmp, &self.path));
+        if let Err(e) = res {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(&self.path, "write", e));
+        }
+        Ok(())
+    }
+}
+
+/// One challenge of a `WWW-Authenticate` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// The scheme, lowercased (`basic`, `bearer`).
+    pub scheme: String,
+    /// Its parameters (`realm`, `service`, `scope`, ...), keys lowercased.
+    pub params: BTreeMap<String, String>,
+}
+
+/// Parses a `WWW-Authenticate` header: `Scheme k="v", k=v, Scheme2 ...`.
+pub fn parse_challenges(header: &str) -> Vec<Challenge> {
+    let mut out: Vec<Challenge> = Vec::new();
+    let b = header.as_bytes();
+    let mut i = 0;
+    let skip_ws = |i: &mut usize| {
+        while *i < b.len() && (b[*i] == b' ' || b[*i] == b'\t' || b[*i] == b',') {
+            *i += 1;
+        }
+    };
+    loop {
+        skip_ws(&mut i);
+        if i >= b.len() {
+            break;
+        }
+        let start = i;
+        while i < b.len() && !matches!(b[i], b' ' | b'\t' | b'=' | b',') {
+            i += 1;
+        }
+        let token = &header[start..i];
+        if i < b.len() && b[i] == b'=' {
+            // A parameter of the current challenge.
+            i += 1;
+            let value = if i < b.len() && b[i] == b'"' {
+                i += 1;
+                let mut v = String::new();
+                while i < b.len() && b[i] != b'"' {
+                    if b[i] == b'\\' && i + 1 < b.len() {
+                        i += 1;
+                    }
+                    let ch = header[i..].chars().next().unwrap_or('\u{fffd}');
+                    v.push(ch);
+                    i += ch.len_utf8();
+                }
+                i += 1;
+                v
+            } else {
+                let s = i;
+                while i < b.len() && b[i] != b',' {
+                    i += 1;
+                }
+                header[s..i].trim().to_string()
+            };
+            if let Some(c) = out.last_mut() {
+                c.params.insert(token.to_ascii_lowercase(), value);
+            }
+        } else if !token.is_empty() {
+            out.push(Challenge {
+                scheme: token.to_ascii_lowercase(),
+                params: BTreeMap::new(),
+            });
+        }
+    }
+    out
+}
+
+/// A token endpoint's answer.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct TokenResponse {
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub access_token: Option<String>,
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        let c = parse_challenges(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull,push""#,
+        );
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].scheme, "bearer");
+        assert_eq!(c[0].params["realm"], "https://auth.docker.io/token");
+        assert_eq!(c[0].params["scope"], "repository:library/busybox:pull,push");
+        let c = parse_challenges(r#"Basic realm="berth test", Bearer realm=x"#);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].params["realm"], "berth test");
+        assert_eq!(
+            (c[1].scheme.as_str(), c[1].params["realm"].as_str()),
+            ("bearer", "x")
+        );
+        assert!(parse_challenges("").is_empty());
+    }
+
+    #[test]
+    fn docker_config_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d/config.json");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(
+            &path,
+            r#"{"auths":{"https://quay.io/v1/":{"auth":"dTpw"}},"credsStore":"x"}"#,
+        )
+        .unwrap();
+        let mut c = DockerConfig::load(&path).unwrap();
+        let q = c.get("quay.io").unwrap();
+        assert_eq!((q.username.as_str(), q.password.as_str()), ("u", "p"));
+        assert!(c.get("localhost:5000").is_none());
+        let creds = Credentials {
+            username: "alice".into(),
+            password: "s:e:cret".into(),
+        };
+        c.set("localhost:5000", &creds);
+        c.set("docker.io", &creds);
+        c.save().unwrap();
+        let c2 = DockerConfig::load(&path).unwrap();
+        assert_eq!(c2.get("localhost:5000"), Some(creds.clone()));
+        assert_eq!(c2.get("docker.io"), Some(creds.clone()));
+        let doc: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(doc["credsStore"], "x");
+        assert_eq!(
+            doc["auths"]["localhost:5000"]["auth"],
+            "YWxpY2U6czplOmNyZXQ="
+        );
+        assert!(doc["auths"]["https://index.docker.io/v1/"].is_object());
+        let mut c3 = c2;
+        assert!(c3.remove("localhost:5000"));
+        assert!(!c3.remove("localhost:5000"));
+        assert!(c3.get("localhost:5000").is_none());
+        assert!(c3.get("docker.io").is_some());
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}

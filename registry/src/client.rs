@@ -1,0 +1,713 @@
+//! HTTP for the distribution API: HTTPS through rustls (the system's CA bundle and the
+//! webpki roots, plus an extra CA file), plain HTTP only for loopback registries or with
+//! `--insecure`, authentication (anonymous, Basic, Bearer tokens per scope), retries with
+//! backoff, redirects followed for blobs (never carrying the Authorization header to another
+//! host), and blob downloads that resume with `Range` after a dropped connection.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::auth::{parse_challenges, Credentials, TokenResponse};
+use crate::error::{Error, RegistryError, RegistryErrors, Result};
+use crate::reference::is_loopback_host;
+
+/// How to reach a registry.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Allow plain HTTP to a registry that is not on loopback (and fall back to it when
+    /// HTTPS fails).
+    pub insecure: bool,
+    /// An extra CA bundle (PEM) to trust, e.g. a test registry's self-signed certificate
+    /// (default: `$BERTH_REGISTRY_CA`).
+    pub ca_file: Option<PathBuf>,
+    /// Credentials for Basic auth or the token endpoint (default: none, anonymous).
+    pub credentials: Option<Credentials>,
+    /// Retries of a failed request (transport errors, 429 and 5xx) and resumptions of one
+    /// blob download.
+    pub retries: u32,
+    /// The first backoff; doubled each retry.
+    pub backoff: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            insecure: false,
+            ca_file: std::env::var_os("BERTH_REGISTRY_CA").map(PathBuf::from),
+            credentials: None,
+            retries: 4,
+            backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Counters of what moved over the network (for progress and tests).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// HTTP requests sent (retries and token requests included).
+    pub requests: AtomicU64,
+    /// Manifest and blob bytes received.
+    pub bytes_received: AtomicU64,
+    /// Blob and manifest bytes sent.
+    pub bytes_sent: AtomicU64,
+    /// Blob downloads started.
+    pub blobs_fetched: AtomicU64,
+    /// Downloads resumed with `Range` after a dropped connection.
+    pub resumes: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// See [`Stats::requests`].
+    pub requests: u64,
+    /// See [`Stats::bytes_received`].
+    pub bytes_received: u64,
+    /// See [`Stats::bytes_sent`].
+    pub bytes_sent: u64,
+    /// See [`Stats::blobs_fetched`].
+    pub blobs_fetched: u64,
+    /// See [`Stats::resumes`].
+    pub resumes: u64,
+}
+
+impl Stats {
+    /// The current values.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            requests: self.requests.load(Ordering::Relaxed),
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            blobs_fetched: self.blobs_fetched.load(Ordering::Relaxed),
+            resumes: self.resumes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct AuthState {
+    /// The registry asked for Basic auth.
+    basic: bool,
+    /// The registry's Bearer realm and service.
+    bearer: Option<(String, Option<String>)>,
+    /// Tokens by scope set.
+    tokens: HashMap<String, String>,
+}
+
+struct Inner {
+    agent: ureq::Agent,
+    host: String,
+    opts: ClientOptions,
+    base: Mutex<Option<String>>,
+    auth: Mutex<AuthState>,
+    stats: Stats,
+}
+
+/// A client of one registry (`host[:port]`); cheap to clone, shared by download threads.
+#[derive(Clone)]
+pub struct Client(Arc<Inner>);
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("host", &self.0.host)
+            .field("base", &self.0.base.lock().ok().and_then(|b| b.clone()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request body.
+pub(crate) enum Body<'a> {
+    /// No body.
+    Empty,
+    /// A body in memory.
+    Bytes(&'a [u8]),
+    /// A body read from a reader `open` makes (again on a retry), of `len` bytes.
+    Reader {
+        open: &'a dyn Fn() -> io::Result<Box<dyn Read + Send>>,
+        len: u64,
+    },
+}
+
+/// `application/x-www-form-urlencoded`-style escaping of a query value.
+pub(crate) fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn tls_config(extra_ca: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut add_pem = |path: &std::path::Path, required: bool| -> Result<()> {
+        let f = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if !required => {
+                tracing::debug!("{}: {e}", path.display());
+                return Ok(());
+            }
+            Err(e) => return Err(Error::io(path, "open CA file", e)),
+        };
+        let mut n = 0;
+        for cert in rustls_pemfile::certs(&mut BufReader::new(f)) {
+            let cert = cert.map_err(|e| Error::io(path, "parse CA file", e))?;
+            if roots.add(cert).is_ok() {
+                n += 1;
+            }
+        }
+        if required && n == 0 {
+            return Err(Error::io(
+                path,
+                "parse CA file",
+                io::Error::other("no PEM certificate in it"),
+            ));
+        }
+        Ok(())
+    };
+    for system in [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ] {
+        add_pem(std::path::Path::new(system), false)?;
+    }
+    if let Some(p) = extra_ca {
+        add_pem(p, true)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::protocol("TLS configuration", e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Reads at most 64 KiB of an error response and parses the spec's error body.
+fn registry_error(method: &str, url: &str, status: u16, resp: ureq::Response) -> Error {
+    let mut body = Vec::new();
+    let _ = resp.into_reader().take(64 << 10).read_to_end(&mut body);
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(default)]
+        errors: Vec<RegistryError>,
+    }
+    let errors = serde_json::from_slice::<Body>(&body)
+        .map(|b| b.errors)
+        .unwrap_or_default();
+    Error::Registry {
+        method: method.to_string(),
+        url: url.to_string(),
+        status,
+        errors: RegistryErrors(errors),
+        hint: String::new(),
+    }
+}
+
+fn with_hint(e: Error, hint: &str) -> Error {
+    match e {
+        Error::Registry {
+            method,
+            url,
+            status,
+            errors,
+            ..
+        } => Error::Registry {
+            method,
+            url,
+            status,
+            errors,
+            hint: format!("; {hint}"),
+        },
+        other => other,
+    }
+}
+
+impl Client {
+    /// A client for the registry at `host` (`host[:port]`, as [`crate::Reference::api_host`]
+    /// gives it). Nothing is sent until the first request.
+    pub fn new(host: &str, opts: ClientOptions) -> Result<Client> {
+        let tls = tls_config(opts.ca_file.as_ref())?;
+        let agent = ureq::AgentBuilder::new()
+            .tls_config(tls)
+            .timeout_connect(Duration::from_secs(15))
+            .timeout_read(Duration::from_secs(60))
+            .timeout_write(Duration::from_secs(60))
+            .redirects(5)
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(Client(Arc::new(Inner {
+            agent,
+            host: host.to_string(),
+            opts,
+            base: Mutex::new(None),
+            auth: Mutex::new(AuthState::default()),
+            stats: Stats::default(),
+        })))
+    }
+
+    /// The registry's `host[:port]`.
+    pub fn host(&self) -> &str {
+        &self.0.host
+    }
+
+    /// What moved so far.
+    pub fn stats(&self) -> &Stats {
+        &self.0.stats
+    }
+
+    /// `https://host` or, for a loopback or `--insecure` registry that does not speak TLS,
+    /// `http://host`: found by the first request (`GET /v2/`), which also learns how the
+    /// registry wants to be authenticated.
+    pub fn base(&self) -> Result<String> {
+        if let Some(b) = self.0.base.lock().expect("lock").clone() {
+            return Ok(b);
+        }
+        let https = format!("https://{}", self.0.host);
+        let chosen = match self.ping(&https) {
+            Ok(()) => https,
+            Err(e) => {
+                let http_ok = self.0.opts.insecure || is_loopback_host(&self.0.host);
+                let Error::Transport { reason, .. } = &e else {
+                    return Err(e);
+                };
+                if !http_ok {
+                    return Err(Error::Insecure {
+                        registry: self.0.host.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+                let http = format!("http://{}", self.0.host);
+                tracing::debug!("{https}: {reason}; trying plain HTTP");
+                self.ping(&http)?;
+                http
+            }
+        };
+        *self.0.base.lock().expect("lock") = Some(chosen.clone());
+        Ok(chosen)
+    }
+
+    /// `GET /v2/`: any HTTP answer means the scheme works; a 401 tells the auth scheme.
+    fn ping(&self, base: &str) -> Result<()> {
+        let url = format!("{base}/v2/");
+        self.0.stats.requests.fetch_add(1, Ordering::Relaxed);
+        match self.0.agent.get(&url).call() {
+            Err(ureq::Error::Status(401, resp)) => {
+                self.learn_challenge(resp.header("www-authenticate").unwrap_or(""));
+                Ok(())
+            }
+            Ok(_) | Err(ureq::Error::Status(_, _)) => Ok(()),
+            Err(ureq::Error::Transport(t)) => Err(Error::Transport {
+                method: "GET".into(),
+                url,
+                reason: t.to_string(),
+            }),
+        }
+    }
+
+    /// Records what a 401's `WWW-Authenticate` asks for; returns whether it was understood.
+    fn learn_challenge(&self, header: &str) -> bool {
+        let mut auth = self.0.auth.lock().expect("lock");
+        let mut understood = false;
+        for c in parse_challenges(header) {
+            match c.scheme.as_str() {
+                "bearer" => {
+                    if let Some(realm) = c.params.get("realm") {
+                        auth.bearer = Some((realm.clone(), c.params.get("service").cloned()));
+                        understood = true;
+                    }
+                }
+                "basic" => {
+                    auth.basic = true;
+                    understood = true;
+                }
+                _ => {}
+            }
+        }
+        understood
+    }
+
+    /// The URL of an API path (`/v2/...`) or of a `Location` (absolute or relative).
+    pub(crate) fn url(&self, path_or_url: &str) -> Result<String> {
+        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
+            return Ok(path_or_url.to_string());
+        }
+        Ok(format!("{}{path_or_url}", self.base()?))
+    }
+
+    /// The Authorization header for a request needing `scopes`, fetching a token if the
+    /// registry uses Bearer auth and none is cached for them.
+    fn authorization(&self, scopes: &[String]) -> Result<Option<String>> {
+        let (basic, bearer, cached) = {
+            let auth = self.0.auth.lock().expect("lock");
+            (
+                auth.basic,
+                auth.bearer.clone(),
+                auth.tokens.get(&scopes.join(" ")).cloned(),
+            )
+        };
+        if let Some(t) = cached {
+            return Ok(Some(format!("Bearer {t}")));
+        }
+        if let Some((realm, service)) = bearer {
+            let token = self.fetch_token(&realm, service.as_deref(), scopes)?;
+            self.0
+                .auth
+                .lock()
+                .expect("lock")
+                .tokens
+                .insert(scopes.join(" "), token.clone());
+            return Ok(Some(format!("Bearer {token}")));
+        }
+        if basic {
+            if let Some(c) = &self.0.opts.credentials {
+                return Ok(Some(c.basic_header()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `GET realm?service=...&scope=...` with the credentials, if any, as Basic auth.
+    fn fetch_token(&self, realm: &str, service: Option<&str>, scopes: &[String]) -> Result<String> {
+        let mut url = realm.to_string();
+        let mut sep = if url.contains('?') { '&' } else { '?' };
+        if let Some(s) = service {
+            let _ = write!(url, "{sep}service={}", escape(s));
+            sep = '&';
+        }
+        for s in scopes {
+            let _ = write!(url, "{sep}scope={}", escape(s));
+            sep = '&';
+        }
+        if realm.starts_with("http://")
+            && !self.0.opts.insecure
+            && !is_loopback_host(realm[7..].split('/').next().unwrap_or(""))
+        {
+            return Err(Error::Auth {
+                registry: self.0.host.clone(),
+                reason: format!(
+                    "the token endpoint {realm} is plain HTTP; use --insecure to allow it"
+                ),
+            });
+        }
+        let mut req = self.0.agent.get(&url);
+        if let Some(c) = &self.0.opts.credentials {
+            req = req.set("Authorization", &c.basic_header());
+        }
+        self.0.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let resp = match req.call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(code, resp)) => {
+                let e = registry_error("GET", realm, code, resp);
+                return Err(if code == 401 || code == 403 {
+                    with_hint(
+                        e,
+                        if self.0.opts.credentials.is_some() {
+                            "the token endpoint refused the credentials (berth login again?)"
+                        } else {
+                            "no credentials for this registry (berth login REGISTRY)"
+                        },
+                    )
+                } else {
+                    e
+                });
+            }
+            Err(ureq::Error::Transport(t)) => {
+                return Err(Error::Transport {
+                    method: "GET".into(),
+                    url: realm.to_string(),
+                    reason: t.to_string(),
+                })
+            }
+        };
+        let mut body = Vec::new();
+        resp.into_reader()
+            .take(1 << 20)
+            .read_to_end(&mut body)
+            .map_err(|e| Error::protocol(format!("token from {realm}"), e.to_string()))?;
+        let t: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| Error::protocol(format!("token from {realm}"), e.to_string()))?;
+        tracing::debug!(
+            "token for {scopes:?} from {realm}, expires in {:?}s",
+            t.expires_in
+        );
+        t.token
+            .or(t.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::protocol(format!("token from {realm}"), "no token in the answer"))
+    }
+
+    /// Sends a request with authentication, retrying transport errors, 429 and 5xx with
+    /// backoff (PATCH is never retried: the upload's offset would be unknown) and answering
+    /// one 401 challenge. Non-2xx answers are [`Error::Registry`].
+    pub(crate) fn send(
+        &self,
+        method: &str,
+        path_or_url: &str,
+        scopes: &[String],
+        headers: &[(&str, &str)],
+        body: &Body<'_>,
+    ) -> Result<ureq::Response> {
+        let url = self.url(path_or_url)?;
+        let retryable = method != "PATCH";
+        let mut attempt = 0u32;
+        let mut answered_challenge = false;
+        loop {
+            let mut req = self.0.agent.request(method, &url);
+            for (k, v) in headers {
+                req = req.set(k, v);
+            }
+            let authorization = self.authorization(scopes)?;
+            if let Some(a) = &authorization {
+                req = req.set("Authorization", a);
+            }
+            self.0.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let res = match body {
+                Body::Empty if matches!(method, "GET" | "HEAD" | "DELETE") => req.call(),
+                Body::Empty => req.set("Content-Length", "0").send_bytes(&[]),
+                Body::Bytes(b) => {
+                    self.0
+                        .stats
+                        .bytes_sent
+                        .fetch_add(b.len() as u64, Ordering::Relaxed);
+                    req.send_bytes(b)
+                }
+                Body::Reader { open, len } => {
+                    let r = open().map_err(|e| Error::Transport {
+                        method: method.into(),
+                        url: url.clone(),
+                        reason: format!("opening the body: {e}"),
+                    })?;
+                    let counted = Counted {
+                        inner: r.take(*len),
+                        counter: &self.0.stats.bytes_sent,
+                    };
+                    req.set("Content-Length", &len.to_string()).send(counted)
+                }
+            };
+            let retry_after = match res {
+                Ok(resp) => return Ok(resp),
+                Err(ureq::Error::Status(401, resp)) if !answered_challenge => {
+                    answered_challenge = true;
+                    let header = resp.header("www-authenticate").unwrap_or("").to_string();
+                    let had_basic = authorization
+                        .as_deref()
+                        .is_some_and(|a| a.starts_with("Basic"));
+                    if self.learn_challenge(&header) {
+                        let mut auth = self.0.auth.lock().expect("lock");
+                        // A cached token may have expired: fetch a new one.
+                        auth.tokens.remove(&scopes.join(" "));
+                        let pointless = auth.bearer.is_none()
+                            && (had_basic || self.0.opts.credentials.is_none());
+                        drop(auth);
+                        if !pointless {
+                            continue;
+                        }
+                    }
+                    return Err(self.unauthorized(method, &url, resp, had_basic));
+                }
+                Err(ureq::Error::Status(401, resp)) => {
+                    let had = authorization.is_some();
+                    return Err(self.unauthorized(method, &url, resp, had));
+                }
+                Err(ureq::Error::Status(code, resp))
+                    if (code == 429 || code >= 500)
+                        && retryable
+                        && attempt < self.0.opts.retries =>
+                {
+                    resp.header("retry-after")
+                        .and_then(|s| s.trim().parse::<u64>().ok())
+                        .map(|s| Duration::from_secs(s.min(10)))
+                }
+                Err(ureq::Error::Status(code, resp)) => {
+                    return Err(registry_error(method, &url, code, resp));
+                }
+                Err(ureq::Error::Transport(t)) => {
+                    if !retryable || attempt >= self.0.opts.retries {
+                        return Err(Error::Transport {
+                            method: method.into(),
+                            url,
+                            reason: t.to_string(),
+                        });
+                    }
+                    tracing::debug!("{method} {url}: {t}; retrying");
+                    None
+                }
+            };
+            let wait = retry_after.unwrap_or(self.0.opts.backoff * 2u32.pow(attempt.min(6)));
+            std::thread::sleep(wait);
+            attempt += 1;
+        }
+    }
+
+    fn unauthorized(
+        &self,
+        method: &str,
+        url: &str,
+        resp: ureq::Response,
+        had_credentials: bool,
+    ) -> Error {
+        let e = registry_error(method, url, 401, resp);
+        with_hint(
+            e,
+            &if had_credentials || self.0.opts.credentials.is_some() {
+                format!("the credentials for {} were refused", self.0.host)
+            } else {
+                format!(
+                    "no credentials for {} (berth login {})",
+                    self.0.host, self.0.host
+                )
+            },
+        )
+    }
+
+    /// Opens a blob for streaming; a dropped connection is resumed with `Range` (up to the
+    /// retry count). `on_bytes` is told of every chunk received.
+    pub(crate) fn blob_reader(
+        &self,
+        repository: &str,
+        digest: &str,
+        on_bytes: Option<Box<dyn Fn(u64) + Send>>,
+    ) -> Result<BlobReader> {
+        let path = format!("/v2/{repository}/blobs/{digest}");
+        let scopes = vec![format!("repository:{repository}:pull")];
+        let resp = self.send("GET", &path, &scopes, &[], &Body::Empty)?;
+        self.0.stats.blobs_fetched.fetch_add(1, Ordering::Relaxed);
+        let len = resp.header("content-length").and_then(|l| l.parse().ok());
+        Ok(BlobReader {
+            client: self.clone(),
+            path,
+            scopes,
+            offset: 0,
+            len,
+            inner: Some(resp.into_reader()),
+            resumes: 0,
+            on_bytes,
+        })
+    }
+}
+
+/// Counts what a request body sends.
+struct Counted<'a, R> {
+    inner: R,
+    counter: &'a AtomicU64,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// A blob download that survives dropped connections: after a read error it asks again for
+/// `bytes=<offset>-` and goes on where it stopped (verification is the caller's, over the
+/// whole stream).
+pub struct BlobReader {
+    client: Client,
+    path: String,
+    scopes: Vec<String>,
+    offset: u64,
+    len: Option<u64>,
+    inner: Option<Box<dyn Read + Send + Sync>>,
+    resumes: u32,
+    on_bytes: Option<Box<dyn Fn(u64) + Send>>,
+}
+
+impl BlobReader {
+    /// The blob's length as the first response declared it.
+    pub fn len(&self) -> Option<u64> {
+        self.len
+    }
+
+    /// Whether the blob is declared empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == Some(0)
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        let range = format!("bytes={}-", self.offset);
+        let resp = self
+            .client
+            .send(
+                "GET",
+                &self.path,
+                &self.scopes,
+                &[("Range", &range)],
+                &Body::Empty,
+            )
+            .map_err(io::Error::other)?;
+        if resp.status() != 206 {
+            return Err(io::Error::other(Error::protocol(
+                format!("GET {} with Range {range}", self.path),
+                format!(
+                    "status {} instead of 206: the registry cannot resume",
+                    resp.status()
+                ),
+            )));
+        }
+        self.client.0.stats.resumes.fetch_add(1, Ordering::Relaxed);
+        self.inner = Some(resp.into_reader());
+        Ok(())
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.inner.is_none() {
+                self.reopen()?;
+            }
+            let r = self.inner.as_mut().expect("just opened").read(buf);
+            match r {
+                Ok(n) => {
+                    if n == 0 && self.len.is_some_and(|l| self.offset < l) {
+                        // A clean EOF before the declared length: resume too.
+                        self.inner = None;
+                    } else {
+                        self.offset += n as u64;
+                        self.client
+                            .0
+                            .stats
+                            .bytes_received
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                        if let Some(f) = &self.on_bytes {
+                            f(n as u64);
+                        }
+                        return Ok(n);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::debug!("{} at byte {}: {e}", self.path, self.offset);
+                    self.inner = None;
+                }
+            }
+            if self.resumes >= self.client.0.opts.retries.max(1) {
+                return Err(io::Error::other(Error::Transport {
+                    method: "GET".into(),
+                    url: self.path.clone(),
+                    reason: format!(
+                        "connection dropped at byte {} after {} resumptions",
+                        self.offset, self.resumes
+                    ),
+                }));
+            }
+            std::thread::sleep(self.client.0.opts.backoff * 2u32.pow(self.resumes.min(6)));
+            self.resumes += 1;
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The crate's error type. Registry errors keep the codes and messages of the distribution
+//! spec's error body (`MANIFEST_UNKNOWN`, `UNAUTHORIZED`, ...).
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// One entry of a registry's `{"errors": [...]}` body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct RegistryError {
+    /// The code, e.g. `MANIFEST_UNKNOWN`.
+    pub code: String,
+    /// The human-readable message (may be empty).
+    #[serde(default)]
+    pub message: String,
+}
+
+/// The codes and messages of a failed response, `CODE: message; CODE: message`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryErrors(pub Vec<RegistryError>);
+
+impl fmt::Display for RegistryErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            f.write_str(&e.code)?;
+            if !e.message.is_empty() {
+                write!(f, ": {}", e.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Errors of references, credentials, the registry protocol and the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A reference that does not parse.
+    #[error("invalid reference {reference:?}: {reason}")]
+    Reference {
+        /// The reference as given.
+        reference: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The registry answered with an error status.
+    #[error("{method} {url}: {}{hint}", if errors.0.is_empty() { format!("HTTP {status}") } else { errors.to_string() })]
+    Registry {
+        /// The request's method.
+        method: String,
+        /// The request's URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The error body's codes and messages (empty when it had none).
+        errors: RegistryErrors,
+        /// What the user can do about it (empty or starting with "; ").
+        hint: String,
+    },
+    /// The connection failed (after the retries).
+    #[error("{method} {url}: {reason}")]
+    Transport {
+        /// The request's method.
+        method: String,
+        /// The request's URL.
+        url: String,
+        /// ureq's description of the failure.
+        reason: String,
+    },
+    /// Authentication failed or is impossible (no credentials, a bad token endpoint).
+    #[error("authenticating to {registry}: {reason}")]
+    Auth {
+        /// The registry.
+        registry: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Plain HTTP was needed but is not allowed for this registry.
+    #[error("{registry}: the registry does not speak HTTPS ({reason}); plain HTTP is only used for loopback registries or with --insecure")]
+    Insecure {
+        /// The registry.
+        registry: String,
+        /// The HTTPS failure.
+        reason: String,
+    },
+    /// Content did not match the digest it was asked for.
+    #[error("{what}: digest mismatch: expected {expected}, received {actual}")]
+    DigestMismatch {
+        /// What was fetched.
+        what: String,
+        /// The digest it was asked for.
+        expected: String,
+        /// The digest of what arrived.
+        actual: String,
+    },
+    /// A response or document that makes no sense (no Location, a manifest too large...).
+    #[error("{what}: {reason}")]
+    Protocol {
+        /// The response or document.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file operation (docker config, CA file).
+    #[error("{}: {op}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The operation.
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The image store failed (or refused content: digest or DiffID mismatch).
+    #[error(transparent)]
+    Store(berth_overlay::Error),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The first registry error code, if the registry sent one (`UNAUTHORIZED` also for a
+    /// 401 without a body).
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Registry { errors, status, .. } => {
+                errors.0.first().map(|e| e.code.as_str()).or(match status {
+                    401 => Some("UNAUTHORIZED"),
+                    403 => Some("DENIED"),
+                    _ => None,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str, source: io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            op,
+            source,
+        }
+    }
+
+    pub(crate) fn protocol(what: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::Protocol {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Wraps this error for the store's blob sources (which speak `io::Error`), so that
+    /// [`Error::from_store`] can take it back out.
+    pub(crate) fn into_store(self) -> berth_overlay::Error {
+        berth_overlay::Error::Read(io::Error::other(self))
+    }
+
+    /// A store error, unwrapping a registry error a blob source raised inside it.
+    pub(crate) fn from_store(e: berth_overlay::Error) -> Error {
+        use berth_overlay::Error as S;
+        let inner = match &e {
+            S::Read(io) | S::Io { source: io, .. } | S::EntryIo { source: io, .. } => io
+                .get_ref()
+                .and_then(|r| r.downcast_ref::<Error>())
+                .is_some(),
+            _ => false,
+        };
+        if !inner {
+            return Error::Store(e);
+        }
+        match e {
+            S::Read(io) | S::Io { source: io, .. } | S::EntryIo { source: io, .. } => {
+                match io
+                    .into_inner()
+                    .map(<dyn std::error::Error + Send + Sync>::downcast::<Error>)
+                {
+                    Some(Ok(b)) => *b,
+                    _ => Error::protocol("store", "lost error"),
+                }
+            }
+            other => Error::Store(other),
+        }
+    }
+}
+
+impl From<berth_overlay::Error> for Error {
+    fn from(e: berth_overlay::Error) -> Error {
+        Error::from_store(e)
+    }
+}

@@ -1,0 +1,64 @@
+//! berth's OCI distribution client: pull images from and push them to any registry that
+//! speaks the OCI distribution API (docker.io, a CNCF distribution registry, quay...).
+//!
+//! It is its own crate because it is the only part of berth that talks to the network: it
+//! brings an HTTP client and a TLS stack that neither the runtime nor the image store need,
+//! and it treats every byte it receives as hostile until the store has verified it. The
+//! store ([`berth_overlay::store`]) stays a local, offline component; this crate feeds it
+//! through [`berth_overlay::store::BlobSource`].
+//!
+//! - [`reference`]: docker-style references (default registry, `library/`, tags, digests).
+//! - [`auth`]: docker's `config.json` credentials and `WWW-Authenticate` challenges.
+//! - [`client`]: HTTP(S), Basic and Bearer auth, retries, redirects, resumable downloads.
+//! - [`pull`]: manifests by tag or digest, platform selection, concurrent verified layers.
+//! - [`push`]: `HEAD` before upload, cross-repository mounts, monolithic or chunked uploads.
+//! - [`progress`]: events for progress bars or lines.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use berth_registry::{client::{Client, ClientOptions}, pull, progress::Silent, Reference};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = berth_overlay::Store::open_default()?;
+//! let r = Reference::parse("localhost:5000/busybox:latest")?;
+//! let client = Client::new(r.api_host(), ClientOptions::default())?;
+//! let report = pull::pull(&client, &store, &r, &pull::PullOptions::default(), Arc::new(Silent))?;
+//! println!("{} {}", report.record.name, report.digest);
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod progress;
+pub mod pull;
+pub mod push;
+pub mod reference;
+
+pub use auth::{Credentials, DockerConfig};
+pub use client::{Client, ClientOptions};
+pub use error::{Error, Result};
+pub use reference::Reference;
+
+/// A client for `reference`'s registry with the credentials stored for it in docker's
+/// config.json (when `opts` carries none and the file has some).
+pub fn client_for(reference: &Reference, mut opts: ClientOptions) -> Result<Client> {
+    if opts.credentials.is_none() {
+        if let Ok(cfg) = DockerConfig::load_default() {
+            opts.credentials = cfg.get(&reference.registry);
+        }
+    }
+    Client::new(reference.api_host(), opts)
+}
+
+/// Checks credentials against a registry (`berth login`): `GET /v2/` and, for Bearer
+/// registries, a token without scopes.
+pub fn check_login(registry: &str, opts: ClientOptions) -> Result<()> {
+    let host = if registry == reference::DOCKER_HUB {
+        reference::DOCKER_HUB_API
+    } else {
+        registry
+    };
+    let client = Client::new(host, opts)?;
+    client.send("GET", "/v2/", &[], &[], &client::Body::Empty)?;
+    Ok(())
+}
