@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 # (cgroups/vm); tar, zstd, umoci, podman: extraction compared with GNU tar, umoci and podman;
 # podman, containerd, docker.io: the engines that drive berth in the tests; docker-registry,
 # skopeo, apache2-utils (htpasswd): the registry tests; runc, crun, hyperfine: the peers and
-# the tool of the benchmarks.
+# the tool of the benchmarks; nftables: NAT and published ports (netns).
 packages=(busybox-static python3 jq iproute2 procps qemu-system-x86 linux-image-amd64 tar zstd
-  umoci podman containerd docker.io docker-registry skopeo apache2-utils runc crun hyperfine)
+  umoci podman containerd docker.io docker-registry skopeo apache2-utils runc crun hyperfine
+  nftables)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
