@@ -8,11 +8,12 @@ berth="$(pwd)/target/release/berth"
 work="$(mktemp -d /tmp/berth-demo.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 
+# --network none keeps the demo off the host's network (the default, bridge, makes berth0 with NAT).
 echo "== berth run busybox (an overlay root over the image's layers, removed at exit)"
 python3 scripts/busybox-image.py "$work/busybox-layout" >/dev/null
 "$berth" image import "$work/busybox-layout"
 "$berth" images
-"$berth" run --rm busybox sh -c 'echo hello from $(hostname), pid $$ in its own namespaces, root on $(grep " / " /proc/mounts | cut -d" " -f3); uname -a'
+"$berth" run --rm --network none busybox sh -c 'echo hello from $(hostname), pid $$ in its own namespaces, root on $(grep " / " /proc/mounts | cut -d" " -f3); uname -a'
 
 echo "== berth run ID in a bundle (runc's form)"
 bundle="$work/bundle"

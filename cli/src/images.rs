@@ -354,7 +354,8 @@ pub fn bundle_command(store_root: &Path, cmd: BundleCommand) -> Result<()> {
     }
 }
 
-/// `berth spec`'s config with a writable root: the base every image bundle starts from.
+/// `berth spec`'s config with a writable root and docker's default capabilities: the base
+/// every image bundle starts from.
 fn template(terminal: bool) -> serde_json::Value {
     let mut t = berth_runtime::spec_template::default_config(
         !nix::unistd::geteuid().is_root(),
@@ -364,8 +365,31 @@ fn template(terminal: bool) -> serde_json::Value {
     t["process"]["terminal"] = json!(terminal);
     // A container's writable layer is the point of an image root (as docker and podman).
     t["root"]["readonly"] = json!(false);
+    // docker's default capabilities (ping needs NET_RAW, package managers CHOWN and FOWNER).
+    let caps = json!(DOCKER_CAPS);
+    t["process"]["capabilities"] = json!({
+        "bounding": caps, "effective": caps, "permitted": caps,
+    });
     t
 }
+
+/// The capabilities docker and podman give a container by default.
+const DOCKER_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
 
 /// The image form of `berth run`.
 pub struct RunImage<'a> {
@@ -387,6 +411,8 @@ pub struct RunImage<'a> {
     pub pid_file: Option<PathBuf>,
     /// `--console-socket`.
     pub console_socket: Option<PathBuf>,
+    /// `--network` and `-p`.
+    pub network: crate::network::NetworkChoice<'a>,
 }
 
 fn generated_name() -> String {
@@ -428,13 +454,29 @@ pub fn run_image(root: &StateRoot, store_root: &Path, r: &RunImage<'_>) -> Resul
     opts.holder = Some(holder.clone());
     let mut template = template(r.tty);
     // As docker does: the container's name (at most 63 bytes) is its hostname.
-    template["hostname"] = json!(id.chars().take(63).collect::<String>());
+    let hostname: String = id.chars().take(63).collect();
+    template["hostname"] = json!(hostname);
     let b = bundle::create_bundle(&store, &record.name, &dir, &template, &opts)
         .with_context(|| format!("unpacking {}", record.name))?;
-    let marker = json!({"store": store_root, "holder": holder, "image": record.name});
-    let res = std::fs::write(dir.join(RUN_MARKER), marker.to_string())
-        .with_context(|| format!("writing {}", dir.join(RUN_MARKER).display()))
-        .and_then(|()| {
+    let mut attached: Option<PathBuf> = None;
+    let discard = |attached: &Option<PathBuf>| {
+        if let Some(net) = attached {
+            let _ = crate::network::detach(net, &id);
+        }
+        let _ = bundle::remove_bundle(&store, &dir, Some(&holder));
+    };
+    let res = crate::network::attach_to_bundle(store_root, &dir, &id, &hostname, &r.network)
+        .and_then(|net| {
+            attached = net;
+            // Written once the network is attached: `delete` undoes what it lists.
+            let marker = json!({
+                "store": store_root, "holder": holder, "image": record.name,
+                "net": attached, "id": id,
+            });
+            std::fs::write(dir.join(RUN_MARKER), marker.to_string())
+                .with_context(|| format!("writing {}", dir.join(RUN_MARKER).display()))
+        })
+        .and_then(|_| {
             let co = CreateOptions {
                 id: id.clone(),
                 bundle: b.dir.clone(),
@@ -456,8 +498,8 @@ pub fn run_image(root: &StateRoot, store_root: &Path, r: &RunImage<'_>) -> Resul
     let outcome = match res {
         Ok(o) => o,
         Err(e) => {
-            // Nothing was started (or it was deleted): the bundle goes too.
-            let _ = bundle::remove_bundle(&store, &dir, Some(&holder));
+            // Nothing was started (or it was deleted): the bundle and network go too.
+            discard(&attached);
             return Err(e);
         }
     };
@@ -468,6 +510,9 @@ pub fn run_image(root: &StateRoot, store_root: &Path, r: &RunImage<'_>) -> Resul
         }
         RunOutcome::Exited(code) => {
             if r.rm {
+                if let Some(net) = &attached {
+                    crate::network::detach(net, &id)?;
+                }
                 bundle::remove_bundle(&store, &dir, Some(&holder))?;
             } else if r.name.is_none() {
                 eprintln!("berth: container {id} has exited; `berth delete {id}` removes it");
@@ -475,8 +520,8 @@ pub fn run_image(root: &StateRoot, store_root: &Path, r: &RunImage<'_>) -> Resul
             Ok(u8::try_from(code).unwrap_or(255))
         }
         RunOutcome::StartFailed { message, code } => {
-            // The runtime deleted the container: its bundle goes with it.
-            let _ = bundle::remove_bundle(&store, &dir, Some(&holder));
+            // The runtime deleted the container: its bundle and network go with it.
+            discard(&attached);
             tracing::error!("{message}");
             Ok(u8::try_from(code).unwrap_or(1))
         }
@@ -484,7 +529,8 @@ pub fn run_image(root: &StateRoot, store_root: &Path, r: &RunImage<'_>) -> Resul
 }
 
 /// After `delete`: removes a bundle `berth run IMAGE` made (overlay unmounted, upper and work
-/// removed, layers released). Bundles without the marker are the caller's and stay.
+/// removed, layers released, network detached). Bundles without the marker are the caller's
+/// and stay.
 pub fn remove_run_bundle(bundle_dir: &Path) -> Result<()> {
     let marker = bundle_dir.join(RUN_MARKER);
     let Ok(text) = std::fs::read_to_string(&marker) else {
@@ -495,6 +541,9 @@ pub fn remove_run_bundle(bundle_dir: &Path) -> Result<()> {
     let (Some(store), Some(holder)) = (doc["store"].as_str(), doc["holder"].as_str()) else {
         bail!("{}: no store or holder", marker.display());
     };
+    if let (Some(net), Some(id)) = (doc["net"].as_str(), doc["id"].as_str()) {
+        crate::network::detach(Path::new(net), id)?;
+    }
     let store = open_store(Path::new(store))?;
     bundle::remove_bundle(&store, bundle_dir, Some(holder))
         .with_context(|| format!("removing bundle {}", bundle_dir.display()))

@@ -2,6 +2,7 @@
 
 mod images;
 mod log;
+mod network;
 mod registry;
 
 use std::io::Write;
@@ -104,6 +105,13 @@ struct RunArgs {
     /// Image form: give the process the caller's terminal.
     #[arg(short = 't', long)]
     tty: bool,
+    /// Image form: `bridge` (the default network; default for root), `none` (default for
+    /// other users), `host` or a network's name.
+    #[arg(long)]
+    network: Option<String>,
+    /// Image form: publish a port, [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]; repeatable.
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
     #[command(flatten)]
     image: images::ImageProcessArgs,
     /// Container ID (bundle form) or image name / ID prefix (image form).
@@ -121,6 +129,8 @@ impl RunArgs {
             && (self.rm
                 || self.name.is_some()
                 || self.tty
+                || self.network.is_some()
+                || !self.publish.is_empty()
                 || self.image.any()
                 || !self.command.is_empty()
                 || !std::path::Path::new("config.json").exists())
@@ -317,6 +327,9 @@ enum Command {
     /// Manage bundles made by unpack.
     #[command(subcommand)]
     Bundle(images::BundleCommand),
+    /// Manage networks for `run IMAGE`: ls, create, rm, prune.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Pull an image from a registry.
     Pull(registry::PullArgs),
     /// Push an image to a registry.
@@ -463,6 +476,17 @@ fn run(cli: Cli) -> Result<u8> {
                     tty: a.tty,
                     pid_file: a.pid_file.clone(),
                     console_socket: a.console_socket.clone(),
+                    network: network::NetworkChoice {
+                        mode: a
+                            .network
+                            .as_deref()
+                            .unwrap_or(if nix::unistd::geteuid().is_root() {
+                                "bridge"
+                            } else {
+                                "none"
+                            }),
+                        publish: &a.publish,
+                    },
                 },
             );
         }
@@ -541,6 +565,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Rmi { images: names } => images::remove(&store, &names)?,
         Command::Unpack(a) => images::unpack(&store, &a)?,
         Command::Bundle(c) => images::bundle_command(&store, c)?,
+        Command::Network(c) => network::command(&root, &store, c)?,
         Command::Pull(a) => registry::pull(&store, &a)?,
         Command::Push(a) => registry::push(&store, &a)?,
         Command::Login(a) => registry::login(&a)?,

@@ -59,7 +59,8 @@ impl Images {
     fn run(&self, id: &str, args: &[&str]) -> std::process::Output {
         self.b.track(id);
         let tag = format!("BERTH_TEST_TAG={}", self.b.tag);
-        let mut all = vec!["run", "--name", id, "-e", &tag];
+        // No network: these tests run in the host's network namespace.
+        let mut all = vec!["run", "--network", "none", "--name", id, "-e", &tag];
         all.extend_from_slice(args);
         self.cmd(&all)
     }

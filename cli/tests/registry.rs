@@ -162,6 +162,8 @@ fn pull_by_tag_and_digest_repull_moves_nothing_then_run() {
         .cmd(&[
             "run",
             "--rm",
+            "--network",
+            "none",
             "--name",
             &id,
             "-e",

@@ -149,6 +149,11 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Ready> {
     if ns.new_time {
         namespaces::enter_new_time_ns(&plan.linux)?;
     }
+    if ns.new_net {
+        if let Err(e) = namespaces::loopback_up() {
+            tracing::warn!("{e}");
+        }
+    }
     if ns.new_cgroup {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .ctx(|| "unshare cgroup namespace".to_string())?;
@@ -227,7 +232,13 @@ fn finish_setup(plan: &Plan) -> Result<Option<OwnedFd>> {
     let mut pty = None;
     if let (Some(p), Some(sock)) = (&plan.process, &plan.console) {
         if p.terminal {
-            pty = Some(crate::terminal::setup_pty(sock, p.uid, p.gid)?);
+            let slave = crate::terminal::setup_pty(sock, p.uid, p.gid)?;
+            // The pty becomes stdio now, as runc's init does, not at `start`: the caller's
+            // stdout and stderr must not stay open in the waiting init. containerd's shim
+            // reads `create`'s output pipes to EOF before it calls `start`, so holding them
+            // would hang `ctr run -t` and `docker run -t` forever.
+            crate::terminal::dup_onto_stdio(&slave)?;
+            pty = Some(slave);
         }
     }
     if let Some(h) = &plan.hostname {

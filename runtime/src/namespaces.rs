@@ -46,6 +46,8 @@ pub struct NsPlan {
     pub new_time: bool,
     /// The uts namespace is the container's own (new or joined): hostname may be set.
     pub own_uts: bool,
+    /// A new network namespace is created (its loopback is brought up, as runc and crun do).
+    pub new_net: bool,
 }
 
 impl Default for NsPlan {
@@ -62,6 +64,7 @@ impl Default for NsPlan {
             new_cgroup: false,
             new_time: false,
             own_uts: false,
+            new_net: false,
         }
     }
 }
@@ -119,6 +122,7 @@ pub fn plan(linux: Option<&Linux>) -> Result<NsPlan> {
     p.new_pid = new.contains(CloneFlags::CLONE_NEWPID);
     p.new_cgroup = new.contains(CloneFlags::CLONE_NEWCGROUP);
     p.new_time = new.contains(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME));
+    p.new_net = new.contains(CloneFlags::CLONE_NEWNET);
     // The cgroup and time namespaces are unshared by the init later (see the field docs).
     let cloneable =
         new - CloneFlags::CLONE_NEWCGROUP - CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
@@ -257,4 +261,35 @@ pub fn enter_new_time_ns(linux: &Linux) -> Result<()> {
 /// Whether `setgroups` may be called in the current user namespace.
 pub fn setgroups_allowed() -> bool {
     std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() != "deny")
+}
+
+/// Brings the loopback interface of the current (new) network namespace up, as runc and crun
+/// do: a container without other networking still reaches 127.0.0.1.
+pub fn loopback_up() -> Result<()> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ctx(|| "loopback: socket".to_string())?;
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the flags of the interface named in `req` into it; `req` is a
+    // valid ifreq that outlives the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "loopback: SIOCGIFFLAGS".to_string());
+    }
+    // SAFETY: after SIOCGIFFLAGS the flags member of the union is the initialised one.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+    }
+    // SAFETY: SIOCSIFFLAGS sets the flags in `req` on the interface it names.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "loopback: SIOCSIFFLAGS".to_string());
+    }
+    Ok(())
 }
