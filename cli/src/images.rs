@@ -476,7 +476,7 @@ pub fn run_image(root: &StateRoot, store_root: &Path, r: &RunImage<'_>) -> Resul
             std::fs::write(dir.join(RUN_MARKER), marker.to_string())
                 .with_context(|| format!("writing {}", dir.join(RUN_MARKER).display()))
         })
-        .and_then(|_| {
+        .and_then(|()| {
             let co = CreateOptions {
                 id: id.clone(),
                 bundle: b.dir.clone(),

@@ -273,3 +273,126 @@ fn podman_missing_binary_fails_create_with_the_error_in_the_json_log() {
         b.assert_clean();
     }
 }
+
+/// containerd's shim (for `ctr run -t`, `docker run -t`) reads `create`'s stdout and stderr
+/// pipes to EOF before it calls `start`: with a terminal, the waiting init must not keep
+/// them open (they hung forever until berth made the pty its stdio at create, as runc does).
+#[test]
+fn terminal_create_closes_the_callers_output() {
+    use std::io::Read;
+    use std::os::unix::net::UnixListener;
+    let b = Berth::new();
+    let socket = b.path().join("console.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let id = b.id("tty-pipes");
+    let mut c = b.config(&["true"]);
+    c["process"]["terminal"] = json!(true);
+    let bundle = b.bundle(&id, &c);
+    let pid_file = bundle.join("pid");
+    b.track(&id);
+    let mut child = std::process::Command::new(common::BERTH)
+        .args(["--root", b.root.to_str().unwrap(), "create", "--bundle"])
+        .arg(&bundle)
+        .arg("--console-socket")
+        .arg(&socket)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg(&id)
+        .env("BERTH_TEST_TAG", &b.tag)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _conn = listener.accept().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = stdout.read_to_end(&mut all);
+        let _ = tx.send(all);
+    });
+    let status = child.wait().unwrap();
+    assert!(status.success(), "create failed");
+    b.track_pid(
+        fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    );
+    let eof = rx.recv_timeout(std::time::Duration::from_secs(5));
+    b.delete_force(&id);
+    assert!(
+        eof.is_ok(),
+        "the created init still holds create's stdout: a shim would never call start"
+    );
+    b.assert_clean();
+}
+
+/// `exec` (docker, podman, ctr) puts the new process into the container's cgroups: it counts
+/// against the limits and `ps` (docker top, ctr task ps), `kill --all` and the engines' stats
+/// see it. A paused container refuses exec, as runc does (the process would freeze).
+#[test]
+fn exec_joins_the_container_cgroups() {
+    let b = Berth::new();
+    let id = b.id("exec-cg");
+    let mut c = b.config(common::SLEEPER);
+    c["linux"]["resources"] = json!({"pids": {"limit": 50}});
+    b.create(&id, &c);
+    b.start(&id);
+    let pid_file = b.path().join("exec.pid");
+    b.cmd(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "sleep",
+        "300",
+    ])
+    .ok();
+    let exec_pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    b.track_pid(exec_pid);
+    let cgroup = fs::read_to_string(format!("/proc/{exec_pid}/cgroup")).unwrap();
+    assert!(
+        cgroup
+            .lines()
+            .any(|l| l.contains(":pids:") && l.ends_with(&format!("berth-{id}"))),
+        "{cgroup}"
+    );
+    let pids: Vec<i32> =
+        serde_json::from_str(&b.cmd(&["ps", "--format", "json", &id]).ok().out()).unwrap();
+    assert!(pids.contains(&exec_pid), "{pids:?} lacks {exec_pid}");
+    b.cmd(&["pause", &id]).ok();
+    b.cmd(&["exec", &id, "true"]).fails_with("paused");
+    b.cmd(&["resume", &id]).ok();
+    b.cmd(&["kill", "--all", &id, "KILL"]).ok();
+    b.wait_status(&id, "stopped");
+    b.cmd(&["delete", &id]).ok();
+    b.assert_clean();
+}
+
+/// buildah's RUN configs (podman build) list ambient capabilities that their inheritable set
+/// lacks; the kernel cannot raise those, and runc warns instead of failing: so does berth.
+#[test]
+fn ambient_capabilities_not_inheritable_are_skipped() {
+    let b = Berth::new();
+    let mut c = b.config(&["sh", "-c", "echo ok"]);
+    c["process"]["capabilities"] = json!({
+        "bounding": ["CAP_CHOWN", "CAP_KILL"],
+        "effective": ["CAP_CHOWN", "CAP_KILL"],
+        "permitted": ["CAP_CHOWN", "CAP_KILL"],
+        "inheritable": ["CAP_KILL"],
+        "ambient": ["CAP_CHOWN", "CAP_KILL"],
+    });
+    let out = b.run(&b.id("ambient"), &c);
+    assert_eq!(out.code(), 0, "{}", out.err());
+    assert_eq!(out.out(), "ok\n");
+    assert!(out.err().contains("CAP_CHOWN"), "{}", out.err());
+    b.assert_clean();
+}

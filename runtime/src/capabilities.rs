@@ -137,10 +137,29 @@ pub fn apply_bounding(p: &CapsPlan) -> Result<()> {
 }
 
 /// Sets permitted, inheritable and effective, then raises the ambient set (after the uid switch).
+///
+/// The kernel only lets a capability into the ambient set when it is both permitted and
+/// inheritable. Like runc (1.2 and later), an ambient capability that cannot be raised is a
+/// warning, not an error: buildah's `RUN` configs list ambient capabilities that their
+/// inheritable set lacks.
 pub fn apply_sets(p: &CapsPlan) -> Result<()> {
     capset(&p.effective, &p.permitted, &p.inheritable)?;
+    let mut skipped: Vec<String> = Vec::new();
     for cap in &p.ambient {
-        caps::raise(None, CapSet::Ambient, *cap).map_err(err("raising an ambient capability"))?;
+        if !p.permitted.contains(cap) || !p.inheritable.contains(cap) {
+            skipped.push(cap.to_string());
+            continue;
+        }
+        if let Err(e) = caps::raise(None, CapSet::Ambient, *cap) {
+            tracing::warn!("process.capabilities.ambient: raising {cap}: {e}");
+        }
+    }
+    if !skipped.is_empty() {
+        skipped.sort();
+        tracing::warn!(
+            "process.capabilities.ambient: not raised (not both permitted and inheritable): {}",
+            skipped.join(", ")
+        );
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! `exec`: a new process inside a running container. berth forks once, the child joins every
-//! namespace of the container's init that differs from berth's own (user first; the pid
+//! `exec`: a new process inside a running container. berth forks once, the child joins the
+//! container's cgroups and every namespace of the container's init that differs from berth's own (user first; the pid
 //! namespace is entered by the parent before the fork so the child is born in it), then sets
 //! the process up exactly as the init does and execs through the sealed trampoline.
 
@@ -82,8 +82,15 @@ fn namespaces_to_join(pid: i32) -> Result<Joins> {
 /// Runs a process in a running container.
 pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<RunOutcome> {
     let state = root.read(&opts.id)?;
-    if state.status() == Status::Stopped {
-        return Err(Error::State("cannot exec in a stopped container".into()));
+    match state.status() {
+        Status::Stopped => {
+            return Err(Error::State("cannot exec in a stopped container".into()));
+        }
+        // The new process joins the frozen cgroup and would freeze before it could report.
+        Status::Paused => {
+            return Err(Error::State("cannot exec in a paused container".into()));
+        }
+        _ => {}
     }
     let spec = crate::config::load(&state.bundle)?;
     let linux = spec.linux().clone().unwrap_or_default();
@@ -125,15 +132,17 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<RunOutcome> {
     let child = match unsafe { nix::unistd::fork() }.ctx(|| "fork".to_string())? {
         nix::unistd::ForkResult::Child => {
             drop(report_rx);
-            let (msg, code) = match child_main(
-                plan,
-                &joins.child,
-                console.as_ref(),
-                seccomp.as_ref(),
-                &trampoline,
-                opts.preserve_fds,
-                &report_tx,
-            ) {
+            let (msg, code) = match join_cgroup(state.cgroup.as_ref()).and_then(|()| {
+                child_main(
+                    plan,
+                    &joins.child,
+                    console.as_ref(),
+                    seccomp.as_ref(),
+                    &trampoline,
+                    opts.preserve_fds,
+                    &report_tx,
+                )
+            }) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -169,6 +178,17 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<RunOutcome> {
 }
 
 enum Never {}
+
+/// Moves the calling process (the forked child, before it joins any namespace: the host's
+/// cgroup filesystems are still in view; pid 0 is the writer) into the container's cgroups,
+/// so it counts against the limits and `ps`, `kill --all`, pause and the engines' stats see it.
+fn join_cgroup(cgroup: Option<&berth_cgroups::Cgroup>) -> std::result::Result<(), (String, i32)> {
+    if let Some(cg) = cgroup {
+        cg.add_pid(0)
+            .map_err(|e| (format!("joining the container's cgroups: {e}"), 1))?;
+    }
+    Ok(())
+}
 
 fn child_main(
     mut p: ProcessPlan,

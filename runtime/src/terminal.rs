@@ -96,12 +96,18 @@ fn bind_console(slave: &std::ffi::CStr) -> Result<()> {
     .ctx(|| "bind-mounting the pty on /dev/console".to_string())
 }
 
-/// Makes `slave` the controlling terminal and stdio of the calling process (a session leader).
-pub fn make_controlling(slave: &OwnedFd) -> Result<()> {
+/// Makes `slave` the standard input, output and error of the calling process.
+pub fn dup_onto_stdio(slave: &OwnedFd) -> Result<()> {
     for target in 0..3 {
         nix::unistd::dup2(slave.as_raw_fd(), target)
             .ctx(|| "dup2 of the pty onto stdio".to_string())?;
     }
+    Ok(())
+}
+
+/// Makes `slave` the controlling terminal and stdio of the calling process (a session leader).
+pub fn make_controlling(slave: &OwnedFd) -> Result<()> {
+    dup_onto_stdio(slave)?;
     // SAFETY: ioctl TIOCSCTTY on a valid tty fd with an integer argument.
     if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
         return Err(std::io::Error::last_os_error()).ctx(|| "TIOCSCTTY".to_string());

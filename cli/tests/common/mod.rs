@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod engines;
+
 /// The debug `berth` binary under test.
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
