@@ -77,6 +77,8 @@ impl Docker {
             "--iptables=false".to_string(),
             "--ip6tables=false".to_string(),
             "--ip-masq=false".to_string(),
+            // dockerd would otherwise turn on the host's net.ipv4.ip_forward.
+            "--ip-forward=false".to_string(),
             "--storage-driver=overlay2".to_string(),
             "--exec-opt=native.cgroupdriver=cgroupfs".to_string(),
             format!("--cgroup-parent=/{}", dk.cgroup_parent),

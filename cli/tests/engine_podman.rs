@@ -431,6 +431,9 @@ fn podman_init_hooks_and_build() {
     let built = p.podman(&[
         "build",
         "--pull=never",
+        // RUN steps get no network: netavark would otherwise set up a bridge and NAT on the
+        // host (tests stay off the host's network).
+        "--network=none",
         "-t",
         "localhost/built:1",
         ctx.to_str().unwrap(),
