@@ -19,7 +19,8 @@ const RUN_MARKER: &str = "berth-run.json";
 /// `$XDG_DATA_HOME/berth` (or `~/.local/share/berth`) for other users.
 pub fn store_root(flag: Option<&Path>) -> PathBuf {
     if let Some(p) = flag {
-        return p.to_path_buf();
+        // Absolute: the path goes into config.json mounts and the run marker.
+        return std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     }
     if nix::unistd::geteuid().is_root() {
         return PathBuf::from(berth_overlay::store::DEFAULT_ROOT);
@@ -342,11 +343,18 @@ pub fn unpack(store_root: &Path, a: &UnpackArgs) -> Result<()> {
 pub fn bundle_command(store_root: &Path, cmd: BundleCommand) -> Result<()> {
     match cmd {
         BundleCommand::Rm { bundle: dir } => {
-            let store = open_store(store_root)?;
             let dir = std::path::absolute(&dir).unwrap_or(dir);
             if !dir.join("config.json").exists() && !dir.join("rootfs").exists() {
                 bail!("{}: not a bundle (no config.json or rootfs)", dir.display());
             }
+            // A leftover of `run IMAGE` (its container already gone): undone as delete would.
+            if let Ok(text) = std::fs::read_to_string(dir.join(RUN_MARKER)) {
+                let doc: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if let Some(id) = doc["id"].as_str() {
+                    return remove_run_bundle(&dir, id);
+                }
+            }
+            let store = open_store(store_root)?;
             bundle::remove_bundle(&store, &dir, None)
                 .with_context(|| format!("removing bundle {}", dir.display()))?;
             Ok(())
@@ -438,16 +446,27 @@ pub fn run_image(root: &StateRoot, store_root: &Path, r: &RunImage<'_>) -> Resul
         anyhow::anyhow!("{e}; for runc's `run ID` form, give --bundle or run where config.json is")
     })?;
     let id = r.name.map_or_else(generated_name, str::to_string);
+    // The name becomes a path component (the bundle, the pinned netns): checked first, with
+    // the runtime's rule (and the network's, which allows no '+' and at most 128 bytes).
+    berth_runtime::state::validate_id(&id).with_context(|| format!("--name {id:?}"))?;
+    if id.len() > 128 || id.contains('+') {
+        bail!("--name {id:?}: at most 128 bytes of [A-Za-z0-9_.-] for a networked container");
+    }
     if root.read(&id).is_ok() {
         bail!("container {id:?} already exists");
     }
-    let dir = store_root.join("bundles").join(&id);
-    if dir.exists() {
-        bail!(
-            "{} already exists (a container of that name was not deleted); `berth bundle rm {}` removes it",
+    let bundles = store_root.join("bundles");
+    std::fs::create_dir_all(&bundles).with_context(|| format!("creating {}", bundles.display()))?;
+    let dir = bundles.join(&id);
+    // Claims the name atomically: a concurrent `run --name` of the same name fails here.
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+            "{} already exists (a container of that name is being made, or was not deleted); `berth bundle rm {}` removes a leftover",
             dir.display(),
             dir.display()
-        );
+        ),
+        Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
     }
     let holder = format!("container:{id}");
     let mut opts = r.process.bundle_options(r.command);
@@ -456,10 +475,17 @@ pub fn run_image(root: &StateRoot, store_root: &Path, r: &RunImage<'_>) -> Resul
     // As docker does: the container's name (at most 63 bytes) is its hostname.
     let hostname: String = id.chars().take(63).collect();
     template["hostname"] = json!(hostname);
-    let b = bundle::create_bundle(&store, &record.name, &dir, &template, &opts)
-        .with_context(|| format!("unpacking {}", record.name))?;
+    let b = match bundle::create_bundle(&store, &record.name, &dir, &template, &opts) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = std::fs::remove_dir(&dir);
+            return Err(e).with_context(|| format!("unpacking {}", record.name));
+        }
+    };
     let mut attached: Option<PathBuf> = None;
     let discard = |attached: &Option<PathBuf>| {
+        // A detached run whose start failed leaves a created container: it goes first.
+        let _ = berth_runtime::delete(root, &id, true);
         if let Some(net) = attached {
             let _ = crate::network::detach(net, &id);
         }
@@ -510,10 +536,7 @@ pub fn run_image(root: &StateRoot, store_root: &Path, r: &RunImage<'_>) -> Resul
         }
         RunOutcome::Exited(code) => {
             if r.rm {
-                if let Some(net) = &attached {
-                    crate::network::detach(net, &id)?;
-                }
-                bundle::remove_bundle(&store, &dir, Some(&holder))?;
+                remove_run_bundle(&dir, &id)?;
             } else if r.name.is_none() {
                 eprintln!("berth: container {id} has exited; `berth delete {id}` removes it");
             }
@@ -528,10 +551,11 @@ pub fn run_image(root: &StateRoot, store_root: &Path, r: &RunImage<'_>) -> Resul
     }
 }
 
-/// After `delete`: removes a bundle `berth run IMAGE` made (overlay unmounted, upper and work
-/// removed, layers released, network detached). Bundles without the marker are the caller's
-/// and stay.
-pub fn remove_run_bundle(bundle_dir: &Path) -> Result<()> {
+/// After `delete` of container `id`: removes the bundle `berth run IMAGE` made for it (network
+/// detached, overlay unmounted, upper and work removed, layers released). Only a marker that
+/// names this container, in `<store>/bundles/<id>`, counts: bundles without one are the
+/// caller's and stay. Every step runs even if an earlier one fails; the first error is returned.
+pub fn remove_run_bundle(bundle_dir: &Path, id: &str) -> Result<()> {
     let marker = bundle_dir.join(RUN_MARKER);
     let Ok(text) = std::fs::read_to_string(&marker) else {
         return Ok(());
@@ -541,10 +565,38 @@ pub fn remove_run_bundle(bundle_dir: &Path) -> Result<()> {
     let (Some(store), Some(holder)) = (doc["store"].as_str(), doc["holder"].as_str()) else {
         bail!("{}: no store or holder", marker.display());
     };
-    if let (Some(net), Some(id)) = (doc["net"].as_str(), doc["id"].as_str()) {
-        crate::network::detach(Path::new(net), id)?;
+    let store = Path::new(store);
+    let expected = store.join("bundles").join(id);
+    if doc["id"].as_str() != Some(id) || bundle_dir != expected {
+        // A copied or forged marker: not this container's bundle to remove.
+        tracing::warn!(
+            "{}: names another container or place; the bundle is left alone",
+            marker.display()
+        );
+        return Ok(());
     }
-    let store = open_store(Path::new(store))?;
-    bundle::remove_bundle(&store, bundle_dir, Some(holder))
-        .with_context(|| format!("removing bundle {}", bundle_dir.display()))
+    let mut first: Option<anyhow::Error> = None;
+    if let Some(net) = doc["net"].as_str() {
+        if let Err(e) = crate::network::detach(Path::new(net), id) {
+            first.get_or_insert(e);
+        }
+    }
+    if store.is_dir() {
+        let res = open_store(store).and_then(|s| {
+            bundle::remove_bundle(&s, bundle_dir, Some(holder))
+                .with_context(|| format!("removing bundle {}", bundle_dir.display()))
+        });
+        if let Err(e) = res {
+            first.get_or_insert(e);
+        }
+    } else {
+        // The store is gone: nothing to release, but the mount and directory still go.
+        let _ = nix::mount::umount2(&bundle_dir.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
+        if let Err(e) = std::fs::remove_dir_all(bundle_dir) {
+            first.get_or_insert(
+                anyhow::Error::new(e).context(format!("removing {}", bundle_dir.display())),
+            );
+        }
+    }
+    first.map_or(Ok(()), Err)
 }

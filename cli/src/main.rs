@@ -459,7 +459,7 @@ fn run(cli: Cli) -> Result<u8> {
             let bundle = root.read(&id).ok().map(|s| s.bundle);
             berth_runtime::delete(&root, &id, force)?;
             if let Some(b) = bundle {
-                images::remove_run_bundle(&b)?;
+                images::remove_run_bundle(&b, &id)?;
             }
         }
         Command::Run(a) if a.is_image_form() => {

@@ -409,3 +409,90 @@ fn run_image_with_whiteouts_and_an_opaque_directory() {
     }
     i.assert_clean();
 }
+
+/// `--name` becomes a path component: anything but a plain container ID is refused before a
+/// directory is made.
+#[test]
+fn run_image_names_that_are_paths_are_refused() {
+    let i = Images::new(&[]);
+    for name in ["../escape", "/abs/olute", "a/b", "", ".hidden", "x+y"] {
+        i.cmd(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--name",
+            name,
+            "busybox",
+            "true",
+        ])
+        .fails_with("--name");
+    }
+    assert!(!i.store.join("escape").exists());
+    assert!(!Path::new("/abs").exists());
+    assert!(i.bundles().is_empty(), "{:?}", i.bundles());
+    i.assert_clean();
+}
+
+/// A run marker copied into another bundle (or naming another container) is not trusted:
+/// deleting that container leaves the other container's bundle and hold alone.
+#[test]
+fn a_forged_run_marker_is_ignored_at_delete() {
+    let i = Images::new(&[]);
+    let live = i.b.id("live");
+    i.run(&live, &["-d", "busybox", "sleep", "1000"]).ok();
+    let forged = i.b.path().join("forged");
+    fs::create_dir(&forged).unwrap();
+    fs::copy(
+        i.store.join("bundles").join(&live).join("berth-run.json"),
+        forged.join("berth-run.json"),
+    )
+    .unwrap();
+    let mut config = i.b.config(&["true"]);
+    config["root"]["path"] = serde_json::json!(i.b.rootfs);
+    fs::write(
+        forged.join("config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+    let other = i.b.id("other");
+    i.b.cmd(&["run", "--bundle", forged.to_str().unwrap(), &other])
+        .ok();
+    assert!(
+        forged.join("config.json").exists(),
+        "the forged bundle stays"
+    );
+    assert_eq!(i.b.status(&live), "running");
+    assert!(i
+        .store
+        .join("bundles")
+        .join(&live)
+        .join("rootfs/bin")
+        .exists());
+    assert_eq!(i.holds(), 1);
+    i.b.cmd(&["delete", "--force", &live]).ok();
+    i.assert_clean();
+}
+
+/// What a crash leaves of `run IMAGE` (a bundle whose container state is gone) is removed by
+/// `bundle rm`, which also releases the container's hold on the layers.
+#[test]
+fn bundle_rm_cleans_a_run_leftover() {
+    let i = Images::new(&[]);
+    let id = i.b.id("leftover");
+    i.run(&id, &["busybox", "true"]).ok();
+    assert_eq!(i.b.status(&id), "stopped");
+    let dir = i.store.join("bundles").join(&id);
+    // The runtime's state vanishes (as /run after a reboot); the bundle and hold remain.
+    let state = i.b.root.join(&id);
+    let saved = i.b.path().join("saved-state");
+    fs::rename(&state, &saved).unwrap();
+    assert_eq!(i.holds(), 1);
+    i.cmd(&["bundle", "rm", dir.to_str().unwrap()]).ok();
+    assert!(!dir.exists());
+    assert_eq!(i.holds(), 0);
+    // Back, so the container's cgroup goes as usual; its bundle is already gone.
+    fs::rename(&saved, &state).unwrap();
+    i.b.cmd(&["delete", &id]).ok();
+    i.assert_clean();
+}

@@ -1184,6 +1184,13 @@ impl Store {
             .get(&n)
             .cloned()
             .ok_or_else(|| Error::ImageNotFound(image.to_string()))?;
+        if state.holds.contains_key(holder) {
+            // Two bundles of one holder would share (and one would release) a single hold.
+            return Err(Error::invalid(
+                format!("holder {holder:?}"),
+                "already holds an image (a bundle of that name exists or is being made)",
+            ));
+        }
         let mut blobs = vec![rec.manifest.clone(), rec.config.clone()];
         blobs.extend(rec.layers.iter().map(|l| l.blob.clone()));
         state.holds.insert(
