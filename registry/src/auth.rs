@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -192,27 +192,70 @@ impl DockerConfig {
         !keys.is_empty()
     }
 
-    /// Writes the file (mode 0600, temporary file renamed into place).
+    /// Writes the file: a new temporary file of mode 0600 (created exclusively, under a
+    /// name of its own: a planted file or symlink is never opened) renamed into place. When
+    /// the file is a symlink, its target is written instead (as docker does): the temporary
+    /// file goes next to the target and replaces it, and the symlink stays.
     pub fn save(&self) -> Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create", e))?;
-        let tmp = dir.join(format!(".config.json.tmp-{}", std::process::id()));
+        let path = match fs::symlink_metadata(&self.path) {
+            // A dangling symlink is replaced, not followed.
+            Ok(m) if m.file_type().is_symlink() => {
+                fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone())
+            }
+            _ => self.path.clone(),
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir, "create", e))?;
         let mut data = serde_json::to_vec_pretty(&self.doc).expect("a JSON value serialises");
         data.push(b'\n');
-        let res = fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(&data).and_then(|()| f.sync_all()))
-            .and_then(|()| fs::rename(&tmp, &self.path));
+        let (tmp, mut file) =
+            create_temp(dir).map_err(|e| Error::io(dir, "create a temporary file", e))?;
+        let res = file
+            .write_all(&data)
+            .and_then(|()| file.sync_all())
+            .and_then(|()| fs::rename(&tmp, &path));
         if let Err(e) = res {
             let _ = fs::remove_file(&tmp);
-            return Err(Error::io(&self.path, "write", e));
+            return Err(Error::io(&path, "write", e));
         }
         Ok(())
     }
+}
+
+/// A new file of mode 0600 in `dir` under a name nothing else uses (`O_CREAT|O_EXCL`: an
+/// existing file or symlink of that name is a collision, never opened).
+fn create_temp(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut last = None;
+    for _ in 0..32 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(
+            ".config.json.tmp-{}-{n}-{nanos:08x}",
+            std::process::id()
+        ));
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
 }
 
 /// One challenge of a `WWW-Authenticate` header.
@@ -355,5 +398,88 @@ mod tests {
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    fn alice() -> Credentials {
+        Credentials {
+            username: "alice".into(),
+            password: "secret".into(),
+        }
+    }
+
+    /// Finding: the temporary file was opened with create+truncate under a predictable
+    /// name: a symlink planted there was followed, and a stale file kept its mode.
+    #[test]
+    fn save_never_opens_a_planted_temporary_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("d");
+        fs::create_dir(&d).unwrap();
+        let path = d.join("config.json");
+        fs::write(&path, "{}").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "victim").unwrap();
+        let old_name = d.join(format!(".config.json.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &old_name).unwrap();
+        let mut c = DockerConfig::load(&path).unwrap();
+        c.set("localhost:5000", &alice());
+        c.save().unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "victim");
+        assert!(fs::symlink_metadata(&old_name)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(
+            DockerConfig::load(&path).unwrap().get("localhost:5000"),
+            Some(alice())
+        );
+        // Nothing else left behind: config.json and the planted link.
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 2);
+    }
+
+    /// A config.json that is a symlink (dotfiles) is written through, as docker does: the
+    /// link stays and its target gets the content (mode 0600, replaced atomically next to
+    /// it); a dangling link is replaced rather than followed.
+    #[test]
+    fn save_writes_through_a_symlinked_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let dotfiles = dir.path().join("dotfiles");
+        let d = dir.path().join("d");
+        fs::create_dir(&dotfiles).unwrap();
+        fs::create_dir(&d).unwrap();
+        let real = dotfiles.join("docker.json");
+        fs::write(&real, r#"{"credsStore":"x"}"#).unwrap();
+        let link = d.join("config.json");
+        std::os::unix::fs::symlink("../dotfiles/docker.json", &link).unwrap();
+        let mut c = DockerConfig::load(&link).unwrap();
+        c.set("localhost:5000", &alice());
+        c.save().unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let doc: Value = serde_json::from_slice(&fs::read(&real).unwrap()).unwrap();
+        assert_eq!(doc["credsStore"], "x");
+        assert!(doc["auths"]["localhost:5000"].is_object());
+        assert_eq!(mode(&real), 0o600);
+        assert_eq!(fs::read_dir(&dotfiles).unwrap().count(), 1);
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+
+        let dangling = dir.path().join("nowhere.json");
+        fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&dangling, &link).unwrap();
+        let mut c = DockerConfig::load(&link).unwrap();
+        c.set("localhost:5000", &alice());
+        c.save().unwrap();
+        assert!(!dangling.exists());
+        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_file());
+        assert_eq!(mode(&link), 0o600);
     }
 }

@@ -3,6 +3,12 @@
 //! `--insecure`, authentication (anonymous, Basic, Bearer tokens per scope), retries with
 //! backoff, redirects followed for blobs (never carrying the Authorization header to another
 //! host), and blob downloads that resume with `Range` after a dropped connection.
+//!
+//! Credentials only go to the registry itself: the Authorization header is attached only to
+//! URLs of the registry's origin (scheme, host and port), whatever a `Location` names; a
+//! `Location` may not turn an HTTPS registry's traffic into plain HTTP without `--insecure`;
+//! challenges are learned only from responses that came from the registry; and a plain-HTTP
+//! (or loopback) token endpoint is accepted only for a loopback registry or with `--insecure`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -15,7 +21,8 @@ use std::time::Duration;
 
 use crate::auth::{parse_challenges, Credentials, TokenResponse};
 use crate::error::{Error, RegistryError, RegistryErrors, Result};
-use crate::reference::is_loopback_host;
+use crate::reference::{registry_url, url_is_loopback};
+use url::Url;
 
 /// How to reach a registry.
 #[derive(Debug, Clone)]
@@ -103,8 +110,10 @@ struct AuthState {
 struct Inner {
     agent: ureq::Agent,
     host: String,
+    /// `http://host/`, for telling whether the host is loopback.
+    host_url: Url,
     opts: ClientOptions,
-    base: Mutex<Option<String>>,
+    base: Mutex<Option<Url>>,
     auth: Mutex<AuthState>,
     stats: Stats,
 }
@@ -117,7 +126,15 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("host", &self.0.host)
-            .field("base", &self.0.base.lock().ok().and_then(|b| b.clone()))
+            .field(
+                "base",
+                &self
+                    .0
+                    .base
+                    .lock()
+                    .ok()
+                    .and_then(|b| b.as_ref().map(Url::to_string)),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -235,10 +252,91 @@ fn with_hint(e: Error, hint: &str) -> Error {
     }
 }
 
+/// Whether two URLs have the same origin: scheme, host and port (default ports included).
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.origin() == b.origin()
+}
+
+/// Whether `url` (a response's final URL, as ureq reports it) is of `base`'s origin.
+fn from_origin(url: &str, base: &Url) -> bool {
+    Url::parse(url).is_ok_and(|u| same_origin(&u, base))
+}
+
+/// The URL `path_or_url` (an API path, or an absolute, scheme-relative or relative
+/// `Location`) names, resolved against the registry's `base`. HTTP(S) only, and no HTTPS
+/// registry's request goes over plain HTTP unless `insecure`.
+pub(crate) fn resolve_target(base: &Url, path_or_url: &str, insecure: bool) -> Result<Url> {
+    let url = base
+        .join(path_or_url)
+        .map_err(|e| Error::protocol(format!("URL {path_or_url:?}"), e.to_string()))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if base.scheme() == "http" || insecure => {}
+        "http" => {
+            let registry = base.host_str().unwrap_or_default();
+            return Err(Error::protocol(
+                format!("URL {url}"),
+                format!(
+                    "the registry {registry} is HTTPS and this URL is plain HTTP \
+                     (use --insecure to allow it)"
+                ),
+            ));
+        }
+        other => {
+            return Err(Error::protocol(
+                format!("URL {url}"),
+                format!("unsupported scheme {other:?}"),
+            ))
+        }
+    }
+    if url.host().is_none() || !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::protocol(
+            format!("URL {path_or_url:?}"),
+            "no host, or user info in the URL",
+        ));
+    }
+    Ok(url)
+}
+
+/// Whether a token endpoint (a Bearer challenge's `realm`) may receive the credentials of
+/// the registry at `registry` (its base URL): an `http(s)` URL without user info; plain HTTP
+/// or a loopback host only when the registry itself is on loopback, or with `insecure`.
+/// Gives the parsed realm, or why it is refused.
+pub(crate) fn token_realm(realm: &str, registry: &Url, insecure: bool) -> Result<Url, String> {
+    let url = Url::parse(realm).map_err(|e| format!("the token endpoint {realm:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!(
+            "the token endpoint {realm:?} is not an http(s) URL with a host"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "the token endpoint {realm:?} carries user info in its URL"
+        ));
+    }
+    let local_registry = url_is_loopback(registry);
+    if url.scheme() == "http" && !local_registry && !insecure {
+        return Err(format!(
+            "the token endpoint {url} is plain HTTP; use --insecure to allow it"
+        ));
+    }
+    if url_is_loopback(&url) && !local_registry && !insecure {
+        return Err(format!(
+            "the token endpoint {url} is on this machine while the registry is not; \
+             use --insecure to allow it"
+        ));
+    }
+    Ok(url)
+}
+
 impl Client {
     /// A client for the registry at `host` (`host[:port]`, as [`crate::Reference::api_host`]
     /// gives it). Nothing is sent until the first request.
     pub fn new(host: &str, opts: ClientOptions) -> Result<Client> {
+        let host_url = registry_url(host).ok_or_else(|| Error::Reference {
+            reference: host.to_string(),
+            reason: "not a registry host[:port]".into(),
+        })?;
         let tls = tls_config(opts.ca_file.as_ref())?;
         let agent = ureq::AgentBuilder::new()
             .tls_config(tls)
@@ -251,6 +349,7 @@ impl Client {
         Ok(Client(Arc::new(Inner {
             agent,
             host: host.to_string(),
+            host_url,
             opts,
             base: Mutex::new(None),
             auth: Mutex::new(AuthState::default()),
@@ -272,14 +371,22 @@ impl Client {
     /// `http://host`: found by the first request (`GET /v2/`), which also learns how the
     /// registry wants to be authenticated.
     pub fn base(&self) -> Result<String> {
+        Ok(self.base_url()?.as_str().trim_end_matches('/').to_string())
+    }
+
+    /// [`Client::base`] as a URL (`https://host/`).
+    fn base_url(&self) -> Result<Url> {
         if let Some(b) = self.0.base.lock().expect("lock").clone() {
             return Ok(b);
         }
-        let https = format!("https://{}", self.0.host);
+        // Parsed from the host again rather than given another scheme: `host:80` stays on
+        // port 80 over TLS.
+        let https = Url::parse(&format!("https://{}/", self.0.host))
+            .map_err(|e| Error::protocol(&self.0.host, e.to_string()))?;
         let chosen = match self.ping(&https) {
             Ok(()) => https,
             Err(e) => {
-                let http_ok = self.0.opts.insecure || is_loopback_host(&self.0.host);
+                let http_ok = self.0.opts.insecure || url_is_loopback(&self.0.host_url);
                 let Error::Transport { reason, .. } = &e else {
                     return Err(e);
                 };
@@ -289,7 +396,8 @@ impl Client {
                         reason: reason.clone(),
                     });
                 }
-                let http = format!("http://{}", self.0.host);
+                let http = Url::parse(&format!("http://{}/", self.0.host))
+                    .map_err(|e| Error::protocol(&self.0.host, e.to_string()))?;
                 tracing::debug!("{https}: {reason}; trying plain HTTP");
                 self.ping(&http)?;
                 http
@@ -299,13 +407,18 @@ impl Client {
         Ok(chosen)
     }
 
-    /// `GET /v2/`: any HTTP answer means the scheme works; a 401 tells the auth scheme.
-    fn ping(&self, base: &str) -> Result<()> {
-        let url = format!("{base}/v2/");
+    /// `GET /v2/`: any HTTP answer means the scheme works; a 401 tells the auth scheme (when
+    /// it came from the registry, not from where a redirect led).
+    fn ping(&self, base: &Url) -> Result<()> {
+        let url = format!("{base}v2/");
         self.0.stats.requests.fetch_add(1, Ordering::Relaxed);
         match self.0.agent.get(&url).call() {
             Err(ureq::Error::Status(401, resp)) => {
-                self.learn_challenge(resp.header("www-authenticate").unwrap_or(""));
+                if from_origin(resp.get_url(), base) {
+                    self.learn_challenge(resp.header("www-authenticate").unwrap_or(""));
+                } else {
+                    tracing::debug!("ignoring the challenge of {}", resp.get_url());
+                }
                 Ok(())
             }
             Ok(_) | Err(ureq::Error::Status(_, _)) => Ok(()),
@@ -339,12 +452,13 @@ impl Client {
         understood
     }
 
-    /// The URL of an API path (`/v2/...`) or of a `Location` (absolute or relative).
-    pub(crate) fn url(&self, path_or_url: &str) -> Result<String> {
-        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
-            return Ok(path_or_url.to_string());
-        }
-        Ok(format!("{}{path_or_url}", self.base()?))
+    /// The URL of an API path (`/v2/...`) or of a `Location` (absolute or relative), with
+    /// whether it is of the registry's origin (and so may carry its credentials).
+    fn target(&self, path_or_url: &str) -> Result<(Url, bool)> {
+        let base = self.base_url()?;
+        let url = resolve_target(&base, path_or_url, self.0.opts.insecure)?;
+        let ours = same_origin(&url, &base);
+        Ok((url, ours))
     }
 
     /// The Authorization header for a request needing `scopes`, fetching a token if the
@@ -381,28 +495,25 @@ impl Client {
 
     /// `GET realm?service=...&scope=...` with the credentials, if any, as Basic auth.
     fn fetch_token(&self, realm: &str, service: Option<&str>, scopes: &[String]) -> Result<String> {
-        let mut url = realm.to_string();
-        let mut sep = if url.contains('?') { '&' } else { '?' };
-        if let Some(s) = service {
-            let _ = write!(url, "{sep}service={}", escape(s));
-            sep = '&';
-        }
-        for s in scopes {
-            let _ = write!(url, "{sep}scope={}", escape(s));
-            sep = '&';
-        }
-        if realm.starts_with("http://")
-            && !self.0.opts.insecure
-            && !is_loopback_host(realm[7..].split('/').next().unwrap_or(""))
-        {
-            return Err(Error::Auth {
+        let base = self.base_url()?;
+        let mut url =
+            token_realm(realm, &base, self.0.opts.insecure).map_err(|reason| Error::Auth {
                 registry: self.0.host.clone(),
-                reason: format!(
-                    "the token endpoint {realm} is plain HTTP; use --insecure to allow it"
-                ),
-            });
+                reason,
+            })?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            for s in scopes {
+                q.append_pair("scope", s);
+            }
         }
-        let mut req = self.0.agent.get(&url);
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        let mut req = self.0.agent.get(url.as_str());
         if let Some(c) = &self.0.opts.credentials {
             req = req.set("Authorization", &c.basic_header());
         }
@@ -451,7 +562,12 @@ impl Client {
 
     /// Sends a request with authentication, retrying transport errors, 429 and 5xx with
     /// backoff (PATCH is never retried: the upload's offset would be unknown) and answering
-    /// one 401 challenge. Non-2xx answers are [`Error::Registry`].
+    /// one 401 challenge. Answers of 400 and more are [`Error::Registry`]; what else the
+    /// status must be is the caller's to check.
+    ///
+    /// The Authorization header goes only to URLs of the registry's origin, and a 401 is
+    /// answered only when it came from there (not from another host a `Location` or a
+    /// redirect led to).
     pub(crate) fn send(
         &self,
         method: &str,
@@ -460,7 +576,12 @@ impl Client {
         headers: &[(&str, &str)],
         body: &Body<'_>,
     ) -> Result<ureq::Response> {
-        let url = self.url(path_or_url)?;
+        let base = self.base_url()?;
+        let (url, ours) = self.target(path_or_url)?;
+        if !ours {
+            tracing::debug!("{method} {url}: not the registry's origin, no credentials");
+        }
+        let url = url.to_string();
         let retryable = method != "PATCH";
         let mut attempt = 0u32;
         let mut answered_challenge = false;
@@ -469,7 +590,11 @@ impl Client {
             for (k, v) in headers {
                 req = req.set(k, v);
             }
-            let authorization = self.authorization(scopes)?;
+            let authorization = if ours {
+                self.authorization(scopes)?
+            } else {
+                None
+            };
             if let Some(a) = &authorization {
                 req = req.set("Authorization", a);
             }
@@ -499,7 +624,9 @@ impl Client {
             };
             let retry_after = match res {
                 Ok(resp) => return Ok(resp),
-                Err(ureq::Error::Status(401, resp)) if !answered_challenge => {
+                Err(ureq::Error::Status(401, resp))
+                    if !answered_challenge && ours && from_origin(resp.get_url(), &base) =>
+                {
                     answered_challenge = true;
                     let header = resp.header("www-authenticate").unwrap_or("").to_string();
                     let had_basic = authorization
@@ -517,6 +644,20 @@ impl Client {
                         }
                     }
                     return Err(self.unauthorized(method, &url, resp, had_basic));
+                }
+                Err(ureq::Error::Status(401, resp))
+                    if !(ours && from_origin(resp.get_url(), &base)) =>
+                {
+                    let from = resp.get_url().to_string();
+                    let e = registry_error(method, &url, 401, resp);
+                    return Err(with_hint(
+                        e,
+                        &format!(
+                            "the 401 came from {from}, not from the registry {}: \
+                             its credentials are not sent there",
+                            self.0.host
+                        ),
+                    ));
                 }
                 Err(ureq::Error::Status(401, resp)) => {
                     let had = authorization.is_some();
@@ -709,5 +850,232 @@ impl Read for BlobReader {
             std::thread::sleep(self.client.0.opts.backoff * 2u32.pow(self.resumes.min(6)));
             self.resumes += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_server::{Reply, Request, Server};
+
+    /// `alice:secret`.
+    const BASIC: &str = "Basic YWxpY2U6c2VjcmV0";
+
+    fn opts(insecure: bool) -> ClientOptions {
+        ClientOptions {
+            insecure,
+            ca_file: None,
+            credentials: Some(Credentials {
+                username: "alice".into(),
+                password: "secret".into(),
+            }),
+            retries: 0,
+            backoff: Duration::from_millis(1),
+        }
+    }
+
+    /// A registry on 127.0.0.1 that wants Basic `alice:secret`, then answers with `f`.
+    fn basic_registry(f: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Server {
+        Server::start("127.0.0.1", 0, move |r| {
+            if r.header("authorization") == Some(BASIC) {
+                f(r)
+            } else {
+                Reply::new(
+                    "401 Unauthorized",
+                    &[("WWW-Authenticate", "Basic realm=\"berth-test\"")],
+                )
+            }
+        })
+    }
+
+    fn created(_: &Request) -> Reply {
+        Reply::new("201 Created", &[])
+    }
+
+    /// Finding: a `Location` naming another host (or port, or written `HTTP://`, or
+    /// scheme-relative) received the registry's credentials.
+    #[test]
+    fn credentials_go_only_to_the_registry_origin() {
+        let registry = basic_registry(created);
+        // The same port on another loopback address: another host to the client.
+        let other_host = Server::start("127.0.0.2", registry.addr.port(), created);
+        let other_port = Server::start("127.0.0.1", 0, created);
+        let client = Client::new(&registry.host(), opts(false)).unwrap();
+        let scopes = ["repository:app:push".to_string()];
+        for target in [
+            format!("http://{}/upload/1", other_host.host()),
+            format!("HTTP://{}/upload/2", other_host.host()),
+            format!("//{}/upload/3", other_host.host()),
+            format!("http://{}/upload/4", other_port.host()),
+            format!("http://localhost:{}/upload/5", other_port.addr.port()),
+        ] {
+            let resp = client
+                .send("PUT", &target, &scopes, &[], &Body::Empty)
+                .unwrap_or_else(|e| panic!("{target}: {e}"));
+            assert_eq!(resp.status(), 201, "{target}");
+        }
+        // The registry's own URLs, relative or absolute, do carry them.
+        for target in [
+            "/v2/app/blobs/uploads/x?digest=sha256%3A00".to_string(),
+            format!("http://{}/v2/app/blobs/uploads/y", registry.host()),
+            format!("HTTP://{}/v2/app/blobs/uploads/z", registry.host()),
+        ] {
+            let resp = client
+                .send("PUT", &target, &scopes, &[], &Body::Empty)
+                .unwrap_or_else(|e| panic!("{target}: {e}"));
+            assert_eq!(resp.status(), 201, "{target}");
+        }
+        let elsewhere: Vec<Request> = other_host
+            .requests()
+            .into_iter()
+            .chain(other_port.requests())
+            .collect();
+        assert_eq!(elsewhere.len(), 5, "{elsewhere:?}");
+        for r in &elsewhere {
+            assert_eq!(r.header("authorization"), None, "{} {}", r.method, r.path);
+        }
+        let at_registry: Vec<_> = registry
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PUT")
+            .collect();
+        assert_eq!(at_registry.len(), 3);
+        assert!(at_registry
+            .iter()
+            .all(|r| r.header("authorization") == Some(BASIC)));
+    }
+
+    /// Finding: a `Location` could move an HTTPS registry's requests to plain HTTP.
+    #[test]
+    fn locations_are_resolved_and_never_downgrade_https() {
+        let client = Client::new("registry.example", opts(false)).unwrap();
+        *client.0.base.lock().unwrap() = Some(Url::parse("https://registry.example/").unwrap());
+        for bad in [
+            "http://registry.example/v2/app/blobs/uploads/1",
+            "HTTP://registry.example/v2/app/blobs/uploads/1",
+            "http://cdn.example/upload",
+            "ftp://registry.example/x",
+            "https://user:pw@registry.example/x",
+        ] {
+            assert!(client.target(bad).is_err(), "{bad} accepted");
+        }
+        let e = client.target("http://cdn.example/upload").unwrap_err();
+        assert!(e.to_string().contains("--insecure"), "{e}");
+        let ok = |t: &str| {
+            let (u, ours) = client.target(t).unwrap();
+            (u.to_string(), ours)
+        };
+        assert_eq!(
+            ok("/v2/app/blobs/uploads/1?_state=a"),
+            (
+                "https://registry.example/v2/app/blobs/uploads/1?_state=a".into(),
+                true
+            )
+        );
+        assert!(ok("https://REGISTRY.example:443/v2/x").1);
+        assert!(!ok("https://registry.example:8443/v2/x").1);
+        assert!(!ok("https://cdn.example/x").1);
+        assert_eq!(
+            ok("//cdn.example/x"),
+            ("https://cdn.example/x".into(), false)
+        );
+        // --insecure lets the request go, still without the credentials.
+        let insecure = Client::new("registry.example", opts(true)).unwrap();
+        *insecure.0.base.lock().unwrap() = Some(Url::parse("https://registry.example/").unwrap());
+        assert!(!insecure.target("http://registry.example/v2/x").unwrap().1);
+        // A host that is not exactly host[:port] is no registry.
+        assert!(Client::new("localhost:x@evil.example", opts(false)).is_err());
+        assert!(Client::new("localhost/evil", opts(false)).is_err());
+    }
+
+    /// Finding: `HTTP://...` skipped the plain-HTTP check, `http://localhost:x@evil/` was
+    /// read as loopback, and loopback realms were accepted for remote registries.
+    #[test]
+    fn token_realm_policy() {
+        let remote = Url::parse("https://registry.example/").unwrap();
+        let local = Url::parse("http://127.0.0.1:5000/").unwrap();
+        for bad in [
+            "HTTP://evil.example/token",
+            "http://evil.example/token",
+            "http://localhost:x@evil.example/",
+            "http://localhost/token",
+            "http://127.0.0.1:5001/token",
+            "http://[::1]/token",
+            "https://127.0.0.1/token",
+            "https://localhost:8443/token",
+            "https://u:p@auth.example/token",
+            "ftp://auth.example/token",
+            "/token",
+            "auth.example/token",
+        ] {
+            assert!(
+                token_realm(bad, &remote, false).is_err(),
+                "{bad} accepted for a remote registry"
+            );
+        }
+        assert!(token_realm("https://auth.example/token", &remote, false).is_ok());
+        assert_eq!(
+            token_realm("HTTPS://Auth.Example/token?a=b", &remote, false)
+                .unwrap()
+                .as_str(),
+            "https://auth.example/token?a=b"
+        );
+        assert!(token_realm("HTTP://evil.example/token", &remote, true).is_ok());
+        // A loopback registry may use a plain-HTTP token endpoint.
+        for ok in [
+            "http://127.0.0.1:5001/token",
+            "HTTP://localhost/token",
+            "http://auth.example/token",
+            "https://auth.example/token",
+        ] {
+            assert!(token_realm(ok, &local, false).is_ok(), "{ok} refused");
+        }
+        assert!(token_realm("http://localhost:x@evil.example/", &local, false).is_err());
+    }
+
+    /// Finding: a 401 from where a blob redirect led (a CDN) set the Bearer realm, and the
+    /// credentials went to it.
+    #[test]
+    fn challenges_of_other_hosts_are_not_learned() {
+        let token = Server::start("127.0.0.2", 0, |_| Reply {
+            status: "200 OK",
+            headers: vec![("Content-Type", "application/json".into())],
+            body: br#"{"token":"stolen"}"#.to_vec(),
+        });
+        let realm = format!("Bearer realm=\"http://{}/token\"", token.host());
+        let cdn = Server::start("127.0.0.2", 0, move |_| {
+            Reply::new("401 Unauthorized", &[("WWW-Authenticate", &realm)])
+        });
+        let cdn_url = format!("http://{}/blob", cdn.host());
+        let registry = basic_registry(move |r| {
+            if r.path.contains("/blobs/") {
+                Reply::new("307 Temporary Redirect", &[("Location", &cdn_url)])
+            } else {
+                Reply::new("200 OK", &[])
+            }
+        });
+        let client = Client::new(&registry.host(), opts(false)).unwrap();
+        let digest = format!("sha256:{}", "0".repeat(64));
+        let Err(e) = client.blob_reader("app", &digest, None) else {
+            panic!("the CDN's 401 was not an error");
+        };
+        assert!(e.to_string().contains("not from the registry"), "{e}");
+        assert!(token.requests().is_empty(), "{:?}", token.requests());
+        assert!(client.0.auth.lock().unwrap().bearer.is_none());
+        let at_cdn = cdn.requests();
+        assert_eq!(at_cdn.len(), 1);
+        assert_eq!(at_cdn[0].header("authorization"), None);
+
+        // Nor from a redirect of the first `GET /v2/`.
+        let v2 = format!("http://{}/v2/", cdn.host());
+        let registry = Server::start("127.0.0.1", 0, move |_| {
+            Reply::new("302 Found", &[("Location", &v2)])
+        });
+        let client = Client::new(&registry.host(), opts(false)).unwrap();
+        client.base().unwrap();
+        let auth = client.0.auth.lock().unwrap();
+        assert!(auth.bearer.is_none() && !auth.basic);
+        drop(auth);
+        assert!(token.requests().is_empty());
     }
 }

@@ -33,6 +33,8 @@ pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod reference;
+#[cfg(test)]
+mod test_server;
 
 pub use auth::{Credentials, DockerConfig};
 pub use client::{Client, ClientOptions};

@@ -1,7 +1,13 @@
 //! `push`: every blob of a stored image the registry lacks is sent (checked with `HEAD`
 //! first, mounted from another repository of the same registry when the store knows one
 //! that holds it), monolithically or in chunks, then the manifest.
+//!
+//! Every step's status is checked against the one the distribution spec gives for success
+//! (`202 Accepted` for `POST` and `PATCH` of an upload, `201 Created` for the `PUT` that
+//! completes it and for the manifest): a redirect that ureq turned into a `GET`, or one it
+//! did not follow, is an error, not a blob the registry is assumed to have.
 
+use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
@@ -37,14 +43,51 @@ pub struct PushReport {
     pub stats: StatsSnapshot,
 }
 
-fn location(resp: &ureq::Response, what: &str) -> Result<String> {
-    resp.header("location")
-        .map(str::to_string)
-        .ok_or_else(|| Error::protocol(what, "no Location header in the answer"))
+/// The answer's `Location`, resolved against the URL that answered (it may be relative).
+/// Whether it may carry credentials, or be plain HTTP, is [`Client`]'s to decide when it is
+/// used.
+fn location(resp: &ureq::Response, what: &str) -> Result<url::Url> {
+    let loc = resp
+        .header("location")
+        .ok_or_else(|| Error::protocol(what, "no Location header in the answer"))?;
+    let base = url::Url::parse(resp.get_url())
+        .map_err(|e| Error::protocol(what, format!("the answer's URL: {e}")))?;
+    base.join(loc)
+        .map_err(|e| Error::protocol(what, format!("Location {loc:?}: {e}")))
 }
 
-fn with_query(url: &str, query: &str) -> String {
-    format!("{url}{}{query}", if url.contains('?') { '&' } else { '?' })
+/// `url` with the `digest` query parameter added to what it has.
+fn with_digest(url: &url::Url, digest: &str) -> String {
+    let mut url = url.clone();
+    url.query_pairs_mut().append_pair("digest", digest);
+    url.into()
+}
+
+/// The status a step of a push must answer with: `201 Created` or `202 Accepted`.
+fn expect_status(resp: ureq::Response, want: &[u16], step: &str) -> Result<ureq::Response> {
+    let status = resp.status();
+    if want.contains(&status) {
+        return Ok(resp);
+    }
+    let names: Vec<String> = want
+        .iter()
+        .map(|w| match w {
+            201 => "201 Created".to_string(),
+            202 => "202 Accepted".to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    let mut reason = format!(
+        "HTTP {status} {} instead of {}",
+        resp.status_text(),
+        names.join(" or ")
+    );
+    if (300..400).contains(&status) {
+        if let Some(l) = resp.header("location") {
+            let _ = write!(reason, " (a redirect to {l}, which a push does not follow)");
+        }
+    }
+    Err(Error::protocol(step, reason))
 }
 
 /// Whether the repository has the blob (`HEAD`).
@@ -57,7 +100,11 @@ pub fn blob_exists(client: &Client, repository: &str, digest: &str) -> Result<bo
         &[],
         &Body::Empty,
     ) {
-        Ok(_) => Ok(true),
+        Ok(resp) if resp.status() == 200 => Ok(true),
+        Ok(resp) => Err(Error::protocol(
+            format!("HEAD blob {digest} in {repository}"),
+            format!("HTTP {} instead of 200 OK or 404", resp.status()),
+        )),
         Err(Error::Registry { status: 404, .. }) => Ok(false),
         Err(e) => Err(e),
     }
@@ -118,9 +165,12 @@ impl Uploader<'_> {
                 escape(d),
                 escape(&from)
             );
-            let resp = self
-                .client
-                .send("POST", &path, &scopes, &[], &Body::Empty)?;
+            let resp = expect_status(
+                self.client
+                    .send("POST", &path, &scopes, &[], &Body::Empty)?,
+                &[201, 202],
+                &format!("POST mount of blob {d} from {from} into {repo}"),
+            )?;
             if resp.status() == 201 {
                 self.progress.event(&Event::Mounted {
                     digest: d,
@@ -135,9 +185,12 @@ impl Uploader<'_> {
         let mut loc = match session {
             Some(l) => l,
             None => {
-                let resp = self
-                    .client
-                    .send("POST", &start, &self.scopes, &[], &Body::Empty)?;
+                let resp = expect_status(
+                    self.client
+                        .send("POST", &start, &self.scopes, &[], &Body::Empty)?,
+                    &[202],
+                    &format!("POST upload of blob {d} to {repo}"),
+                )?;
                 location(&resp, &start)?
             }
         };
@@ -156,15 +209,19 @@ impl Uploader<'_> {
         let resp = match chunk {
             None => {
                 let open = open_range(0);
-                self.client.send(
-                    "PUT",
-                    &with_query(&loc, &format!("digest={}", escape(d))),
-                    &self.scopes,
-                    &[octet],
-                    &Body::Reader {
-                        open: &open,
-                        len: size,
-                    },
+                expect_status(
+                    self.client.send(
+                        "PUT",
+                        &with_digest(&loc, d),
+                        &self.scopes,
+                        &[octet],
+                        &Body::Reader {
+                            open: &open,
+                            len: size,
+                        },
+                    )?,
+                    &[201],
+                    &format!("PUT (monolithic upload) of blob {d} to {repo}"),
                 )?
             }
             Some(c) => {
@@ -173,26 +230,34 @@ impl Uploader<'_> {
                     let len = c.min(size - offset);
                     let open = open_range(offset);
                     let range = format!("{offset}-{}", offset + len - 1);
-                    let resp = self.client.send(
-                        "PATCH",
-                        &loc,
-                        &self.scopes,
-                        &[octet, ("Content-Range", &range)],
-                        &Body::Reader { open: &open, len },
+                    let resp = expect_status(
+                        self.client.send(
+                            "PATCH",
+                            loc.as_str(),
+                            &self.scopes,
+                            &[octet, ("Content-Range", &range)],
+                            &Body::Reader { open: &open, len },
+                        )?,
+                        &[202],
+                        &format!("PATCH of bytes {range} of blob {d} to {repo}"),
                     )?;
-                    loc = location(&resp, &loc)?;
+                    loc = location(&resp, loc.as_str())?;
                     offset += len;
                     self.progress.event(&Event::Bytes {
                         digest: d,
                         bytes: len,
                     });
                 }
-                self.client.send(
-                    "PUT",
-                    &with_query(&loc, &format!("digest={}", escape(d))),
-                    &self.scopes,
-                    &[],
-                    &Body::Empty,
+                expect_status(
+                    self.client.send(
+                        "PUT",
+                        &with_digest(&loc, d),
+                        &self.scopes,
+                        &[],
+                        &Body::Empty,
+                    )?,
+                    &[201],
+                    &format!("PUT (closing the chunked upload) of blob {d} to {repo}"),
                 )?
             }
         };
@@ -214,6 +279,40 @@ impl Uploader<'_> {
         self.progress.event(&Event::Done { digest: d });
         Ok(Outcome::Uploaded)
     }
+}
+
+/// `PUT` of the manifest (`201 Created`, and the digest the registry computed, when it says,
+/// must be `digest`).
+fn put_manifest(
+    client: &Client,
+    target: &Reference,
+    scopes: &[String],
+    media_type: &str,
+    manifest: &[u8],
+    digest: &str,
+) -> Result<()> {
+    let path = format!("/v2/{}/manifests/{}", target.repository, target.target());
+    let resp = expect_status(
+        client.send(
+            "PUT",
+            &path,
+            scopes,
+            &[("Content-Type", media_type)],
+            &Body::Bytes(manifest),
+        )?,
+        &[201],
+        &format!("PUT of manifest {digest} to {path}"),
+    )?;
+    if let Some(got) = resp.header("docker-content-digest") {
+        if got != digest {
+            return Err(Error::DigestMismatch {
+                what: format!("manifest pushed to {path}"),
+                expected: digest.to_string(),
+                actual: got.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Pushes the stored image `local` (a name or the reference's own familiar name) to
@@ -280,23 +379,14 @@ pub fn push(
             Outcome::Uploaded => uploaded += 1,
         }
     }
-    let path = format!("/v2/{}/manifests/{}", target.repository, target.target());
-    let resp = client.send(
-        "PUT",
-        &path,
+    put_manifest(
+        client,
+        target,
         &up.scopes,
-        &[("Content-Type", &media_type)],
-        &Body::Bytes(&manifest),
+        &media_type,
+        &manifest,
+        &rec.manifest,
     )?;
-    if let Some(got) = resp.header("docker-content-digest") {
-        if got != rec.manifest {
-            return Err(Error::DigestMismatch {
-                what: format!("manifest pushed to {path}"),
-                expected: rec.manifest.clone(),
-                actual: got.to_string(),
-            });
-        }
-    }
     progress.event(&Event::Resolved {
         reference: &target.familiar(),
         digest: &rec.manifest,
@@ -315,4 +405,242 @@ pub fn push(
             resumes: after.resumes - before.resumes,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientOptions;
+    use crate::progress::Silent;
+    use crate::test_server::{Reply, Request, Server};
+    use crate::Credentials;
+
+    /// `alice:secret`.
+    const BASIC: &str = "Basic YWxpY2U6c2VjcmV0";
+
+    /// What the fake registry answers to each step of an upload.
+    #[derive(Clone, Copy)]
+    struct Answers {
+        head: &'static str,
+        post: &'static str,
+        patch: &'static str,
+        put: &'static str,
+        manifest: &'static str,
+    }
+
+    const SPEC: Answers = Answers {
+        head: "404 Not Found",
+        post: "202 Accepted",
+        patch: "202 Accepted",
+        put: "201 Created",
+        manifest: "201 Created",
+    };
+
+    /// A registry on 127.0.0.1 wanting Basic `alice:secret`, without any blob, answering
+    /// the upload steps as `a` says; `upload` is where its `Location`s send the upload.
+    fn registry(a: Answers, upload: Option<String>) -> Server {
+        Server::start("127.0.0.1", 0, move |r: &Request| {
+            // Where the redirects of a PUT lead (ureq drops the credentials there).
+            if r.path == "/v2/app/blobs/elsewhere" {
+                return Reply::new("200 OK", &[]);
+            }
+            if r.header("authorization") != Some(BASIC) {
+                return Reply::new(
+                    "401 Unauthorized",
+                    &[("WWW-Authenticate", "Basic realm=\"berth-test\"")],
+                );
+            }
+            let loc = upload
+                .clone()
+                .unwrap_or_else(|| "/v2/app/blobs/uploads/u1?_state=s".into());
+            match (r.method.as_str(), r.path.as_str()) {
+                ("HEAD", p) if p.contains("/blobs/sha256:") => Reply::new(a.head, &[]),
+                ("POST", "/v2/app/blobs/uploads/") => Reply::new(a.post, &[("Location", &loc)]),
+                ("PATCH", _) => Reply::new(a.patch, &[("Location", &loc)]),
+                ("PUT", p) if p.contains("/blobs/uploads/") => {
+                    Reply::new(a.put, &[("Location", "/v2/app/blobs/elsewhere")])
+                }
+                ("PUT", p) if p.contains("/manifests/") => Reply::new(a.manifest, &[]),
+                _ => Reply::new("200 OK", &[]),
+            }
+        })
+    }
+
+    fn client(host: &str) -> Client {
+        Client::new(
+            host,
+            ClientOptions {
+                insecure: false,
+                ca_file: None,
+                credentials: Some(Credentials {
+                    username: "alice".into(),
+                    password: "secret".into(),
+                }),
+                retries: 0,
+                backoff: std::time::Duration::from_millis(1),
+            },
+        )
+        .unwrap()
+    }
+
+    /// Pushes a 10-byte blob to `host`'s `app` (in chunks of `chunk` bytes when given).
+    fn push_one(host: &str, chunk: Option<u64>) -> Result<Outcome> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let digest = store.put_blob_from(&mut &b"0123456789"[..], None).unwrap();
+        let client = client(host);
+        let target = Reference::parse(&format!("{host}/app:v1")).unwrap();
+        let up = Uploader {
+            client: &client,
+            store: &store,
+            target: &target,
+            opts: &PushOptions { chunk_size: chunk },
+            progress: &Silent,
+            scopes: vec!["repository:app:pull,push".into()],
+        };
+        up.push_blob(&digest, 10)
+    }
+
+    fn push_err(a: Answers, chunk: Option<u64>) -> String {
+        let reg = registry(a, None);
+        match push_one(&reg.host(), chunk) {
+            Ok(_) => panic!("the push succeeded"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn uploads_follow_the_spec_statuses() {
+        let reg = registry(SPEC, None);
+        assert!(matches!(push_one(&reg.host(), None), Ok(Outcome::Uploaded)));
+        assert!(matches!(
+            push_one(&reg.host(), Some(4)),
+            Ok(Outcome::Uploaded)
+        ));
+        let patches = reg
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH")
+            .count();
+        assert_eq!(patches, 3);
+    }
+
+    /// Finding: push never checked status codes: a 200 (or an unfollowed 307, or a 301
+    /// that ureq turned into a GET) counted as a blob stored.
+    #[test]
+    fn unexpected_statuses_fail_the_push() {
+        let e = push_err(
+            Answers {
+                put: "200 OK",
+                ..SPEC
+            },
+            None,
+        );
+        assert!(
+            e.contains("PUT") && e.contains("HTTP 200") && e.contains("201"),
+            "{e}"
+        );
+        let e = push_err(
+            Answers {
+                put: "307 Temporary Redirect",
+                ..SPEC
+            },
+            None,
+        );
+        assert!(e.contains("PUT") && e.contains("HTTP 307"), "{e}");
+        // ureq follows a 301 on PUT as a GET: that GET's 200 is not a stored blob either.
+        let e = push_err(
+            Answers {
+                put: "301 Moved Permanently",
+                ..SPEC
+            },
+            None,
+        );
+        assert!(e.contains("PUT") && e.contains("HTTP 200"), "{e}");
+        // An unfollowed redirect is not "the registry has the blob".
+        let e = push_err(
+            Answers {
+                head: "307 Temporary Redirect",
+                ..SPEC
+            },
+            None,
+        );
+        assert!(e.contains("HEAD") && e.contains("HTTP 307"), "{e}");
+        let e = push_err(
+            Answers {
+                post: "200 OK",
+                ..SPEC
+            },
+            None,
+        );
+        assert!(e.contains("POST") && e.contains("202 Accepted"), "{e}");
+        let e = push_err(
+            Answers {
+                patch: "204 No Content",
+                ..SPEC
+            },
+            Some(4),
+        );
+        assert!(e.contains("PATCH") && e.contains("HTTP 204"), "{e}");
+        let e = push_err(
+            Answers {
+                put: "202 Accepted",
+                ..SPEC
+            },
+            Some(4),
+        );
+        assert!(
+            e.contains("closing the chunked upload") && e.contains("HTTP 202"),
+            "{e}"
+        );
+
+        for (status, ok) in [("200 OK", false), ("201 Created", true)] {
+            let reg = registry(
+                Answers {
+                    manifest: status,
+                    ..SPEC
+                },
+                None,
+            );
+            let client = client(&reg.host());
+            let target = Reference::parse(&format!("{}/app:v1", reg.host())).unwrap();
+            let r = put_manifest(
+                &client,
+                &target,
+                &["repository:app:pull,push".into()],
+                media::OCI_MANIFEST,
+                b"{}",
+                "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+            );
+            assert_eq!(r.is_ok(), ok, "{status}: {r:?}");
+            if let Err(e) = r {
+                let e = e.to_string();
+                assert!(e.contains("manifest") && e.contains("HTTP 200"), "{e}");
+            }
+        }
+    }
+
+    /// Finding: the upload `Location` of another host received the registry's credentials.
+    #[test]
+    fn an_upload_elsewhere_gets_no_credentials() {
+        let elsewhere = Server::start("127.0.0.2", 0, |_| Reply::new("201 Created", &[]));
+        let reg = registry(
+            SPEC,
+            Some(format!("http://{}/upload/u1?_state=s", elsewhere.host())),
+        );
+        assert!(matches!(push_one(&reg.host(), None), Ok(Outcome::Uploaded)));
+        let got = elsewhere.requests();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].method, "PUT");
+        assert!(got[0]
+            .path
+            .starts_with("/upload/u1?_state=s&digest=sha256%3A"));
+        assert_eq!(got[0].body, b"0123456789");
+        assert_eq!(got[0].header("authorization"), None);
+        // The registry itself was asked with them.
+        assert!(reg
+            .requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.header("authorization") == Some(BASIC)));
+    }
 }

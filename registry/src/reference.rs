@@ -6,7 +6,6 @@
 //! neither tag nor digest means `:latest`.
 
 use std::fmt;
-use std::net::IpAddr;
 
 use crate::error::{Error, Result};
 
@@ -246,14 +245,42 @@ impl Reference {
     }
 }
 
-/// Whether `host[:port]` names the loopback interface.
+/// `http://HOST[:PORT]/`, parsed as the HTTP client parses URLs, when `registry` is exactly
+/// a host with an optional port: no user info, path, query, fragment, percent-escape or
+/// anything else that could make the client connect elsewhere than a hand-written split of
+/// the string would say.
+pub(crate) fn registry_url(registry: &str) -> Option<url::Url> {
+    let plain = !registry.is_empty()
+        && registry.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
+        });
+    if !plain {
+        return None;
+    }
+    let u = url::Url::parse(&format!("http://{registry}/")).ok()?;
+    let only_host = u.username().is_empty()
+        && u.password().is_none()
+        && u.host().is_some()
+        && u.path() == "/"
+        && u.query().is_none()
+        && u.fragment().is_none();
+    only_host.then_some(u)
+}
+
+/// Whether a parsed URL's host is the loopback interface (`localhost`, 127.0.0.0/8, `::1`).
+pub(crate) fn url_is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Whether `host[:port]` names the loopback interface. Anything that is not exactly a host
+/// and an optional port (`localhost:x@evil.example`, `localhost/x`, `127.0.0.%31`) is not.
 pub fn is_loopback_host(registry: &str) -> bool {
-    let host = if let Some(rest) = registry.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        registry.rsplit_once(':').map_or(registry, |(h, _)| h)
-    };
-    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    registry_url(registry).is_some_and(|u| url_is_loopback(&u))
 }
 
 impl fmt::Display for Reference {
@@ -337,6 +364,42 @@ mod tests {
         assert!(p("[::1]:5000/app").is_loopback());
         // No '.', ':' or localhost: a Hub namespace, not a registry.
         assert_eq!(p("myhost/app").registry, "docker.io");
+    }
+
+    /// Hosts are judged as the HTTP client parses them: user info, paths, escapes and bad
+    /// ports do not make a remote host loopback.
+    #[test]
+    fn loopback_hosts_are_parsed_not_split() {
+        for yes in [
+            "localhost",
+            "localhost:5000",
+            "LocalHost:5000",
+            "127.0.0.1",
+            "127.0.0.2:80",
+            "127.1:5000",
+            "[::1]",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback_host(yes), "{yes:?} not loopback");
+        }
+        for no in [
+            "localhost:x@evil.example",
+            "localhost:5000@evil.example",
+            "127.0.0.1:1@evil.example:443",
+            "localhost/evil.example",
+            "evil.example#localhost",
+            "127.0.0.%31",
+            "localhost:99999",
+            "localhost.evil.example",
+            "evil.example",
+            "10.0.0.1:5000",
+            "::1",
+            "",
+        ] {
+            assert!(!is_loopback_host(no), "{no:?} taken for loopback");
+        }
+        assert!(registry_url("localhost:x@evil.example").is_none());
+        assert!(registry_url("quay.io").is_some());
     }
 
     #[test]
