@@ -1,12 +1,16 @@
 //! Layer extraction, the second hot path: synthetic layers of 100,000 small files and of a
 //! few large files, plain, gzip and zstd, extracted as overlay layers into fresh directories
 //! (under `$BERTH_BENCH_DIR`, default the temp dir; point it at the filesystem that matters).
+//! `gzip-serial` writes on the parsing thread alone, to show what the parallel workers of
+//! [`extract_layer`] gain.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use berth_overlay::extract::{extract_layer, Compression, ExtractOptions, Mode};
+use berth_overlay::extract::{
+    extract_layer, extract_layer_with_workers, Compression, ExtractOptions, Mode,
+};
 use berth_overlay::synth;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
@@ -19,10 +23,11 @@ fn run(c: &mut Criterion, group: &str, tar: &[u8]) {
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));
     g.throughput(Throughput::Bytes(tar.len() as u64));
-    for (name, comp) in [
-        ("tar", Compression::None),
-        ("gzip", Compression::Gzip),
-        ("zstd", Compression::Zstd),
+    for (name, comp, serial) in [
+        ("tar", Compression::None, false),
+        ("gzip", Compression::Gzip, false),
+        ("gzip-serial", Compression::Gzip, true),
+        ("zstd", Compression::Zstd, false),
     ] {
         let blob = synth::compress(tar, comp).unwrap();
         let opts = ExtractOptions {
@@ -34,7 +39,11 @@ fn run(c: &mut Criterion, group: &str, tar: &[u8]) {
                 tempfile_dir,
                 |dir| {
                     let reader = berth_overlay::extract::decompress(&blob[..], comp).unwrap();
-                    extract_layer(reader, &dir.0, &opts).unwrap();
+                    if serial {
+                        extract_layer_with_workers(reader, &dir.0, &opts, 0).unwrap();
+                    } else {
+                        extract_layer(reader, &dir.0, &opts).unwrap();
+                    }
                     dir // removed outside the measurement
                 },
                 BatchSize::PerIteration,

@@ -1,11 +1,30 @@
 //! Applies parsed tar members to a destination directory, resolving every path inside it
 //! through directory file descriptors.
+//!
+//! The [`Extractor`] runs on one thread (the coordinator): it parses, resolves parent
+//! directories, creates directories and tracks what the layer has put where. Regular files,
+//! symlinks, device nodes, FIFOs and hardlinks become [`Job`]s that worker threads
+//! ([`super::pool`]) apply in parallel, all jobs of one parent directory on the same worker in
+//! archive order. Whenever an entry depends on what a queued job does, the coordinator waits:
+//!
+//! - an entry whose name this layer already used (replaced later, a directory entry after its
+//!   contents that changes what new files inherit), whose parent path passes through a symlink
+//!   or a non-directory of this layer, a whiteout or an opaque marker, or the root: every
+//!   worker is drained first and the entry is applied on the coordinator, exactly as a serial
+//!   extraction would;
+//! - a hardlink to an inode a different worker created or last linked (a hardlink sets the
+//!   shared inode's metadata): that worker is drained up to that job (on the same worker the
+//!   hardlink is simply queued after it).
+//!
+//! Directory times and deferred modes are set at the end, after every worker has finished.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::io;
+use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
 
 use rustix::fs::Timespec;
 use rustix::fs::{
@@ -13,8 +32,9 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
+use super::pool::Pool;
 use super::tar::{Entry, Kind, Source, TarReader, Time};
-use super::{ExtractOptions, ExtractStats, Mode as LayerMode};
+use super::{Chunk, ExtractOptions, ExtractStats, Mode as LayerMode};
 use crate::error::{Error, Result};
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -23,6 +43,11 @@ const MAX_NOTICES: usize = 64;
 const DIR_CACHE_MAX: usize = 256;
 const PATH_MAX: usize = 4095;
 const NAME_MAX: usize = 255;
+/// Files larger than this are written by the coordinator straight from the stream instead of
+/// being queued (their data would pin too many stream buffers).
+const JOB_FILE_MAX: u64 = 1 << 20;
+/// `Seen::Other::worker` of an entry applied on the coordinator.
+const INLINE: usize = usize::MAX;
 
 /// Opens the destination directory.
 pub(super) fn open_root(dest: &Path) -> Result<OwnedFd> {
@@ -66,6 +91,26 @@ pub(crate) fn normalize(path: &[u8]) -> std::result::Result<Vec<u8>, &'static st
     Ok(out)
 }
 
+/// Where the last component of the normalised name lies in the member's name as stored
+/// (trailing slashes and `.` components skipped).
+fn last_component(path: &[u8]) -> Range<usize> {
+    let mut end = path.len();
+    loop {
+        while end > 0 && path[end - 1] == b'/' {
+            end -= 1;
+        }
+        let start = path[..end]
+            .iter()
+            .rposition(|&b| b == b'/')
+            .map_or(0, |i| i + 1);
+        if start > 0 && &path[start..end] == b"." {
+            end = start;
+            continue;
+        }
+        return start..end;
+    }
+}
+
 /// Splits `a/b/c` into (`a/b`, `c`).
 fn split(key: &[u8]) -> (&[u8], &[u8]) {
     match key.iter().rposition(|&b| b == b'/') {
@@ -104,10 +149,30 @@ fn times(e: &Entry) -> Timestamps {
 }
 
 /// An open directory of the destination.
-struct Dir {
+pub(super) struct Dir {
     fd: OwnedFd,
     /// New entries inherit its group (and directories its setgid bit).
     setgid: bool,
+    /// Its inode number: jobs are spread over the workers by directory.
+    ino: u64,
+    /// Reached from the destination without passing through a symlink, so its path names it
+    /// and no other path does.
+    plain: bool,
+    /// The worker its jobs go to, once chosen (set and read by the coordinator only).
+    worker: OnceLock<usize>,
+}
+
+impl Dir {
+    fn open(fd: OwnedFd, plain: bool) -> rustix::io::Result<Dir> {
+        let st = rfs::fstat(&fd)?;
+        Ok(Dir {
+            fd,
+            setgid: st.st_mode & 0o2000 != 0,
+            ino: st.st_ino,
+            plain,
+            worker: OnceLock::new(),
+        })
+    }
 }
 
 /// Where to apply metadata: an open fd, or a name in a directory (symlinks, devices, FIFOs).
@@ -117,27 +182,51 @@ enum Target<'a> {
     At(BorrowedFd<'a>, &'a [u8]),
 }
 
-/// The writer: one per layer.
-pub(super) struct Extractor<'o> {
-    root: Rc<Dir>,
-    opts: &'o ExtractOptions,
-    /// Open parent directories by normalised path.
-    dirs: HashMap<Vec<u8>, Rc<Dir>>,
-    /// Flatten mode: every path this layer put in the tree (its entries and their parents),
-    /// so whiteouts and opaque markers only remove what lower layers provided.
-    in_layer: HashSet<Vec<u8>>,
-    last_parent: Vec<u8>,
-    /// Directory times, applied after everything is written.
-    dir_times: Vec<(Vec<u8>, Timestamps)>,
-    /// Final modes of directories kept writable during an unprivileged extraction.
-    deferred_modes: Vec<(Vec<u8>, u32)>,
+/// One entry to apply (by a worker, or by the coordinator): its member, its resolved parent
+/// and what to create there.
+pub(super) struct Job {
+    /// Position of the entry in the archive (1-based), to report the first failure.
+    pub(super) index: u64,
+    entry: Entry,
+    parent: Arc<Dir>,
+    /// The final name: this range of `entry.path`.
+    name: Range<usize>,
+    op: Op,
+}
+
+/// A file's data: slices of the stream's shared buffers (no copy), or a copy.
+enum Data {
+    Empty,
+    One(Arc<Chunk>, Range<usize>),
+    Many(Vec<(Arc<Chunk>, Range<usize>)>),
+    Owned(Vec<u8>),
+}
+
+enum Op {
+    /// A regular file with its (non-sparse) data.
+    File(Data),
+    Symlink,
+    /// A character or block device or a FIFO.
+    Node,
+    /// A hardlink to `name` in `dir`.
+    Hardlink {
+        dir: Arc<Dir>,
+        name: Vec<u8>,
+    },
+}
+
+/// Per-thread state to apply entries: the options, the extracting identity and counters. The
+/// coordinator has one and every worker its own.
+pub(super) struct Ctx {
+    opts: Arc<ExtractOptions>,
     stats: ExtractStats,
     euid: u32,
     egid: u32,
     umask: u32,
     /// Cleared (with a notice) when a rootless extraction may not chown.
     chown: bool,
-    total_size: u64,
+    /// Something was removed: the coordinator forgets its cached directories.
+    removed: bool,
 }
 
 fn current_umask() -> u32 {
@@ -154,302 +243,105 @@ fn current_umask() -> u32 {
     0o777 // unknown: always chmod
 }
 
-impl<'o> Extractor<'o> {
-    pub(super) fn new(root: OwnedFd, opts: &'o ExtractOptions) -> Result<Self> {
-        let st = rfs::fstat(&root).map_err(|e| Error::io("<destination>", "fstat", e))?;
-        Ok(Extractor {
-            root: Rc::new(Dir {
-                fd: root,
-                setgid: st.st_mode & 0o2000 != 0,
-            }),
-            opts,
-            dirs: HashMap::new(),
-            in_layer: HashSet::new(),
-            last_parent: vec![0],
-            dir_times: Vec::new(),
-            deferred_modes: Vec::new(),
+fn io_err<'e>(e: &'e Entry, op: &'static str) -> impl Fn(Errno) -> Error + 'e {
+    move |errno| Error::EntryIo {
+        entry: e.display_name(),
+        op,
+        source: errno.into(),
+    }
+}
+
+/// Adds a worker's counters and notices to the coordinator's.
+fn merge(into: &mut ExtractStats, from: ExtractStats) {
+    into.entries += from.entries;
+    into.files += from.files;
+    into.dirs += from.dirs;
+    into.symlinks += from.symlinks;
+    into.hardlinks += from.hardlinks;
+    into.devices += from.devices;
+    into.fifos += from.fifos;
+    into.whiteouts += from.whiteouts;
+    into.opaques += from.opaques;
+    into.skipped += from.skipped;
+    into.data_bytes += from.data_bytes;
+    for n in from.notices {
+        if into.notices.len() < MAX_NOTICES {
+            into.notices.push(n);
+        }
+    }
+}
+
+impl Ctx {
+    fn new(opts: &ExtractOptions) -> Ctx {
+        Ctx {
+            opts: Arc::new(opts.clone()),
             stats: ExtractStats::default(),
             euid: rustix::process::geteuid().as_raw(),
             egid: rustix::process::getegid().as_raw(),
             umask: current_umask(),
             chown: true,
-            total_size: 0,
-        })
+            removed: false,
+        }
+    }
+
+    /// A context for a worker thread: the same options and identity, its own counters.
+    pub(super) fn for_worker(&self) -> Ctx {
+        Ctx {
+            opts: Arc::clone(&self.opts),
+            stats: ExtractStats::default(),
+            euid: self.euid,
+            egid: self.egid,
+            umask: self.umask,
+            chown: self.chown,
+            removed: false,
+        }
+    }
+
+    /// The counters and notices gathered.
+    pub(super) fn into_stats(self) -> ExtractStats {
+        self.stats
     }
 
     /// Records a notice (logged, and kept in the stats up to a bound).
-    pub(super) fn notice(&mut self, msg: String) {
+    fn notice(&mut self, msg: String) {
         tracing::warn!("{msg}");
         if self.stats.notices.len() < MAX_NOTICES {
             self.stats.notices.push(msg);
         }
     }
 
-    fn flatten(&self) -> bool {
-        self.opts.mode == LayerMode::Flatten
-    }
-
-    /// Applies every member of the archive.
-    pub(super) fn run<S: Source>(&mut self, tar: &mut TarReader<S>) -> Result<()> {
-        while let Some(entry) = tar.next_entry()? {
-            self.stats.entries += 1;
-            if self.stats.entries > self.opts.limits.max_entries {
-                return Err(Error::Entry {
-                    entry: entry.display_name(),
-                    reason: format!(
-                        "the layer has more than {} entries",
-                        self.opts.limits.max_entries
-                    ),
-                });
-            }
-            self.entry(&entry, tar)?;
-        }
-        Ok(())
-    }
-
-    /// Fixes directory times, syncs, and returns the stats (or the run's error).
-    pub(super) fn finish(&mut self, res: Result<()>) -> Result<ExtractStats> {
-        res?;
-        let modes = std::mem::take(&mut self.deferred_modes);
-        for (key, mode) in modes.iter().rev() {
-            let fd = if key.is_empty() {
-                None
-            } else {
-                match self.open_existing_dir(key) {
-                    Some(fd) => Some(fd),
-                    None => continue,
-                }
-            };
-            let fd = fd.as_ref().unwrap_or(&self.root.fd);
-            rfs::fchmod(fd, Mode::from_raw_mode(*mode)).map_err(|e| Error::EntryIo {
-                entry: String::from_utf8_lossy(key).into_owned(),
-                op: "chmod",
-                source: e.into(),
-            })?;
-        }
-        let times = std::mem::take(&mut self.dir_times);
-        for (key, t) in times.iter().rev() {
-            let fd = if key.is_empty() {
-                None
-            } else {
-                match self.open_existing_dir(key) {
-                    Some(fd) => Some(fd),
-                    None => continue,
-                }
-            };
-            let r = match &fd {
-                Some(fd) => rfs::futimens(fd, t),
-                None => rfs::futimens(&self.root.fd, t),
-            };
-            r.map_err(|e| Error::EntryIo {
-                entry: String::from_utf8_lossy(key).into_owned(),
-                op: "set directory times",
-                source: e.into(),
-            })?;
-        }
-        if self.opts.sync {
-            rfs::syncfs(&self.root.fd).map_err(|e| Error::io("<destination>", "syncfs", e))?;
-        }
-        self.dirs.clear();
-        Ok(std::mem::take(&mut self.stats))
-    }
-
-    /// Opens a directory of the destination for the final fix-ups; `None` if a later entry
-    /// replaced or removed it.
-    fn open_existing_dir(&self, key: &[u8]) -> Option<OwnedFd> {
-        rfs::openat2(
-            &self.root.fd,
-            key,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-            resolve_flags(),
-        )
-        .ok()
-    }
-
-    fn entry<S: Source>(&mut self, e: &Entry, tar: &mut TarReader<S>) -> Result<()> {
-        let name_err = |reason: &str| Error::Entry {
-            entry: e.display_name(),
-            reason: reason.to_string(),
-        };
-        let key = normalize(&e.path).map_err(name_err)?;
-        if e.kind == Kind::Regular {
-            if e.real_size > self.opts.limits.max_file_size {
-                return Err(name_err(&format!(
-                    "file size {} exceeds the limit of {} bytes",
-                    e.real_size, self.opts.limits.max_file_size
-                )));
-            }
-            self.total_size = self.total_size.saturating_add(e.real_size);
-            if self.total_size > self.opts.limits.max_total_size {
-                return Err(name_err(&format!(
-                    "the layer's files exceed {} bytes in total",
-                    self.opts.limits.max_total_size
-                )));
-            }
-        }
-        if key.is_empty() {
-            // The root itself ("./"): only a directory may describe it.
-            if e.kind == Kind::Dir {
-                let root = Rc::clone(&self.root);
-                let mode_now = self.dir_mode_now(e, b"");
-                self.metadata_mode(e, Target::Fd(root.fd.as_fd()), true, false, mode_now)?;
-                self.dir_times.push((Vec::new(), times(e)));
-                self.stats.dirs += 1;
-                return Ok(());
-            }
-            return Err(name_err("only a directory may replace the root"));
-        }
-        let (parent_key, name) = split(&key);
-        if let Some(target) = name.strip_prefix(WHITEOUT_PREFIX) {
-            return self.whiteout(e, parent_key, name, target);
-        }
-        let parent = self.dir(parent_key, true, e)?;
-        if self.flatten() {
-            self.mark_in_layer(parent_key, &key);
-        }
-        match e.kind {
-            Kind::Dir => self.mkdir(e, &key, &parent, name),
-            Kind::Regular => self.file(e, &parent, name, tar),
-            Kind::Symlink => self.symlink(e, &parent, name),
-            Kind::Hardlink => self.hardlink(e, &parent, name),
-            Kind::Char | Kind::Block | Kind::Fifo => self.node(e, &parent, name),
-        }
-    }
-
-    /// Records `key` and its parents as present in this layer.
-    fn mark_in_layer(&mut self, parent_key: &[u8], key: &[u8]) {
-        if parent_key != self.last_parent.as_slice() {
-            self.mark_dir_in_layer(parent_key);
-            self.last_parent.clear();
-            self.last_parent.extend_from_slice(parent_key);
-        }
-        self.in_layer.insert(key.to_vec());
-    }
-
-    /// Records the directory `key` and its parents as present in this layer.
-    fn mark_dir_in_layer(&mut self, key: &[u8]) {
-        let mut p = key;
-        while !p.is_empty() && self.in_layer.insert(p.to_vec()) {
-            p = split(p).0;
-        }
-    }
-
-    fn io_err<'e>(e: &'e Entry, op: &'static str) -> impl Fn(Errno) -> Error + 'e {
-        move |errno| Error::EntryIo {
-            entry: e.display_name(),
+    /// Applies one job.
+    pub(super) fn apply(&mut self, job: Job) -> Result<()> {
+        let Job {
+            entry: e,
+            parent,
+            name,
             op,
-            source: errno.into(),
-        }
-    }
-
-    /// The open directory `key` of the destination, resolved inside it (symlinks included,
-    /// clamped to the destination). Missing directories are created when `create`.
-    fn dir(&mut self, key: &[u8], create: bool, e: &Entry) -> Result<Rc<Dir>> {
-        if key.is_empty() {
-            return Ok(Rc::clone(&self.root));
-        }
-        if let Some(d) = self.dirs.get(key) {
-            return Ok(Rc::clone(d));
-        }
-        let mut created = false;
-        let fd = loop {
-            match rfs::openat2(
-                &self.root.fd,
-                key,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-                resolve_flags(),
-            ) {
-                Ok(fd) => break fd,
-                Err(Errno::NOENT) if create && !created => {
-                    let (pkey, name) = split(key);
-                    let parent = self.dir(pkey, true, e)?;
-                    match rfs::mkdirat(&parent.fd, name, Mode::from_raw_mode(0o755)) {
-                        Ok(()) => {
-                            let fd = rfs::openat(
-                                &parent.fd,
-                                name,
-                                OFlags::RDONLY
-                                    | OFlags::DIRECTORY
-                                    | OFlags::NOFOLLOW
-                                    | OFlags::CLOEXEC,
-                                Mode::empty(),
-                            )
-                            .map_err(Self::io_err(e, "open a created parent directory"))?;
-                            self.implicit_dir_owner(e, &fd, parent.setgid)?;
-                        }
-                        Err(Errno::EXIST) => {}
-                        Err(errno) => {
-                            return Err(Self::io_err(e, "create a parent directory")(errno))
+            ..
+        } = job;
+        let name = &e.path[name];
+        match op {
+            Op::File(data) => {
+                let fd = self.create_file(&e, &parent, name)?;
+                match &data {
+                    Data::Empty => {}
+                    Data::One(buf, r) => write_all(&fd, &buf.bytes()[r.clone()], &e)?,
+                    Data::Many(segs) => {
+                        for (buf, r) in segs {
+                            write_all(&fd, &buf.bytes()[r.clone()], &e)?;
                         }
                     }
-                    created = true;
+                    Data::Owned(v) => write_all(&fd, v, &e)?,
                 }
-                Err(Errno::AGAIN | Errno::INTR) => {}
-                Err(Errno::NOENT) if !create => {
-                    return Err(Error::Entry {
-                        entry: e.display_name(),
-                        reason: format!(
-                            "directory {:?} does not exist",
-                            String::from_utf8_lossy(key)
-                        ),
-                    })
-                }
-                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => {
-                    return Err(Error::Entry {
-                        entry: e.display_name(),
-                        reason: format!(
-                            "parent {:?} is not a directory inside the destination",
-                            String::from_utf8_lossy(key)
-                        ),
-                    })
-                }
-                Err(Errno::XDEV) => {
-                    return Err(Error::Entry {
-                        entry: e.display_name(),
-                        reason: format!(
-                            "parent {:?} crosses a mount",
-                            String::from_utf8_lossy(key)
-                        ),
-                    })
-                }
-                Err(errno) => return Err(Self::io_err(e, "open the parent directory")(errno)),
+                // The stream buffer goes back to the reader as soon as possible.
+                drop(data);
+                self.stats.data_bytes += e.real_size;
+                self.finish_file(&e, &parent, &fd)
             }
-        };
-        let st = rfs::fstat(&fd).map_err(Self::io_err(e, "fstat a parent directory"))?;
-        let d = Rc::new(Dir {
-            fd,
-            setgid: st.st_mode & 0o2000 != 0,
-        });
-        self.cache(key.to_vec(), Rc::clone(&d));
-        Ok(d)
-    }
-
-    fn cache(&mut self, key: Vec<u8>, d: Rc<Dir>) {
-        if self.dirs.len() >= DIR_CACHE_MAX {
-            self.dirs.clear();
+            Op::Symlink => self.symlink(&e, &parent, name),
+            Op::Node => self.node(&e, &parent, name),
+            Op::Hardlink { dir, name: tname } => self.hardlink(&e, &dir, &tname, &parent, name),
         }
-        self.dirs.insert(key, d);
-    }
-
-    /// Forgets every cached directory (after something was removed or replaced, any cached
-    /// path may now resolve elsewhere).
-    fn invalidate(&mut self) {
-        self.dirs.clear();
-    }
-
-    /// A parent directory created because the archive lacks its entry: root-owned 0755.
-    fn implicit_dir_owner(&mut self, e: &Entry, fd: &OwnedFd, parent_setgid: bool) -> Result<()> {
-        let (uid, gid) = self.map_owner(e, 0, 0)?;
-        if self.chown && (uid != self.euid || gid != self.egid || parent_setgid) {
-            self.chown_target(e, Target::Fd(fd.as_fd()), uid, gid)?;
-        }
-        if self.umask & 0o755 != 0 || parent_setgid {
-            rfs::fchmod(fd, Mode::from_raw_mode(0o755))
-                .map_err(Self::io_err(e, "chmod a created parent directory"))?;
-        }
-        Ok(())
     }
 
     fn map_owner(&self, e: &Entry, uid: u64, gid: u64) -> Result<(u32, u32)> {
@@ -488,8 +380,21 @@ impl<'o> Extractor<'o> {
                 ));
                 Ok(())
             }
-            Err(errno) => Err(Self::io_err(e, "chown")(errno)),
+            Err(errno) => Err(io_err(e, "chown")(errno)),
         }
+    }
+
+    /// A parent directory created because the archive lacks its entry: root-owned 0755.
+    fn implicit_dir_owner(&mut self, e: &Entry, fd: &OwnedFd, parent_setgid: bool) -> Result<()> {
+        let (uid, gid) = self.map_owner(e, 0, 0)?;
+        if self.chown && (uid != self.euid || gid != self.egid || parent_setgid) {
+            self.chown_target(e, Target::Fd(fd.as_fd()), uid, gid)?;
+        }
+        if self.umask & 0o755 != 0 || parent_setgid {
+            rfs::fchmod(fd, Mode::from_raw_mode(0o755))
+                .map_err(io_err(e, "chmod a created parent directory"))?;
+        }
+        Ok(())
     }
 
     /// Ownership, mode and xattrs, in that order (chown clears setuid bits and
@@ -505,7 +410,8 @@ impl<'o> Extractor<'o> {
     }
 
     /// [`Self::metadata`] with the mode to set now (a directory an unprivileged extraction
-    /// could not write into gets its real mode at the end).
+    /// could not write into gets its real mode at the end). A new entry owned by the
+    /// extracting user, and a mode the umask left as wanted, cost no system call.
     fn metadata_mode(
         &mut self,
         e: &Entry,
@@ -537,7 +443,7 @@ impl<'o> Extractor<'o> {
                     }
                 }
             };
-            r.map_err(Self::io_err(e, "chmod"))?;
+            r.map_err(io_err(e, "chmod"))?;
         }
         self.xattrs(e, t)
     }
@@ -587,7 +493,7 @@ impl<'o> Extractor<'o> {
                         String::from_utf8_lossy(name)
                     ));
                 }
-                Err(errno) => return Err(Self::io_err(e, "set an xattr")(errno)),
+                Err(errno) => return Err(io_err(e, "set an xattr")(errno)),
             }
         }
         Ok(())
@@ -595,89 +501,29 @@ impl<'o> Extractor<'o> {
 
     /// Removes whatever is at `name` (a directory with all its contents).
     fn remove(&mut self, e: &Entry, dir: BorrowedFd<'_>, name: &[u8]) -> Result<()> {
-        self.invalidate();
-        remove_all(dir, name).map_err(Self::io_err(e, "remove an existing entry"))
+        self.removed = true;
+        remove_all(dir, name).map_err(io_err(e, "remove an existing entry"))
     }
 
-    /// The mode a directory gets while the layer is extracted: without privileges, one we
-    /// could not write into gets u+rwx until [`Self::finish`] sets its real mode.
-    fn dir_mode_now(&mut self, e: &Entry, key: &[u8]) -> u32 {
-        if self.euid != 0 && e.mode & 0o700 != 0o700 {
-            self.deferred_modes.push((key.to_vec(), e.mode));
-            e.mode | 0o700
-        } else {
-            e.mode
-        }
-    }
-
-    fn mkdir(&mut self, e: &Entry, key: &[u8], parent: &Dir, name: &[u8]) -> Result<()> {
-        let mode_now = self.dir_mode_now(e, key);
-        let mode = Mode::from_raw_mode(mode_now & 0o777);
-        let mut existing = false;
-        match rfs::mkdirat(&parent.fd, name, mode) {
-            Ok(()) => {}
-            Err(Errno::EXIST) => {
-                let st = rfs::statat(&parent.fd, name, AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(Self::io_err(e, "stat an existing entry"))?;
-                if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                    existing = true;
-                } else {
-                    self.remove(e, parent.fd.as_fd(), name)?;
-                    rfs::mkdirat(&parent.fd, name, mode).map_err(Self::io_err(e, "mkdir"))?;
-                }
-            }
-            Err(errno) => return Err(Self::io_err(e, "mkdir")(errno)),
-        }
-        let fd = rfs::openat(
-            &parent.fd,
-            name,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(Self::io_err(e, "open the new directory"))?;
-        self.metadata_mode(e, Target::Fd(fd.as_fd()), existing, parent.setgid, mode_now)?;
-        self.dir_times.push((key.to_vec(), times(e)));
-        self.stats.dirs += 1;
-        self.cache(
-            key.to_vec(),
-            Rc::new(Dir {
-                fd,
-                setgid: e.mode & 0o2000 != 0,
-            }),
-        );
-        Ok(())
-    }
-
-    fn file<S: Source>(
-        &mut self,
-        e: &Entry,
-        parent: &Dir,
-        name: &[u8],
-        tar: &mut TarReader<S>,
-    ) -> Result<()> {
+    /// Creates the regular file `name` in `parent`, replacing what is there.
+    fn create_file(&mut self, e: &Entry, parent: &Dir, name: &[u8]) -> Result<OwnedFd> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mode = Mode::from_raw_mode(e.mode & 0o777);
-        let fd = match rfs::openat(&parent.fd, name, flags, mode) {
-            Ok(fd) => fd,
+        match rfs::openat(&parent.fd, name, flags, mode) {
+            Ok(fd) => Ok(fd),
             Err(Errno::EXIST) => {
                 self.remove(e, parent.fd.as_fd(), name)?;
-                rfs::openat(&parent.fd, name, flags, mode).map_err(Self::io_err(e, "create"))?
+                rfs::openat(&parent.fd, name, flags, mode).map_err(io_err(e, "create"))
             }
-            Err(errno) => return Err(Self::io_err(e, "create")(errno)),
-        };
-        match &e.sparse {
-            None => copy_data(tar, &fd, None, e)?,
-            Some(map) => {
-                for &(off, len) in map {
-                    copy_data(tar, &fd, Some((off, len)), e)?;
-                }
-                rfs::ftruncate(&fd, e.real_size).map_err(Self::io_err(e, "truncate"))?;
-            }
+            Err(errno) => Err(io_err(e, "create")(errno)),
         }
-        self.stats.data_bytes += e.real_size;
+    }
+
+    /// Metadata and times of a written file.
+    fn finish_file(&mut self, e: &Entry, parent: &Dir, fd: &OwnedFd) -> Result<()> {
         self.metadata(e, Target::Fd(fd.as_fd()), false, parent.setgid)?;
-        rfs::futimens(&fd, &times(e)).map_err(Self::io_err(e, "set times"))?;
+        rfs::futimens(fd, &times(e)).map_err(io_err(e, "set times"))?;
         self.stats.files += 1;
         Ok(())
     }
@@ -694,35 +540,29 @@ impl<'o> Extractor<'o> {
             Err(Errno::EXIST) => {
                 self.remove(e, parent.fd.as_fd(), name)?;
                 rfs::symlinkat(e.link.as_slice(), &parent.fd, name)
-                    .map_err(Self::io_err(e, "symlink"))?;
+                    .map_err(io_err(e, "symlink"))?;
             }
-            Err(errno) => return Err(Self::io_err(e, "symlink")(errno)),
+            Err(errno) => return Err(io_err(e, "symlink")(errno)),
         }
         self.metadata(e, Target::At(parent.fd.as_fd(), name), false, parent.setgid)?;
         rfs::utimensat(&parent.fd, name, &times(e), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(Self::io_err(e, "set times"))?;
+            .map_err(io_err(e, "set times"))?;
         self.stats.symlinks += 1;
         Ok(())
     }
 
-    fn hardlink(&mut self, e: &Entry, parent: &Dir, name: &[u8]) -> Result<()> {
-        let target = normalize(&e.link).map_err(|r| Error::Entry {
-            entry: e.display_name(),
-            reason: format!(
-                "hardlink target {:?}: {r}",
-                String::from_utf8_lossy(&e.link)
-            ),
-        })?;
-        if target.is_empty() {
-            return Err(Error::Entry {
-                entry: e.display_name(),
-                reason: "hardlink to the root".into(),
-            });
-        }
-        let (tkey, tname) = split(&target);
-        let tdir = self.dir(tkey, false, e)?;
-        let link = |tdir: &Dir| rfs::linkat(&tdir.fd, tname, &parent.fd, name, AtFlags::empty());
-        match link(&tdir) {
+    /// Links `name` in `parent` to `tname` in `tdir` (never following `tname`), then applies
+    /// the link entry's header to the shared inode.
+    fn hardlink(
+        &mut self,
+        e: &Entry,
+        tdir: &Dir,
+        tname: &[u8],
+        parent: &Dir,
+        name: &[u8],
+    ) -> Result<()> {
+        let link = || rfs::linkat(&tdir.fd, tname, &parent.fd, name, AtFlags::empty());
+        match link() {
             Ok(()) => {}
             Err(Errno::EXIST) => {
                 let a = rfs::statat(&tdir.fd, tname, AtFlags::SYMLINK_NOFOLLOW);
@@ -730,8 +570,7 @@ impl<'o> Extractor<'o> {
                 let same = matches!((&a, &b), (Ok(a), Ok(b)) if a.st_ino == b.st_ino && a.st_dev == b.st_dev);
                 if !same {
                     self.remove(e, parent.fd.as_fd(), name)?;
-                    let tdir = self.dir(tkey, false, e)?;
-                    link(&tdir).map_err(Self::io_err(e, "hardlink"))?;
+                    link().map_err(io_err(e, "hardlink"))?;
                 }
             }
             Err(Errno::NOENT) => {
@@ -743,12 +582,12 @@ impl<'o> Extractor<'o> {
                     ),
                 })
             }
-            Err(errno) => return Err(Self::io_err(e, "hardlink")(errno)),
+            Err(errno) => return Err(io_err(e, "hardlink")(errno)),
         }
         // The link entry's own header applies to the shared inode (owner, mode, xattrs,
         // mtime), as containerd and podman apply it: the last entry naming an inode wins.
-        let st = rfs::statat(&parent.fd, name, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(Self::io_err(e, "stat"))?;
+        let st =
+            rfs::statat(&parent.fd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(io_err(e, "stat"))?;
         let t = Target::At(parent.fd.as_fd(), name);
         if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
             // A hardlinked symlink: ownership only (no mode, no user xattrs on symlinks).
@@ -760,7 +599,7 @@ impl<'o> Extractor<'o> {
             self.metadata(e, t, true, parent.setgid)?;
         }
         rfs::utimensat(&parent.fd, name, &times(e), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(Self::io_err(e, "set times"))?;
+            .map_err(io_err(e, "set times"))?;
         self.stats.hardlinks += 1;
         Ok(())
     }
@@ -792,13 +631,13 @@ impl<'o> Extractor<'o> {
             Ok(()) => {}
             Err(Errno::EXIST) => {
                 self.remove(e, parent.fd.as_fd(), name)?;
-                rfs::mknodat(&parent.fd, name, ft, mode, dev).map_err(Self::io_err(e, "mknod"))?;
+                rfs::mknodat(&parent.fd, name, ft, mode, dev).map_err(io_err(e, "mknod"))?;
             }
-            Err(errno) => return Err(Self::io_err(e, "mknod")(errno)),
+            Err(errno) => return Err(io_err(e, "mknod")(errno)),
         }
         self.metadata(e, Target::At(parent.fd.as_fd(), name), false, parent.setgid)?;
         rfs::utimensat(&parent.fd, name, &times(e), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(Self::io_err(e, "set times"))?;
+            .map_err(io_err(e, "set times"))?;
         if ft == FileType::Fifo {
             self.stats.fifos += 1;
         } else {
@@ -806,11 +645,710 @@ impl<'o> Extractor<'o> {
         }
         Ok(())
     }
+}
+
+/// What this layer did with a name (parallel extraction only).
+#[derive(Clone, Copy)]
+enum Seen {
+    /// A directory: an entry, or a parent of one.
+    Dir,
+    /// Anything else, created by job `seq` of `worker` ([`INLINE`] when the coordinator did
+    /// it).
+    Other { worker: usize, seq: u64 },
+    /// A name of an inode that hardlinks share: `Extractor::links[i]` is the last job that
+    /// linked it (and so set its metadata).
+    Linked(usize),
+}
+
+/// A hasher for keys that already are keyed 64-bit hashes.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The coordinator: one per layer.
+pub(super) struct Extractor {
+    ctx: Ctx,
+    root: Arc<Dir>,
+    /// Open parent directories by normalised path.
+    dirs: HashMap<Vec<u8>, Arc<Dir>>,
+    /// Flatten mode: every path this layer put in the tree (its entries and their parents),
+    /// so whiteouts and opaque markers only remove what lower layers provided.
+    in_layer: HashSet<Vec<u8>>,
+    last_parent: Vec<u8>,
+    /// Directory times, applied after everything is written.
+    dir_times: Vec<(Vec<u8>, Timestamps)>,
+    /// Final modes of directories kept writable during an unprivileged extraction.
+    deferred_modes: Vec<(Vec<u8>, u32)>,
+    total_size: u64,
+    /// The workers, when extracting in parallel.
+    pool: Option<Pool>,
+    /// With workers: what this layer did with each name it used (entries, their parents and
+    /// hardlink targets), by a keyed hash of the name, to find the entries that depend on
+    /// queued jobs. Two names with the same 64-bit hash would only be ordered as one.
+    seen: HashMap<u64, Seen, BuildHasherDefault<PreHashed>>,
+    /// The key of `seen`'s hash.
+    seen_key: RandomState,
+    /// The last parent whose path was checked and recorded in `seen`.
+    checked_parent: Option<Vec<u8>>,
+    /// For each inode that hardlinks share, the worker and job of the last hardlink to it.
+    links: Vec<(usize, u64)>,
+    /// The worker of each directory (by inode) that had jobs.
+    workers_of_dirs: HashMap<u64, usize>,
+    /// Index (1-based) of the entry being applied.
+    index: u64,
+}
+
+impl Extractor {
+    /// An extractor writing beneath `root`, with `workers` worker threads (none: everything on
+    /// the calling thread). Workers are started on the calling thread, so they share its
+    /// Landlock confinement.
+    pub(super) fn new(root: OwnedFd, opts: &ExtractOptions, workers: usize) -> Result<Self> {
+        let root = Dir::open(root, true).map_err(|e| Error::io("<destination>", "fstat", e))?;
+        let ctx = Ctx::new(opts);
+        let pool = if workers > 0 {
+            Some(Pool::start(workers, &ctx)?)
+        } else {
+            None
+        };
+        Ok(Extractor {
+            ctx,
+            root: Arc::new(root),
+            dirs: HashMap::new(),
+            in_layer: HashSet::new(),
+            last_parent: vec![0],
+            dir_times: Vec::new(),
+            deferred_modes: Vec::new(),
+            total_size: 0,
+            pool,
+            seen: HashMap::default(),
+            seen_key: RandomState::new(),
+            checked_parent: None,
+            links: Vec::new(),
+            workers_of_dirs: HashMap::new(),
+            index: 0,
+        })
+    }
+
+    /// Records a notice (logged, and kept in the stats up to a bound).
+    pub(super) fn notice(&mut self, msg: String) {
+        self.ctx.notice(msg);
+    }
+
+    fn flatten(&self) -> bool {
+        self.ctx.opts.mode == LayerMode::Flatten
+    }
+
+    /// Applies every member of the archive (stopping early when a worker failed: its error is
+    /// reported by [`Self::finish`]).
+    pub(super) fn run<S: Source>(&mut self, tar: &mut TarReader<S>) -> Result<()> {
+        loop {
+            if self.pool.as_ref().and_then(Pool::failed).is_some() {
+                return Ok(());
+            }
+            self.index += 1;
+            let Some(entry) = tar.next_entry()? else {
+                return Ok(());
+            };
+            self.ctx.stats.entries += 1;
+            if self.ctx.stats.entries > self.ctx.opts.limits.max_entries {
+                return Err(Error::Entry {
+                    entry: entry.display_name(),
+                    reason: format!(
+                        "the layer has more than {} entries",
+                        self.ctx.opts.limits.max_entries
+                    ),
+                });
+            }
+            self.entry(entry, tar)?;
+        }
+    }
+
+    /// Waits for the workers, fixes directory times, syncs, and returns the stats, or the
+    /// error of the first entry (in archive order) that failed.
+    pub(super) fn finish(&mut self, res: Result<()>) -> Result<ExtractStats> {
+        let mut first = res.err().map(|e| (self.index, e));
+        if let Some(pool) = self.pool.take() {
+            for (stats, err) in pool.join() {
+                merge(&mut self.ctx.stats, stats);
+                if let Some((i, e)) = err {
+                    if first.as_ref().is_none_or(|(j, _)| i < *j) {
+                        first = Some((i, e));
+                    }
+                }
+            }
+        }
+        if let Some((_, e)) = first {
+            return Err(e);
+        }
+        let modes = std::mem::take(&mut self.deferred_modes);
+        for (key, mode) in modes.iter().rev() {
+            let fd = if key.is_empty() {
+                None
+            } else {
+                match self.open_existing_dir(key) {
+                    Some(fd) => Some(fd),
+                    None => continue,
+                }
+            };
+            let fd = fd.as_ref().unwrap_or(&self.root.fd);
+            rfs::fchmod(fd, Mode::from_raw_mode(*mode)).map_err(|e| Error::EntryIo {
+                entry: String::from_utf8_lossy(key).into_owned(),
+                op: "chmod",
+                source: e.into(),
+            })?;
+        }
+        let times = std::mem::take(&mut self.dir_times);
+        for (key, t) in times.iter().rev() {
+            let fd = if key.is_empty() {
+                None
+            } else {
+                match self.open_existing_dir(key) {
+                    Some(fd) => Some(fd),
+                    None => continue,
+                }
+            };
+            let r = match &fd {
+                Some(fd) => rfs::futimens(fd, t),
+                None => rfs::futimens(&self.root.fd, t),
+            };
+            r.map_err(|e| Error::EntryIo {
+                entry: String::from_utf8_lossy(key).into_owned(),
+                op: "set directory times",
+                source: e.into(),
+            })?;
+        }
+        if self.ctx.opts.sync {
+            rfs::syncfs(&self.root.fd).map_err(|e| Error::io("<destination>", "syncfs", e))?;
+        }
+        self.dirs.clear();
+        Ok(std::mem::take(&mut self.ctx.stats))
+    }
+
+    /// Opens a directory of the destination for the final fix-ups; `None` if a later entry
+    /// replaced or removed it.
+    fn open_existing_dir(&self, key: &[u8]) -> Option<OwnedFd> {
+        rfs::openat2(
+            &self.root.fd,
+            key,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve_flags(),
+        )
+        .ok()
+    }
+
+    /// Waits until every queued job is applied; cached directories are forgotten (a job may
+    /// have replaced a directory of a lower layer).
+    fn barrier(&mut self) {
+        if let Some(pool) = &self.pool {
+            pool.barrier();
+            self.invalidate();
+            self.checked_parent = None;
+        }
+    }
+
+    /// The worker for jobs in `dir`: the one its inode was first given to, the least busy
+    /// one then (a directory's jobs stay on one worker: creating entries in one directory
+    /// from two threads only contends for its lock).
+    fn worker_for(&mut self, dir: &Dir) -> usize {
+        if let Some(&w) = dir.worker.get() {
+            return w;
+        }
+        let pool = self.pool.as_ref().expect("parallel extraction");
+        let w = *self
+            .workers_of_dirs
+            .entry(dir.ino)
+            .or_insert_with(|| pool.least_busy());
+        let _ = dir.worker.set(w);
+        w
+    }
+
+    fn seen(&self, key: &[u8]) -> Option<Seen> {
+        self.seen.get(&self.seen_key.hash_one(key)).copied()
+    }
+
+    fn set_seen(&mut self, key: &[u8], s: Seen) {
+        let h = self.seen_key.hash_one(key);
+        self.seen.insert(h, s);
+    }
+
+    /// Whether `key` or one of its parents is a non-directory this layer created (a queued
+    /// job may not have created it yet).
+    fn prefix_hazard(&self, key: &[u8]) -> bool {
+        let mut p = key;
+        while !p.is_empty() {
+            if matches!(self.seen(p), Some(Seen::Other { .. } | Seen::Linked(_))) {
+                return true;
+            }
+            p = split(p).0;
+        }
+        false
+    }
+
+    /// Records `key` and its parents as directories of this layer.
+    fn mark_seen_dirs(&mut self, key: &[u8]) {
+        let mut p = key;
+        while !p.is_empty() {
+            let h = self.seen_key.hash_one(p);
+            if self.seen.contains_key(&h) {
+                break;
+            }
+            self.seen.insert(h, Seen::Dir);
+            p = split(p).0;
+        }
+    }
+
+    fn entry<S: Source>(&mut self, e: Entry, tar: &mut TarReader<S>) -> Result<()> {
+        let name_err = |reason: &str| Error::Entry {
+            entry: e.display_name(),
+            reason: reason.to_string(),
+        };
+        let key = normalize(&e.path).map_err(name_err)?;
+        if e.kind == Kind::Regular {
+            if e.real_size > self.ctx.opts.limits.max_file_size {
+                return Err(name_err(&format!(
+                    "file size {} exceeds the limit of {} bytes",
+                    e.real_size, self.ctx.opts.limits.max_file_size
+                )));
+            }
+            self.total_size = self.total_size.saturating_add(e.real_size);
+            if self.total_size > self.ctx.opts.limits.max_total_size {
+                return Err(name_err(&format!(
+                    "the layer's files exceed {} bytes in total",
+                    self.ctx.opts.limits.max_total_size
+                )));
+            }
+        }
+        if key.is_empty() {
+            // The root itself ("./"): only a directory may describe it.
+            if e.kind == Kind::Dir {
+                self.barrier();
+                let root = Arc::clone(&self.root);
+                let mode_now = self.dir_mode_now(&e, b"");
+                self.ctx
+                    .metadata_mode(&e, Target::Fd(root.fd.as_fd()), true, false, mode_now)?;
+                self.dir_times.push((Vec::new(), times(&e)));
+                self.ctx.stats.dirs += 1;
+                return Ok(());
+            }
+            return Err(name_err("only a directory may replace the root"));
+        }
+        let (parent_key, name) = split(&key);
+        if let Some(target) = name.strip_prefix(WHITEOUT_PREFIX) {
+            self.barrier();
+            return self.whiteout(&e, parent_key, name, target);
+        }
+        let parallel = self.pool.is_some();
+        if parallel && self.checked_parent.as_deref() != Some(parent_key) {
+            if self.prefix_hazard(parent_key) {
+                self.barrier();
+            }
+            self.mark_seen_dirs(parent_key);
+            self.checked_parent = Some(parent_key.to_vec());
+        }
+        let parent = self.dir(parent_key, true, &e)?;
+        if self.flatten() {
+            self.mark_in_layer(parent_key, &key);
+        }
+        if !parallel {
+            return self.apply_here(e, &key, &parent, tar);
+        }
+        let hazard = !parent.plain
+            || match (e.kind, self.seen(&key)) {
+                (_, None) => false,
+                // A directory entry after its contents only changes what new entries inherit
+                // through a setgid bit or default ACLs.
+                (Kind::Dir, Some(Seen::Dir)) => e.mode & 0o2000 != 0 || !e.xattrs.is_empty(),
+                _ => true,
+            };
+        if hazard {
+            self.barrier();
+            let kind = e.kind;
+            self.apply_here(e, &key, &parent, tar)?;
+            let seen = if kind == Kind::Dir {
+                Seen::Dir
+            } else {
+                Seen::Other {
+                    worker: INLINE,
+                    seq: 0,
+                }
+            };
+            self.set_seen(&key, seen);
+            return Ok(());
+        }
+        match e.kind {
+            Kind::Dir => {
+                self.mkdir(&e, &key, &parent, name)?;
+                self.set_seen(&key, Seen::Dir);
+                Ok(())
+            }
+            Kind::Regular if e.sparse.is_some() || e.real_size > JOB_FILE_MAX => {
+                self.file_here(&e, &parent, name, tar)?;
+                let seen = Seen::Other {
+                    worker: INLINE,
+                    seq: 0,
+                };
+                self.set_seen(&key, seen);
+                Ok(())
+            }
+            Kind::Regular => {
+                let data = read_data(tar)?;
+                self.push(e, &key, parent, Op::File(data));
+                Ok(())
+            }
+            Kind::Symlink => {
+                self.push(e, &key, parent, Op::Symlink);
+                Ok(())
+            }
+            Kind::Char | Kind::Block | Kind::Fifo => {
+                self.push(e, &key, parent, Op::Node);
+                Ok(())
+            }
+            Kind::Hardlink => self.hardlink_job(e, &key, parent),
+        }
+    }
+
+    /// Queues a job for the worker of `parent` and records `key` as created by it; returns
+    /// the worker and the job's sequence number there.
+    fn push(&mut self, e: Entry, key: &[u8], parent: Arc<Dir>, op: Op) -> (usize, u64) {
+        let w = self.worker_for(&parent);
+        let pool = self.pool.as_ref().expect("parallel extraction");
+        let name = last_component(&e.path);
+        debug_assert_eq!(&e.path[name.clone()], split(key).1);
+        let job = Job {
+            index: self.index,
+            entry: e,
+            parent,
+            name,
+            op,
+        };
+        let seq = pool.push(w, job);
+        self.set_seen(key, Seen::Other { worker: w, seq });
+        (w, seq)
+    }
+
+    /// A hardlink with workers: queued after the last job on its target's inode when the same
+    /// worker ran it, else once that worker has.
+    fn hardlink_job(&mut self, e: Entry, key: &[u8], parent: Arc<Dir>) -> Result<()> {
+        let target = hardlink_target(&e)?;
+        let (tkey, tname) = split(&target);
+        if self.prefix_hazard(tkey) {
+            self.barrier();
+        }
+        let tdir = self.dir(tkey, false, &e)?;
+        if !tdir.plain {
+            // Another path may name the target: nothing may be pending.
+            self.barrier();
+            let job = Job {
+                index: self.index,
+                name: last_component(&e.path),
+                entry: e,
+                parent,
+                op: Op::Hardlink {
+                    dir: tdir,
+                    name: tname.to_vec(),
+                },
+            };
+            self.apply_job_here(job)?;
+            let seen = Seen::Other {
+                worker: INLINE,
+                seq: 0,
+            };
+            self.set_seen(key, seen);
+            return Ok(());
+        }
+        // The job that last touched the target's inode: its creation, or the last hardlink
+        // to it (a hardlink sets the shared inode's metadata).
+        let (last, group) = match self.seen(&target) {
+            Some(Seen::Other { worker, seq }) => (Some((worker, seq)), None),
+            Some(Seen::Linked(g)) => (Some(self.links[g]), Some(g)),
+            _ => (None, None),
+        };
+        let w = self.worker_for(&parent);
+        let pool = self.pool.as_ref().expect("parallel extraction");
+        if let Some((worker, seq)) = last {
+            if worker != INLINE && worker != w {
+                pool.wait(worker, seq);
+            }
+        }
+        let op = Op::Hardlink {
+            dir: tdir,
+            name: tname.to_vec(),
+        };
+        let job = self.push(e, key, parent, op);
+        let g = group.unwrap_or_else(|| {
+            self.links.push(job);
+            self.links.len() - 1
+        });
+        self.links[g] = job;
+        self.set_seen(key, Seen::Linked(g));
+        if !matches!(self.seen(&target), Some(Seen::Dir)) {
+            self.set_seen(&target, Seen::Linked(g));
+        }
+        Ok(())
+    }
+
+    /// Applies an entry on this thread (a serial extraction, or an entry that had to wait for
+    /// every worker).
+    fn apply_here<S: Source>(
+        &mut self,
+        e: Entry,
+        key: &[u8],
+        parent: &Arc<Dir>,
+        tar: &mut TarReader<S>,
+    ) -> Result<()> {
+        let name = split(key).1;
+        let op = match e.kind {
+            Kind::Dir => return self.mkdir(&e, key, parent, name),
+            Kind::Regular => return self.file_here(&e, parent, name, tar),
+            Kind::Symlink => Op::Symlink,
+            Kind::Char | Kind::Block | Kind::Fifo => Op::Node,
+            Kind::Hardlink => {
+                let target = hardlink_target(&e)?;
+                let (tkey, tname) = split(&target);
+                let tdir = self.dir(tkey, false, &e)?;
+                Op::Hardlink {
+                    dir: tdir,
+                    name: tname.to_vec(),
+                }
+            }
+        };
+        self.apply_job_here(Job {
+            index: self.index,
+            name: last_component(&e.path),
+            entry: e,
+            parent: Arc::clone(parent),
+            op,
+        })
+    }
+
+    fn apply_job_here(&mut self, job: Job) -> Result<()> {
+        let r = self.ctx.apply(job);
+        if std::mem::take(&mut self.ctx.removed) {
+            self.invalidate();
+        }
+        r
+    }
+
+    /// Writes a regular file straight from the stream.
+    fn file_here<S: Source>(
+        &mut self,
+        e: &Entry,
+        parent: &Dir,
+        name: &[u8],
+        tar: &mut TarReader<S>,
+    ) -> Result<()> {
+        let fd = self.ctx.create_file(e, parent, name);
+        if std::mem::take(&mut self.ctx.removed) {
+            self.invalidate();
+        }
+        let fd = fd?;
+        match &e.sparse {
+            None => copy_data(tar, &fd, None, e)?,
+            Some(map) => {
+                for &(off, len) in map {
+                    copy_data(tar, &fd, Some((off, len)), e)?;
+                }
+                rfs::ftruncate(&fd, e.real_size).map_err(io_err(e, "truncate"))?;
+            }
+        }
+        self.ctx.stats.data_bytes += e.real_size;
+        self.ctx.finish_file(e, parent, &fd)
+    }
+
+    /// Records `key` and its parents as present in this layer.
+    fn mark_in_layer(&mut self, parent_key: &[u8], key: &[u8]) {
+        if parent_key != self.last_parent.as_slice() {
+            self.mark_dir_in_layer(parent_key);
+            self.last_parent.clear();
+            self.last_parent.extend_from_slice(parent_key);
+        }
+        self.in_layer.insert(key.to_vec());
+    }
+
+    /// Records the directory `key` and its parents as present in this layer.
+    fn mark_dir_in_layer(&mut self, key: &[u8]) {
+        let mut p = key;
+        while !p.is_empty() && self.in_layer.insert(p.to_vec()) {
+            p = split(p).0;
+        }
+    }
+
+    /// The open directory `key` of the destination, resolved inside it (symlinks included,
+    /// clamped to the destination). Missing directories are created when `create`. With
+    /// workers, a path through a symlink is only resolved once every worker is idle.
+    fn dir(&mut self, key: &[u8], create: bool, e: &Entry) -> Result<Arc<Dir>> {
+        if key.is_empty() {
+            return Ok(Arc::clone(&self.root));
+        }
+        if let Some(d) = self.dirs.get(key) {
+            return Ok(Arc::clone(d));
+        }
+        let mut created = false;
+        // With workers, first resolve without symlinks to learn whether the path is plain.
+        let mut plain = self.pool.is_some();
+        let fd = loop {
+            let resolve = if plain {
+                resolve_flags() | ResolveFlags::NO_SYMLINKS
+            } else {
+                resolve_flags()
+            };
+            match rfs::openat2(
+                &self.root.fd,
+                key,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                resolve,
+            ) {
+                Ok(fd) => break fd,
+                Err(Errno::LOOP) if plain => {
+                    self.barrier();
+                    plain = false;
+                }
+                Err(Errno::NOENT) if create && !created => {
+                    let (pkey, name) = split(key);
+                    let parent = self.dir(pkey, true, e)?;
+                    match rfs::mkdirat(&parent.fd, name, Mode::from_raw_mode(0o755)) {
+                        Ok(()) => {
+                            let fd = rfs::openat(
+                                &parent.fd,
+                                name,
+                                OFlags::RDONLY
+                                    | OFlags::DIRECTORY
+                                    | OFlags::NOFOLLOW
+                                    | OFlags::CLOEXEC,
+                                Mode::empty(),
+                            )
+                            .map_err(io_err(e, "open a created parent directory"))?;
+                            self.ctx.implicit_dir_owner(e, &fd, parent.setgid)?;
+                        }
+                        Err(Errno::EXIST) => {}
+                        Err(errno) => return Err(io_err(e, "create a parent directory")(errno)),
+                    }
+                    created = true;
+                }
+                Err(Errno::AGAIN | Errno::INTR) => {}
+                Err(Errno::NOENT) if !create => {
+                    return Err(Error::Entry {
+                        entry: e.display_name(),
+                        reason: format!(
+                            "directory {:?} does not exist",
+                            String::from_utf8_lossy(key)
+                        ),
+                    })
+                }
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => {
+                    return Err(Error::Entry {
+                        entry: e.display_name(),
+                        reason: format!(
+                            "parent {:?} is not a directory inside the destination",
+                            String::from_utf8_lossy(key)
+                        ),
+                    })
+                }
+                Err(Errno::XDEV) => {
+                    return Err(Error::Entry {
+                        entry: e.display_name(),
+                        reason: format!(
+                            "parent {:?} crosses a mount",
+                            String::from_utf8_lossy(key)
+                        ),
+                    })
+                }
+                Err(errno) => return Err(io_err(e, "open the parent directory")(errno)),
+            }
+        };
+        let d = Arc::new(Dir::open(fd, plain).map_err(io_err(e, "fstat a parent directory"))?);
+        self.cache(key.to_vec(), Arc::clone(&d));
+        Ok(d)
+    }
+
+    fn cache(&mut self, key: Vec<u8>, d: Arc<Dir>) {
+        if self.dirs.len() >= DIR_CACHE_MAX {
+            self.dirs.clear();
+        }
+        self.dirs.insert(key, d);
+    }
+
+    /// Forgets every cached directory (after something was removed or replaced, any cached
+    /// path may now resolve elsewhere).
+    fn invalidate(&mut self) {
+        self.dirs.clear();
+    }
+
+    /// Removes whatever is at `name` (a directory with all its contents).
+    fn remove(&mut self, e: &Entry, dir: BorrowedFd<'_>, name: &[u8]) -> Result<()> {
+        self.invalidate();
+        let r = self.ctx.remove(e, dir, name);
+        self.ctx.removed = false;
+        r
+    }
+
+    /// The mode a directory gets while the layer is extracted: without privileges, one we
+    /// could not write into gets u+rwx until [`Self::finish`] sets its real mode.
+    fn dir_mode_now(&mut self, e: &Entry, key: &[u8]) -> u32 {
+        if self.ctx.euid != 0 && e.mode & 0o700 != 0o700 {
+            self.deferred_modes.push((key.to_vec(), e.mode));
+            e.mode | 0o700
+        } else {
+            e.mode
+        }
+    }
+
+    fn mkdir(&mut self, e: &Entry, key: &[u8], parent: &Dir, name: &[u8]) -> Result<()> {
+        let mode_now = self.dir_mode_now(e, key);
+        let mode = Mode::from_raw_mode(mode_now & 0o777);
+        let mut existing = false;
+        match rfs::mkdirat(&parent.fd, name, mode) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                let st = rfs::statat(&parent.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(io_err(e, "stat an existing entry"))?;
+                if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                    existing = true;
+                } else {
+                    self.remove(e, parent.fd.as_fd(), name)?;
+                    rfs::mkdirat(&parent.fd, name, mode).map_err(io_err(e, "mkdir"))?;
+                }
+            }
+            Err(errno) => return Err(io_err(e, "mkdir")(errno)),
+        }
+        let fd = rfs::openat(
+            &parent.fd,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_err(e, "open the new directory"))?;
+        self.ctx
+            .metadata_mode(e, Target::Fd(fd.as_fd()), existing, parent.setgid, mode_now)?;
+        self.dir_times.push((key.to_vec(), times(e)));
+        self.ctx.stats.dirs += 1;
+        let mut dir = Dir::open(fd, parent.plain).map_err(io_err(e, "fstat a new directory"))?;
+        dir.setgid = e.mode & 0o2000 != 0;
+        self.cache(key.to_vec(), Arc::new(dir));
+        Ok(())
+    }
 
     fn whiteout(&mut self, e: &Entry, parent_key: &[u8], name: &[u8], target: &[u8]) -> Result<()> {
         let flatten = self.flatten();
         if name == OPAQUE_MARKER {
-            self.stats.opaques += 1;
+            self.ctx.stats.opaques += 1;
             if flatten {
                 // Like containerd, the marker's directory exists afterwards, as it does in the
                 // overlay view.
@@ -820,16 +1358,16 @@ impl<'o> Extractor<'o> {
                 return self.opaque(e, &dir, &key);
             }
             let dir = self.dir(parent_key, true, e)?;
-            let xattr = if self.opts.rootless {
+            let xattr = if self.ctx.opts.rootless {
                 "user.overlay.opaque"
             } else {
                 "trusted.overlay.opaque"
             };
             return rfs::fsetxattr(&dir.fd, xattr, b"y", XattrFlags::empty())
-                .map_err(Self::io_err(e, "set the opaque xattr"));
+                .map_err(io_err(e, "set the opaque xattr"));
         }
         if name.starts_with(b".wh..wh.") {
-            self.stats.skipped += 1;
+            self.ctx.stats.skipped += 1;
             self.notice(format!("{}: aufs metadata entry skipped", e.display_name()));
             return Ok(());
         }
@@ -839,7 +1377,7 @@ impl<'o> Extractor<'o> {
                 reason: "whiteout without a name".into(),
             });
         }
-        self.stats.whiteouts += 1;
+        self.ctx.stats.whiteouts += 1;
         if flatten {
             let key = join(parent_key, target);
             if self.in_layer.contains(&key) {
@@ -855,11 +1393,12 @@ impl<'o> Extractor<'o> {
             Ok(()) => {}
             // The same name in this layer wins over the whiteout.
             Err(Errno::EXIST) => return Ok(()),
-            Err(errno) => return Err(Self::io_err(e, "create the whiteout device")(errno)),
+            Err(errno) => return Err(io_err(e, "create the whiteout device")(errno)),
         }
-        let (uid, gid) = self.map_owner(e, e.uid, e.gid)?;
-        if self.chown && (uid != self.euid || gid != self.egid || dir.setgid) {
-            self.chown_target(e, Target::At(dir.fd.as_fd(), target), uid, gid)?;
+        let (uid, gid) = self.ctx.map_owner(e, e.uid, e.gid)?;
+        if self.ctx.chown && (uid != self.ctx.euid || gid != self.ctx.egid || dir.setgid) {
+            self.ctx
+                .chown_target(e, Target::At(dir.fd.as_fd(), target), uid, gid)?;
         }
         Ok(())
     }
@@ -868,9 +1407,9 @@ impl<'o> Extractor<'o> {
     /// keeping (and recursing into) what this layer added.
     fn opaque(&mut self, e: &Entry, dir: &Dir, key: &[u8]) -> Result<()> {
         let mut children = Vec::new();
-        let rd = rfs::Dir::read_from(&dir.fd).map_err(Self::io_err(e, "read a directory"))?;
+        let rd = rfs::Dir::read_from(&dir.fd).map_err(io_err(e, "read a directory"))?;
         for ent in rd {
-            let ent = ent.map_err(Self::io_err(e, "read a directory"))?;
+            let ent = ent.map_err(io_err(e, "read a directory"))?;
             let n = ent.file_name().to_bytes();
             if n == b"." || n == b".." {
                 continue;
@@ -896,10 +1435,13 @@ impl<'o> Extractor<'o> {
                         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                         Mode::empty(),
                     )
-                    .map_err(Self::io_err(e, "open a directory"))?;
+                    .map_err(io_err(e, "open a directory"))?;
                     let sub = Dir {
                         fd: sub,
                         setgid: false,
+                        ino: 0,
+                        plain: false,
+                        worker: OnceLock::new(),
                     };
                     self.opaque(e, &sub, &ckey)?;
                 }
@@ -909,6 +1451,74 @@ impl<'o> Extractor<'o> {
         }
         Ok(())
     }
+}
+
+/// The normalised target of a hardlink entry.
+fn hardlink_target(e: &Entry) -> Result<Vec<u8>> {
+    let target = normalize(&e.link).map_err(|r| Error::Entry {
+        entry: e.display_name(),
+        reason: format!(
+            "hardlink target {:?}: {r}",
+            String::from_utf8_lossy(&e.link)
+        ),
+    })?;
+    if target.is_empty() {
+        return Err(Error::Entry {
+            entry: e.display_name(),
+            reason: "hardlink to the root".into(),
+        });
+    }
+    Ok(target)
+}
+
+/// Takes the current member's whole data (at most [`JOB_FILE_MAX`] bytes): as slices of the
+/// source's shared buffers when it has them, else as a copy.
+fn read_data<S: Source>(tar: &mut TarReader<S>) -> Result<Data> {
+    let mut data = Data::Empty;
+    while tar.remaining() > 0 {
+        let chunk = tar.data()?;
+        let (addr, n) = (chunk.as_ptr() as usize, chunk.len());
+        let seg = tar.shared().map(|buf| {
+            let start = addr - buf.bytes().as_ptr() as usize;
+            (Arc::clone(buf), start..start + n)
+        });
+        data = match (data, seg) {
+            (Data::Empty, Some((buf, r))) => Data::One(buf, r),
+            (Data::One(b0, r0), Some(seg)) => Data::Many(vec![(b0, r0), seg]),
+            (Data::Many(mut segs), Some(seg)) => {
+                segs.push(seg);
+                Data::Many(segs)
+            }
+            (Data::Owned(mut v), None) => {
+                v.extend_from_slice(tar.data()?);
+                Data::Owned(v)
+            }
+            (Data::Empty, None) => Data::Owned(tar.data()?.to_vec()),
+            // A source either shares all its buffers or none.
+            (_, _) => unreachable!("a source that shares only some buffers"),
+        };
+        tar.consume_data(n);
+    }
+    Ok(data)
+}
+
+/// Writes all of `data` to `fd`.
+fn write_all(fd: &OwnedFd, mut data: &[u8], e: &Entry) -> Result<()> {
+    while !data.is_empty() {
+        match rustix::io::write(fd, data) {
+            Ok(0) => {
+                return Err(Error::EntryIo {
+                    entry: e.display_name(),
+                    op: "write",
+                    source: io::ErrorKind::WriteZero.into(),
+                })
+            }
+            Ok(k) => data = &data[k..],
+            Err(Errno::INTR) => {}
+            Err(errno) => return Err(io_err(e, "write")(errno)),
+        }
+    }
+    Ok(())
 }
 
 /// Writes the member's data (or one sparse segment of it) to `fd`.
@@ -1022,5 +1632,24 @@ mod tests {
     fn split_keys() {
         assert_eq!(split(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
         assert_eq!(split(b"c"), (&b""[..], &b"c"[..]));
+    }
+
+    #[test]
+    fn last_component_matches_the_normalised_name() {
+        for p in [
+            &b"a/b/c"[..],
+            b"./a/b/./",
+            b"/abs//x/",
+            b"x",
+            b"x/.",
+            b"./x/./.",
+            b"a/b/.//./",
+            b".wh.x",
+            b"...",
+            b"a/..b",
+        ] {
+            let key = normalize(p).unwrap();
+            assert_eq!(&p[last_component(p)], split(&key).1, "{p:?}");
+        }
     }
 }

@@ -9,16 +9,27 @@
 //! ([`ExtractOptions::confine`]).
 //!
 //! The calling thread reads and decompresses the stream and computes its DiffID while a second
-//! thread parses the tar and writes, with large buffers passed between them, a cache of open
-//! directory fds, and no per-file fsync (one `syncfs` at the end when [`ExtractOptions::sync`]).
+//! thread parses the tar, resolves directories and hands files, symlinks and links to worker
+//! threads (one per CPU, at most [`MAX_WORKERS`]; none on tmpfs) that create them in
+//! parallel: on a disk filesystem the kernel's work to create inodes and directory entries
+//! dominates. Jobs are
+//! spread by parent directory, and every dependency between entries (a name used twice, a
+//! hardlink to a queued file, whiteouts, symlinks in a path, directory metadata) is kept in
+//! archive order. File data is never copied between the threads: jobs hold slices of the
+//! stream's 1 MiB buffers. Open directory fds are cached, and there is no per-file fsync (one
+//! `syncfs` at the end when [`ExtractOptions::sync`]).
 
 mod apply;
+mod pool;
 pub(crate) mod tar;
+#[cfg(test)]
+mod tests;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
@@ -245,41 +256,92 @@ pub(crate) fn remove_all_at(dir: std::os::fd::BorrowedFd<'_>, name: &[u8]) -> io
 
 const CHUNK: usize = 1 << 20;
 const DEPTH: usize = 4;
+/// The most worker threads one extraction uses.
+pub const MAX_WORKERS: usize = 4;
 
-/// A [`tar::Source`] fed by the reading thread through a channel of large buffers, which it
-/// hands back for reuse.
-struct ChannelSource {
-    rx: Receiver<Vec<u8>>,
+/// Worker threads for [`extract_layer`] into `root`: one per available CPU (at most
+/// [`MAX_WORKERS`]); none on a single CPU, or on a filesystem in memory (tmpfs, ramfs), where
+/// creating files is cheap and decompressing bounds the time, so more threads only add work.
+/// `BERTH_EXTRACT_WORKERS` overrides it (0 writes on the parsing thread).
+fn default_workers(root: &std::os::fd::OwnedFd) -> usize {
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    const RAMFS_MAGIC: u64 = 0x8584_58f6;
+    if let Some(n) = std::env::var_os("BERTH_EXTRACT_WORKERS")
+        .and_then(|v| v.to_str().and_then(|v| v.parse::<usize>().ok()))
+    {
+        return n.min(MAX_WORKERS);
+    }
+    if let Ok(st) = rustix::fs::fstatfs(root) {
+        #[allow(clippy::useless_conversion)] // f_type's width differs between targets
+        let kind = u64::try_from(st.f_type).unwrap_or(0);
+        if kind == TMPFS_MAGIC || kind == RAMFS_MAGIC {
+            return 0;
+        }
+    }
+    match std::thread::available_parallelism().map_or(1, std::num::NonZero::get) {
+        0 | 1 => 0,
+        n => n.min(MAX_WORKERS),
+    }
+}
+
+/// Most stream buffers alive at once (read ahead, being parsed, or holding the data of queued
+/// file jobs): bounds the memory of one extraction to about this many MiB.
+const MAX_CHUNKS: usize = 64;
+
+/// A buffer of the uncompressed stream, shared by the parsing thread and the jobs whose file
+/// data lies in it; it goes back to the reading thread for reuse when the last one drops it.
+pub(crate) struct Chunk {
+    data: Vec<u8>,
     back: Sender<Vec<u8>>,
-    cur: Vec<u8>,
+}
+
+impl Chunk {
+    /// The buffer's bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        // The reader may be gone (extraction over): then the buffer is simply freed.
+        let _ = self.back.send(std::mem::take(&mut self.data));
+    }
+}
+
+/// A [`tar::Source`] fed by the reading thread through a channel of shared buffers.
+struct ChannelSource {
+    rx: Receiver<Arc<Chunk>>,
+    cur: Option<Arc<Chunk>>,
     pos: usize,
 }
 
 impl tar::Source for ChannelSource {
     fn fill(&mut self) -> io::Result<&[u8]> {
-        if self.pos >= self.cur.len() {
-            let next = self.rx.recv().unwrap_or_default();
-            let old = std::mem::replace(&mut self.cur, next);
-            if old.capacity() > 0 {
-                let _ = self.back.send(old);
-            }
+        let len = self.cur.as_ref().map_or(0, |c| c.data.len());
+        if self.pos >= len {
+            self.cur = self.rx.recv().ok();
             self.pos = 0;
         }
-        Ok(&self.cur[self.pos..])
+        Ok(self.cur.as_ref().map_or(&[][..], |c| &c.data[self.pos..]))
     }
 
     fn consume(&mut self, n: usize) {
-        self.pos = (self.pos + n).min(self.cur.len());
+        let len = self.cur.as_ref().map_or(0, |c| c.data.len());
+        self.pos = (self.pos + n).min(len);
+    }
+
+    fn shared(&self) -> Option<&Arc<Chunk>> {
+        self.cur.as_ref()
     }
 }
 
 impl ChannelSource {
     /// Receives (and drops) whatever the reader still sends, so it reads to the end of the
     /// stream and the DiffID covers all of it.
-    fn drain(self) {
-        while let Ok(buf) = self.rx.recv() {
-            let _ = self.back.send(buf);
-        }
+    fn drain(mut self) {
+        self.cur = None;
+        while self.rx.recv().is_ok() {}
     }
 }
 
@@ -311,15 +373,39 @@ pub(crate) fn hex_digest(hasher: Sha256) -> String {
 /// Extracts the uncompressed tar stream `reader` into the existing directory `dest`.
 ///
 /// The calling thread reads the stream (and so runs the decompressor of [`open_layer`]) and
-/// computes the DiffID; a scoped thread parses and writes, confined with Landlock when
-/// `opts.confine`. Nothing is ever created outside `dest`. Errors name the entry.
+/// computes the DiffID; a scoped thread parses, confined with Landlock when `opts.confine`,
+/// and starts the worker threads that write (which inherit the confinement). Nothing is ever
+/// created outside `dest`. Errors name the entry; when several entries fail, the first in the
+/// archive is reported.
 pub fn extract_layer(
-    mut reader: impl Read,
+    reader: impl Read,
     dest: &Path,
     opts: &ExtractOptions,
 ) -> Result<ExtractStats> {
+    extract(reader, dest, opts, None)
+}
+
+/// [`extract_layer`] with `workers` worker threads writing (at most [`MAX_WORKERS`]; 0 writes
+/// on the parsing thread).
+pub fn extract_layer_with_workers(
+    reader: impl Read,
+    dest: &Path,
+    opts: &ExtractOptions,
+    workers: usize,
+) -> Result<ExtractStats> {
+    extract(reader, dest, opts, Some(workers))
+}
+
+/// [`extract_layer`] with `workers` threads, or the default for `dest` when `None`.
+fn extract(
+    mut reader: impl Read,
+    dest: &Path,
+    opts: &ExtractOptions,
+    workers: Option<usize>,
+) -> Result<ExtractStats> {
     let root = apply::open_root(dest)?;
-    let (tx, rx): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) = mpsc::sync_channel(DEPTH);
+    let workers = workers.map_or_else(|| default_workers(&root), |n| n.min(MAX_WORKERS));
+    let (tx, rx): (SyncSender<Arc<Chunk>>, Receiver<Arc<Chunk>>) = mpsc::sync_channel(DEPTH);
     let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
     std::thread::scope(|s| {
         let writer = std::thread::Builder::new()
@@ -337,11 +423,10 @@ pub fn extract_layer(
                 }
                 let src = ChannelSource {
                     rx,
-                    back: back_tx,
-                    cur: Vec::new(),
+                    cur: None,
                     pos: 0,
                 };
-                let mut ex = apply::Extractor::new(root, opts)?;
+                let mut ex = apply::Extractor::new(root, opts, workers)?;
                 for n in notices {
                     ex.notice(n);
                 }
@@ -356,8 +441,18 @@ pub fn extract_layer(
         let mut hasher = Sha256::new();
         let mut total = 0u64;
         let mut read_err = None;
+        let mut live = 0;
         loop {
-            let mut buf = back_rx.try_recv().unwrap_or_default();
+            let mut buf = match back_rx.try_recv() {
+                Ok(buf) => buf,
+                Err(_) if live < MAX_CHUNKS => {
+                    live += 1;
+                    Vec::new()
+                }
+                // Every buffer is in use: the workers free theirs as they write, and the
+                // writer's side drops its own when it stops.
+                Err(_) => back_rx.recv().unwrap_or_default(),
+            };
             buf.resize(CHUNK, 0);
             let n = match read_full(&mut reader, &mut buf) {
                 Ok(n) => n,
@@ -372,7 +467,11 @@ pub fn extract_layer(
             hasher.update(&buf[..n]);
             total += n as u64;
             buf.truncate(n);
-            if tx.send(buf).is_err() {
+            let chunk = Arc::new(Chunk {
+                data: buf,
+                back: back_tx.clone(),
+            });
+            if tx.send(chunk).is_err() {
                 break; // the writer failed; its error is what counts
             }
             if n < CHUNK {
@@ -425,7 +524,7 @@ pub fn extract_layer_single_thread(
         },
         256 << 10,
     );
-    let mut ex = apply::Extractor::new(root, opts)?;
+    let mut ex = apply::Extractor::new(root, opts, 0)?;
     let mut tar = tar::TarReader::new(src);
     let res = ex.run(&mut tar);
     let mut stats = ex.finish(res)?;

@@ -24,6 +24,11 @@ pub(crate) trait Source {
     fn fill(&mut self) -> io::Result<&[u8]>;
     /// Marks `n` bytes of the last [`Source::fill`] as used.
     fn consume(&mut self, n: usize);
+    /// The shared buffer the last [`Source::fill`] returned a slice of, if the source hands
+    /// out shared buffers (then a slice may be kept beyond the next fill without a copy).
+    fn shared(&self) -> Option<&std::sync::Arc<super::Chunk>> {
+        None
+    }
 }
 
 /// A [`Source`] over any reader, with one large buffer (for single-threaded use).
@@ -450,6 +455,11 @@ impl<S: Source> TarReader<S> {
         self.remaining -= n as u64;
     }
 
+    /// The shared buffer the last [`TarReader::data`] slice lies in, if any.
+    pub(crate) fn shared(&self) -> Option<&std::sync::Arc<super::Chunk>> {
+        self.src.shared()
+    }
+
     /// Data bytes of the current member not yet consumed.
     pub(crate) fn remaining(&self) -> u64 {
         self.remaining
@@ -788,14 +798,26 @@ fn check_sparse(map: &[(u64, u64)], real: u64, stored: u64, offset: u64) -> Resu
 fn verify_checksum(hdr: &[u8; BLOCK], offset: u64) -> Result<()> {
     let stored =
         parse_num(&hdr[148..156]).ok_or_else(|| tar_err(offset, "bad header checksum field"))?;
-    let mut unsigned: u64 = 0;
-    let mut signed: i64 = 0;
-    for (i, &b) in hdr.iter().enumerate() {
-        let b = if (148..156).contains(&i) { b' ' } else { b };
-        unsigned += u64::from(b);
-        signed += i64::from(b as i8);
+    // The checksum field counts as eight spaces. Plain sums (which vectorise) first; the
+    // signed sum some old writers used only when the unsigned one does not match.
+    let field: u32 = hdr[148..156].iter().map(|&b| u32::from(b)).sum();
+    let all: u32 = hdr.iter().map(|&b| u32::from(b)).sum();
+    let unsigned = u64::from(all - field + 8 * u32::from(b' '));
+    if stored == unsigned {
+        return Ok(());
     }
-    if stored == unsigned || i64::try_from(stored).is_ok_and(|s| s == signed) {
+    let signed: i64 = hdr
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                i64::from(b' ')
+            } else {
+                i64::from(b as i8)
+            }
+        })
+        .sum();
+    if i64::try_from(stored).is_ok_and(|s| s == signed) {
         Ok(())
     } else {
         Err(tar_err(
