@@ -47,11 +47,9 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// runc's flags of `create` and `run`.
 #[derive(clap::Args, Debug, Clone)]
-struct CreateArgs {
-    /// Bundle directory (default: the current directory).
-    #[arg(short, long, default_value = ".")]
-    bundle: PathBuf,
+struct CreateFlags {
     /// File to write the container init's pid to.
     #[arg(long = "pid-file")]
     pid_file: Option<PathBuf>,
@@ -67,6 +65,15 @@ struct CreateArgs {
     /// Pass N extra file descriptors (3..3+N) to the container.
     #[arg(long = "preserve-fds", default_value_t = 0)]
     preserve_fds: u32,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct CreateArgs {
+    /// Bundle directory (default: the current directory).
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    #[command(flatten)]
+    flags: CreateFlags,
     /// Container ID.
     id: String,
 }
@@ -78,21 +85,8 @@ struct RunArgs {
     /// config.json and no image flag is given).
     #[arg(short, long)]
     bundle: Option<PathBuf>,
-    /// File to write the container init's pid to.
-    #[arg(long = "pid-file")]
-    pid_file: Option<PathBuf>,
-    /// Unix socket that receives the pty master (process.terminal).
-    #[arg(long = "console-socket")]
-    console_socket: Option<PathBuf>,
-    /// Use MS_MOVE and chroot instead of pivot_root.
-    #[arg(long = "no-pivot")]
-    no_pivot: bool,
-    /// Do not create a session keyring for the container.
-    #[arg(long = "no-new-keyring")]
-    no_new_keyring: bool,
-    /// Pass N extra file descriptors (3..3+N) to the container.
-    #[arg(long = "preserve-fds", default_value_t = 0)]
-    preserve_fds: u32,
+    #[command(flatten)]
+    flags: CreateFlags,
     /// Return once the container has started.
     #[arg(short, long)]
     detach: bool,
@@ -413,11 +407,11 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
     CreateOptions {
         id: a.id.clone(),
         bundle: a.bundle.clone(),
-        pid_file: a.pid_file.clone(),
-        console_socket: a.console_socket.clone(),
-        no_pivot: a.no_pivot,
-        no_new_keyring: a.no_new_keyring,
-        preserve_fds: a.preserve_fds,
+        pid_file: a.flags.pid_file.clone(),
+        console_socket: a.flags.console_socket.clone(),
+        no_pivot: a.flags.no_pivot,
+        no_new_keyring: a.flags.no_new_keyring,
+        preserve_fds: a.flags.preserve_fds,
         foreground: false,
     }
 }
@@ -474,8 +468,8 @@ fn run(cli: Cli) -> Result<u8> {
                     rm: a.rm,
                     detach: a.detach,
                     tty: a.tty,
-                    pid_file: a.pid_file.clone(),
-                    console_socket: a.console_socket.clone(),
+                    pid_file: a.flags.pid_file.clone(),
+                    console_socket: a.flags.console_socket.clone(),
                     network: network::NetworkChoice {
                         mode: a
                             .network
@@ -496,11 +490,7 @@ fn run(cli: Cli) -> Result<u8> {
             }
             let create = CreateArgs {
                 bundle: a.bundle.clone().unwrap_or_else(|| PathBuf::from(".")),
-                pid_file: a.pid_file.clone(),
-                console_socket: a.console_socket.clone(),
-                no_pivot: a.no_pivot,
-                no_new_keyring: a.no_new_keyring,
-                preserve_fds: a.preserve_fds,
+                flags: a.flags.clone(),
                 id: a.target.clone(),
             };
             return match berth_runtime::run(&root, &create_options(&create), a.detach)? {

@@ -983,19 +983,18 @@ impl Store {
                 "neither an OCI image layout (no oci-layout) nor a docker-archive directory (no manifest.json)",
             ));
         }
-        let tmp = self.unpack_archive(path)?;
-        let res = if tmp.join("manifest.json").is_file() {
-            self.import_docker_dir(&tmp, opts)
-        } else if tmp.join("oci-layout").is_file() {
-            self.import_oci_layout(&tmp, opts)
-        } else {
-            Err(Error::invalid(
-                path.display().to_string(),
-                "an archive with neither oci-layout nor manifest.json at its top",
-            ))
-        };
-        let _ = remove_any(&tmp);
-        res
+        self.with_unpacked(path, |tmp| {
+            if tmp.join("manifest.json").is_file() {
+                self.import_docker_dir(tmp, opts)
+            } else if tmp.join("oci-layout").is_file() {
+                self.import_oci_layout(tmp, opts)
+            } else {
+                Err(Error::invalid(
+                    path.display().to_string(),
+                    "an archive with neither oci-layout nor manifest.json at its top",
+                ))
+            }
+        })
     }
 
     /// Imports an OCI archive: a tar of an OCI image layout.
@@ -1004,10 +1003,7 @@ impl Store {
         archive: &Path,
         opts: &ImportOptions,
     ) -> Result<Vec<ImageRecord>> {
-        let tmp = self.unpack_archive(archive)?;
-        let res = self.import_oci_layout(&tmp, opts);
-        let _ = remove_any(&tmp);
-        res
+        self.with_unpacked(archive, |dir| self.import_oci_layout(dir, opts))
     }
 
     /// Imports a docker-archive (`docker save` output: `manifest.json` listing each image's
@@ -1017,8 +1013,13 @@ impl Store {
         archive: &Path,
         opts: &ImportOptions,
     ) -> Result<Vec<ImageRecord>> {
+        self.with_unpacked(archive, |dir| self.import_docker_dir(dir, opts))
+    }
+
+    /// Runs `f` on `archive` unpacked into a temporary directory, removed afterwards.
+    fn with_unpacked<T>(&self, archive: &Path, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
         let tmp = self.unpack_archive(archive)?;
-        let res = self.import_docker_dir(&tmp, opts);
+        let res = f(&tmp);
         let _ = remove_any(&tmp);
         res
     }
