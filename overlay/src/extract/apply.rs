@@ -797,46 +797,46 @@ impl Extractor {
         }
         let modes = std::mem::take(&mut self.deferred_modes);
         for (key, mode) in modes.iter().rev() {
-            let fd = if key.is_empty() {
-                None
-            } else {
-                match self.open_existing_dir(key) {
-                    Some(fd) => Some(fd),
-                    None => continue,
-                }
-            };
-            let fd = fd.as_ref().unwrap_or(&self.root.fd);
-            rfs::fchmod(fd, Mode::from_raw_mode(*mode)).map_err(|e| Error::EntryIo {
-                entry: String::from_utf8_lossy(key).into_owned(),
-                op: "chmod",
-                source: e.into(),
+            self.fix_up_dir(key, "chmod", |fd| {
+                rfs::fchmod(fd, Mode::from_raw_mode(*mode))
             })?;
         }
         let times = std::mem::take(&mut self.dir_times);
         for (key, t) in times.iter().rev() {
-            let fd = if key.is_empty() {
-                None
-            } else {
-                match self.open_existing_dir(key) {
-                    Some(fd) => Some(fd),
-                    None => continue,
-                }
-            };
-            let r = match &fd {
-                Some(fd) => rfs::futimens(fd, t),
-                None => rfs::futimens(&self.root.fd, t),
-            };
-            r.map_err(|e| Error::EntryIo {
-                entry: String::from_utf8_lossy(key).into_owned(),
-                op: "set directory times",
-                source: e.into(),
-            })?;
+            self.fix_up_dir(key, "set directory times", |fd| rfs::futimens(fd, t))?;
         }
         if self.ctx.opts.sync {
             rfs::syncfs(&self.root.fd).map_err(|e| Error::io("<destination>", "syncfs", e))?;
         }
         self.dirs.clear();
         Ok(std::mem::take(&mut self.ctx.stats))
+    }
+
+    /// Applies a final fix-up (`op`) to the directory `key` of the destination (the root when
+    /// empty); a directory a later entry replaced or removed is skipped.
+    fn fix_up_dir(
+        &self,
+        key: &[u8],
+        op: &'static str,
+        f: impl FnOnce(BorrowedFd<'_>) -> rustix::io::Result<()>,
+    ) -> Result<()> {
+        let opened;
+        let fd = if key.is_empty() {
+            self.root.fd.as_fd()
+        } else {
+            match self.open_existing_dir(key) {
+                Some(fd) => {
+                    opened = fd;
+                    opened.as_fd()
+                }
+                None => return Ok(()),
+            }
+        };
+        f(fd).map_err(|e| Error::EntryIo {
+            entry: String::from_utf8_lossy(key).into_owned(),
+            op,
+            source: e.into(),
+        })
     }
 
     /// Opens a directory of the destination for the final fix-ups; `None` if a later entry
