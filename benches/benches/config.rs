@@ -3,9 +3,11 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
+/// An engine's captured config.json, from the repository's fixtures (`tests/fixtures/engines`
+/// at the workspace root).
 fn engine_config(name: &str) -> Vec<u8> {
     let path = format!(
-        "{}/../../shared/engines/{name}.example.config.json",
+        "{}/../tests/fixtures/engines/{name}.example.config.json",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))

@@ -8,7 +8,7 @@ mod common;
 use std::fs;
 use std::path::PathBuf;
 
-use common::{forks_under_pids_limit, shared_dir, Berth, OutputExt, SLEEPER};
+use common::{engine_fixture, forks_under_pids_limit, Berth, OutputExt, SLEEPER};
 use serde_json::{json, Value};
 
 /// The container's directory in a v1 hierarchy (berth's default path is `/berth-<id>`).
@@ -84,7 +84,7 @@ fn pause_update_stats_kill_all_and_delete() {
         "70"
     );
     for engine in ["podman", "docker"] {
-        let file = shared_dir().join(format!("engines/{engine}.example.update-resources.json"));
+        let file = engine_fixture(engine, "update-resources");
         b.cmd(&["update", "--resources", file.to_str().unwrap(), &id])
             .ok();
     }

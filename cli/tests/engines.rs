@@ -1,8 +1,8 @@
 //! The config.json files that podman, docker and containerd wrote on this kind of machine
-//! (shared/engines): each runs under berth with only host-specific parts rewritten —
+//! (tests/fixtures/engines): each runs under berth with only host-specific parts rewritten —
 //! the rootfs, bind sources that do not exist here, and docker's `/proc/<pid>/exe` prestart
 //! hook. `linux.cgroupsPath` and `linux.resources` are kept. Each engine's own call sequence
-//! (runtime-calls.txt) is replayed too: flags, `--log-format json`, pid file, delete then
+//! (tests/fixtures/engines/runtime-calls.txt) is replayed too: flags, `--log-format json`, pid file, delete then
 //! delete --force.
 
 mod common;
@@ -17,9 +17,7 @@ use serde_json::{json, Value};
 /// Loads `<engine>.example.config.json` and adapts it to this host; returns the config and
 /// whether its `root.path` is relative to the bundle (then the bundle needs a `rootfs`).
 fn engine_config(b: &Berth, engine: &str, args: &[&str]) -> (Value, bool) {
-    let path = common::shared_dir()
-        .join("engines")
-        .join(format!("{engine}.example.config.json"));
+    let path = common::engine_fixture(engine, "config");
     let mut c: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
     let relative = !Path::new(c["root"]["path"].as_str().unwrap()).is_absolute();
     // The engine's cgroup path, made unique to this test: containers running at the same time

@@ -1,4 +1,4 @@
-//! berth against the runtime-spec's own schemas and test configs (shared/specs): `berth
+//! berth against the runtime-spec's own schemas and test configs (tests/fixtures/runtime-spec): `berth
 //! state` (created and running) validates against state-schema.json, `berth features` against
 //! features-schema.json, `berth spec` against config-schema.json (their `$ref`s to sibling
 //! files resolved by a retriever), and
@@ -14,7 +14,7 @@ use common::{Berth, OutputExt, SLEEPER};
 use serde_json::Value;
 
 fn schema_dir() -> PathBuf {
-    common::shared_dir().join("specs/runtime-spec/schema")
+    common::fixtures_dir().join("runtime-spec/schema")
 }
 
 /// Resolves `$ref`s such as `defs.json#/...` (relative, so under jsonschema's default

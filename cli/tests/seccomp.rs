@@ -9,7 +9,7 @@ use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 
-use common::{shared_dir, Berth, OutputExt};
+use common::{engine_fixture, Berth, OutputExt};
 use serde_json::{json, Value};
 
 /// `config(args)` with a seccomp profile allowing everything except `rules`.
@@ -146,7 +146,7 @@ fn engine_profiles_block_what_they_block() {
         ("docker", &["hostname", "unshare", "mount"][..]),
         ("podman", &["hostname"][..]),
     ] {
-        let path = shared_dir().join(format!("engines/{engine}.example.config.json"));
+        let path = engine_fixture(engine, "config");
         let fixture: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         for with_seccomp in [true, false] {
             let mut c = b.config(&["sh", "-c", script]);

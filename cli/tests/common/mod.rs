@@ -27,9 +27,18 @@ pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// The host's static busybox.
 pub const BUSYBOX: &str = "/bin/busybox";
 
-/// The project's `shared/` directory (engine fixtures, specs): beside the checkout.
-pub fn shared_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+/// The repository's test fixtures, `tests/fixtures` at the workspace root: the engines'
+/// example documents and the runtime-spec's schemas (see its README.md).
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// An engine's captured document, `tests/fixtures/engines/<engine>.example.<kind>.json`
+/// (`kind`: `config`, `exec-process` or `update-resources`).
+pub fn engine_fixture(engine: &str, kind: &str) -> PathBuf {
+    fixtures_dir()
+        .join("engines")
+        .join(format!("{engine}.example.{kind}.json"))
 }
 
 /// How long one `berth` command may take before the test gives up on it.

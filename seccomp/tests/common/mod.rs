@@ -201,10 +201,12 @@ fn exec(prog: &[sock_filter], data: &Data) -> (u32, usize) {
     panic!("program did not return (forward jumps only: impossible)");
 }
 
-/// Reads `linux.seccomp` from an engine's example config in shared/engines (beside the repo).
+/// Reads `linux.seccomp` from an engine's example config in the repository's fixtures,
+/// `tests/fixtures/engines` at the workspace root (this file is also compiled into `fuzz/`,
+/// which sits at the same depth as `seccomp/`).
 pub fn engine_profile(engine: &str) -> Option<LinuxSeccomp> {
     let path = format!(
-        "{}/../../shared/engines/{engine}.example.config.json",
+        "{}/../tests/fixtures/engines/{engine}.example.config.json",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
