@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Installs what berth's build, demo and tests need on a fresh Debian machine (run as root),
-# then builds berth.
+# checks the Rust toolchain (installing or updating stable through rustup when rustup is
+# there), then builds berth.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# busybox-static: test and demo rootfs (python3 builds the busybox image); jq: scripts;
-# procps: `berth ps`; qemu-system-x86 and linux-image-amd64: the pure cgroup v2 VM harness
-# (cgroups/vm); tar, zstd, umoci, podman: extraction compared with GNU tar, umoci and podman;
-# podman, containerd, docker.io: the engines that drive berth in the tests; docker-registry,
-# skopeo, apache2-utils (htpasswd): the registry tests; runc, crun, hyperfine: the peers and
-# the tool of the benchmarks; nftables: NAT and published ports (netns).
-packages=(busybox-static python3 jq iproute2 procps qemu-system-x86 linux-image-amd64 tar zstd
-  umoci podman containerd docker.io docker-registry skopeo apache2-utils runc crun hyperfine
-  nftables)
+# Installed with --no-install-recommends, so everything the tests use is listed here, including
+# what a package only recommends:
+# gcc, libc6-dev (gcc only recommends it), g++: the linker and the C/C++ of build scripts (ring,
+# zstd-sys; libFuzzer for scripts/fuzz.sh); ca-certificates, curl: crates.io and the rustup
+# installer; busybox-static: test and demo rootfs (python3 builds the busybox image); jq:
+# scripts; procps: `berth ps`; qemu-system-x86, linux-image-amd64 and xz-utils (compressed
+# kernel modules): the pure cgroup v2 VM harness (cgroups/vm); tar, zstd, umoci, podman:
+# extraction compared with GNU tar, umoci and podman; podman, containerd, docker.io: the engines
+# that drive berth in the tests; catatonit: `podman run --init` (podman only recommends it);
+# docker-registry, skopeo, apache2-utils (htpasswd): the registry tests; runc, crun, hyperfine:
+# the peers and the tool of the benchmarks; nftables: NAT and published ports (netns).
+packages=(gcc libc6-dev g++ ca-certificates curl busybox-static python3 jq iproute2 procps
+  qemu-system-x86 linux-image-amd64 xz-utils tar zstd umoci podman catatonit containerd
+  docker.io docker-registry skopeo apache2-utils runc crun hyperfine nftables)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -19,5 +25,61 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Rust. Cargo.toml's rust-version (1.85) is what berth's own code needs; the dependencies
+# pinned in Cargo.lock need more: 1.89 (uuid 1.29, through jsonschema, a dev-dependency).
+# Debian bookworm's rustc (1.63) is far too old.
+min_rust=1.89
+case ":$PATH:" in
+  *":$HOME/.cargo/bin:"*) ;;
+  *) [ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH" ;;
+esac
+
+# version_ge A B: true when version A >= version B (a -nightly/-beta suffix is ignored).
+version_ge() {
+  [ "$(printf '%s\n%s\n' "${1%%-*}" "$2" | sort -V | head -n1)" = "$2" ]
+}
+
+# The toolchain as found, for messages.
+rust_found() {
+  if command -v rustc >/dev/null; then
+    echo "$(command -v rustc): $(rustc --version 2>&1 | head -n1)"
+  else
+    echo "no rustc on PATH"
+  fi
+}
+
+# True when cargo, rustc >= min_rust, rustfmt and clippy (test.sh runs both) all work.
+rust_ok() {
+  command -v cargo >/dev/null && command -v rustc >/dev/null || return 1
+  local v
+  v=$(rustc --version 2>/dev/null | awk '{print $2}') && [ -n "$v" ] || return 1
+  version_ge "$v" "$min_rust" || return 1
+  cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1
+}
+
+if ! rust_ok; then
+  if command -v rustup >/dev/null; then
+    echo "setup: Rust >= $min_rust with rustfmt and clippy needed ($(rust_found)); installing stable with rustup"
+    rustup toolchain install stable --profile minimal --component rustfmt,clippy
+    # A default (or override) older than stable still wins: make stable the default.
+    rust_ok || rustup default stable
+  fi
+  if ! rust_ok; then
+    cat >&2 <<EOF
+setup: berth needs Rust >= $min_rust with cargo, rustfmt and clippy; found $(rust_found).
+Debian's rustc and cargo packages are too old. Install the stable toolchain with rustup
+(https://rustup.rs), then run this script again:
+
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt,clippy
+  . "\$HOME/.cargo/env"
+
+(With rustup already installed, this script installs or updates stable itself.)
+EOF
+    exit 1
+  fi
+fi
+echo "setup: $(rustc --version), $(cargo --version)"
+
 cargo build --release --locked -p berth
 echo "built: $(pwd)/target/release/berth"
