@@ -82,4 +82,4 @@ fi
 echo "setup: $(rustc --version), $(cargo --version)"
 
 cargo build --release --locked -p berth
-echo "built: $(pwd)/target/release/berth"
+echo "built: ${CARGO_TARGET_DIR:-$(pwd)/target}/release/berth"
