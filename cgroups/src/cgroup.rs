@@ -205,6 +205,62 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Moves `pid` into sub-cgroups of the container's (`exec --cgroup`): in each hierarchy,
+    /// the sub-path given for one of its v1 controllers, else `default`, else the container's
+    /// own directory. Sub-paths are relative, may not climb out (`..`), and must exist.
+    pub fn add_pid_to_sub(
+        &self,
+        pid: i32,
+        default: Option<&Path>,
+        per_controller: &[(String, PathBuf)],
+    ) -> Result<()> {
+        let mut used = vec![false; per_controller.len()];
+        for h in &self.hierarchies {
+            let pick = per_controller
+                .iter()
+                .enumerate()
+                .find(|(_, (c, _))| h.has(c))
+                .map(|(i, (_, p))| {
+                    used[i] = true;
+                    p.as_path()
+                });
+            let dir = match pick.or(default) {
+                Some(sub) => {
+                    let clean = sub
+                        .components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_)));
+                    if !clean {
+                        return Err(Error::InvalidPath {
+                            path: sub.display().to_string(),
+                            reason: "a sub-cgroup is a relative path without `..`".into(),
+                        });
+                    }
+                    let dir = h.dir.join(sub);
+                    if !dir.is_dir() {
+                        return Err(Error::Io {
+                            op: "find sub-cgroup",
+                            path: dir,
+                            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+                        });
+                    }
+                    dir
+                }
+                None => h.dir.clone(),
+            };
+            fsutil::write(&dir, "cgroup.procs", &pid.to_string())?;
+        }
+        if let Some(i) = used.iter().position(|u| !u) {
+            return Err(Error::InvalidPath {
+                path: per_controller[i].1.display().to_string(),
+                reason: format!(
+                    "no hierarchy of this host has the {} controller",
+                    per_controller[i].0
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// [`Cgroup::add_pid`] for a process that clone3 `CLONE_INTO_CGROUP` already put into the
     /// unified directory: only the v1 hierarchies are written. Skipping the redundant v2 write
     /// matters: a cgroup.procs write may wait a whole RCU grace period (over 10 ms on an idle

@@ -166,6 +166,23 @@ struct ExecArgs {
     /// Pass N extra file descriptors (3..3+N) to the process.
     #[arg(long = "preserve-fds", default_value_t = 0)]
     preserve_fds: u32,
+    /// Add a capability (e.g. CAP_NET_ADMIN) to the bounding, effective and permitted sets;
+    /// repeatable.
+    #[arg(short = 'c', long = "cap")]
+    cap: Vec<String>,
+    /// Join a sub-cgroup of the container's: PATH, or CONTROLLER[,CONTROLLER]:PATH (v1);
+    /// repeatable.
+    #[arg(long)]
+    cgroup: Vec<String>,
+    /// Run even if the container is paused (the process starts frozen).
+    #[arg(long = "ignore-paused")]
+    ignore_paused: bool,
+    /// SELinux label for the process (ignored with a warning where SELinux is off).
+    #[arg(long = "process-label")]
+    process_label: Option<String>,
+    /// AppArmor profile for the process (an error where AppArmor is off).
+    #[arg(long)]
+    apparmor: Option<String>,
     /// Container ID.
     id: String,
     /// Command and arguments.
@@ -591,9 +608,20 @@ fn exec_options(root: &StateRoot, a: &ExecArgs) -> Result<berth_runtime::exec::E
         process.set_cwd(cwd.clone());
     }
     if !a.env.is_empty() {
-        let mut env = process.env().clone().unwrap_or_default();
-        env.extend(a.env.iter().cloned());
-        process.set_env(Some(env));
+        let env = process.env().clone().unwrap_or_default();
+        process.set_env(Some(override_env(env, &a.env)));
+    }
+    if !a.cap.is_empty() {
+        process.set_capabilities(Some(add_capabilities(
+            process.capabilities().clone().unwrap_or_default(),
+            &a.cap,
+        )?));
+    }
+    if let Some(label) = &a.process_label {
+        process.set_selinux_label(Some(label.clone()));
+    }
+    if let Some(profile) = &a.apparmor {
+        process.set_apparmor_profile(Some(profile.clone()));
     }
     if let Some(user) = &a.user {
         let (uid, gid) = user
@@ -627,7 +655,48 @@ fn exec_options(root: &StateRoot, a: &ExecArgs) -> Result<berth_runtime::exec::E
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
+        ignore_paused: a.ignore_paused,
+        sub_cgroups: a.cgroup.clone(),
     })
+}
+
+/// `env` with each `KEY=VALUE` of `overrides` replacing an entry for the same key (or added),
+/// so the override is the only value the process sees.
+fn override_env(mut env: Vec<String>, overrides: &[String]) -> Vec<String> {
+    for kv in overrides {
+        let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+        env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
+        env.push(kv.clone());
+    }
+    env
+}
+
+/// `exec --cap`: adds each capability to the bounding, effective and permitted sets, as runc
+/// does (not inheritable or ambient).
+fn add_capabilities(
+    mut caps: berth_runtime::oci::LinuxCapabilities,
+    names: &[String],
+) -> Result<berth_runtime::oci::LinuxCapabilities> {
+    use berth_runtime::oci::Capability;
+    for name in names {
+        let upper = name.to_ascii_uppercase();
+        let full = if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        };
+        let cap: Capability = serde_json::from_value(serde_json::Value::String(full))
+            .map_err(|_| anyhow::anyhow!("--cap {name}: unknown capability"))?;
+        let add = |set: &Option<berth_runtime::oci::Capabilities>| {
+            let mut set = set.clone().unwrap_or_default();
+            set.insert(cap);
+            Some(set)
+        };
+        caps.set_bounding(add(caps.bounding()));
+        caps.set_effective(add(caps.effective()));
+        caps.set_permitted(add(caps.permitted()));
+    }
+    Ok(caps)
 }
 
 /// `update`'s resources: the JSON document if given, with the flags applied on top.

@@ -15,24 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
 use common::{Berth, OutputExt};
-use serde_json::{json, Value};
-
-/// Runs `script` with `sh -c` in a container configured by `edit`; asserts exit 0 and
-/// returns its standard output.
-fn run_script(b: &Berth, name: &str, script: &str, edit: impl FnOnce(&mut Value)) -> String {
-    let mut c = b.config(&["sh", "-c", script]);
-    edit(&mut c);
-    let out = b.run(&b.id(name), &c);
-    assert_eq!(
-        out.code(),
-        0,
-        "{name}: exit {}\nstdout: {}\nstderr: {}",
-        out.code(),
-        out.out(),
-        out.err()
-    );
-    out.out()
-}
+use serde_json::json;
 
 /// The value printed as `key=value` on a line of `out`.
 fn field<'a>(out: &'a str, key: &str) -> &'a str {
@@ -51,9 +34,7 @@ fn host_ns(kind: &str) -> String {
 #[test]
 fn namespaces_are_new_and_hostname_is_set() {
     let b = Berth::new();
-    let out = run_script(
-        &b,
-        "ns",
+    let out = b.run_script("ns",
         "for n in pid net ipc uts mnt cgroup user time; do echo $n=$(readlink /proc/self/ns/$n); done; echo host=$(hostname)",
         |c| c["hostname"] = json!("berth-inside"),
     );
@@ -95,18 +76,13 @@ fn joins_a_namespace_by_path() {
         "unshare did not enter a new network namespace"
     );
     let target = fs::read_link(&ns_path).unwrap();
-    let out = run_script(
-        &b,
-        "joinnet",
-        "echo net=$(readlink /proc/self/ns/net)",
-        |c| {
-            for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
-                if ns["type"] == "network" {
-                    ns["path"] = json!(ns_path);
-                }
+    let out = b.run_script("joinnet", "echo net=$(readlink /proc/self/ns/net)", |c| {
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "network" {
+                ns["path"] = json!(ns_path);
             }
-        },
-    );
+        }
+    });
     assert_eq!(field(&out, "net"), target.to_string_lossy());
     drop(holder);
     b.assert_clean();
@@ -115,9 +91,7 @@ fn joins_a_namespace_by_path() {
 #[test]
 fn user_groups_umask_cwd_env() {
     let b = Berth::new();
-    let out = run_script(
-        &b,
-        "ident",
+    let out = b.run_script("ident",
         "grep -E '^(Uid|Gid|Groups):' /proc/self/status | tr -s '\\t ' ' '; echo umask=$(umask); echo cwd=$(pwd); echo foo=$FOO",
         |c| {
             c["process"]["user"] =
@@ -148,14 +122,14 @@ fn user_groups_umask_cwd_env() {
 fn rlimits_and_no_new_privileges() {
     let b = Berth::new();
     let script = "echo soft=$(ulimit -n); echo hard=$(ulimit -Hn); echo nnp=$(grep NoNewPrivs /proc/self/status | tr -dc 0-9)";
-    let out = run_script(&b, "limits", script, |c| {
+    let out = b.run_script("limits", script, |c| {
         c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}]);
         c["process"]["noNewPrivileges"] = json!(true);
     });
     assert_eq!(field(&out, "soft"), "512");
     assert_eq!(field(&out, "hard"), "1024");
     assert_eq!(field(&out, "nnp"), "1");
-    let out = run_script(&b, "privs", script, |c| {
+    let out = b.run_script("privs", script, |c| {
         c["process"]["noNewPrivileges"] = json!(false);
     });
     assert_eq!(field(&out, "nnp"), "0");
@@ -192,7 +166,7 @@ fn cap_sets(out: &str) -> Vec<(String, u64)> {
 fn capabilities_match_the_config() {
     let b = Berth::new();
     let script = "grep ^Cap /proc/self/status";
-    let out = run_script(&b, "capdefault", script, |_| {});
+    let out = b.run_script("capdefault", script, |_| {});
     let default = cap_mask(&["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
     for (set, mask) in cap_sets(&out) {
         let want = match set.as_str() {
@@ -203,7 +177,7 @@ fn capabilities_match_the_config() {
     }
 
     let names = ["CAP_CHOWN", "CAP_NET_RAW", "CAP_SYS_ADMIN"];
-    let out = run_script(&b, "capcustom", script, |c| {
+    let out = b.run_script("capcustom", script, |c| {
         c["process"]["capabilities"] = json!({
             "bounding": names, "effective": names, "permitted": names,
         });
@@ -269,7 +243,7 @@ fn mounts_from_the_config() {
         echo devpts=$(m /dev/pts)
         echo mqueue=$(m /dev/mqueue)
     "#;
-    let out = run_script(&b, "mounts", script, |c| {
+    let out = b.run_script("mounts", script, |c| {
         let mounts = c["mounts"].as_array_mut().unwrap();
         mounts.push(
             json!({"destination": "/mnt/t", "type": "tmpfs", "source": "tmpfs",
@@ -346,7 +320,7 @@ fn masked_readonly_paths_and_readonly_root() {
     ",
         masked.join(" ")
     );
-    let out = run_script(&b, "masked", &script, |c| {
+    let out = b.run_script("masked", &script, |c| {
         assert_eq!(c["root"]["readonly"], true, "berth spec's default");
         c["linux"]["maskedPaths"] = json!(masked);
     });
@@ -362,7 +336,7 @@ fn masked_readonly_paths_and_readonly_root() {
     );
     assert!(!b.rootfs.join("new-file").exists());
 
-    let out = run_script(&b, "writable", "touch /new-file && echo root=rw", |c| {
+    let out = b.run_script("writable", "touch /new-file && echo root=rw", |c| {
         c["root"]["readonly"] = json!(false);
     });
     assert_eq!(field(&out, "root"), "rw");
@@ -380,7 +354,7 @@ fn devices_and_dev_symlinks() {
         for l in fd stdin stdout stderr ptmx; do echo link-$l=$(readlink /dev/$l); done
         echo zero-bytes=$(head -c 4 /dev/zero | od -An -tx1 | tr -d ' ')
     ";
-    let out = run_script(&b, "devices", script, |c| {
+    let out = b.run_script("devices", script, |c| {
         c["linux"]["devices"] = json!([{"path": "/dev/fuse", "type": "c", "major": 10,
             "minor": 229, "fileMode": 0o640, "uid": 0, "gid": 0}]);
     });
@@ -407,9 +381,7 @@ fn devices_and_dev_symlinks() {
 #[test]
 fn user_namespace_maps_root_to_a_host_range() {
     let b = Berth::new();
-    let out = run_script(
-        &b,
-        "userns",
+    let out = b.run_script("userns",
         "echo uid=$(id -u); echo uidmap=$(cat /proc/self/uid_map); echo gidmap=$(cat /proc/self/gid_map); echo null=$(stat -c %t:%T /dev/null)",
         |c| {
             c["linux"]["namespaces"]

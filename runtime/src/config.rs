@@ -183,9 +183,14 @@ pub fn validate(spec: &Spec) -> Result<()> {
 /// is an error (the container would run unconfined); a label on a host without SELinux is
 /// ignored with a warning, as runc ignores it.
 fn validate_lsm(spec: &Spec) -> Result<()> {
-    let Some(p) = spec.process() else {
-        return Ok(());
-    };
+    match spec.process() {
+        Some(p) => validate_process_lsm(p),
+        None => Ok(()),
+    }
+}
+
+/// [`validate`]'s LSM check for one process (also `exec`'s `--apparmor`/`--process-label`).
+pub fn validate_process_lsm(p: &oci_spec::runtime::Process) -> Result<()> {
     if let Some(profile) = p.apparmor_profile().as_ref().filter(|s| !s.is_empty()) {
         if !apparmor_enabled() {
             return Err(Error::config(

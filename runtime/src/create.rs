@@ -67,6 +67,9 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
     }
     let linux = spec.linux().clone().unwrap_or_default();
     let ns = namespaces::plan(Some(&linux))?;
+    if !ns.own_mount {
+        check_inherited_mount_ns(&spec)?;
+    }
     if ns.new_user && linux.uid_mappings().as_ref().is_none_or(Vec::is_empty) {
         return Err(Error::config(
             "linux.uidMappings",
@@ -77,6 +80,11 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
         .process()
         .as_ref()
         .map(|p| ProcessPlan::new(p, Some(&linux)))
+        .transpose()?;
+    let mempolicy = linux
+        .memory_policy()
+        .as_ref()
+        .map(crate::mempolicy::MemPolicy::new)
         .transpose()?;
     phases.mark("namespace and process plans");
     let seccomp = linux
@@ -192,6 +200,8 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
         hostname: spec.hostname().clone(),
         domainname: spec.domainname().clone(),
         process,
+        mempolicy,
+        seccomp_at_create: notify.is_some(),
         seccomp,
         notify,
         create_container_hooks: create_container,
@@ -286,6 +296,45 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
     guard.cgroup = None;
     guard.dir = None;
     Ok(Created { state, starter })
+}
+
+/// Without a mount namespace of its own the container shares the caller's mounts: berth
+/// builds no root filesystem (the init only `chroot`s into `root.path`), so anything that
+/// would mount, mask or make device nodes would land on the host. Refused, naming the field.
+fn check_inherited_mount_ns(spec: &oci_spec::runtime::Spec) -> Result<()> {
+    let why = "needs a mount namespace: linux.namespaces has none, so the container shares the host's mounts (add {\"type\": \"mount\"})";
+    let linux = spec.linux().as_ref();
+    let non_empty = |v: Option<&Vec<String>>| v.is_some_and(|v| !v.is_empty());
+    if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(Error::config("mounts", why));
+    }
+    if non_empty(linux.and_then(|l| l.masked_paths().as_ref())) {
+        return Err(Error::config("linux.maskedPaths", why));
+    }
+    if non_empty(linux.and_then(|l| l.readonly_paths().as_ref())) {
+        return Err(Error::config("linux.readonlyPaths", why));
+    }
+    if linux
+        .and_then(|l| l.devices().as_ref())
+        .is_some_and(|d| !d.is_empty())
+    {
+        return Err(Error::config("linux.devices", why));
+    }
+    if linux
+        .and_then(|l| l.rootfs_propagation().as_ref())
+        .is_some()
+    {
+        return Err(Error::config("linux.rootfsPropagation", why));
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(oci_spec::runtime::Root::readonly)
+        .unwrap_or(false)
+    {
+        return Err(Error::config("root.readonly", why));
+    }
+    Ok(())
 }
 
 fn unexpected(m: &Msg) -> Error {

@@ -31,6 +31,43 @@ pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
     /// Pass fds 3..3+N to the process.
     pub preserve_fds: u32,
+    /// Run even in a paused container (the process starts frozen, as runc's does).
+    pub ignore_paused: bool,
+    /// `--cgroup` values: `PATH` or `CONTROLLER[,CONTROLLER...]:PATH`, sub-cgroups of the
+    /// container's to join instead of its own.
+    pub sub_cgroups: Vec<String>,
+}
+
+/// The parsed `--cgroup` values: a default sub-path and per-controller ones.
+type SubCgroups = (Option<PathBuf>, Vec<(String, PathBuf)>);
+
+fn parse_sub_cgroups(values: &[String]) -> Result<SubCgroups> {
+    let mut default = None;
+    let mut per = Vec::new();
+    for v in values {
+        match v.split_once(':') {
+            Some((ctrls, path)) => {
+                for c in ctrls.split(',') {
+                    if c.is_empty() {
+                        return Err(Error::config(
+                            "--cgroup",
+                            format!("{v:?}: empty controller name"),
+                        ));
+                    }
+                    per.push((c.to_string(), PathBuf::from(path)));
+                }
+            }
+            None => {
+                if default.replace(PathBuf::from(v)).is_some() {
+                    return Err(Error::config(
+                        "--cgroup",
+                        "more than one path without a controller",
+                    ));
+                }
+            }
+        }
+    }
+    Ok((default, per))
 }
 
 /// Namespace kinds in the order they are joined, with their /proc names.
@@ -82,18 +119,22 @@ fn namespaces_to_join(pid: i32) -> Result<Joins> {
 /// Runs a process in a running container.
 pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<RunOutcome> {
     let state = root.read(&opts.id)?;
+    let frozen = state.status() == Status::Paused;
     match state.status() {
         Status::Stopped => {
             return Err(Error::State("cannot exec in a stopped container".into()));
         }
         // The new process joins the frozen cgroup and would freeze before it could report.
-        Status::Paused => {
-            return Err(Error::State("cannot exec in a paused container".into()));
+        Status::Paused if !opts.ignore_paused => {
+            return Err(Error::State(
+                "cannot exec in a paused container (resume it, or pass --ignore-paused)".into(),
+            ));
         }
         _ => {}
     }
     let spec = crate::config::load(&state.bundle)?;
     let linux = spec.linux().clone().unwrap_or_default();
+    crate::config::validate_process_lsm(&opts.process)?;
     let plan = ProcessPlan::new(&opts.process, Some(&linux))?;
     let seccomp = linux
         .seccomp()
@@ -110,6 +151,12 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<RunOutcome> {
         }
         _ => None,
     };
+    let subs = parse_sub_cgroups(&opts.sub_cgroups)?;
+    if !opts.sub_cgroups.is_empty() && state.cgroup.is_none() {
+        return Err(Error::Unsupported(
+            "--cgroup: the container has no cgroup (rootless)".into(),
+        ));
+    }
     let joins = namespaces_to_join(state.pid)?;
     let trampoline = Trampoline::new()?;
     let (mut report_rx, report_tx) =
@@ -132,7 +179,7 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<RunOutcome> {
     let child = match unsafe { nix::unistd::fork() }.ctx(|| "fork".to_string())? {
         nix::unistd::ForkResult::Child => {
             drop(report_rx);
-            let (msg, code) = match join_cgroup(state.cgroup.as_ref()).and_then(|()| {
+            let (msg, code) = match join_cgroup(state.cgroup.as_ref(), &subs).and_then(|()| {
                 child_main(
                     plan,
                     &joins.child,
@@ -153,6 +200,14 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<RunOutcome> {
         nix::unistd::ForkResult::Parent { child } => child.as_raw(),
     };
     drop(report_tx);
+    if frozen && opts.detach {
+        // The child freezes as it joins the paused cgroup and reports only after `resume`:
+        // a detached exec returns now (its setup errors go unreported, as with runc).
+        if let Some(pid_file) = &opts.pid_file {
+            crate::state::write_atomic(pid_file, child.to_string().as_bytes())?;
+        }
+        return Ok(RunOutcome::Detached);
+    }
     let mut message = String::new();
     let _ = report_rx.read_to_string(&mut message);
     if let Some(pid_file) = &opts.pid_file {
@@ -182,10 +237,17 @@ enum Never {}
 /// Moves the calling process (the forked child, before it joins any namespace: the host's
 /// cgroup filesystems are still in view; pid 0 is the writer) into the container's cgroups,
 /// so it counts against the limits and `ps`, `kill --all`, pause and the engines' stats see it.
-fn join_cgroup(cgroup: Option<&berth_cgroups::Cgroup>) -> std::result::Result<(), (String, i32)> {
+fn join_cgroup(
+    cgroup: Option<&berth_cgroups::Cgroup>,
+    subs: &SubCgroups,
+) -> std::result::Result<(), (String, i32)> {
     if let Some(cg) = cgroup {
-        cg.add_pid(0)
-            .map_err(|e| (format!("joining the container's cgroups: {e}"), 1))?;
+        let res = if subs.0.is_none() && subs.1.is_empty() {
+            cg.add_pid(0)
+        } else {
+            cg.add_pid_to_sub(0, subs.0.as_deref(), &subs.1)
+        };
+        res.map_err(|e| (format!("joining the container's cgroups: {e}"), 1))?;
     }
     Ok(())
 }
@@ -222,7 +284,7 @@ fn child_main(
     process::apply_limits(&p).map_err(fail)?;
     Err(crate::init::confine_and_exec(
         &mut p,
-        seccomp,
+        (seccomp, false),
         None,
         "",
         trampoline,

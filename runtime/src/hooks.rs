@@ -13,8 +13,19 @@ use crate::error::{Error, Result};
 
 /// Runs each hook of `stage` in order; the first failure stops the rest.
 pub fn run_all(stage: &str, hooks: &[Hook], state_json: &str) -> Result<()> {
+    run_all_with_env(stage, hooks, state_json, &[])
+}
+
+/// [`run_all`] for hooks that run in the container (`startContainer`): a hook without its own
+/// `env` gets `process_env` (the container process's environment), as runc gives it.
+pub fn run_all_with_env(
+    stage: &str,
+    hooks: &[Hook],
+    state_json: &str,
+    process_env: &[std::ffi::CString],
+) -> Result<()> {
     for (i, hook) in hooks.iter().enumerate() {
-        run(hook, state_json).map_err(|e| {
+        run(hook, state_json, process_env).map_err(|e| {
             Error::Hook(format!(
                 "{stage} hook #{i} ({}): {e}",
                 hook.path().display()
@@ -27,13 +38,17 @@ pub fn run_all(stage: &str, hooks: &[Hook], state_json: &str) -> Result<()> {
 /// Runs hooks that may not stop the lifecycle (`poststart`, `poststop`): failures are warnings.
 pub fn run_all_warn(stage: &str, hooks: &[Hook], state_json: &str) {
     for (i, hook) in hooks.iter().enumerate() {
-        if let Err(e) = run(hook, state_json) {
+        if let Err(e) = run(hook, state_json, &[]) {
             tracing::warn!("{stage} hook #{i} ({}) failed: {e}", hook.path().display());
         }
     }
 }
 
-fn run(hook: &Hook, state_json: &str) -> std::result::Result<(), String> {
+fn run(
+    hook: &Hook,
+    state_json: &str,
+    fallback_env: &[std::ffi::CString],
+) -> std::result::Result<(), String> {
     let args = hook.args().as_deref().unwrap_or_default();
     let mut cmd = Command::new(hook.path());
     if let Some(arg0) = args.first() {
@@ -41,9 +56,25 @@ fn run(hook: &Hook, state_json: &str) -> std::result::Result<(), String> {
     }
     cmd.args(args.iter().skip(1));
     cmd.env_clear();
-    for kv in hook.env().iter().flatten() {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
+    match hook.env() {
+        Some(env) => {
+            for kv in env {
+                if let Some((k, v)) = kv.split_once('=') {
+                    cmd.env(k, v);
+                }
+            }
+        }
+        None => {
+            use std::os::unix::ffi::OsStrExt;
+            for kv in fallback_env {
+                let kv = kv.as_bytes();
+                if let Some(eq) = kv.iter().position(|&b| b == b'=') {
+                    cmd.env(
+                        std::ffi::OsStr::from_bytes(&kv[..eq]),
+                        std::ffi::OsStr::from_bytes(&kv[eq + 1..]),
+                    );
+                }
+            }
         }
     }
     cmd.stdin(Stdio::piped());

@@ -9,13 +9,32 @@ use std::path::{Component, Path, PathBuf};
 
 /// Opens `path` (absolute or relative, interpreted inside `root`) with `flags` | `O_CLOEXEC`.
 pub fn open(root: BorrowedFd<'_>, path: &Path, flags: i32) -> io::Result<OwnedFd> {
+    open_resolving(root, path, flags, 0)
+}
+
+/// Whether resolving `path` inside `root` meets a symlink (on any existing component).
+pub fn has_symlink(root: BorrowedFd<'_>, path: &Path) -> io::Result<bool> {
+    match open_resolving(root, path, libc::O_PATH, libc::RESOLVE_NO_SYMLINKS) {
+        Ok(_) => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn open_resolving(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    flags: i32,
+    extra_resolve: u64,
+) -> io::Result<OwnedFd> {
     let rel = relative(path);
     let c = CString::new(rel.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
     // SAFETY: open_how is plain old data; all-zero is valid.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS | extra_resolve;
     loop {
         // SAFETY: `c` is a valid NUL-terminated string, `how` a valid open_how whose size we pass.
         let fd = unsafe {

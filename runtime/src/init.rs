@@ -39,10 +39,15 @@ pub struct Plan {
     pub domainname: Option<String>,
     /// The process, if the config has one.
     pub process: Option<ProcessPlan>,
+    /// `linux.memoryPolicy`, applied just before the init waits for `start`.
+    pub mempolicy: Option<crate::mempolicy::MemPolicy>,
     /// Compiled seccomp filter.
     pub seccomp: Option<berth_seccomp::Filter>,
     /// The seccomp agent to send the NOTIFY listener to.
     pub notify: Option<crate::seccomp_notify::Agent>,
+    /// The filter is installed at the end of `create` (a NOTIFY profile, whose listener the
+    /// agent expects before `start`) instead of just before `execve`.
+    pub seccomp_at_create: bool,
     /// `createContainer` hooks.
     pub create_container_hooks: Vec<Hook>,
     /// `startContainer` hooks.
@@ -65,16 +70,17 @@ pub struct Plan {
 }
 
 /// Entry point of the cloned child. Never returns.
-pub fn main(plan: Plan, sync: Channel, waiter: Waiter) -> ! {
+pub fn main(mut plan: Plan, sync: Channel, waiter: Waiter) -> ! {
     for &fd in &plan.close_at_start {
         // SAFETY: the fd is the parent's; the init never uses it, and no Rust owner in this
         // process will touch it again (the init never returns to that code).
         unsafe { libc::close(fd) };
     }
-    let code = match setup(&plan, &sync) {
+    let code = match setup(&mut plan, &sync) {
         Ok(ready) => {
             // SAFETY: prctl with integer arguments: the init must outlive `berth create`.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+            exit_on_termination_signals();
             let _ = sync.send(&Msg::Ready);
             drop(sync);
             run(plan, waiter, &ready)
@@ -92,6 +98,35 @@ pub fn main(plan: Plan, sync: Channel, waiter: Waiter) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Signals that end a process by default. A created container's init may be pid 1 of its pid
+/// namespace, which the kernel shields from every signal it has no handler for (SIGKILL
+/// aside): `kill ID TERM` before `start` would do nothing. With these handlers the waiting
+/// init ends as runc's does; `execve` resets them for the container's process.
+const TERMINATING: &[libc::c_int] = &[
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGABRT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGTERM,
+    libc::SIGPWR,
+];
+
+extern "C" fn exit_on_signal(sig: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(128 + sig) }
+}
+
+fn exit_on_termination_signals() {
+    for &sig in TERMINATING {
+        // SAFETY: a handler that only calls _exit (async-signal-safe); the init has no other
+        // handler for these signals.
+        unsafe { libc::signal(sig, exit_on_signal as *const () as libc::sighandler_t) };
+    }
+}
+
 /// What setup hands to the waiting half.
 struct Ready {
     /// State JSON (status `created`) for `startContainer` hooks.
@@ -100,7 +135,7 @@ struct Ready {
     pty: Option<OwnedFd>,
 }
 
-fn setup(plan: &Plan, sync: &Channel) -> Result<Ready> {
+fn setup(plan: &mut Plan, sync: &Channel) -> Result<Ready> {
     // Die with berth while being set up; cleared before Ready.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
@@ -142,13 +177,20 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Ready> {
             }
         }
     }
+    // The time offsets first: /proc/self/timens_offsets is writable only while the init is
+    // dumpable (non-dumpable makes its /proc files owned by the host's root, which a user
+    // namespace does not map). Becoming root in a new user namespace cleared the flag (a
+    // credential change does), so it is set for this step: no other process is in the
+    // container's namespaces yet.
+    if ns.new_time {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+        namespaces::enter_new_time_ns(&plan.linux)?;
+    }
     // From here the init is visible inside the container's namespaces: make it non-dumpable so
     // no container process can open its /proc/<pid>/exe (or ptrace it) before it execs.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    if ns.new_time {
-        namespaces::enter_new_time_ns(&plan.linux)?;
-    }
     if ns.new_net {
         if let Err(e) = namespaces::loopback_up() {
             tracing::warn!("{e}");
@@ -161,7 +203,9 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Ready> {
     if !plan.no_new_keyring {
         join_session_keyring(&plan.id);
     }
-    rootfs::prepare(&plan.rootfs, idmapped)?;
+    if ns.own_mount {
+        rootfs::prepare(&plan.rootfs, idmapped)?;
+    }
     let (creating, created) = if plan.hook_exchange {
         sync.send(&Msg::MountsDone).ctx(|| "sync".to_string())?;
         match sync.recv().ctx(|| "sync".to_string())? {
@@ -180,8 +224,23 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Ready> {
         (String::new(), String::new())
     };
     crate::hooks::run_all("createContainer", &plan.create_container_hooks, &creating)?;
-    rootfs::enter(&plan.rootfs.rootfs, plan.no_pivot)?;
+    if ns.own_mount {
+        rootfs::enter(&plan.rootfs.rootfs, plan.no_pivot)?;
+    } else {
+        rootfs::chroot_only(&plan.rootfs.rootfs)?;
+    }
     let pty = finish_setup(plan)?;
+    if plan.seccomp_at_create {
+        // A NOTIFY profile: the agent gets its listener during `create`, as runc sends it, so
+        // an agent may wait for it before calling `start`.
+        if let Some(f) = &plan.seccomp {
+            // berth's own getcwd check runs now, before the filter could hand it to the agent.
+            if let Some(p) = &plan.process {
+                process::enter_cwd(&p.cwd, false)?;
+            }
+            install_seccomp(f, plan.notify.take(), &created)?;
+        }
+    }
     Ok(Ready { created, pty })
 }
 
@@ -262,10 +321,15 @@ fn finish_setup(plan: &Plan) -> Result<Option<OwnedFd>> {
         plan.linux.masked_paths().as_deref().unwrap_or_default(),
         plan.linux.readonly_paths().as_deref().unwrap_or_default(),
         plan.readonly_root,
-        plan.rootfs
-            .root_propagation
-            .filter(|p| p.contains(nix::mount::MsFlags::MS_SHARED)),
+        plan.rootfs.root_propagation.filter(|p| {
+            // Shared and unbindable need setting on the new root itself; private and
+            // slave were given to the whole tree before the rootfs was bound.
+            p.intersects(nix::mount::MsFlags::MS_SHARED | nix::mount::MsFlags::MS_UNBINDABLE)
+        }),
     )?;
+    if let Some(m) = &plan.mempolicy {
+        m.apply()?;
+    }
     if let Some(p) = &plan.process {
         process::apply_limits(p)?;
         // Engines expect a missing or non-executable program to fail `create` (podman maps
@@ -286,10 +350,11 @@ fn exec_process(
     conn: &UnixStream,
 ) -> std::result::Result<Never, (String, i32)> {
     let fail = |e: Error| (e.to_string(), 1);
-    crate::hooks::run_all(
+    crate::hooks::run_all_with_env(
         "startContainer",
         &plan.start_container_hooks,
         &ready.created,
+        plan.process.as_ref().map_or(&[], |p| p.env.as_slice()),
     )
     .map_err(fail)?;
     let Some(p) = plan.process.as_mut() else {
@@ -304,9 +369,14 @@ fn exec_process(
     if let Some(slave) = &ready.pty {
         crate::terminal::make_controlling(slave).map_err(fail)?;
     }
+    let seccomp = if plan.seccomp_at_create {
+        None
+    } else {
+        plan.seccomp.as_ref()
+    };
     Err(confine_and_exec(
         p,
-        plan.seccomp.as_ref(),
+        (seccomp, plan.seccomp_at_create),
         plan.notify.take(),
         &ready.created,
         &plan.trampoline,
@@ -315,13 +385,15 @@ fn exec_process(
     ))
 }
 
-/// The last steps before `execve`, shared by the init and `exec`: seccomp (before the
-/// capability drop unless no_new_privs is set, as late as possible otherwise), the user and
-/// capabilities, the cwd check, no_new_privs, fd hygiene, default signals, and the exec
-/// through the trampoline. Returns only on failure: the message and the exit code.
+/// The last steps before `execve`, shared by the init and `exec`: fd hygiene (before any
+/// filter), seccomp (before the capability drop unless no_new_privs is set, as late as
+/// possible otherwise), the user and capabilities, the cwd check (skipped when `cwd_verified`
+/// says it was done before the filter went in at `create`), no_new_privs, default signals,
+/// and the exec through the trampoline. Returns only on failure: the message and the exit
+/// code.
 pub(crate) fn confine_and_exec(
     p: &mut ProcessPlan,
-    seccomp: Option<&berth_seccomp::Filter>,
+    (seccomp, cwd_verified): (Option<&berth_seccomp::Filter>, bool),
     mut notify: Option<crate::seccomp_notify::Agent>,
     state: &str,
     trampoline: &crate::exe_guard::Trampoline,
@@ -330,6 +402,9 @@ pub(crate) fn confine_and_exec(
 ) -> (String, i32) {
     let fail = |e: Error| (e.to_string(), 1);
     let mut steps = || -> std::result::Result<std::ffi::CString, (String, i32)> {
+        // Before any seccomp filter: a profile need not allow close_range (runc's and many
+        // hand-written ones do not).
+        close_fds(preserve_fds, keep).map_err(fail)?;
         let nnp = p.no_new_privileges;
         if let (Some(f), false) = (seccomp, nnp) {
             // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: before the drop.
@@ -338,7 +413,7 @@ pub(crate) fn confine_and_exec(
         process::fill_home(p);
         let path = process::lookup(p).map_err(|f| (f.message, f.exit_code))?;
         process::switch_user(p, namespaces::setgroups_allowed()).map_err(fail)?;
-        process::enter_cwd(&p.cwd).map_err(fail)?;
+        process::enter_cwd(&p.cwd, cwd_verified).map_err(fail)?;
         if nnp {
             // SAFETY: prctl with integer arguments.
             if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
@@ -349,7 +424,6 @@ pub(crate) fn confine_and_exec(
                 install_seccomp(f, notify.take(), state).map_err(fail)?;
             }
         }
-        close_fds(preserve_fds, keep).map_err(fail)?;
         Ok(path)
     };
     let path = match steps() {
@@ -388,7 +462,8 @@ fn close_fds(preserve: u32, conn: &impl AsRawFd) -> Result<()> {
         )
     };
     if rc != 0 {
-        return Err(std::io::Error::last_os_error()).ctx(|| "close_range".to_string());
+        // A kernel before 5.11 (no CLOSE_RANGE_CLOEXEC): one fcntl per open descriptor.
+        cloexec_each(first)?;
     }
     for fd in 3..first {
         if fd as i32 == conn.as_raw_fd() {
@@ -396,6 +471,41 @@ fn close_fds(preserve: u32, conn: &impl AsRawFd) -> Result<()> {
         }
         // SAFETY: fcntl on an integer fd; an fd that is not open just fails.
         unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    }
+    Ok(())
+}
+
+/// The slow path of [`close_fds`]: marks every open descriptor from `first` up
+/// close-on-exec, listing them from `/proc/self/fd` (or, without /proc, trying each number
+/// below the descriptor limit).
+fn cloexec_each(first: u32) -> Result<()> {
+    let set = |fd: i32| {
+        // SAFETY: fcntl on an integer fd; F_GETFD/F_SETFD only touch its flags, and a closed
+        // fd just fails.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    };
+    match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => {
+            let fds: Vec<i32> = dir
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect();
+            for fd in fds.into_iter().filter(|&fd| fd >= first as i32) {
+                set(fd);
+            }
+        }
+        Err(_) => {
+            let (soft, _) =
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                    .ctx(|| "getrlimit(RLIMIT_NOFILE)".to_string())?;
+            for fd in first..soft.min(1 << 20) as u32 {
+                set(fd as i32);
+            }
+        }
     }
     Ok(())
 }

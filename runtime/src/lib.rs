@@ -19,6 +19,7 @@ pub mod idmap;
 pub mod in_root;
 pub mod init;
 pub mod lifecycle;
+pub mod mempolicy;
 pub mod mount_options;
 pub mod mountinfo;
 pub mod namespaces;

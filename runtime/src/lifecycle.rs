@@ -30,18 +30,43 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
     let conn = start_channel::connect(dir.path())?;
     let outcome = start_channel::trigger(conn);
     let _ = std::fs::remove_file(create::start_socket(dir.path()));
-    outcome?;
+    if let Err(e) = outcome {
+        // The init exits after reporting; wait for it so that a `delete` right after this
+        // failure finds the container stopped.
+        let _ = wait_gone(&state, INIT_EXIT_WAIT);
+        return Err(e);
+    }
     phases.mark("exec (startContainer hooks, user, caps, seccomp, exec)");
     state.status = Status::Running;
     dir.write(&state)?;
     drop(dir);
-    run_poststart(&state);
+    run_poststart(&state)
+}
+
+/// How long `start` and `kill` wait for an init that is ending anyway (failed start, SIGKILL).
+const INIT_EXIT_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs the `poststart` hooks. runtime-spec 1.3: if one fails, the container is stopped and
+/// `start` fails (the container stays, stopped, for `delete`).
+fn run_poststart(state: &ContainerState) -> Result<()> {
+    let Some(h) = state.hooks.as_ref().and_then(|h| h.poststart().clone()) else {
+        return Ok(());
+    };
+    if let Err(e) = hooks::run_all("poststart", &h, &state.spec_state_json()) {
+        stop_all(state);
+        let _ = wait_gone(state, INIT_EXIT_WAIT);
+        return Err(e);
+    }
     Ok(())
 }
 
-fn run_poststart(state: &ContainerState) {
-    if let Some(h) = state.hooks.as_ref().and_then(|h| h.poststart().clone()) {
-        hooks::run_all_warn("poststart", &h, &state.spec_state_json());
+/// SIGKILLs every process of the container.
+fn stop_all(state: &ContainerState) {
+    if let Some(cg) = &state.cgroup {
+        let _ = cg.signal_all(libc::SIGKILL);
+    }
+    for pid in processes(state) {
+        let _ = signal_pid(state, pid, libc::SIGKILL, pid == state.pid);
     }
 }
 
@@ -60,7 +85,13 @@ pub fn kill(root: &StateRoot, id: &str, signal: i32, all: bool) -> Result<()> {
         }
         Ok(())
     } else {
-        signal_pid(&state, state.pid, signal, true)
+        signal_pid(&state, state.pid, signal, true)?;
+        if signal == libc::SIGKILL {
+            // SIGKILL cannot be caught: wait for the init to be gone so that a `delete` right
+            // after `kill ID KILL` finds the container stopped (runc's order of events).
+            let _ = wait_gone(&state, INIT_EXIT_WAIT);
+        }
+        Ok(())
     }
 }
 
@@ -151,12 +182,7 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
                 "cannot delete container {id} that is not stopped: {status}"
             )));
         }
-        if let Some(cg) = &state.cgroup {
-            let _ = cg.signal_all(libc::SIGKILL);
-        }
-        for pid in processes(&state) {
-            let _ = signal_pid(&state, pid, libc::SIGKILL, pid == state.pid);
-        }
+        stop_all(&state);
         wait_gone(&state, Duration::from_secs(10))?;
     }
     if let Some(cg) = &state.cgroup {
@@ -394,7 +420,9 @@ fn run_foreground(
                 s.status = Status::Running;
                 let _ = dir.write(&s);
             }
-            run_poststart(&created.state);
+            if let Err(e) = run_poststart(&created.state) {
+                start_error = Some(e);
+            }
         }
         Err(e) => start_error = Some(e),
     }

@@ -101,6 +101,10 @@ pub fn parse(options: &[String], index: usize) -> Result<MountOptions> {
                     o.recursive.clear |= MOUNT_ATTR_ATIME_MASK;
                 }
                 o.recursive.set |= attr;
+            } else if attr & MOUNT_ATTR_ATIME_MASK != 0 {
+                // The atime modes are an enum, not bits: mount_setattr takes a clear of one
+                // only as a clear of the whole mask (EINVAL otherwise), leaving relatime.
+                o.recursive.clear |= MOUNT_ATTR_ATIME_MASK;
             } else {
                 o.recursive.clear |= attr;
             }
@@ -239,6 +243,11 @@ mod tests {
         assert!(o.cleared.contains(MsFlags::MS_RDONLY));
         let o = p(&["rro", "rnoexec"]);
         assert_eq!(o.recursive.set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOEXEC);
+        for clear in ["ratime", "rnostrictatime", "rnorelatime"] {
+            let o = p(&[clear]);
+            assert_eq!(o.recursive.clear, MOUNT_ATTR_ATIME_MASK, "{clear}");
+            assert_eq!(o.recursive.set, 0, "{clear}");
+        }
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub struct NsPlan {
     pub new_user: bool,
     /// A new mount namespace is created.
     pub new_mount: bool,
+    /// The container has a mount namespace of its own, new or joined by path: the root
+    /// filesystem is built in it. Without one the mount namespace is inherited (runtime-spec:
+    /// an unlisted namespace is the runtime's) and berth touches no mount.
+    pub own_mount: bool,
     /// A new pid namespace is created.
     pub new_pid: bool,
     /// A new cgroup namespace is created (unshared by the init once in its cgroup).
@@ -60,6 +64,7 @@ impl Default for NsPlan {
             fork_after_unshare: false,
             new_user: false,
             new_mount: false,
+            own_mount: false,
             new_pid: false,
             new_cgroup: false,
             new_time: false,
@@ -114,6 +119,9 @@ pub fn plan(linux: Option<&Linux>) -> Result<NsPlan> {
         if flag == CloneFlags::CLONE_NEWUTS {
             p.own_uts = true;
         }
+        if flag == CloneFlags::CLONE_NEWNS {
+            p.own_mount = true;
+        }
     }
     // Join the user namespace first: it grants the capabilities needed for the others.
     joins.sort_by_key(|j| j.flag != CloneFlags::CLONE_NEWUSER);
@@ -135,11 +143,6 @@ pub fn plan(linux: Option<&Linux>) -> Result<NsPlan> {
         p.clone_flags = cloneable;
     }
     p.joins = joins;
-    if !p.new_mount {
-        return Err(Error::Unsupported(
-            "linux.namespaces: berth needs a new mount namespace for the container (add {\"type\": \"mount\"})".into(),
-        ));
-    }
     Ok(p)
 }
 

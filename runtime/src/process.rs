@@ -309,9 +309,14 @@ pub fn switch_user(p: &ProcessPlan, setgroups_allowed: bool) -> Result<()> {
 }
 
 /// Changes to `cwd` and makes sure it is inside the container's root (CVE-2024-21626).
-pub fn enter_cwd(cwd: &Path) -> Result<()> {
+/// `verified`: the same path was already checked in this root (before a seccomp filter that
+/// may hand `getcwd` to an agent was installed), so only the chdir is done.
+pub fn enter_cwd(cwd: &Path, verified: bool) -> Result<()> {
     nix::unistd::chdir(cwd)
         .map_err(|e| Error::Init(format!("process.cwd: chdir to {}: {e}", cwd.display())))?;
+    if verified {
+        return Ok(());
+    }
     let here =
         nix::unistd::getcwd().map_err(|e| Error::Init(format!("process.cwd: getcwd: {e}")))?;
     if !here.is_absolute() || here.as_os_str().as_bytes().starts_with(b"(unreachable)") {

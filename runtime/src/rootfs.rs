@@ -192,6 +192,20 @@ fn mount_entry(
     } else if m.fstype == "cgroup" || m.fstype == "cgroup2" {
         mount_cgroup(root, m, plan)?;
     } else {
+        if (m.fstype == "proc" || m.fstype == "sysfs")
+            && in_root::has_symlink(root, dest).ctx(|| "resolving mount point".to_string())?
+        {
+            // A symlinked /proc or /sys would put the kernel's files (and the masks berth
+            // applies by path later) somewhere the image chose: refused, as runc refuses it.
+            return Err(Error::config(
+                format!("mounts[{}].destination", m.index),
+                format!(
+                    "{} is a symlink in the rootfs: {} is never mounted through a symlink",
+                    dest.display(),
+                    m.fstype
+                ),
+            ));
+        }
         let target =
             in_root::ensure(root, dest, Leaf::Dir).ctx(|| "creating mount point".to_string())?;
         let data = (!m.options.data.is_empty()).then_some(m.options.data.as_str());
@@ -327,7 +341,7 @@ fn mount_cgroup(root: BorrowedFd<'_>, m: &MountPlan, plan: &RootfsPlan) -> Resul
         .iter()
         .any(|h| h.mount_point == Path::new("/sys/fs/cgroup") && h.fstype == "cgroup2");
     if unified_host || m.fstype == "cgroup2" {
-        return mount_one_cgroup(&target, "cgroup2", "", flags, plan);
+        return mount_one_cgroup(root, &m.destination, &target, ("cgroup2", ""), flags, plan);
     }
     mount(
         Some("tmpfs"),
@@ -349,7 +363,8 @@ fn mount_cgroup(root: BorrowedFd<'_>, m: &MountPlan, plan: &RootfsPlan) -> Resul
         };
         let sub = in_root::ensure(root, &m.destination.join(name), Leaf::Dir)
             .ctx(|| format!("creating cgroup mount point {name}"))?;
-        mount_one_cgroup(&sub, &h.fstype, &h.options, flags, plan)?;
+        let dest = m.destination.join(name);
+        mount_one_cgroup(root, &dest, &sub, (&h.fstype, &h.options), flags, plan)?;
     }
     if flags.contains(MsFlags::MS_RDONLY) {
         let top = in_root::open_path(root, &m.destination)
@@ -370,13 +385,17 @@ fn mount_cgroup(root: BorrowedFd<'_>, m: &MountPlan, plan: &RootfsPlan) -> Resul
     Ok(())
 }
 
+/// Mounts one hierarchy (`kind` is the filesystem type and its options) at `target`, the
+/// opened `dest`.
 fn mount_one_cgroup(
+    root: BorrowedFd<'_>,
+    dest: &Path,
     target: &OwnedFd,
-    fstype: &str,
-    options: &str,
+    kind: (&str, &str),
     flags: MsFlags,
     plan: &RootfsPlan,
 ) -> Result<()> {
+    let (fstype, options) = kind;
     let path = in_root::proc_fd_path(target);
     let data = (!options.is_empty()).then_some(options);
     let res = mount(Some("cgroup"), path.as_c_str(), Some(fstype), flags, data);
@@ -409,11 +428,15 @@ fn mount_one_cgroup(
             format!("bind-mounting cgroup hierarchy {}", host.display())
         }))?;
         if flags.contains(MsFlags::MS_RDONLY) {
+            // The remount must name the new bind mount, not the directory under it that
+            // `target` still refers to (EINVAL: not a mount root).
+            let top = in_root::open_path(root, dest)
+                .ctx(|| "reopening the cgroup hierarchy's bind mount".to_string())?;
             mount(
                 None::<&str>,
-                path.as_c_str(),
+                in_root::proc_fd_path(&top).as_c_str(),
                 None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(target),
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(&top),
                 None::<&str>,
             )
             .map_err(sys(|| "remounting cgroup hierarchy read-only".into()))?;
@@ -620,6 +643,13 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
     }
     nix::unistd::chdir("/").map_err(sys(|| "chdir /".into()))?;
     Ok(())
+}
+
+/// Step 2 without a mount namespace of the container's own: `chroot` into the rootfs, so the
+/// process still sees `root.path` as `/` (nothing is mounted: the mounts are the host's).
+pub fn chroot_only(rootfs: &Path) -> Result<()> {
+    nix::unistd::chroot(rootfs).map_err(sys(|| format!("chroot {}", rootfs.display())))?;
+    nix::unistd::chdir("/").map_err(sys(|| "chdir /".into()))
 }
 
 /// Step 3 (after pivot): masked paths, read-only paths, root read-only, `/` propagation.

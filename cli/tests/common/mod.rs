@@ -251,6 +251,23 @@ impl Berth {
         c
     }
 
+    /// Runs `script` with `sh -c` in a container configured by `edit`; asserts exit 0 and
+    /// returns its standard output.
+    pub fn run_script(&self, name: &str, script: &str, edit: impl FnOnce(&mut Value)) -> String {
+        let mut c = self.config(&["sh", "-c", script]);
+        edit(&mut c);
+        let out = self.run(&self.id(name), &c);
+        assert_eq!(
+            out.code(),
+            0,
+            "{name}: exit {}\nstdout: {}\nstderr: {}",
+            out.code(),
+            out.out(),
+            out.err()
+        );
+        out.out()
+    }
+
     /// Writes `config` as the bundle of `id` and returns the bundle directory.
     pub fn bundle(&self, id: &str, config: &Value) -> PathBuf {
         let dir = self.path().join("bundles").join(id);
@@ -541,4 +558,33 @@ pub fn forks_under_pids_limit(b: &Berth, name: &str, limit: i64) -> usize {
         .filter(|l| !l.trim().is_empty())
         .collect::<std::collections::HashSet<_>>()
         .len()
+}
+
+/// What a seccomp agent receives from the runtime on `listenerPath`: the listener descriptor
+/// (if one came) and the container process state document.
+pub fn recv_agent_message(
+    conn: &std::os::unix::net::UnixStream,
+) -> (Option<std::os::fd::OwnedFd>, Value) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    let mut fd = None;
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            for raw in fds {
+                // SAFETY: the kernel just gave us this descriptor; nothing else owns it.
+                fd = Some(unsafe { OwnedFd::from_raw_fd(raw) });
+            }
+        }
+    }
+    let n = msg.bytes;
+    (fd, serde_json::from_slice(&buf[..n]).unwrap())
 }
