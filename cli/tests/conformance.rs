@@ -43,12 +43,13 @@ fn user_namespace(c: &mut Value) {
 }
 
 #[test]
-fn a_profile_that_denies_close_range_still_starts() {
+fn a_profile_that_denies_close_range_or_getcwd_still_starts() {
+    // berth's own fd hygiene and cwd check come before the filter.
     let b = Berth::new();
     let out = b.run_script("noclose", "echo started", |c| {
         c["linux"]["seccomp"] = json!({
             "defaultAction": "SCMP_ACT_ALLOW",
-            "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO"}],
+            "syscalls": [{"names": ["close_range", "getcwd"], "action": "SCMP_ACT_ERRNO"}],
         });
     });
     assert_eq!(out.trim(), "started");
@@ -84,11 +85,36 @@ fn without_a_mount_namespace_the_hosts_is_inherited() {
         fs::canonicalize(b.path().join("rootfs")).unwrap()
     );
     b.delete_force(&id);
-    // Anything that would mount on the host is refused, naming the field.
-    let mut c = b.config(&["true"]);
+    // Mounts and masks are skipped with a warning (nothing lands on the host's mount table);
+    // what cannot be honoured without mounting is refused, naming the field.
+    let before = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    let mut c = b.config(&["/bin/sleep", "30"]);
     remove_namespace(&mut c, "mount");
-    b.try_create(&b.id("inherit-mnt-masked"), &c)
-        .fails_with("needs a mount namespace");
+    c["root"]["readonly"] = json!(false);
+    let id = b.id("inherit-mnt-skip");
+    let out = b.try_create(&id, &c).ok();
+    assert!(
+        out.err().contains("linux.maskedPaths skipped"),
+        "{}",
+        out.err()
+    );
+    b.track(&id);
+    b.track_pid(b.state(&id)["pid"].as_i64().unwrap() as i32);
+    assert_eq!(
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .count(),
+        before,
+        "the host's mount table changed"
+    );
+    b.delete_force(&id);
+    c["root"]["readonly"] = json!(true);
+    b.try_create(&b.id("inherit-mnt-ro"), &c)
+        .fails_with("root.readonly: needs a mount namespace");
     b.assert_clean();
 }
 

@@ -128,7 +128,12 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
                 })
             })
             .transpose()?,
-        mounts: rootfs::plan_mounts(spec.mounts().as_deref().unwrap_or_default(), &bundle)?,
+        // Without a mount namespace of its own nothing is mounted (see check_inherited_mount_ns).
+        mounts: if ns.own_mount {
+            rootfs::plan_mounts(spec.mounts().as_deref().unwrap_or_default(), &bundle)?
+        } else {
+            Vec::new()
+        },
         devices: linux.devices().clone().unwrap_or_default(),
         in_user_ns: ns.new_user
             || ns
@@ -299,20 +304,35 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
 }
 
 /// Without a mount namespace of its own the container shares the caller's mounts: berth
-/// builds no root filesystem (the init only `chroot`s into `root.path`), so anything that
-/// would mount, mask or make device nodes would land on the host. Refused, naming the field.
+/// builds no root filesystem (the init only `chroot`s into `root.path`), as runc skips its
+/// rootfs setup. `mounts`, `maskedPaths` and `readonlyPaths` are then skipped with a warning
+/// (mounting them would change the host's mount table; the chrooted process has no /proc or
+/// /sys of its own to mask). What would leave a promise unkept is refused, naming the field: a
+/// read-only root, device nodes, root propagation.
 fn check_inherited_mount_ns(spec: &oci_spec::runtime::Spec) -> Result<()> {
     let why = "needs a mount namespace: linux.namespaces has none, so the container shares the host's mounts (add {\"type\": \"mount\"})";
     let linux = spec.linux().as_ref();
     let non_empty = |v: Option<&Vec<String>>| v.is_some_and(|v| !v.is_empty());
-    if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
-        return Err(Error::config("mounts", why));
-    }
-    if non_empty(linux.and_then(|l| l.masked_paths().as_ref())) {
-        return Err(Error::config("linux.maskedPaths", why));
-    }
-    if non_empty(linux.and_then(|l| l.readonly_paths().as_ref())) {
-        return Err(Error::config("linux.readonlyPaths", why));
+    let skipped = [
+        (
+            "mounts",
+            spec.mounts().as_ref().is_some_and(|m| !m.is_empty()),
+        ),
+        (
+            "linux.maskedPaths",
+            non_empty(linux.and_then(|l| l.masked_paths().as_ref())),
+        ),
+        (
+            "linux.readonlyPaths",
+            non_empty(linux.and_then(|l| l.readonly_paths().as_ref())),
+        ),
+    ];
+    for (field, given) in skipped {
+        if given {
+            tracing::warn!(
+                "{field} skipped: no mount namespace in linux.namespaces, so nothing is mounted (the host's mounts are shared)"
+            );
+        }
     }
     if linux
         .and_then(|l| l.devices().as_ref())

@@ -317,16 +317,9 @@ fn finish_setup(plan: &Plan) -> Result<Option<OwnedFd>> {
         let path = format!("/proc/sys/{}", k.replace('.', "/"));
         std::fs::write(&path, v).ctx(|| format!("linux.sysctl.{k}: writing {path}"))?;
     }
-    rootfs::finish(
-        plan.linux.masked_paths().as_deref().unwrap_or_default(),
-        plan.linux.readonly_paths().as_deref().unwrap_or_default(),
-        plan.readonly_root,
-        plan.rootfs.root_propagation.filter(|p| {
-            // Shared and unbindable need setting on the new root itself; private and
-            // slave were given to the whole tree before the rootfs was bound.
-            p.intersects(nix::mount::MsFlags::MS_SHARED | nix::mount::MsFlags::MS_UNBINDABLE)
-        }),
-    )?;
+    if plan.ns.own_mount {
+        finish_rootfs(plan)?;
+    }
     if let Some(m) = &plan.mempolicy {
         m.apply()?;
     }
@@ -340,6 +333,20 @@ fn finish_setup(plan: &Plan) -> Result<Option<OwnedFd>> {
         })?;
     }
     Ok(pty)
+}
+
+/// Masked and read-only paths, a read-only root and `/`'s propagation (after pivot).
+fn finish_rootfs(plan: &Plan) -> Result<()> {
+    rootfs::finish(
+        plan.linux.masked_paths().as_deref().unwrap_or_default(),
+        plan.linux.readonly_paths().as_deref().unwrap_or_default(),
+        plan.readonly_root,
+        plan.rootfs.root_propagation.filter(|p| {
+            // Shared and unbindable need setting on the new root itself; private and
+            // slave were given to the whole tree before the rootfs was bound.
+            p.intersects(nix::mount::MsFlags::MS_SHARED | nix::mount::MsFlags::MS_UNBINDABLE)
+        }),
+    )
 }
 
 enum Never {}
@@ -385,12 +392,12 @@ fn exec_process(
     ))
 }
 
-/// The last steps before `execve`, shared by the init and `exec`: fd hygiene (before any
-/// filter), seccomp (before the capability drop unless no_new_privs is set, as late as
-/// possible otherwise), the user and capabilities, the cwd check (skipped when `cwd_verified`
-/// says it was done before the filter went in at `create`), no_new_privs, default signals,
-/// and the exec through the trampoline. Returns only on failure: the message and the exit
-/// code.
+/// The last steps before `execve`, shared by the init and `exec`: fd hygiene, the cwd check,
+/// HOME and the program's lookup (all before any filter; the cwd check is skipped when
+/// `cwd_verified` says it was done before the filter went in at `create`), seccomp (before the
+/// capability drop unless no_new_privs is set, as late as possible otherwise), the user and
+/// capabilities, the chdir, no_new_privs, default signals, and the exec through the
+/// trampoline. Returns only on failure: the message and the exit code.
 pub(crate) fn confine_and_exec(
     p: &mut ProcessPlan,
     (seccomp, cwd_verified): (Option<&berth_seccomp::Filter>, bool),
@@ -405,13 +412,17 @@ pub(crate) fn confine_and_exec(
         // Before any seccomp filter: a profile need not allow close_range (runc's and many
         // hand-written ones do not).
         close_fds(preserve_fds, keep).map_err(fail)?;
+        // berth's own lookups also go before the filter, which may deny or hand to an agent
+        // the calls they make (getcwd, open, stat): the cwd check (done as root here; the
+        // chdir is repeated as the user below), HOME, the program.
+        let cwd_verified = cwd_verified || process::enter_cwd(&p.cwd, false).is_ok();
+        process::fill_home(p);
+        let path = process::lookup(p).map_err(|f| (f.message, f.exit_code))?;
         let nnp = p.no_new_privileges;
         if let (Some(f), false) = (seccomp, nnp) {
             // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: before the drop.
             install_seccomp(f, notify.take(), state).map_err(fail)?;
         }
-        process::fill_home(p);
-        let path = process::lookup(p).map_err(|f| (f.message, f.exit_code))?;
         process::switch_user(p, namespaces::setgroups_allowed()).map_err(fail)?;
         process::enter_cwd(&p.cwd, cwd_verified).map_err(fail)?;
         if nnp {

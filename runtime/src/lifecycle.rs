@@ -52,7 +52,10 @@ fn run_poststart(state: &ContainerState) -> Result<()> {
     let Some(h) = state.hooks.as_ref().and_then(|h| h.poststart().clone()) else {
         return Ok(());
     };
-    if let Err(e) = hooks::run_all("poststart", &h, &state.spec_state_json()) {
+    // The hook sees the state of its stage (running, with the init's pid), even if a short
+    // process has already exited.
+    let running = state.spec_state_json_as(Status::Running);
+    if let Err(e) = hooks::run_all("poststart", &h, &running) {
         stop_all(state);
         let _ = wait_gone(state, INIT_EXIT_WAIT);
         return Err(e);
