@@ -251,3 +251,43 @@ fn unwritable_pid_file_fails_create_and_leaves_nothing() {
     b.assert_no_state(&id);
     b.assert_clean();
 }
+
+#[test]
+fn uid_or_gid_minus_one_is_refused() {
+    // 4294967295 is (uid_t)-1: setresuid(-1) would leave the process root.
+    let b = Berth::new();
+    for (field, path) in [("process.user.uid", "uid"), ("process.user.gid", "gid")] {
+        let mut c = b.config(&["true"]);
+        c["process"]["user"][path] = json!(4_294_967_295_u32);
+        let id = b.id(&format!("minus-one-{path}"));
+        b.try_create(&id, &c).fails_with(field);
+        b.assert_no_state(&id);
+    }
+    let mut c = b.config(&["true"]);
+    c["process"]["user"]["additionalGids"] = json!([10, 4_294_967_295_u32]);
+    b.try_create(&b.id("minus-one-groups"), &c)
+        .fails_with("process.user.additionalGids[1]");
+    b.assert_clean();
+}
+
+#[test]
+fn an_etc_passwd_that_is_not_a_file_is_not_read() {
+    // The image controls /etc/passwd: a symlink to /dev/zero (or a FIFO) must not make the
+    // init read forever while it looks up HOME.
+    let b = Berth::new();
+    let rootfs = b.path().join("zero-passwd");
+    common::busybox_rootfs(&rootfs);
+    fs::create_dir_all(rootfs.join("etc")).unwrap();
+    let _ = fs::remove_file(rootfs.join("etc/passwd"));
+    std::os::unix::fs::symlink("/dev/zero", rootfs.join("etc/passwd")).unwrap();
+    let mut c = b.config(&["sh", "-c", "echo HOME=$HOME"]);
+    c["root"]["path"] = json!(rootfs);
+    c["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|e| !e.as_str().unwrap_or("").starts_with("HOME="));
+    let out = b.run(&b.id("zero-passwd"), &c);
+    assert_eq!(out.code(), 0, "{}", out.err());
+    assert_eq!(out.out().trim(), "HOME=/");
+    b.assert_clean();
+}

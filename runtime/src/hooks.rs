@@ -92,22 +92,28 @@ fn run(
         });
     }
     let mut child = cmd.spawn().map_err(|e| format!("cannot run: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook may exit without reading: EPIPE is expected and ignored.
-        let _ = stdin.write_all(state_json.as_bytes());
-    }
     let timeout = hook.timeout().map(|t| Duration::from_secs(t.max(1) as u64));
-    let status = match timeout {
-        None => child.wait().map_err(|e| e.to_string())?,
-        Some(t) => match wait_timeout(&mut child, t)? {
-            Some(s) => s,
-            None => {
-                // SAFETY: kill(2) of the hook's process group (negative pid), which it leads.
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-                let _ = child.wait();
-                return Err(format!("timed out after {}s", t.as_secs()));
-            }
-        },
+    // The timeout covers the whole hook, its stdin included: a hook that never reads a state
+    // larger than a pipe buffer must not hold berth before the clock starts.
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let pidfd = pidfd_open(child.id() as i32).map_err(|e| format!("pidfd_open: {e}"))?;
+    let fed = match child.stdin.take() {
+        Some(stdin) => feed_stdin(stdin, state_json.as_bytes(), &pidfd, deadline),
+        None => true,
+    };
+    let status = match (fed, deadline) {
+        (true, None) => Some(child.wait().map_err(|e| e.to_string())?),
+        (true, Some(d)) => wait_until(&mut child, &pidfd, d)?,
+        (false, _) => None,
+    };
+    let Some(status) = status else {
+        // SAFETY: kill(2) of the hook's process group (negative pid), which it leads.
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        let _ = child.wait();
+        return Err(format!(
+            "timed out after {}s",
+            timeout.unwrap_or_default().as_secs()
+        ));
     };
     if status.success() {
         Ok(())
@@ -118,12 +124,69 @@ fn run(
     }
 }
 
-fn wait_timeout(
+/// Writes `data` to the hook's stdin without blocking past `deadline`; stops early (fine) if
+/// the hook exits or closes its end. Returns false if the deadline passed first.
+fn feed_stdin(
+    stdin: std::process::ChildStdin,
+    data: &[u8],
+    pidfd: &OwnedFd,
+    deadline: Option<Instant>,
+) -> bool {
+    let fd = stdin.as_raw_fd();
+    // SAFETY: fcntl on the pipe we own; only its status flags change.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    let mut stdin = stdin;
+    let mut left = data;
+    while !left.is_empty() {
+        match stdin.write(left) {
+            Ok(n) => left = &left[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let mut fds = [
+                    libc::pollfd {
+                        fd,
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    },
+                    libc::pollfd {
+                        fd: pidfd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                ];
+                let wait = match deadline {
+                    None => -1,
+                    Some(d) => {
+                        let left = d.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return false;
+                        }
+                        left.as_millis().min(i32::MAX as u128) as i32
+                    }
+                };
+                // SAFETY: two valid pollfds for the duration of the call.
+                unsafe { libc::poll(fds.as_mut_ptr(), 2, wait) };
+                if fds[1].revents != 0 {
+                    // The hook exited without reading the rest.
+                    return true;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // EPIPE: the hook closed its stdin without reading; that is its right.
+            Err(_) => return true,
+        }
+    }
+    true
+}
+
+/// Waits for the hook until `deadline`; `None` if it is still running then.
+fn wait_until(
     child: &mut std::process::Child,
-    timeout: Duration,
+    pidfd: &OwnedFd,
+    deadline: Instant,
 ) -> std::result::Result<Option<std::process::ExitStatus>, String> {
-    let pidfd = pidfd_open(child.id() as i32).map_err(|e| format!("pidfd_open: {e}"))?;
-    let deadline = Instant::now() + timeout;
     loop {
         if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
             return Ok(Some(s));
@@ -177,6 +240,16 @@ mod tests {
         ));
         run_all("prestart", &[h], "{\"id\":\"x\"}").unwrap();
         assert_eq!(std::fs::read_to_string(out).unwrap(), "{\"id\":\"x\"}");
+    }
+
+    #[test]
+    fn timeout_covers_a_hook_that_never_reads_a_large_state() {
+        let big = "x".repeat(1 << 20);
+        let h = hook(r#"{"path":"/bin/sleep","args":["sleep","30"],"timeout":1}"#);
+        let t = Instant::now();
+        let e = run_all("prestart", &[h], &big).unwrap_err().to_string();
+        assert!(e.contains("timed out"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
 
     #[test]

@@ -88,6 +88,7 @@ impl ProcessPlan {
                 .clone()
                 .or_else(|| a.initial().clone())
         });
+        check_ids(p.user())?;
         if let Some(list) = &cpu_affinity {
             parse_cpu_list(list).ok_or_else(|| {
                 Error::config("process.execCPUAffinity", format!("bad CPU list {list:?}"))
@@ -119,6 +120,33 @@ impl ProcessPlan {
             b.strip_prefix(key.as_bytes())?.strip_prefix(b"=")
         })
     }
+}
+
+/// Refuses the id 4294967295 (`(uid_t)-1`): the set*id calls read it as "leave unchanged",
+/// so the process would silently stay root.
+fn check_ids(u: &oci_spec::runtime::User) -> Result<()> {
+    const UNCHANGED: u32 = u32::MAX;
+    let bad = |field: String| {
+        Err(Error::config(
+            field,
+            "4294967295 is (uid_t)-1, which the kernel reads as \"leave unchanged\"",
+        ))
+    };
+    if u.uid() == UNCHANGED {
+        return bad("process.user.uid".into());
+    }
+    if u.gid() == UNCHANGED {
+        return bad("process.user.gid".into());
+    }
+    if let Some(i) = u
+        .additional_gids()
+        .iter()
+        .flatten()
+        .position(|&g| g == UNCHANGED)
+    {
+        return bad(format!("process.user.additionalGids[{i}]"));
+    }
+    Ok(())
 }
 
 /// Parses a CPU list such as `0-3,7`.
@@ -424,8 +452,7 @@ pub fn fill_home(p: &mut ProcessPlan) {
     if p.env_value("HOME").is_some() {
         return;
     }
-    let home = std::fs::read_to_string("/etc/passwd")
-        .ok()
+    let home = read_small_regular("/etc/passwd")
         .and_then(|text| {
             text.lines().find_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();
@@ -437,6 +464,28 @@ pub fn fill_home(p: &mut ProcessPlan) {
     if let Ok(c) = CString::new(format!("HOME={home}")) {
         p.env.push(c);
     }
+}
+
+/// The most of `/etc/passwd` berth reads: real files are far smaller.
+const PASSWD_MAX: u64 = 4 << 20;
+
+/// Reads `path` only if it is a regular file (the image controls it: a symlink to /dev/zero or
+/// a FIFO would read forever or block), and at most [`PASSWD_MAX`] bytes of it.
+fn read_small_regular(path: &str) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    if !f.metadata().ok()?.file_type().is_file() {
+        tracing::warn!("{path} is not a regular file: HOME defaults to /");
+        return None;
+    }
+    let mut text = String::new();
+    f.take(PASSWD_MAX).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// Replaces the process image through the sealed trampoline (see [`crate::exe_guard`]).
