@@ -122,7 +122,7 @@ fn text(rng: &mut Rng, len: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(len + 16);
     while v.len() < len {
         v.extend_from_slice(WORDS[(rng.next() % WORDS.len() as u64) as usize].as_bytes());
-        if rng.next() % 50 == 0 {
+        if rng.next().is_multiple_of(50) {
             v.extend_from_slice(&rng.next().to_le_bytes());
         }
     }

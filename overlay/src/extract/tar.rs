@@ -353,7 +353,7 @@ fn parse_pax(data: &[u8], pax: &mut Pax, offset: u64) -> Result<()> {
 }
 
 fn pairs(flat: &[u64], offset: u64) -> Result<Vec<(u64, u64)>> {
-    if flat.len() % 2 != 0 {
+    if !flat.len().is_multiple_of(2) {
         return Err(tar_err(offset, "sparse map with an odd number of values"));
     }
     Ok(flat.chunks_exact(2).map(|c| (c[0], c[1])).collect())
