@@ -54,13 +54,55 @@ fn convert(
 pub fn plan(c: &LinuxCapabilities) -> Result<CapsPlan> {
     let held = caps::read(None, CapSet::Bounding)
         .map_err(|e| Error::Init(format!("reading capabilities: {e}")))?;
-    Ok(CapsPlan {
+    let plan = CapsPlan {
         bounding: convert("bounding", c.bounding().as_ref(), &held),
         effective: convert("effective", c.effective().as_ref(), &held),
         permitted: convert("permitted", c.permitted().as_ref(), &held),
         inheritable: convert("inheritable", c.inheritable().as_ref(), &held),
         ambient: convert("ambient", c.ambient().as_ref(), &held),
-    })
+    };
+    let inherited = caps::read(None, CapSet::Inheritable)
+        .map_err(|e| Error::Init(format!("reading capabilities: {e}")))?;
+    check_capset(&plan, &inherited)?;
+    Ok(plan)
+}
+
+/// The kernel's capset(2) rules, checked at `create` rather than met as EPERM at `start`:
+/// effective within permitted, inheritable within the bounding set (plus what is already
+/// inheritable).
+fn check_capset(p: &CapsPlan, inherited: &CapsHashSet) -> Result<()> {
+    let outside = |set: &CapsHashSet, allowed: &dyn Fn(&Capability) -> bool| {
+        let mut names: Vec<String> = set
+            .iter()
+            .filter(|c| !allowed(c))
+            .map(ToString::to_string)
+            .collect();
+        names.sort();
+        names
+    };
+    let bad = outside(&p.effective, &|c| p.permitted.contains(c));
+    if !bad.is_empty() {
+        return Err(Error::config(
+            "process.capabilities.effective",
+            format!(
+                "{} not in the permitted set: capset would fail (operation not permitted)",
+                bad.join(", ")
+            ),
+        ));
+    }
+    let bad = outside(&p.inheritable, &|c| {
+        p.bounding.contains(c) || inherited.contains(c)
+    });
+    if !bad.is_empty() {
+        return Err(Error::config(
+            "process.capabilities.inheritable",
+            format!(
+                "{} not in the bounding set: capset would fail (operation not permitted)",
+                bad.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn err(what: &str) -> impl FnOnce(caps::errors::CapsError) -> Error + '_ {

@@ -66,7 +66,8 @@ fn drop_unknown_capabilities(value: &mut Value) {
     else {
         return;
     };
-    for (set, names) in caps.iter_mut() {
+    let mut unknown: Vec<String> = Vec::new();
+    for names in caps.values_mut() {
         if let Some(list) = names.as_array_mut() {
             list.retain(|name| {
                 let known = name.as_str().is_some_and(|n| {
@@ -74,11 +75,23 @@ fn drop_unknown_capabilities(value: &mut Value) {
                         .is_ok()
                 });
                 if !known {
-                    tracing::warn!("process.capabilities.{set}: unknown capability {name} ignored");
+                    let name = name
+                        .as_str()
+                        .map_or_else(|| name.to_string(), str::to_owned);
+                    if !unknown.contains(&name) {
+                        unknown.push(name);
+                    }
                 }
                 known
             });
         }
+    }
+    if !unknown.is_empty() {
+        // runc's wording, which engines and test suites look for.
+        tracing::warn!(
+            "process.capabilities: ignoring unknown or unavailable capabilities: [{}]",
+            unknown.join(" ")
+        );
     }
 }
 

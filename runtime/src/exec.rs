@@ -44,6 +44,9 @@ type SubCgroups = (Option<PathBuf>, Vec<(String, PathBuf)>);
 fn parse_sub_cgroups(values: &[String]) -> Result<SubCgroups> {
     let mut default = None;
     let mut per = Vec::new();
+    // Paths are relative to the container's cgroup even when written absolute, as runc
+    // reads them: "/" is the container's own cgroup.
+    let sub = |p: &str| PathBuf::from(p.trim_start_matches('/'));
     for v in values {
         match v.split_once(':') {
             Some((ctrls, path)) => {
@@ -54,11 +57,11 @@ fn parse_sub_cgroups(values: &[String]) -> Result<SubCgroups> {
                             format!("{v:?}: empty controller name"),
                         ));
                     }
-                    per.push((c.to_string(), PathBuf::from(path)));
+                    per.push((c.to_string(), sub(path)));
                 }
             }
             None => {
-                if default.replace(PathBuf::from(v)).is_some() {
+                if default.replace(sub(v)).is_some() {
                     return Err(Error::config(
                         "--cgroup",
                         "more than one path without a controller",

@@ -200,7 +200,7 @@ fn mount_entry(
             return Err(Error::config(
                 format!("mounts[{}].destination", m.index),
                 format!(
-                    "{} is a symlink in the rootfs: {} is never mounted through a symlink",
+                    "{} is a symlink in the rootfs: {} must be mounted on ordinary directory",
                     dest.display(),
                     m.fstype
                 ),
