@@ -360,7 +360,18 @@ fn main() -> ExitCode {
         eprintln!("berth: {e:#}");
         return ExitCode::from(1);
     }
-    match run(cli) {
+    let enters_a_container = matches!(
+        cli.command,
+        Some(Command::Create(_) | Command::Run(_) | Command::Exec(_))
+    );
+    let sealed = if enters_a_container {
+        // The processes that enter a container must not be the writable host binary.
+        berth_runtime::sealed_exe::reexec_sealed(&std::env::args_os().collect::<Vec<_>>())
+            .context("running berth from its read-only copy")
+    } else {
+        Ok(())
+    };
+    match sealed.and_then(|()| run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let msg = render(&e);

@@ -123,3 +123,111 @@ fn exec_joins_the_container() {
     b.delete_force(&id);
     b.assert_clean();
 }
+
+/// CVE-2019-5736 with CAP_SYS_PTRACE: a privileged container (no user namespace) opens
+/// `/proc/<pid>/exe` of a later container's init that joins its pid namespace (non-dumpable
+/// does not stop CAP_SYS_PTRACE), keeps the descriptor, and writes through it once berth has
+/// exited. berth runs from a read-only copy, so the write fails and the binary is intact.
+/// The berth used for the victim is a copy of the test binary: a failure harms only the copy.
+#[test]
+fn a_ptrace_capable_container_cannot_write_back_to_berth() {
+    let b = Berth::new();
+    let copy = b.path().join("berth-copy");
+    fs::copy(common::BERTH, &copy).unwrap();
+    let original = fs::read(&copy).unwrap();
+    let out = b.path().join("out").join("attack");
+    fs::create_dir_all(&out).unwrap();
+    let racer = r#"
+        while true; do
+          for p in /proc/[0-9]*; do
+            t=$(readlink $p/exe 2>/dev/null) || continue
+            case "$t" in /bin/busybox|"") continue;; esac
+            if exec 3<$p/exe; then echo "$t" > /out/held; break 2; fi
+          done
+        done
+        while [ ! -e /out/go ]; do sleep 0.05; done
+        if echo PWNED >> /proc/self/fd/3 2>/out/err; then echo wrote > /out/result; else echo refused > /out/result; fi
+        sleep 30
+    "#;
+    let mut c = b.config(&["sh", "-c", racer]);
+    for set in ["bounding", "effective", "permitted"] {
+        c["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!("CAP_SYS_PTRACE"));
+    }
+    c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+        "destination": "/out", "type": "bind", "source": out, "options": ["rbind"],
+    }));
+    let attacker = b.id("ptracer");
+    let attacker_pid = b.create(&attacker, &c);
+    b.start(&attacker);
+
+    // The victim: a container whose init joins the attacker's pid namespace and waits there,
+    // made and deleted by the copy of berth.
+    let victim = b.id("victim");
+    let mut v = b.config(&["sleep", "30"]);
+    for ns in v["linux"]["namespaces"].as_array_mut().unwrap() {
+        if ns["type"] == "pid" {
+            ns["path"] = serde_json::json!(format!("/proc/{attacker_pid}/ns/pid"));
+        }
+    }
+    let bundle = b.bundle(&victim, &v);
+    let root = b.path().join("state");
+    let err_file = b.path().join("out").join("copy.stderr");
+    let by_copy = |args: &[&str]| {
+        // stdio to files, not pipes: the victim's init keeps what `create` was given.
+        let status = std::process::Command::new(&copy)
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(&err_file).unwrap())
+            .status()
+            .unwrap();
+        (status, fs::read_to_string(&err_file).unwrap_or_default())
+    };
+    let created = by_copy(&["create", "--bundle", bundle.to_str().unwrap(), &victim]);
+    assert!(created.0.success(), "{}", created.1);
+    b.track(&victim);
+    let held = out.join("held");
+    assert!(
+        poll_until(Duration::from_secs(20), || held.exists()),
+        "the racer never opened the victim init's exe"
+    );
+    let victim_state: serde_json::Value = serde_json::from_slice(
+        &fs::read(root.join(&victim).join("state.json")).unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    let deleted = by_copy(&["delete", "--force", &victim]);
+    assert!(deleted.0.success(), "{}", deleted.1);
+    fs::write(out.join("go"), "").unwrap();
+    let result = out.join("result");
+    assert!(poll_until(Duration::from_secs(10), || result.exists()));
+    let what = fs::read_to_string(&result).unwrap();
+    let held_target = fs::read_to_string(&held).unwrap();
+    assert_eq!(
+        what.trim(),
+        "refused",
+        "the container wrote through {held_target}: {}",
+        fs::read_to_string(out.join("err")).unwrap_or_default()
+    );
+    assert!(
+        held_target.starts_with(berth_runtime::sealed_exe::DIR),
+        "the init ran from {held_target}"
+    );
+    assert!(
+        fs::read(&copy).unwrap() == original,
+        "berth's binary changed"
+    );
+    // The victim's init was reparented to us (the subreaper): reaped, or the attacker's pid
+    // namespace cannot end.
+    if let Some(pid) = victim_state["pid"].as_i64() {
+        assert!(poll_until(Duration::from_secs(10), || common::reap(
+            pid as i32
+        )));
+    }
+    b.delete_force(&attacker);
+    b.assert_clean();
+}

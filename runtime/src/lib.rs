@@ -28,6 +28,7 @@ pub mod proc_info;
 pub mod process;
 pub mod resources;
 pub mod rootfs;
+pub mod sealed_exe;
 pub mod seccomp_notify;
 pub mod signal;
 pub mod spec_template;
