@@ -203,9 +203,13 @@ fn setup(plan: &mut Plan, sync: &Channel) -> Result<Ready> {
     if !plan.no_new_keyring {
         join_session_keyring(&plan.id);
     }
-    if ns.own_mount {
+    // The masks' null device, taken before any hook or container process could swap it.
+    let null = if ns.own_mount {
         rootfs::prepare(&plan.rootfs, idmapped)?;
-    }
+        Some(rootfs::open_null(&plan.rootfs.rootfs)?)
+    } else {
+        None
+    };
     let (creating, created) = if plan.hook_exchange {
         sync.send(&Msg::MountsDone).ctx(|| "sync".to_string())?;
         match sync.recv().ctx(|| "sync".to_string())? {
@@ -229,7 +233,8 @@ fn setup(plan: &mut Plan, sync: &Channel) -> Result<Ready> {
     } else {
         rootfs::chroot_only(&plan.rootfs.rootfs)?;
     }
-    let pty = finish_setup(plan)?;
+    let pty = finish_setup(plan, null.as_ref())?;
+    drop(null);
     if plan.seccomp_at_create {
         // A NOTIFY profile: the agent gets its listener during `create`, as runc sends it, so
         // an agent may wait for it before calling `start`.
@@ -287,7 +292,7 @@ fn run(mut plan: Plan, waiter: Waiter, ready: &Ready) -> i32 {
 }
 
 /// After pivot: terminal, names, sysctls, masked/readonly paths, limits.
-fn finish_setup(plan: &Plan) -> Result<Option<OwnedFd>> {
+fn finish_setup(plan: &Plan, null: Option<&OwnedFd>) -> Result<Option<OwnedFd>> {
     let mut pty = None;
     if let (Some(p), Some(sock)) = (&plan.process, &plan.console) {
         if p.terminal {
@@ -317,8 +322,8 @@ fn finish_setup(plan: &Plan) -> Result<Option<OwnedFd>> {
         let path = format!("/proc/sys/{}", k.replace('.', "/"));
         std::fs::write(&path, v).ctx(|| format!("linux.sysctl.{k}: writing {path}"))?;
     }
-    if plan.ns.own_mount {
-        finish_rootfs(plan)?;
+    if let Some(null) = null {
+        finish_rootfs(plan, null)?;
     }
     if let Some(m) = &plan.mempolicy {
         m.apply()?;
@@ -336,8 +341,9 @@ fn finish_setup(plan: &Plan) -> Result<Option<OwnedFd>> {
 }
 
 /// Masked and read-only paths, a read-only root and `/`'s propagation (after pivot).
-fn finish_rootfs(plan: &Plan) -> Result<()> {
+fn finish_rootfs(plan: &Plan, null: &OwnedFd) -> Result<()> {
     rootfs::finish(
+        null,
         plan.linux.masked_paths().as_deref().unwrap_or_default(),
         plan.linux.readonly_paths().as_deref().unwrap_or_default(),
         plan.readonly_root,

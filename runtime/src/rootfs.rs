@@ -618,6 +618,27 @@ fn dev_symlinks(root: BorrowedFd<'_>) -> Result<()> {
     Ok(())
 }
 
+/// The container's null device as berth made it, opened before any hook runs or any
+/// container process exists and checked to be character device 1:3, for masking files: a
+/// container that later swaps its `/dev/null` for a symlink cannot make a masked path show
+/// something else (CVE-2025-31133). The descriptor stays valid across `pivot_root`.
+pub fn open_null(rootfs: &Path) -> Result<OwnedFd> {
+    let root = File::open(rootfs).ctx(|| format!("opening rootfs {}", rootfs.display()))?;
+    let fd = in_root::open(
+        root.as_fd(),
+        Path::new("/dev/null"),
+        libc::O_PATH | libc::O_NOFOLLOW,
+    )
+    .ctx(|| "opening the container's /dev/null".to_string())?;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(sys(|| "fstat /dev/null".into()))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+        return Err(Error::Init(
+            "/dev/null in the container is not the null device (char 1:3)".into(),
+        ));
+    }
+    Ok(fd)
+}
+
 /// Step 2: make the rootfs `/`, with `pivot_root` or (`--no-pivot`) `MS_MOVE` + `chroot`.
 pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
     let new_root = File::open(rootfs).ctx(|| format!("opening {}", rootfs.display()))?;
@@ -654,6 +675,7 @@ pub fn chroot_only(rootfs: &Path) -> Result<()> {
 
 /// Step 3 (after pivot): masked paths, read-only paths, root read-only, `/` propagation.
 pub fn finish(
+    null: &OwnedFd,
     masked: &[String],
     readonly: &[String],
     readonly_root: bool,
@@ -665,7 +687,8 @@ pub fn finish(
             .map_err(|e| annotate(e, "linux.readonlyPaths", p))?;
     }
     for p in masked {
-        mask_path(root.as_fd(), Path::new(p)).map_err(|e| annotate(e, "linux.maskedPaths", p))?;
+        mask_path(root.as_fd(), null, Path::new(p))
+            .map_err(|e| annotate(e, "linux.maskedPaths", p))?;
     }
     if readonly_root {
         let locked = locked_flags(
@@ -723,7 +746,7 @@ fn readonly_path(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
     .map_err(sys(|| "remounting read-only".into()))
 }
 
-fn mask_path(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
+fn mask_path(root: BorrowedFd<'_>, null: &OwnedFd, path: &Path) -> Result<()> {
     let fd = match in_root::open_path(root, path) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
@@ -743,7 +766,7 @@ fn mask_path(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
         .map_err(sys(|| "masking with a read-only tmpfs".into()))
     } else {
         mount(
-            Some("/dev/null"),
+            Some(in_root::proc_fd_path(null).as_c_str()),
             target.as_c_str(),
             None::<&str>,
             MsFlags::MS_BIND,
