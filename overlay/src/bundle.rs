@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode as FsMode, OFlags, ResolveFlags, CWD};
@@ -233,6 +233,10 @@ fn build_bundle(
         ));
     }
     let config = store.image_config(record)?;
+    // 0700: the rootfs may hold the image's setuid programs and device nodes; other users must
+    // not reach them (an overlay root has no nosuid, since the container needs it as is).
+    mkdir(dir, 0o700)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_at(dir, "chmod"))?;
     let rootfs = dir.join("rootfs");
     mkdir(&rootfs, 0o755)?;
     let overlay = !opts.flat;

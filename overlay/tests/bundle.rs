@@ -212,6 +212,12 @@ fn overlay_and_flat_bundles() {
     )
     .unwrap();
     assert!(b.overlay);
+    // Other users cannot reach the image's setuid programs through the bundle.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&ob).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     assert_eq!(b.config["process"]["user"], json!({"uid": 33, "gid": 33}));
     assert_eq!(b.config["process"]["args"], json!(["/bin/tool"]));
     let written: serde_json::Value =
