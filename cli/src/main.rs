@@ -353,24 +353,38 @@ enum Command {
     Tag(registry::TagArgs),
 }
 
+/// The subcommand named in `args` (skipping the global flags and their values), found
+/// without clap so that the re-exec into the read-only copy happens before any other work.
+fn subcommand(args: &[std::ffi::OsString]) -> Option<&str> {
+    let mut it = args.iter().skip(1).filter_map(|a| a.to_str());
+    while let Some(a) = it.next() {
+        match a {
+            "--root" | "--log" | "--log-format" | "--store" => {
+                it.next();
+            }
+            _ if a.starts_with('-') => {}
+            _ => return Some(a),
+        }
+    }
+    None
+}
+
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The processes that enter a container must not be the writable host binary: `create`,
+    // `run` and `exec` go on from berth's read-only copy (see berth_runtime::sealed_exe).
+    let sealed = if matches!(subcommand(&args), Some("create" | "run" | "exec")) {
+        berth_runtime::sealed_exe::reexec_sealed(&args)
+            .context("running berth from its read-only copy")
+    } else {
+        Ok(())
+    };
     let cli = Cli::parse();
     let to_file = cli.log.is_some();
     if let Err(e) = init_logging(&cli) {
         eprintln!("berth: {e:#}");
         return ExitCode::from(1);
     }
-    let enters_a_container = matches!(
-        cli.command,
-        Some(Command::Create(_) | Command::Run(_) | Command::Exec(_))
-    );
-    let sealed = if enters_a_container {
-        // The processes that enter a container must not be the writable host binary.
-        berth_runtime::sealed_exe::reexec_sealed(&std::env::args_os().collect::<Vec<_>>())
-            .context("running berth from its read-only copy")
-    } else {
-        Ok(())
-    };
     match sealed.and_then(|()| run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
