@@ -369,11 +369,34 @@ fn subcommand(args: &[std::ffi::OsString]) -> Option<&str> {
     None
 }
 
+/// The bundle of `create` (`--bundle`/`-b`, else the current directory, if it holds a
+/// config).
+fn bundle_arg(args: &[std::ffi::OsString]) -> Option<PathBuf> {
+    let strs: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    for (i, a) in strs.iter().enumerate() {
+        if *a == "--bundle" || *a == "-b" {
+            return strs.get(i + 1).map(PathBuf::from);
+        }
+        if let Some(v) = a.strip_prefix("--bundle=") {
+            return Some(PathBuf::from(v));
+        }
+    }
+    let here = PathBuf::from(".");
+    here.join("config.json").exists().then_some(here)
+}
+
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // The processes that enter a container must not be the writable host binary: `create`,
     // `run` and `exec` go on from berth's read-only copy (see berth_runtime::sealed_exe).
-    let sealed = if matches!(subcommand(&args), Some("create" | "run" | "exec")) {
+    let needs_copy = match subcommand(&args) {
+        Some("exec" | "run") => true,
+        Some("create") => {
+            !bundle_arg(&args).is_some_and(|b| berth_runtime::sealed_exe::bundle_needs_no_copy(&b))
+        }
+        _ => false,
+    };
+    let sealed = if needs_copy {
         berth_runtime::sealed_exe::reexec_sealed(&args)
             .context("running berth from its read-only copy")
     } else {

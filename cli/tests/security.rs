@@ -261,3 +261,37 @@ fn masked_paths_use_the_real_null_device() {
     }
     b.assert_clean();
 }
+
+/// The copy is used where a container could reach berth's processes, and skipped where new
+/// user and pid namespaces already keep them out of reach (saving the re-exec).
+#[test]
+fn the_read_only_copy_runs_the_inits_that_need_it() {
+    let b = Berth::new();
+    let plain = b.id("plain-init");
+    let pid = b.create(&plain, &b.config(&["sleep", "30"]));
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(
+        exe.starts_with(berth_runtime::sealed_exe::DIR),
+        "{}",
+        exe.display()
+    );
+    let userns = b.id("userns-init");
+    let mut c = b.config(&["sleep", "30"]);
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": "user"}));
+    let map = serde_json::json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+    c["linux"]["uidMappings"] = map.clone();
+    c["linux"]["gidMappings"] = map;
+    let pid = b.create(&userns, &c);
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(
+        !exe.starts_with(berth_runtime::sealed_exe::DIR),
+        "{}",
+        exe.display()
+    );
+    b.delete_force(&plain);
+    b.delete_force(&userns);
+    b.assert_clean();
+}

@@ -15,9 +15,10 @@
 //! `execve` per call afterwards. runc and crun pay a full copy of their binary on every call,
 //! or a new mount namespace and an exec.
 //!
-//! Not needed (and skipped) when the binary is already on a read-only mount, or for callers
-//! that are not root (their containers always have a user namespace, where non-dumpable is
-//! enough: the container holds no capability over the host's user namespace).
+//! Not needed (and skipped) when the binary is already on a read-only mount, for callers that
+//! are not root (their containers always have a user namespace, where non-dumpable is enough:
+//! the container holds no capability over the host's user namespace), and for a `create` or
+//! `run` whose container has new user and pid namespaces ([`bundle_needs_no_copy`]).
 
 use std::ffi::{CStr, CString, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -60,6 +61,27 @@ pub fn reexec_sealed(args: &[OsString]) -> Result<()> {
     );
     let copy = ensure_copy(&exe, &key, st.st_size as u64)?;
     exec(&copy, &key, args)
+}
+
+/// Whether the bundle's container leaves berth's processes out of reach without the copy: it
+/// has a new user namespace (its processes hold no capability over the host's, so the
+/// non-dumpable init is enough) and a new pid namespace (no process of another container can
+/// see its init). Anything unreadable or unusual answers no, so the copy is used.
+pub fn bundle_needs_no_copy(bundle: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(bundle.join("config.json")) else {
+        return false;
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return false;
+    };
+    let Some(list) = v.pointer("/linux/namespaces").and_then(|n| n.as_array()) else {
+        return false;
+    };
+    let new = |kind: &str| {
+        list.iter()
+            .any(|n| n["type"] == kind && n.get("path").is_none_or(serde_json::Value::is_null))
+    };
+    new("user") && new("pid")
 }
 
 fn open_self_exe() -> Result<OwnedFd> {
