@@ -295,3 +295,47 @@ fn the_read_only_copy_runs_the_inits_that_need_it() {
     b.delete_force(&userns);
     b.assert_clean();
 }
+
+/// CVE-2019-19921 / 2023-27561 / 2025-52881 class: a mount inside /proc (directly, or through
+/// a symlink in the image) would put the masks and sysctl writes on a decoy. Refused by the
+/// filesystem the target resolves to; binds over the files lxcfs serves still work.
+#[test]
+fn mounts_inside_proc_are_refused() {
+    let b = Berth::new();
+    let decoy = b.path().join("decoy");
+    fs::create_dir_all(decoy.join("sys/kernel")).unwrap();
+    let mut c = b.config(&["true"]);
+    c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+        "destination": "/proc/self", "type": "bind", "source": decoy, "options": ["rbind"],
+    }));
+    b.try_create(&b.id("proc-self"), &c)
+        .fails_with("lies inside /proc");
+    // Through a symlink planted in the image: /a -> /proc.
+    let rootfs = b.path().join("proc-link");
+    common::busybox_rootfs(&rootfs);
+    std::os::unix::fs::symlink("/proc", rootfs.join("a")).unwrap();
+    let mut c = b.config(&["true"]);
+    c["root"]["path"] = serde_json::json!(rootfs);
+    c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+        "destination": "/a/sys", "type": "tmpfs", "source": "tmpfs", "options": [],
+    }));
+    b.try_create(&b.id("proc-link"), &c)
+        .fails_with("lies inside /proc");
+    // What runc allows for lxcfs: a bind over /proc/uptime.
+    let uptime = b.path().join("uptime");
+    fs::write(&uptime, "42.00 1.00\n").unwrap();
+    let mut c = b.config(&["cat", "/proc/uptime"]);
+    c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+        "destination": "/proc/uptime", "type": "bind", "source": uptime, "options": ["bind"],
+    }));
+    let out = b.run(&b.id("lxcfs-like"), &c);
+    assert_eq!(out.code(), 0, "{}", out.err());
+    assert_eq!(out.out().trim(), "42.00 1.00");
+    // Sysctls still go to the real procfs.
+    let mut c = b.config(&["cat", "/proc/sys/kernel/domainname"]);
+    c["linux"]["sysctl"] = serde_json::json!({"kernel.domainname": "inside"});
+    let out = b.run(&b.id("sysctl"), &c);
+    assert_eq!(out.code(), 0, "{}", out.err());
+    assert_eq!(out.out().trim(), "inside");
+    b.assert_clean();
+}

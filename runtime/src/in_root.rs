@@ -12,6 +12,17 @@ pub fn open(root: BorrowedFd<'_>, path: &Path, flags: i32) -> io::Result<OwnedFd
     open_resolving(root, path, flags, 0)
 }
 
+/// [`open`] that also refuses any symlink and any mount crossing on the way (for files of a
+/// verified filesystem, such as /proc/sys).
+pub fn open_strict(root: BorrowedFd<'_>, path: &Path, flags: i32) -> io::Result<OwnedFd> {
+    open_resolving(
+        root,
+        path,
+        flags,
+        libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_XDEV,
+    )
+}
+
 /// Whether resolving `path` inside `root` meets a symlink (on any existing component).
 pub fn has_symlink(root: BorrowedFd<'_>, path: &Path) -> io::Result<bool> {
     match open_resolving(root, path, libc::O_PATH, libc::RESOLVE_NO_SYMLINKS) {

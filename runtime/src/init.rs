@@ -3,7 +3,7 @@
 //! `Ready` waits for `start` on the start channel.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use nix::sched::CloneFlags;
@@ -315,12 +315,24 @@ fn finish_setup(plan: &Plan, null: Option<&OwnedFd>) -> Result<Option<OwnedFd>> 
                 .ctx(|| format!("domainname: setdomainname {d:?}"));
         }
     }
-    for (k, v) in plan.linux.sysctl().iter().flatten() {
-        if k.contains("..") || k.contains('/') && k.contains('.') {
-            return Err(Error::config(format!("linux.sysctl.{k}"), "invalid key"));
+    let sysctls = plan.linux.sysctl().clone().unwrap_or_default();
+    if !sysctls.is_empty() {
+        let proc_sys = rootfs::open_proc_sys()?;
+        for (k, v) in &sysctls {
+            if k.contains("..") || k.contains('/') && k.contains('.') {
+                return Err(Error::config(format!("linux.sysctl.{k}"), "invalid key"));
+            }
+            let rel = k.replace('.', "/");
+            let write = || -> std::io::Result<()> {
+                let fd = crate::in_root::open_strict(
+                    proc_sys.as_fd(),
+                    std::path::Path::new(&rel),
+                    libc::O_WRONLY | libc::O_TRUNC,
+                )?;
+                std::io::Write::write_all(&mut std::fs::File::from(fd), v.as_bytes())
+            };
+            write().ctx(|| format!("linux.sysctl.{k}: writing /proc/sys/{rel}"))?;
         }
-        let path = format!("/proc/sys/{}", k.replace('.', "/"));
-        std::fs::write(&path, v).ctx(|| format!("linux.sysctl.{k}: writing {path}"))?;
     }
     if let Some(null) = null {
         finish_rootfs(plan, null)?;

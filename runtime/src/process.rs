@@ -203,7 +203,8 @@ pub fn apply_limits(p: &ProcessPlan) -> Result<()> {
         }
     }
     if let Some(adj) = p.oom_score_adj {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+        let own = format!("{}/oom_score_adj", std::process::id());
+        crate::rootfs::write_proc_file(Path::new(&own), &adj.to_string()).map_err(|e| {
             let hint = if e.raw_os_error() == Some(libc::EACCES)
                 || e.raw_os_error() == Some(libc::EPERM)
             {

@@ -163,6 +163,7 @@ fn mount_entry(
         let leaf = if meta.is_dir() { Leaf::Dir } else { Leaf::File };
         let target =
             in_root::ensure(root, dest, leaf).ctx(|| "creating mount point".to_string())?;
+        check_not_in_proc(&target, m, true)?;
         if let Some(tree) = idmapped {
             crate::idmap::attach(&tree, &target)?;
         } else {
@@ -208,6 +209,7 @@ fn mount_entry(
         }
         let target =
             in_root::ensure(root, dest, Leaf::Dir).ctx(|| "creating mount point".to_string())?;
+        check_not_in_proc(&target, m, false)?;
         let data = (!m.options.data.is_empty()).then_some(m.options.data.as_str());
         let source = m.source.as_deref().unwrap_or_else(|| Path::new(&m.fstype));
         let copy_from = if m.options.tmpcopyup {
@@ -249,6 +251,89 @@ fn mount_entry(
         }
     }
     apply_propagation_and_attrs(root, dest, &m.options)
+}
+
+/// Files of /proc that a bind mount may cover, as runc allows (lxcfs serves them).
+const PROC_BIND_ALLOWED: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+/// Refuses a mount whose resolved target lies on a procfs (CVE-2019-19921, 2023-27561,
+/// 2025-52881 class: a mount over `/proc/self` or `/proc/sys` would put the masks and the
+/// sysctl writes on a decoy), whatever path or symlink led there; only binds over the files
+/// runc allows for lxcfs pass.
+fn check_not_in_proc(target: &OwnedFd, m: &MountPlan, is_bind: bool) -> Result<()> {
+    let on_proc = nix::sys::statfs::fstatfs(target)
+        .is_ok_and(|st| st.filesystem_type().0 as i64 == PROC_SUPER_MAGIC);
+    if !on_proc {
+        return Ok(());
+    }
+    let dest = lexical(&m.destination);
+    if is_bind && PROC_BIND_ALLOWED.iter().any(|a| Path::new(a) == dest) {
+        return Ok(());
+    }
+    Err(Error::config(
+        format!("mounts[{}].destination", m.index),
+        format!(
+            "{} lies inside /proc: mounts over procfs are refused (only binds over {} are allowed)",
+            m.destination.display(),
+            PROC_BIND_ALLOWED.join(", ")
+        ),
+    ))
+}
+
+/// `/proc/sys` of the container, checked to be procfs (after pivot): sysctls are written
+/// beneath it with no symlink or mount crossing, so nothing can redirect them.
+pub fn open_proc_sys() -> Result<OwnedFd> {
+    let fd: OwnedFd = File::open("/proc/sys")
+        .ctx(|| "opening /proc/sys for linux.sysctl".to_string())?
+        .into();
+    let st = nix::sys::statfs::fstatfs(&fd).map_err(sys(|| "statfs /proc/sys".into()))?;
+    if st.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
+        return Err(Error::config(
+            "linux.sysctl",
+            "/proc/sys in the container is not procfs: sysctls are not written through it",
+        ));
+    }
+    Ok(fd)
+}
+
+/// Writes `value` to `/proc/<rel>` after checking that `/proc` is procfs, resolving `rel`
+/// with no symlink or mount crossing (a decoy cannot take the write).
+pub fn write_proc_file(rel: &Path, value: &str) -> std::io::Result<()> {
+    let proc: OwnedFd = File::open("/proc")?.into();
+    let st = nix::sys::statfs::fstatfs(&proc).map_err(std::io::Error::from)?;
+    if st.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
+        return Err(std::io::Error::other("/proc is not procfs"));
+    }
+    let fd = in_root::open_strict(proc.as_fd(), rel, libc::O_WRONLY | libc::O_TRUNC)?;
+    std::io::Write::write_all(&mut File::from(fd), value.as_bytes())
+}
+
+/// `path` with `.` and `..` resolved lexically (as an absolute path).
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(n) => out.push(n),
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 fn apply_propagation_and_attrs(root: BorrowedFd<'_>, dest: &Path, o: &MountOptions) -> Result<()> {
@@ -335,6 +420,7 @@ fn mount_cgroup(root: BorrowedFd<'_>, m: &MountPlan, plan: &RootfsPlan) -> Resul
     let flags = m.options.flags - (MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_REC);
     let target = in_root::ensure(root, &m.destination, Leaf::Dir)
         .ctx(|| "creating mount point".to_string())?;
+    check_not_in_proc(&target, m, false)?;
     let hierarchies = crate::mountinfo::cgroup_hierarchies()
         .ctx(|| "reading /proc/self/mountinfo".to_string())?;
     let unified_host = hierarchies
