@@ -267,15 +267,13 @@ const PROC_BIND_ALLOWED: &[&str] = &[
     "/proc/sys/kernel/ns_last_pid",
 ];
 
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-
 /// Refuses a mount whose resolved target lies on a procfs (CVE-2019-19921, 2023-27561,
 /// 2025-52881 class: a mount over `/proc/self` or `/proc/sys` would put the masks and the
 /// sysctl writes on a decoy), whatever path or symlink led there; only binds over the files
 /// runc allows for lxcfs pass.
 fn check_not_in_proc(target: &OwnedFd, m: &MountPlan, is_bind: bool) -> Result<()> {
     let on_proc = nix::sys::statfs::fstatfs(target)
-        .is_ok_and(|st| st.filesystem_type().0 as i64 == PROC_SUPER_MAGIC);
+        .is_ok_and(|st| st.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
     if !on_proc {
         return Ok(());
     }
@@ -300,7 +298,7 @@ pub fn open_proc_sys() -> Result<OwnedFd> {
         .ctx(|| "opening /proc/sys for linux.sysctl".to_string())?
         .into();
     let st = nix::sys::statfs::fstatfs(&fd).map_err(sys(|| "statfs /proc/sys".into()))?;
-    if st.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
+    if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
         return Err(Error::config(
             "linux.sysctl",
             "/proc/sys in the container is not procfs: sysctls are not written through it",
@@ -314,7 +312,7 @@ pub fn open_proc_sys() -> Result<OwnedFd> {
 pub fn write_proc_file(rel: &Path, value: &str) -> std::io::Result<()> {
     let proc: OwnedFd = File::open("/proc")?.into();
     let st = nix::sys::statfs::fstatfs(&proc).map_err(std::io::Error::from)?;
-    if st.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
+    if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
         return Err(std::io::Error::other("/proc is not procfs"));
     }
     let fd = in_root::open_strict(proc.as_fd(), rel, libc::O_WRONLY | libc::O_TRUNC)?;
