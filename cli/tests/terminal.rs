@@ -160,3 +160,36 @@ fn console_socket_that_does_not_exist_is_a_create_error() {
     b.assert_no_state(&id);
     b.assert_clean();
 }
+
+/// CVE-2025-52565 class: the pty is verified (a pty of a devpts, its slave opened from the
+/// master, /dev/console bound from that descriptor), so a `/dev/ptmx` redirected to a procfs
+/// file (here by a createContainer hook, standing in for a racer sharing the rootfs) fails
+/// `create` instead of becoming the container's console and stdio.
+#[test]
+fn a_redirected_ptmx_never_becomes_the_console() {
+    let b = Berth::new();
+    let rootfs = b.path().join("redirected-ptmx");
+    common::busybox_rootfs(&rootfs);
+    let socket = b.path().join("console.sock");
+    let _listener = UnixListener::bind(&socket).unwrap();
+    let id = b.id("ptmx");
+    let mut c = b.config(&["true"]);
+    c["root"]["path"] = json!(rootfs);
+    c["process"]["terminal"] = json!(true);
+    let ptmx = rootfs.join("dev/ptmx");
+    c["hooks"] = json!({"createContainer": [{
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("rm -f {0} && ln -s /proc/sys/kernel/domainname {0}", ptmx.display())],
+    }]});
+    let bundle = b.bundle(&id, &c);
+    b.cmd(&[
+        "create",
+        "--console-socket",
+        socket.to_str().unwrap(),
+        "--bundle",
+        bundle.to_str().unwrap(),
+        &id,
+    ])
+    .fails_with("not a pty of a devpts");
+    b.assert_clean();
+}

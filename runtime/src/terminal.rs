@@ -18,26 +18,24 @@ pub fn connect_console_socket(path: &Path) -> Result<UnixStream> {
 /// Opens a new pty in the container (after pivot), sends the master, binds the slave on
 /// `/dev/console` and returns it.
 pub fn setup_pty(socket: &UnixStream, uid: u32, gid: u32) -> Result<OwnedFd> {
-    let (slave, path) = open_pty(socket, uid, gid)?;
-    bind_console(&path)?;
+    let (slave, _) = open_pty(socket, uid, gid)?;
+    bind_console(&slave)?;
     Ok(slave)
 }
 
-/// Opens a new pty in the current mount namespace's `/dev/ptmx`, sends the master to `socket`,
-/// returns the slave and its path (for `exec`, which has no console to bind).
+/// Opens a new pty through the current root's `/dev/ptmx` (resolved inside the root), checks
+/// that the master is the ptmx of a devpts, opens the slave from the master itself
+/// (`TIOCGPTPEER`: no path a racer could redirect), sends the master to `socket`, and returns
+/// the slave and its name.
 pub fn open_pty(socket: &UnixStream, uid: u32, gid: u32) -> Result<(OwnedFd, std::ffi::CString)> {
-    // SAFETY: open with a static path; the result is checked.
-    let master = unsafe {
-        libc::open(
-            c"/dev/ptmx".as_ptr(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
-    };
-    if master < 0 {
-        return Err(std::io::Error::last_os_error()).ctx(|| "opening /dev/ptmx".to_string());
-    }
-    // SAFETY: master is a new fd owned by nobody else.
-    let master = unsafe { OwnedFd::from_raw_fd(master) };
+    let root = std::fs::File::open("/").ctx(|| "opening /".to_string())?;
+    let master = crate::in_root::open(
+        std::os::fd::AsFd::as_fd(&root),
+        Path::new("/dev/ptmx"),
+        libc::O_RDWR | libc::O_NOCTTY,
+    )
+    .ctx(|| "opening /dev/ptmx".to_string())?;
+    check_devpts(&master, "/dev/ptmx")?;
     // SAFETY: master is a valid pty master fd.
     if unsafe { libc::unlockpt(master.as_raw_fd()) } != 0 {
         return Err(std::io::Error::last_os_error()).ctx(|| "unlockpt".to_string());
@@ -49,19 +47,22 @@ pub fn open_pty(socket: &UnixStream, uid: u32, gid: u32) -> Result<(OwnedFd, std
     }
     // SAFETY: ptsname_r NUL-terminated the buffer.
     let slave_path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }.to_owned();
-    // SAFETY: valid C string path.
+    const TIOCGPTPEER: libc::c_ulong = 0x5441;
+    // SAFETY: TIOCGPTPEER on a valid pty master with open flags; returns a new fd or -1.
     let slave = unsafe {
-        libc::open(
-            slave_path.as_ptr(),
+        libc::ioctl(
+            master.as_raw_fd(),
+            TIOCGPTPEER,
             libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
         )
     };
     if slave < 0 {
         return Err(std::io::Error::last_os_error())
-            .ctx(|| format!("opening {}", slave_path.to_string_lossy()));
+            .ctx(|| "opening the pty's slave (TIOCGPTPEER)".to_string());
     }
     // SAFETY: new fd owned by nobody else.
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    check_devpts(&slave, &slave_path.to_string_lossy())?;
     // SAFETY: valid fd; integer ids.
     unsafe { libc::fchown(slave.as_raw_fd(), uid, gid) };
     let fds = [master.as_raw_fd()];
@@ -78,7 +79,28 @@ pub fn open_pty(socket: &UnixStream, uid: u32, gid: u32) -> Result<(OwnedFd, std
     Ok((slave, slave_path))
 }
 
-fn bind_console(slave: &std::ffi::CStr) -> Result<()> {
+/// Checks that `fd` is a character device on a devpts filesystem (a pty, or ptmx).
+fn check_devpts(fd: &OwnedFd, what: &str) -> Result<()> {
+    let fs = nix::sys::statfs::fstatfs(fd).map_err(|e| Error::Io {
+        context: format!("statfs {what}"),
+        err: e.into(),
+    })?;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| Error::Io {
+        context: format!("fstat {what}"),
+        err: e.into(),
+    })?;
+    if fs.filesystem_type() != nix::sys::statfs::DEVPTS_SUPER_MAGIC
+        || st.st_mode & libc::S_IFMT != libc::S_IFCHR
+    {
+        return Err(Error::Init(format!(
+            "{what} is not a pty of a devpts filesystem (a symlink or bind may have redirected it)"
+        )));
+    }
+    Ok(())
+}
+
+/// Binds the pty on `/dev/console` from its descriptor (CVE-2025-52565: never by path).
+fn bind_console(slave: &OwnedFd) -> Result<()> {
     let root = std::fs::File::open("/").ctx(|| "opening /".to_string())?;
     let target = crate::in_root::ensure(
         std::os::fd::AsFd::as_fd(&root),
@@ -87,7 +109,7 @@ fn bind_console(slave: &std::ffi::CStr) -> Result<()> {
     )
     .ctx(|| "creating /dev/console".to_string())?;
     nix::mount::mount(
-        Some(slave),
+        Some(crate::in_root::proc_fd_path(slave).as_c_str()),
         crate::in_root::proc_fd_path(&target).as_c_str(),
         None::<&str>,
         nix::mount::MsFlags::MS_BIND,
