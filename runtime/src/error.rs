@@ -102,6 +102,15 @@ impl<T> Context<T> for std::result::Result<T, io::Error> {
     }
 }
 
+impl<T> Context<T> for std::result::Result<T, rustix::io::Errno> {
+    fn ctx<C: Into<String>>(self, context: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|e| Error::Io {
+            context: context().into(),
+            err: io::Error::from_raw_os_error(e.raw_os_error()),
+        })
+    }
+}
+
 impl<T> Context<T> for std::result::Result<T, nix::Error> {
     fn ctx<C: Into<String>>(self, context: impl FnOnce() -> C) -> Result<T> {
         self.map_err(|e| Error::Io {

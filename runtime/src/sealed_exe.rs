@@ -1,44 +1,48 @@
-//! Running berth from a read-only copy, so that nothing a container can open through a berth
-//! process is the writable host binary (CVE-2019-5736 with CAP_SYS_PTRACE).
+//! Running berth from a read-only view of its binary, so that nothing a container can open
+//! through a berth process is the writable host binary (CVE-2019-5736 with CAP_SYS_PTRACE).
 //!
 //! The init and `exec`'s child are forks of berth: until they exec, `/proc/<pid>/exe` is
 //! berth's binary. Non-dumpable stops a container's processes from opening it, but not one
 //! holding CAP_SYS_PTRACE in the host's user namespace (a privileged container without a user
 //! namespace): it can keep that descriptor and write the binary once berth has exited.
 //!
-//! So `create`, `run` and `exec` first re-execute berth from a copy on a read-only mount of its
-//! own: a tmpfs made with `fsopen`/`fsmount`, filled, turned read-only with `mount_setattr`
-//! while still detached, and only then attached under `/run/berth/exe/<key>`. No writable path
-//! to that copy ever exists, so a descriptor to it (or a reopen through `/proc/self/fd`) can
-//! only give `EROFS`. The copy is made once per binary (the key is the binary's device, inode,
-//! size and modification time; older copies are detached when a new one is made) and costs one
-//! `execve` per call afterwards. runc and crun pay a full copy of their binary on every call,
-//! or a new mount namespace and an exec.
+//! So `create`, `run` and `exec` first re-execute berth from a read-only overlayfs whose only
+//! layers are the binary's own directory (twice: overlayfs needs two lower layers when it has
+//! no upper one). The overlay is made with `fsopen`/`fsmount`, read-only from the start, and
+//! never attached anywhere: berth opens its binary through the detached mount, closes the
+//! mount, and executes the descriptor. No copy is made and nothing is left on the host: the
+//! mount lives exactly as long as a process runs from it. Opening the binary for writing
+//! through `/proc/<pid>/exe` gives `EROFS` (an overlay without an upper layer cannot copy up).
+//! Where overlayfs cannot be used (the binary was replaced while running, or its directory is
+//! already two overlays deep) berth falls back to a sealed memfd copy, as runc did: slower (a
+//! full copy per call) but just as safe, and it leaves nothing behind either.
 //!
 //! Not needed (and skipped) when the binary is already on a read-only mount, for callers that
 //! are not root (their containers always have a user namespace, where non-dumpable is enough:
 //! the container holds no capability over the host's user namespace), and for a `create` or
 //! `run` whose container has new user and pid namespaces ([`bundle_needs_no_copy`]).
 
-use std::ffi::{CStr, CString, OsString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ffi::{CString, OsString};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
 
 use crate::error::{Context, Error, Result};
 
-/// Where the read-only copies are attached.
-pub const DIR: &str = "/run/berth/exe";
-/// Set in the environment of the re-executed berth: the key of the copy it runs from.
+/// Set in the environment of the re-executed berth, so that it knows it must already run
+/// from a read-only view (and never re-executes again).
 const MARKER: &str = "BERTH_SEALED_EXE";
 
-/// Re-executes the calling berth from its read-only copy (making the copy first if needed),
-/// unless it already runs from a read-only mount or is not root. Returns when berth may go
-/// on; on success of the re-exec it never returns.
+/// Re-executes the calling berth from a read-only view of its binary, unless it already runs
+/// from one or is not root. Returns when berth may go on; on success of the re-exec it never
+/// returns.
 pub fn reexec_sealed(args: &[OsString]) -> Result<()> {
     let exe = open_self_exe()?;
     let marker = std::env::var_os(MARKER);
-    if on_read_only_mount(&exe)? {
+    if is_sealed(&exe)? {
         if marker.is_some() {
             // SAFETY: berth is single-threaded this early; nothing reads the environment
             // concurrently.
@@ -48,19 +52,20 @@ pub fn reexec_sealed(args: &[OsString]) -> Result<()> {
     }
     if marker.is_some() {
         return Err(Error::Init(format!(
-            "{MARKER} is set but berth does not run from a read-only copy (remove {MARKER} from the environment)"
+            "{MARKER} is set but berth does not run from a read-only view of its binary (remove {MARKER} from the environment)"
         )));
     }
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
-    let st = nix::sys::stat::fstat(exe.as_raw_fd()).ctx(|| "fstat /proc/self/exe".to_string())?;
-    let key = format!(
-        "{:x}-{:x}-{:x}-{:x}.{:x}",
-        st.st_dev, st.st_ino, st.st_size, st.st_mtime, st.st_mtime_nsec
-    );
-    let copy = ensure_copy(&exe, &key, st.st_size as u64)?;
-    exec(&copy, &key, args)
+    let sealed = match read_only_overlay_view(&exe) {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::debug!("overlayfs view of berth's binary: {e}; copying it to a sealed memfd");
+            sealed_memfd_copy(&exe)?
+        }
+    };
+    exec_fd(&sealed, args)
 }
 
 /// Whether the bundle's container leaves berth's processes out of reach without the copy: it
@@ -84,247 +89,111 @@ pub fn bundle_needs_no_copy(bundle: &Path) -> bool {
     new("user") && new("pid")
 }
 
+/// Whether the descriptor's file cannot be written through any path: it lies on a read-only
+/// mount, or it is a memfd sealed against writes.
+pub fn is_sealed(fd: &impl AsFd) -> Result<bool> {
+    let st = rustix::fs::fstatvfs(fd).ctx(|| "statvfs of berth's binary".to_string())?;
+    if st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+        return Ok(true);
+    }
+    Ok(rustix::fs::fcntl_get_seals(fd).is_ok_and(|s| s.contains(SealFlags::WRITE)))
+}
+
 fn open_self_exe() -> Result<OwnedFd> {
     let f = std::fs::File::open("/proc/self/exe").ctx(|| "opening /proc/self/exe".to_string())?;
     Ok(f.into())
 }
 
-fn on_read_only_mount(fd: &OwnedFd) -> Result<bool> {
-    let st = nix::sys::statvfs::fstatvfs(fd).ctx(|| "statvfs of berth's binary".to_string())?;
-    Ok(st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
-}
-
-/// The path of the read-only copy for `key`, made if missing.
-fn ensure_copy(exe: &OwnedFd, key: &str, size: u64) -> Result<PathBuf> {
-    let dir = Path::new(DIR);
-    let path = dir.join(key).join("berth");
-    if is_sealed_copy(&path, size) {
-        return Ok(path);
-    }
-    std::fs::create_dir_all(dir).ctx(|| format!("creating {DIR}"))?;
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(".lock"))
-        .ctx(|| format!("opening {DIR}/.lock"))?;
-    // Held until `lock` is dropped: one berth makes the copy, the others wait and use it.
-    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .ctx(|| format!("locking {DIR}/.lock"))?;
-    if is_sealed_copy(&path, size) {
-        return Ok(path);
-    }
-    detach_stale(dir, key);
-    let target = dir.join(key);
-    std::fs::create_dir_all(&target).ctx(|| format!("creating {}", target.display()))?;
-    let mnt = filled_read_only_tmpfs(exe, size)?;
-    move_mount(&mnt, &target)?;
-    if !is_sealed_copy(&path, size) {
+/// Berth's binary opened through a detached, read-only overlayfs of its own directory.
+fn read_only_overlay_view(exe: &OwnedFd) -> Result<OwnedFd> {
+    let path = std::fs::read_link("/proc/self/exe").ctx(|| "reading /proc/self/exe")?;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::Init(format!("{} has no directory", path.display())));
+    };
+    let fs =
+        rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).ctx(|| "fsopen overlay")?;
+    rustix::mount::fsconfig_set_string(&fs, "lowerdir+", dir)
+        .ctx(|| format!("overlay lowerdir+ {}", dir.display()))?;
+    // overlayfs without an upper layer wants two lower ones; the second is an empty tmpfs
+    // attached nowhere.
+    let empty = empty_tmpfs()?;
+    rustix::mount::fsconfig_set_fd(&fs, "lowerdir+", &empty)
+        .ctx(|| "overlay lowerdir+ (an empty tmpfs)")?;
+    rustix::mount::fsconfig_create(&fs).ctx(|| "creating the overlay")?;
+    let mnt = rustix::mount::fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_RDONLY
+            | MountAttrFlags::MOUNT_ATTR_NOSUID
+            | MountAttrFlags::MOUNT_ATTR_NODEV,
+    )
+    .ctx(|| "fsmount overlay")?;
+    let view = rustix::fs::openat(
+        &mnt,
+        name,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW,
+        rustix::fs::Mode::empty(),
+    )
+    .ctx(|| format!("opening {} through the overlay", name.to_string_lossy()))?;
+    let (a, b) = (fstat(exe)?, fstat(&view)?);
+    if a.st_size != b.st_size || a.st_mtime != b.st_mtime || a.st_mtime_nsec != b.st_mtime_nsec {
         return Err(Error::Init(format!(
-            "{} is not the read-only copy berth just made",
+            "{} is not the binary berth runs from (replaced while running?)",
             path.display()
         )));
     }
-    Ok(path)
+    if !is_sealed(&view)? {
+        return Err(Error::Init("the overlay view is not read-only".into()));
+    }
+    Ok(view)
 }
 
-/// Whether `path` is a regular file of `size` bytes on a read-only mount.
-fn is_sealed_copy(path: &Path, size: u64) -> bool {
-    let Ok(f) = std::fs::File::open(path) else {
-        return false;
-    };
-    let fd: OwnedFd = f.into();
-    nix::sys::stat::fstat(fd.as_raw_fd())
-        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_size as u64 == size)
-        && on_read_only_mount(&fd).unwrap_or(false)
+/// An empty, read-only tmpfs mount attached nowhere.
+fn empty_tmpfs() -> Result<OwnedFd> {
+    let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).ctx(|| "fsopen tmpfs")?;
+    rustix::mount::fsconfig_set_string(&fs, "size", "4k").ctx(|| "tmpfs size")?;
+    rustix::mount::fsconfig_create(&fs).ctx(|| "creating an empty tmpfs")?;
+    rustix::mount::fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_RDONLY,
+    )
+    .ctx(|| "fsmount tmpfs")
 }
 
-/// How many copies of other binaries are kept (two berth builds used side by side, as in
-/// an upgrade, must not make each other's copy over and over).
-const KEEP_OTHERS: usize = 3;
-
-/// Detaches the oldest copies of other binaries beyond [`KEEP_OTHERS`] (running processes
-/// keep theirs alive).
-fn detach_stale(dir: &Path, keep: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut others: Vec<(std::time::SystemTime, PathBuf)> = entries
-        .flatten()
-        .filter(|e| {
-            let name = e.file_name();
-            name.as_bytes() != keep.as_bytes() && !name.as_bytes().starts_with(b".")
-        })
-        .map(|e| {
-            let t = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(std::time::UNIX_EPOCH);
-            (t, e.path())
-        })
-        .collect();
-    others.sort_by_key(|o| std::cmp::Reverse(o.0));
-    for (_, p) in others.into_iter().skip(KEEP_OTHERS) {
-        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
-        let _ = std::fs::remove_dir(&p);
-    }
-}
-
-fn sys_fd(rc: libc::c_long, what: &str) -> Result<OwnedFd> {
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error()).ctx(|| what.to_string());
-    }
-    // SAFETY: the kernel returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(rc as i32) })
-}
-
-fn fsconfig_string(fs: &OwnedFd, key: &CStr, value: &CStr) -> Result<()> {
-    const FSCONFIG_SET_STRING: libc::c_uint = 1;
-    // SAFETY: fsconfig with a valid fs context fd and NUL-terminated key and value.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_SET_STRING,
-            key.as_ptr(),
-            value.as_ptr(),
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .ctx(|| format!("fsconfig tmpfs {}", key.to_string_lossy()));
-    }
-    Ok(())
-}
-
-/// A detached tmpfs holding a copy of `exe`, already read-only.
-fn filled_read_only_tmpfs(exe: &OwnedFd, size: u64) -> Result<OwnedFd> {
-    const FSOPEN_CLOEXEC: libc::c_uint = 1;
-    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    const MOUNT_ATTR_NOSUID: u64 = 0x2;
-    const MOUNT_ATTR_NODEV: u64 = 0x4;
-    // SAFETY: fsopen with a static NUL-terminated name.
-    let fs = sys_fd(
-        unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), FSOPEN_CLOEXEC) },
-        "fsopen tmpfs",
-    )?;
-    let limit = CString::new(format!("{}", size + (1 << 20))).expect("digits");
-    fsconfig_string(&fs, c"size", &limit)?;
-    fsconfig_string(&fs, c"mode", c"0755")?;
-    // SAFETY: fsconfig command with no key or value.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).ctx(|| "creating the tmpfs".to_string());
-    }
-    // SAFETY: fsmount of a created context, with attribute flags.
-    let mnt = sys_fd(
-        unsafe {
-            libc::syscall(
-                libc::SYS_fsmount,
-                fs.as_raw_fd(),
-                FSMOUNT_CLOEXEC,
-                MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-            )
-        },
-        "fsmount tmpfs",
-    )?;
-    {
-        // SAFETY: openat relative to the new mount's root with a static name.
-        let out = sys_fd(
-            unsafe {
-                libc::openat(
-                    mnt.as_raw_fd(),
-                    c"berth".as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
-                    0o555,
-                )
-            }
-            .into(),
-            "creating the copy",
-        )?;
-        copy_all(exe, &out, size)?;
-    }
-    let attr = [MOUNT_ATTR_RDONLY, 0, 0, 0];
-    // SAFETY: mount_setattr on the detached mount (empty path), attr is a mount_attr.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            mnt.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            attr.as_ptr(),
-            std::mem::size_of_val(&attr),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .ctx(|| "making the copy's mount read-only".to_string());
-    }
-    Ok(mnt)
-}
-
-fn copy_all(from: &OwnedFd, to: &OwnedFd, size: u64) -> Result<()> {
-    let mut off: libc::loff_t = 0;
-    while (off as u64) < size {
-        // SAFETY: sendfile between two valid descriptors with an offset we own.
-        let n = unsafe {
-            libc::sendfile(
-                to.as_raw_fd(),
-                from.as_raw_fd(),
-                &raw mut off,
-                (size - off as u64) as usize,
-            )
-        };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error()).ctx(|| "copying berth".to_string());
-        }
+/// A copy of berth's binary in a memfd sealed against any change.
+fn sealed_memfd_copy(exe: &OwnedFd) -> Result<OwnedFd> {
+    let size = fstat(exe)?.st_size as u64;
+    let memfd = rustix::fs::memfd_create(
+        "berth",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING | MemfdFlags::EXEC,
+    )
+    .or_else(|_| rustix::fs::memfd_create("berth", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING))
+    .ctx(|| "memfd_create")?;
+    let mut off = 0u64;
+    while off < size {
+        let left = (size - off) as usize;
+        let n = rustix::fs::sendfile(&memfd, exe, Some(&mut off), left)
+            .ctx(|| "copying berth's binary")?;
         if n == 0 {
             return Err(Error::Init(
                 "berth's binary shrank while being copied".into(),
             ));
         }
     }
-    Ok(())
+    rustix::fs::fcntl_add_seals(
+        &memfd,
+        SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
+    )
+    .ctx(|| "sealing the copy of berth's binary")?;
+    Ok(memfd)
 }
 
-fn move_mount(mnt: &OwnedFd, target: &Path) -> Result<()> {
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-    let t = CString::new(target.as_os_str().as_bytes())
-        .map_err(|_| Error::Init("mount target contains NUL".into()))?;
-    // SAFETY: move_mount of a detached mount fd (empty path) onto a NUL-terminated path.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mnt.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .ctx(|| format!("attaching the read-only copy at {}", target.display()));
-    }
-    Ok(())
+fn fstat(fd: &impl AsFd) -> Result<nix::sys::stat::FileStat> {
+    nix::sys::stat::fstat(fd.as_fd().as_raw_fd()).ctx(|| "fstat of berth's binary")
 }
 
-fn exec(path: &Path, key: &str, args: &[OsString]) -> Result<()> {
-    let cpath = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::Init("path contains NUL".into()))?;
+fn exec_fd(fd: &OwnedFd, args: &[OsString]) -> Result<()> {
     let argv: Vec<CString> = args
         .iter()
         .map(|a| CString::new(a.as_bytes()))
@@ -339,15 +208,16 @@ fn exec(path: &Path, key: &str, args: &[OsString]) -> Result<()> {
             CString::new(kv).ok()
         })
         .collect();
-    envp.push(CString::new(format!("{MARKER}={key}")).expect("no NUL"));
-    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_p.push(std::ptr::null());
-    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
-    envp_p.push(std::ptr::null());
-    // SAFETY: NUL-terminated path and NULL-terminated argv/envp arrays of valid C strings,
-    // alive across the call; execve only returns on failure.
-    unsafe { libc::execve(cpath.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
-    Err(std::io::Error::last_os_error()).ctx(|| format!("executing {}", path.display()))
+    envp.push(CString::new(format!("{MARKER}=1")).expect("no NUL"));
+    let err = nix::unistd::execveat(
+        Some(fd.as_raw_fd()),
+        c"",
+        &argv,
+        &envp,
+        nix::fcntl::AtFlags::AT_EMPTY_PATH,
+    )
+    .unwrap_err();
+    Err(std::io::Error::from(err)).ctx(|| "executing berth's read-only view")
 }
 
 #[cfg(test)]
@@ -355,9 +225,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn own_binary_is_not_on_a_read_only_mount_in_tests() {
+    fn own_binary_is_not_sealed_in_tests() {
         // Sanity of the probe itself: the test binary lives in target/, a writable mount.
         let exe = open_self_exe().unwrap();
-        assert!(!on_read_only_mount(&exe).unwrap());
+        assert!(!is_sealed(&exe).unwrap());
+    }
+
+    #[test]
+    fn a_sealed_memfd_copy_cannot_be_written() {
+        let exe = open_self_exe().unwrap();
+        let copy = sealed_memfd_copy(&exe).unwrap();
+        assert!(is_sealed(&copy).unwrap());
+        let reopened = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", copy.as_raw_fd()));
+        if let Ok(mut f) = reopened {
+            use std::io::Write;
+            assert!(f.write_all(b"x").is_err());
+        }
+    }
+
+    #[test]
+    fn the_overlay_view_is_read_only_and_leaves_no_mount() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let exe = open_self_exe().unwrap();
+        let view = read_only_overlay_view(&exe).unwrap();
+        assert!(is_sealed(&view).unwrap());
+        let err = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", view.as_raw_fd()))
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+        drop(view);
+        let after = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert_eq!(before.lines().count(), after.lines().count());
     }
 }

@@ -427,6 +427,29 @@ impl Berth {
         assert!(entries.is_empty(), "state dir not empty: {entries:?}");
         self.assert_no_processes();
         self.assert_no_mounts();
+        self.assert_no_cgroups();
+    }
+
+    /// Asserts that no top-level cgroup (berth's default `berth-<id>`) of this test's
+    /// containers is left in any hierarchy.
+    pub fn assert_no_cgroups(&self) {
+        let mut left = Vec::new();
+        for hierarchy in fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for e in fs::read_dir(hierarchy.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if e.file_name().to_string_lossy().contains(&self.tag) {
+                    left.push(e.path());
+                }
+            }
+        }
+        assert!(left.is_empty(), "cgroups left behind: {left:?}");
     }
 
     /// Asserts that the state directory has no entry for `id`.
