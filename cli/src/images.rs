@@ -13,7 +13,7 @@ use serde_json::json;
 
 /// Marks a bundle made by `berth run IMAGE`: deleting its container removes the bundle too
 /// (overlay unmounted, upper and work directories removed, the image's layers released).
-const RUN_MARKER: &str = "berth-run.json";
+pub const RUN_MARKER: &str = "berth-run.json";
 
 /// The store's root: `--store`, else `/var/lib/berth` for root and
 /// `$XDG_DATA_HOME/berth` (or `~/.local/share/berth`) for other users.
@@ -255,7 +255,7 @@ pub fn list(store_root: &Path, a: &ListArgs) -> Result<()> {
 }
 
 /// `berth image ...`.
-pub fn image_command(store_root: &Path, cmd: ImageCommand) -> Result<()> {
+pub fn image_command(root: &StateRoot, store_root: &Path, cmd: ImageCommand) -> Result<()> {
     match cmd {
         ImageCommand::Import(a) => import(store_root, &a),
         ImageCommand::Inspect { image } => {
@@ -276,10 +276,15 @@ pub fn image_command(store_root: &Path, cmd: ImageCommand) -> Result<()> {
         ImageCommand::Ls(a) => list(store_root, &a),
         ImageCommand::Rm { images } => remove(store_root, &images),
         ImageCommand::Prune => {
-            let s = open_store(store_root)?.prune()?;
+            let store = open_store(store_root)?;
+            let orphans = crate::reclaim::orphaned_holds(root, store_root, &store)?;
+            let s = store.prune()?;
             println!(
-                "removed {} blobs, {} layers, {} leftovers of interrupted imports",
-                s.blobs, s.layers, s.temporaries
+                "removed {} blobs, {} layers, {} leftovers of interrupted imports, {} bundles of killed runs or unpacks",
+                s.blobs,
+                s.layers,
+                s.temporaries,
+                orphans.len()
             );
             Ok(())
         }
@@ -340,10 +345,24 @@ pub fn unpack(store_root: &Path, a: &UnpackArgs) -> Result<()> {
 }
 
 /// `berth bundle ...`.
-pub fn bundle_command(store_root: &Path, cmd: BundleCommand) -> Result<()> {
+pub fn bundle_command(root: &StateRoot, store_root: &Path, cmd: BundleCommand) -> Result<()> {
     match cmd {
         BundleCommand::Rm { bundle: dir } => {
             let dir = std::path::absolute(&dir).unwrap_or(dir);
+            // A bundle of `run IMAGE` whose container is gone, or whose `run` was killed.
+            if dir.parent() == Some(&store_root.join("bundles")) {
+                if let Some(id) = dir.file_name().and_then(|n| n.to_str()) {
+                    if crate::reclaim::container_in_use(root, store_root, id) {
+                        bail!("{}: bundle of container {id}, which exists or is being made; `berth delete -f {id}` removes both", dir.display());
+                    }
+                    if crate::reclaim::orphaned_container(root, store_root, id)? {
+                        return Ok(());
+                    }
+                }
+            }
+            if crate::reclaim::orphaned_unpack(&open_store(store_root)?, &dir)? {
+                return Ok(());
+            }
             if !dir.join("config.json").exists() && !dir.join("rootfs").exists() {
                 bail!("{}: not a bundle (no config.json or rootfs)", dir.display());
             }
@@ -457,7 +476,7 @@ pub fn run_image(root: &StateRoot, store_root: &Path, r: &RunImage<'_>) -> Resul
     }
     let bundles = store_root.join("bundles");
     std::fs::create_dir_all(&bundles).with_context(|| format!("creating {}", bundles.display()))?;
-    let dir = bundles.join(&id);
+    let dir = crate::reclaim::run_bundle_dir(store_root, &id);
     // Claims the name atomically: a concurrent `run --name` of the same name fails here.
     match std::fs::create_dir(&dir) {
         Ok(()) => {}
@@ -468,7 +487,7 @@ pub fn run_image(root: &StateRoot, store_root: &Path, r: &RunImage<'_>) -> Resul
         ),
         Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
     }
-    let holder = format!("container:{id}");
+    let holder = crate::reclaim::container_holder(&id);
     let mut opts = r.process.bundle_options(r.command);
     opts.holder = Some(holder.clone());
     let mut template = template(r.tty);
@@ -500,7 +519,9 @@ pub fn run_image(root: &StateRoot, store_root: &Path, r: &RunImage<'_>) -> Resul
                 "net": attached, "id": id,
             });
             std::fs::write(dir.join(RUN_MARKER), marker.to_string())
-                .with_context(|| format!("writing {}", dir.join(RUN_MARKER).display()))
+                .with_context(|| format!("writing {}", dir.join(RUN_MARKER).display()))?;
+            berth_runtime::failpoint::hit("run:attached");
+            Ok(())
         })
         .and_then(|()| {
             let co = CreateOptions {

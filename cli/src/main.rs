@@ -3,6 +3,7 @@
 mod images;
 mod log;
 mod network;
+mod reclaim;
 mod registry;
 
 use std::io::Write;
@@ -515,10 +516,16 @@ fn run(cli: Cli) -> Result<u8> {
             berth_runtime::kill(&root, &id, sig, all)?;
         }
         Command::Delete { force, id } => {
-            let bundle = root.read(&id).ok().map(|s| s.bundle);
-            berth_runtime::delete(&root, &id, force)?;
-            if let Some(b) = bundle {
-                images::remove_run_bundle(&b, &id)?;
+            let existed = root.read(&id).is_ok();
+            // The image bundle and network go before the state, so a `delete` killed midway
+            // can be run again and still finds them.
+            berth_runtime::delete_with(&root, &id, force, |s| {
+                berth_runtime::failpoint::hit("delete:stopped");
+                images::remove_run_bundle(&s.bundle, &id).map_err(|e| format!("{e:#}"))
+            })?;
+            if force && !existed {
+                // What a killed `run` or `delete` of that name left without state.
+                reclaim::orphaned_container(&root, &store, &id)?;
             }
         }
         Command::Run(a) if a.is_image_form() => {
@@ -616,10 +623,10 @@ fn run(cli: Cli) -> Result<u8> {
             serde_json::to_string_pretty(&berth_runtime::features::document())?
         ),
         Command::Images(a) => images::list(&store, &a)?,
-        Command::Image(c) => images::image_command(&store, c)?,
+        Command::Image(c) => images::image_command(&root, &store, c)?,
         Command::Rmi { images: names } => images::remove(&store, &names)?,
         Command::Unpack(a) => images::unpack(&store, &a)?,
-        Command::Bundle(c) => images::bundle_command(&store, c)?,
+        Command::Bundle(c) => images::bundle_command(&root, &store, c)?,
         Command::Network(c) => network::command(&root, &store, c)?,
         Command::Pull(a) => registry::pull(&store, &a)?,
         Command::Push(a) => registry::push(&store, &a)?,

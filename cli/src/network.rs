@@ -119,7 +119,9 @@ pub fn command(root: &StateRoot, store_root: &Path, cmd: NetworkCommand) -> Resu
             }
         }
         NetworkCommand::Prune => {
-            let report = berth_netns::prune(&state, |id| root.read(id).is_ok())?;
+            let report = berth_netns::prune(&state, |id| {
+                crate::reclaim::container_in_use(root, store_root, id)
+            })?;
             println!("{report:?}");
         }
     }

@@ -496,3 +496,132 @@ fn bundle_rm_cleans_a_run_leftover() {
     i.b.cmd(&["delete", &id]).ok();
     i.assert_clean();
 }
+
+/// Runs `args` with the store, in a debug berth that kills itself with SIGKILL at `point`
+/// (`BERTH_FAILPOINT`), and checks that it was killed there.
+fn killed_at(i: &Images, point: &str, args: &[&str]) {
+    let mut all = vec!["--store", i.store.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = i.b.cmd_with(&all, |c| {
+        c.env("BERTH_FAILPOINT", point);
+    });
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGKILL),
+        "berth was not killed at {point}: {}",
+        out.err()
+    );
+}
+
+fn overlay_mounts_under(dir: &Path) -> usize {
+    let needle = dir.to_str().unwrap();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+/// kill -9 of `delete -f` once the container's processes are gone: its state is still there
+/// (it goes last), so a second `delete -f` removes the bundle, mount and hold.
+#[test]
+fn a_killed_delete_is_finished_by_the_next() {
+    let i = Images::new(&[]);
+    let id = i.b.id("killed-delete");
+    i.run(&id, &["-d", "busybox", "sleep", "1000"]).ok();
+    killed_at(&i, "delete:stopped", &["delete", "--force", &id]);
+    assert!(
+        i.b.root.join(&id).exists(),
+        "the state went before the rest"
+    );
+    assert_eq!(i.holds(), 1);
+    i.b.cmd(&["delete", "--force", &id]).ok();
+    i.assert_clean();
+}
+
+/// kill -9 of `run IMAGE` after its overlay is mounted (no container state yet), and after its
+/// network is attached: `delete -f NAME` and `image prune` find and undo what it left.
+#[test]
+fn a_killed_run_is_reclaimed() {
+    let i = Images::new(&[]);
+    let tag = format!("BERTH_TEST_TAG={}", i.b.tag);
+    let first = i.b.id("killed-run-a");
+    i.b.track(&first);
+    let run = |id: &str| -> Vec<String> {
+        [
+            "run",
+            "--network",
+            "none",
+            "--name",
+            id,
+            "-e",
+            &tag,
+            "busybox",
+            "true",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let args = run(&first);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    killed_at(&i, "bundle:mounted", &args);
+    let dir = i.store.join("bundles").join(&first);
+    assert!(overlay_mounts_under(&dir) > 0);
+    assert_eq!(i.holds(), 1);
+    // No state, so runc's `delete -f` would say nothing; berth also undoes the bundle.
+    i.b.cmd(&[
+        "--store",
+        i.store.to_str().unwrap(),
+        "delete",
+        "--force",
+        &first,
+    ])
+    .ok();
+    assert_eq!(overlay_mounts_under(&dir), 0);
+    assert!(!dir.exists());
+    assert_eq!(i.holds(), 0);
+
+    let second = i.b.id("killed-run-b");
+    i.b.track(&second);
+    let args = run(&second);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    killed_at(&i, "run:attached", &args);
+    assert_eq!(i.holds(), 1);
+    let out = i.cmd(&["image", "prune"]).ok().out();
+    assert!(out.contains("1 bundles of killed runs"), "{out}");
+    i.assert_clean();
+}
+
+/// kill -9 of `unpack` with the overlay mounted and no config.json: `bundle rm` undoes it (the
+/// directory's other contents stay), and so does `image prune`.
+#[test]
+fn a_killed_unpack_is_reclaimed() {
+    let i = Images::new(&[]);
+    let dir = i.b.path().join("unpack-killed");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("mine"), "the user's").unwrap();
+    killed_at(
+        &i,
+        "bundle:mounted",
+        &["unpack", "busybox", dir.to_str().unwrap()],
+    );
+    assert!(overlay_mounts_under(&dir) > 0);
+    assert_eq!(i.holds(), 1);
+    i.cmd(&["bundle", "rm", dir.to_str().unwrap()]).ok();
+    assert_eq!(overlay_mounts_under(&dir), 0);
+    assert_eq!(i.holds(), 0);
+    assert!(dir.join("mine").exists() && !dir.join("rootfs").exists());
+
+    let other = i.b.path().join("unpack-killed-2");
+    killed_at(
+        &i,
+        "bundle:mounted",
+        &["unpack", "busybox", other.to_str().unwrap()],
+    );
+    assert_eq!(i.holds(), 1);
+    let out = i.cmd(&["image", "prune"]).ok().out();
+    assert!(out.contains("1 bundles of killed runs"), "{out}");
+    assert_eq!(overlay_mounts_under(&other), 0);
+    i.assert_clean();
+}

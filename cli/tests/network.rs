@@ -304,3 +304,45 @@ fn prune_repairs_what_a_crash_left() {
         n.remove_networks();
     });
 }
+
+/// kill -9 of `delete -f` (processes gone, nothing else undone) and of `run` (network
+/// attached, no container state yet): a second `delete -f` removes the veth, lease, port rule
+/// and pinned namespace in both cases.
+#[test]
+fn a_killed_delete_or_run_leaves_nothing_after_delete() {
+    use std::os::unix::process::ExitStatusExt;
+    in_own_netns(|| {
+        let n = Net::new();
+        let killed = |point: &str, args: &[&str]| {
+            let mut all = vec!["--store", n.store.to_str().unwrap()];
+            all.extend_from_slice(args);
+            let out = n.b.cmd_with(&all, |c| {
+                c.env("BERTH_FAILPOINT", point);
+            });
+            assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{}", out.err());
+        };
+        let first = n.b.id("killed-delete");
+        n.run(&first, &["-d", "-p", "8083:80", "busybox", "sleep", "1000"])
+            .ok();
+        killed("delete:stopped", &["delete", "--force", &first]);
+        assert!(
+            sh("ip -o link").contains(" bv"),
+            "the veth went before the state"
+        );
+        n.cmd(&["delete", "--force", &first]).ok();
+
+        let second = n.b.id("killed-run");
+        n.b.track(&second);
+        let tag = format!("BERTH_TEST_TAG={}", n.b.tag);
+        killed(
+            "run:attached",
+            &[
+                "run", "--name", &second, "-e", &tag, "-p", "8084:80", "busybox", "true",
+            ],
+        );
+        assert!(sh("ip -o link").contains(" bv"), "no veth was attached");
+        n.cmd(&["delete", "--force", &second]).ok();
+        n.assert_no_network_debris();
+        n.remove_networks();
+    });
+}

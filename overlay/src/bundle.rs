@@ -195,6 +195,14 @@ pub fn create_bundle(
     res
 }
 
+/// Undoes a bundle whose making was cut short (its maker killed): unmounts its rootfs,
+/// removes the entries [`create_bundle`] makes in `dir` (never the directory's other
+/// contents) and releases `holder`'s hold, last.
+pub fn discard_unfinished(store: &Store, dir: &Path, holder: &str) -> Result<()> {
+    discard_partial(dir, true);
+    store.release(holder)
+}
+
 /// Removes what a failed [`build_bundle`] left: the whole directory if it created it, else
 /// only the entries it makes (a directory the caller prepared keeps its other contents).
 fn discard_partial(dir: &Path, existed: bool) {
@@ -262,6 +270,7 @@ fn build_bundle(
             std::os::unix::fs::symlink("upper", &rootfs).map_err(io_at(&rootfs, "symlink"))?;
         } else {
             mount_overlay(&lowers, &upper, &work, &rootfs, false)?;
+            berth_runtime::failpoint::hit("bundle:mounted");
         }
     } else {
         let n = record.layers.len();

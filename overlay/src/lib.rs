@@ -40,11 +40,11 @@ pub mod store;
 pub mod synth;
 pub mod volume;
 
-pub use bundle::{create_bundle, remove_bundle, Bundle, BundleOptions};
+pub use bundle::{create_bundle, discard_unfinished, remove_bundle, Bundle, BundleOptions};
 pub use error::{Error, Result};
 pub use extract::{
     extract_layer, open_layer, Compression, ExtractOptions, ExtractStats, IdMap, IdRange, Limits,
     Mode,
 };
 pub use image::{Digest, Platform};
-pub use store::{ImageRecord, ImportOptions, Store};
+pub use store::{Creator, Hold, ImageRecord, ImportOptions, Store};

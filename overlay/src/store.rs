@@ -80,6 +80,34 @@ pub struct Hold {
     pub blobs: Vec<String>,
     /// Layers (ChainIDs) kept.
     pub chains: Vec<String>,
+    /// The process that took the hold (to tell a hold whose maker was killed before it
+    /// finished from one still being made); absent in stores written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<Creator>,
+}
+
+/// A process, told apart from a later one with the same pid by its start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Creator {
+    /// Its pid.
+    pub pid: i32,
+    /// Its start time (clock ticks since boot, from `/proc/<pid>/stat`).
+    pub start: u64,
+}
+
+impl Creator {
+    /// The calling process.
+    pub fn current() -> Option<Creator> {
+        let pid = std::process::id() as i32;
+        let (start, _) = berth_runtime::proc_info::start_time(pid)?;
+        Some(Creator { pid, start })
+    }
+
+    /// Whether that very process still runs (not a zombie, not a reused pid).
+    pub fn is_alive(&self) -> bool {
+        berth_runtime::proc_info::start_time(self.pid)
+            .is_some_and(|(start, zombie)| start == self.start && !zombie)
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -1200,10 +1228,17 @@ impl Store {
                 image: n,
                 blobs,
                 chains: rec.layers.iter().map(|l| l.chain_id.clone()).collect(),
+                creator: Creator::current(),
             },
         );
         self.save_state(&state)?;
         Ok(rec)
+    }
+
+    /// Every hold, by holder.
+    pub fn holds(&self) -> Result<BTreeMap<String, Hold>> {
+        let _l = self.state_lock()?;
+        Ok(self.load_state()?.holds)
     }
 
     /// Drops `holder`'s hold (a no-op if it has none).

@@ -13,6 +13,7 @@ pub mod create;
 pub mod error;
 pub mod exe_guard;
 pub mod exec;
+pub mod failpoint;
 pub mod features;
 pub mod hooks;
 pub mod idmap;
@@ -40,7 +41,8 @@ pub mod terminal;
 pub use create::{create, CreateOptions};
 pub use error::{Error, Result};
 pub use lifecycle::{
-    delete, kill, oom_kills, pause, resume, run, run_and_keep, start, stats, update, RunOutcome,
+    delete, delete_with, kill, oom_kills, pause, resume, run, run_and_keep, start, stats, update,
+    RunOutcome,
 };
 pub use state::{ContainerState, StateRoot, Status};
 

@@ -173,6 +173,20 @@ pub fn processes(state: &ContainerState) -> Vec<i32> {
 /// Deletes a container. `force` kills a created or running one first; a missing container
 /// with `force` is not an error.
 pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
+    delete_with(root, id, force, |_| Ok(()))
+}
+
+/// [`delete`], with `release` undoing what the caller made for the container (its image
+/// bundle, its network) once its processes and cgroup are gone and before its state is
+/// removed. The state goes last, so a `delete` killed at any point can be run again and
+/// finds everything still to undo; if `release` fails, the state stays and the error says
+/// what failed.
+pub fn delete_with(
+    root: &StateRoot,
+    id: &str,
+    force: bool,
+    release: impl FnOnce(&ContainerState) -> std::result::Result<(), String>,
+) -> Result<()> {
     let dir = match root.open_dir(id) {
         Err(Error::NotFound(_)) if force => return Ok(()),
         r => r?,
@@ -191,6 +205,11 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
     if let Some(cg) = &state.cgroup {
         cg.destroy()?;
     }
+    release(&state).map_err(|e| {
+        Error::State(format!(
+            "container {id}: {e} (its state is kept: `delete` again once that is mended)"
+        ))
+    })?;
     if let Some(h) = state.hooks.as_ref().and_then(|h| h.poststop().clone()) {
         let mut stopped = state.clone();
         stopped.status = Status::Stopped;
