@@ -139,6 +139,8 @@ impl ImageProcessArgs {
             workdir: self.workdir.clone(),
             user: self.user.clone(),
             holder: None,
+            inspect: false,
+            limits: None,
         }
     }
 
@@ -161,6 +163,10 @@ pub struct UnpackArgs {
     image: String,
     /// Bundle directory to create (must not hold a config.json).
     bundle: PathBuf,
+    /// The rootfs is only for looking at or copying files, not for a container: mounted
+    /// nosuid,nodev, so the image's setuid programs and device nodes give nobody anything.
+    #[arg(long)]
+    inspect: bool,
     /// Command and arguments (replace the image's Cmd).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
@@ -327,14 +333,12 @@ pub fn unpack(store_root: &Path, a: &UnpackArgs) -> Result<()> {
     let template = template(false);
     // Absolute, so `bundle rm` finds the hold whatever the caller's directory then.
     let dir = std::path::absolute(&a.bundle).unwrap_or_else(|_| a.bundle.clone());
-    let b = bundle::create_bundle(
-        &store,
-        &r.name,
-        &dir,
-        &template,
-        &a.process.bundle_options(&a.command),
-    )
-    .with_context(|| format!("unpacking {} into {}", r.name, a.bundle.display()))?;
+    let opts = BundleOptions {
+        inspect: a.inspect,
+        ..a.process.bundle_options(&a.command)
+    };
+    let b = bundle::create_bundle(&store, &r.name, &dir, &template, &opts)
+        .with_context(|| format!("unpacking {} into {}", r.name, a.bundle.display()))?;
     println!(
         "{}: {} rootfs of {}",
         b.dir.display(),

@@ -9,7 +9,18 @@ use std::process::ExitCode;
 use berth_overlay::{extract_layer, open_layer, ExtractOptions, Mode};
 
 fn main() -> ExitCode {
-    let mut opts = ExtractOptions::default();
+    // The limits of the store: the defaults, or the BERTH_MAX_* variables.
+    let limits = match berth_overlay::Limits::from_env() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("berth-extract: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut opts = ExtractOptions {
+        limits,
+        ..ExtractOptions::default()
+    };
     let mut paths = Vec::new();
     for arg in std::env::args().skip(1) {
         match arg.as_str() {

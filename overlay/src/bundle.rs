@@ -24,7 +24,7 @@ use rustix::mount::{
 use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
-use crate::extract::{self, ExtractOptions, Mode};
+use crate::extract::{self, ExtractOptions, Limits, Mode};
 use crate::image::{Digest, ImageConfig};
 use crate::store::{ImageRecord, Store};
 
@@ -45,6 +45,14 @@ pub struct BundleOptions {
     pub user: Option<String>,
     /// Who holds the image's layers in the store (default: the bundle directory's path).
     pub holder: Option<String>,
+    /// The rootfs is only for looking at or copying files, not for a container: it is
+    /// mounted `nosuid,nodev` (an overlay; a flattened copy is bound over itself when root),
+    /// so the image's setuid programs and device nodes give nobody anything. A container
+    /// needs them as they are (the runtime binds the rootfs with its mount flags).
+    pub inspect: bool,
+    /// Bounds on extraction and on volume seeding (default: the store's, or
+    /// [`Limits::default`] for [`runtime_config`] alone).
+    pub limits: Option<Limits>,
 }
 
 /// A bundle made by [`create_bundle`].
@@ -65,13 +73,15 @@ fn io_at<'p>(path: &'p Path, op: &'static str) -> impl FnOnce(io::Error) -> Erro
 }
 
 /// Mounts an overlay of `lowers` (bottom layer first) with `upper`/`work` on `target`.
-/// `userxattr` (for a mount inside a user namespace) makes overlayfs read `user.overlay.*`.
+/// `userxattr` (for a mount inside a user namespace) makes overlayfs read `user.overlay.*`;
+/// `inert` mounts it `nosuid,nodev` (for a rootfs no container runs from).
 pub fn mount_overlay(
     lowers: &[PathBuf],
     upper: &Path,
     work: &Path,
     target: &Path,
     userxattr: bool,
+    inert: bool,
 ) -> Result<()> {
     if lowers.is_empty() {
         return Err(Error::invalid(
@@ -79,11 +89,11 @@ pub fn mount_overlay(
             "an overlay needs at least one lower layer",
         ));
     }
-    match mount_overlay_fd(lowers, upper, work, target, userxattr) {
+    match mount_overlay_fd(lowers, upper, work, target, userxattr, inert) {
         Ok(()) => Ok(()),
         // No new mount API or no lowerdir+ (before 6.8): a classic option string.
         Err(Errno::INVAL | Errno::NOSYS) => {
-            mount_overlay_legacy(lowers, upper, work, target, userxattr)
+            mount_overlay_legacy(lowers, upper, work, target, userxattr, inert)
         }
         Err(e) => Err(Error::io(target, "mount overlay", e)),
     }
@@ -95,6 +105,7 @@ fn mount_overlay_fd(
     work: &Path,
     target: &Path,
     userxattr: bool,
+    inert: bool,
 ) -> rustix::io::Result<()> {
     let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
     // lowerdir+ adds layers from the top down.
@@ -107,7 +118,12 @@ fn mount_overlay_fd(
         fsconfig_set_flag(&fs, "userxattr")?;
     }
     fsconfig_create(&fs)?;
-    let mnt: OwnedFd = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
+    let attrs = if inert {
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV
+    } else {
+        MountAttrFlags::empty()
+    };
+    let mnt: OwnedFd = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?;
     move_mount(
         &mnt,
         "",
@@ -123,6 +139,7 @@ fn mount_overlay_legacy(
     work: &Path,
     target: &Path,
     userxattr: bool,
+    inert: bool,
 ) -> Result<()> {
     let lower: Vec<String> = lowers
         .iter()
@@ -154,14 +171,13 @@ fn mount_overlay_legacy(
             "a layer path contains a NUL byte",
         )
     })?;
-    rustix::mount::mount(
-        "overlay",
-        target,
-        "overlay",
-        MountFlags::empty(),
-        Some(data.as_c_str()),
-    )
-    .map_err(|e| Error::io(target, "mount overlay", e))
+    let flags = if inert {
+        MountFlags::NOSUID | MountFlags::NODEV
+    } else {
+        MountFlags::empty()
+    };
+    rustix::mount::mount("overlay", target, "overlay", flags, Some(data.as_c_str()))
+        .map_err(|e| Error::io(target, "mount overlay", e))
 }
 
 /// Creates a bundle for `image` in `dir` (created; must not hold a bundle already):
@@ -187,7 +203,11 @@ pub fn create_bundle(
     }
     let existed = dir.exists();
     let record = store.hold(&holder, image)?;
-    let res = build_bundle(store, &record, dir, template, opts);
+    let opts = BundleOptions {
+        limits: Some(opts.limits.unwrap_or(*store.limits())),
+        ..opts.clone()
+    };
+    let res = build_bundle(store, &record, dir, template, &opts);
     if res.is_err() {
         discard_partial(dir, existed);
         let _ = store.release(&holder);
@@ -242,7 +262,8 @@ fn build_bundle(
     }
     let config = store.image_config(record)?;
     // 0700: the rootfs may hold the image's setuid programs and device nodes; other users must
-    // not reach them (an overlay root has no nosuid, since the container needs it as is).
+    // not reach them (a container's root has no nosuid, since the container needs it as is;
+    // an `inspect` root has).
     mkdir(dir, 0o700)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_at(dir, "chmod"))?;
     let rootfs = dir.join("rootfs");
@@ -269,11 +290,12 @@ fn build_bundle(
             fs::remove_dir(&rootfs).map_err(io_at(&rootfs, "remove"))?;
             std::os::unix::fs::symlink("upper", &rootfs).map_err(io_at(&rootfs, "symlink"))?;
         } else {
-            mount_overlay(&lowers, &upper, &work, &rootfs, false)?;
+            mount_overlay(&lowers, &upper, &work, &rootfs, false, opts.inspect)?;
             berth_runtime::failpoint::hit("bundle:mounted");
         }
     } else {
         let n = record.layers.len();
+        let budget = store.image_budget(&record.name);
         for (i, l) in record.layers.iter().enumerate() {
             let blob = Digest::parse(&l.blob)?;
             let reader = extract::open_layer(&store.blob_path(&blob), Some(&l.media_type))?;
@@ -282,9 +304,12 @@ fn build_bundle(
                 rootless: !rustix::process::geteuid().is_root(),
                 confine: true,
                 sync: i + 1 == n,
+                limits: opts.limits.unwrap_or(*store.limits()),
+                budget: Some(budget.clone()),
                 ..ExtractOptions::default()
             };
-            let stats = extract::extract_layer(reader, &rootfs, &eo)?;
+            let stats = extract::extract_layer(reader, &rootfs, &eo)
+                .map_err(|e| e.within(&format!("layer {}", l.blob)))?;
             if stats.diff_id != l.diff_id {
                 return Err(Error::DigestMismatch {
                     what: format!("layer {blob} (uncompressed)"),
@@ -295,6 +320,9 @@ fn build_bundle(
         }
     }
     let res = (|| {
+        if opts.inspect && !overlay {
+            inert_bind(&rootfs)?;
+        }
         let spec = runtime_config(template, &config, &rootfs, dir, opts)?;
         let text = serde_json::to_vec_pretty(&spec).map_err(|source| Error::Json {
             what: "config.json".into(),
@@ -312,12 +340,28 @@ fn build_bundle(
             config: spec,
         }),
         Err(e) => {
-            if overlay {
+            if overlay || opts.inspect {
                 let _ = rustix::mount::unmount(&rootfs, UnmountFlags::DETACH);
             }
             Err(e)
         }
     }
+}
+
+/// Binds a flattened rootfs over itself `nosuid,nodev` (when root: an unprivileged user's
+/// copy holds only files it owns, so their setuid bits give it nothing new).
+fn inert_bind(rootfs: &Path) -> Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        tracing::info!("not root: the flattened rootfs is not mounted nosuid,nodev");
+        return Ok(());
+    }
+    rustix::mount::mount_bind(rootfs, rootfs)
+        .map_err(|e| Error::io(rootfs, "bind the rootfs over itself", e))?;
+    let flags = MountFlags::BIND | MountFlags::NOSUID | MountFlags::NODEV;
+    rustix::mount::mount_remount(rootfs, flags, "").map_err(|e| {
+        let _ = rustix::mount::unmount(rootfs, UnmountFlags::DETACH);
+        Error::io(rootfs, "remount the rootfs nosuid,nodev", e)
+    })
 }
 
 /// Unmounts a bundle's rootfs (if an overlay), removes the bundle directory and releases the
@@ -605,6 +649,7 @@ pub fn runtime_config(
     }
 
     if let Some(volumes) = cfg.volumes() {
+        let mut budget = crate::volume::SeedBudget::new(&opts.limits.unwrap_or_default());
         let mut vols = volumes.clone();
         vols.sort();
         let mut mounts = Vec::new();
@@ -617,7 +662,7 @@ pub fn runtime_config(
             }
             let src = bundle.join("volumes").join(format!("{i}"));
             mkdir(&src, 0o755)?;
-            crate::volume::seed(rootfs, v, &src)?;
+            crate::volume::seed(rootfs, v, &src, &mut budget)?;
             mounts.push(json!({
                 "destination": v,
                 "type": "bind",

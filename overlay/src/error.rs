@@ -78,6 +78,20 @@ pub enum Error {
     /// No image by that name exists in the store.
     #[error("image {0:?} not found")]
     ImageNotFound(String),
+    /// A bound on what a layer, image or volume may make berth do was reached (a
+    /// decompression bomb, a flood of entries or metadata, a filling disk); see
+    /// [`crate::extract::Limits`]. Nothing of the layer or volume is kept.
+    #[error("{what}: {detail} (limit {limit}={max})")]
+    Limit {
+        /// The layer, entry, image or path at fault.
+        what: String,
+        /// What went over the limit.
+        detail: String,
+        /// The limit: the environment variable that sets it.
+        limit: &'static str,
+        /// Its value.
+        max: u64,
+    },
     /// Landlock self-confinement could not be set up.
     #[error("confining the extractor: {0}")]
     Confine(#[source] berth_runtime::error::Error),
@@ -96,6 +110,29 @@ impl Error {
             path: path.into(),
             op,
             source: source.into(),
+        }
+    }
+
+    /// An [`Error::Limit`] about a layer's stream, entry or offset, named within `context`
+    /// (the layer's digest, the archive's path): other errors are returned unchanged.
+    pub(crate) fn within(self, context: &str) -> Self {
+        match self {
+            Error::Limit {
+                what,
+                detail,
+                limit,
+                max,
+            } => Error::Limit {
+                what: if what == "layer" {
+                    context.to_string()
+                } else {
+                    format!("{context}: {what}")
+                },
+                detail,
+                limit,
+                max,
+            },
+            e => e,
         }
     }
 

@@ -25,14 +25,14 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use oci_spec::image::ImageManifest;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
-use crate::extract::{self, Compression, ExtractOptions, Mode};
+use crate::extract::{self, Compression, ExtractOptions, ImageBudget, Limits, Mode};
 use crate::image::{self, media, Digest, Document, Platform};
 
 /// The default store root.
@@ -155,6 +155,8 @@ pub struct Store {
     root: PathBuf,
     /// Extraction runs unprivileged (devices skipped, ownership best effort).
     rootless: bool,
+    /// Bounds on what layers may make extraction do.
+    limits: Limits,
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -321,6 +323,7 @@ impl Store {
         let store = Store {
             root,
             rootless: !rustix::process::geteuid().is_root(),
+            limits: Limits::from_env()?,
         };
         store.clean_tmp()?;
         Ok(store)
@@ -335,6 +338,23 @@ impl Store {
     /// Defaults to whether the process runs as root.
     pub fn set_rootless(&mut self, rootless: bool) {
         self.rootless = rootless;
+    }
+
+    /// Bounds on layer extraction (per layer and per image, metadata, free space): from
+    /// [`Limits::from_env`] when the store is opened.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// The bounds on layer extraction.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// A fresh budget for extracting the layers of the image `name`
+    /// ([`Limits::max_image_bytes`]).
+    pub fn image_budget(&self, name: &str) -> Arc<ImageBudget> {
+        Arc::new(ImageBudget::new(name, self.limits.max_image_bytes))
     }
 
     /// The store's root directory.
@@ -609,14 +629,15 @@ impl Store {
             });
             parent = Some(chain);
         }
+        let budget = self.image_budget(name);
         if pipelined {
             // Each missing layer is fetched and extracted in one pass, several at once.
             self.ensure_layers_with(&layers, opts.parallel, &|l, parent| {
                 let blob = Digest::parse(&l.blob)?;
                 if self.blob_path(&blob).exists() {
-                    self.extract_layer(l, parent)
+                    self.extract_layer(l, parent, Some(&budget))
                 } else {
-                    self.stream_layer(src, l, parent)
+                    self.stream_layer(src, l, parent, Some(&budget))
                 }
             })?;
         }
@@ -634,7 +655,7 @@ impl Store {
                 )?;
             }
         }
-        self.ensure_layers(&layers, opts.parallel)?;
+        self.ensure_layers(&layers, opts.parallel, &budget)?;
         let record = ImageRecord {
             name: name.to_string(),
             manifest: manifest_digest.to_string(),
@@ -650,8 +671,15 @@ impl Store {
     }
 
     /// Extracts every missing layer of a chain, up to `parallel` at once.
-    fn ensure_layers(&self, layers: &[LayerRecord], parallel: usize) -> Result<()> {
-        self.ensure_layers_with(layers, parallel, &|l, parent| self.extract_layer(l, parent))
+    fn ensure_layers(
+        &self,
+        layers: &[LayerRecord],
+        parallel: usize,
+        budget: &Arc<ImageBudget>,
+    ) -> Result<()> {
+        self.ensure_layers_with(layers, parallel, &|l, parent| {
+            self.extract_layer(l, parent, Some(budget))
+        })
     }
 
     /// Runs `make(layer, parent ChainID)` for every layer of a chain not yet extracted, up to
@@ -701,12 +729,18 @@ impl Store {
 
     /// Extracts one layer blob into `tmp/`, verifies its DiffID, then renames it into
     /// `layers/<chain>` (the completion marker).
-    fn extract_layer(&self, l: &LayerRecord, parent: Option<&str>) -> Result<()> {
+    fn extract_layer(
+        &self,
+        l: &LayerRecord,
+        parent: Option<&str>,
+        budget: Option<&Arc<ImageBudget>>,
+    ) -> Result<()> {
         let blob = Digest::parse(&l.blob)?;
         let path = self.blob_path(&blob);
         self.extract_layer_with(
             l,
             parent,
+            budget,
             &mut |diff, opts| {
                 let reader = extract::open_layer(&path, Some(&l.media_type))?;
                 extract::extract_layer(reader, diff, opts)
@@ -724,6 +758,7 @@ impl Store {
         src: &dyn BlobSource,
         l: &LayerRecord,
         parent: Option<&str>,
+        budget: Option<&Arc<ImageBudget>>,
     ) -> Result<()> {
         let blob = Digest::parse(&l.blob)?;
         let tmp_blob = self.tmp_path("blob");
@@ -731,6 +766,7 @@ impl Store {
         let res = self.extract_layer_with(
             l,
             parent,
+            budget,
             &mut |diff, opts| {
                 let file = OpenOptions::new()
                     .create_new(true)
@@ -802,6 +838,7 @@ impl Store {
         &self,
         l: &LayerRecord,
         parent: Option<&str>,
+        budget: Option<&Arc<ImageBudget>>,
         run: &mut dyn FnMut(&Path, &ExtractOptions) -> Result<extract::ExtractStats>,
         commit: &mut dyn FnMut() -> Result<()>,
     ) -> Result<()> {
@@ -825,9 +862,11 @@ impl Store {
                 rootless: self.rootless,
                 confine: true,
                 sync: true,
+                limits: self.limits,
+                budget: budget.cloned(),
                 ..ExtractOptions::default()
             };
-            let stats = run(&diff, &opts)?;
+            let stats = run(&diff, &opts).map_err(|e| e.within(&format!("layer {}", l.blob)))?;
             if stats.diff_id != l.diff_id {
                 return Err(Error::DigestMismatch {
                     what: format!("layer {blob} (uncompressed)"),
@@ -975,13 +1014,20 @@ impl Store {
             .map_err(io_at(&tmp, "create"))?;
         let res = (|| {
             let reader = extract::open_layer(archive, None)?;
+            // The archive holds a whole image: its stream may be as large as one.
+            let limits = Limits {
+                max_layer_bytes: self.limits.max_image_bytes,
+                ..self.limits
+            };
             let opts = ExtractOptions {
                 mode: Mode::Flatten,
                 rootless: true,
                 confine: true,
+                limits,
                 ..ExtractOptions::default()
             };
-            extract::extract_layer(reader, &tmp, &opts)?;
+            extract::extract_layer(reader, &tmp, &opts)
+                .map_err(|e| e.within(&format!("archive {}", archive.display())))?;
             Ok(())
         })();
         match res {
@@ -1315,7 +1361,7 @@ impl Store {
     /// Imports a single layer blob already in the store (used by tests and by callers that
     /// fetched blobs themselves): extracts it as the layer `chain_id` if missing.
     pub fn ensure_layer(&self, layer: &LayerRecord, parent: Option<&str>) -> Result<PathBuf> {
-        self.extract_layer(layer, parent)?;
+        self.extract_layer(layer, parent, None)?;
         Ok(self.layer_path(&Digest::parse(&layer.chain_id)?))
     }
 
@@ -1384,7 +1430,7 @@ impl Store {
     /// blobs).
     pub fn ensure_image_layers(&self, image: &ImageRecord) -> Result<()> {
         let _gc = self.gc_lock(false)?;
-        self.ensure_layers(&image.layers, 2)
+        self.ensure_layers(&image.layers, 2, &self.image_budget(&image.name))
     }
 }
 

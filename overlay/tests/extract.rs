@@ -84,6 +84,11 @@ fn extract(
 fn entry_named(err: &Error) -> String {
     match err {
         Error::Entry { entry, .. } | Error::EntryIo { entry, .. } => entry.clone(),
+        Error::Limit { what, .. } => what
+            .strip_prefix("entry \"")
+            .and_then(|w| w.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("expected an entry, got {what}"))
+            .to_string(),
         other => panic!("expected an entry error, got {other}"),
     }
 }

@@ -194,6 +194,22 @@ pub(super) struct Job {
     op: Op,
 }
 
+impl Job {
+    /// Bytes of metadata the job keeps in memory while queued (name, link, xattrs, sparse
+    /// map): the queues are bounded by it too.
+    pub(super) fn held_bytes(&self) -> usize {
+        let e = &self.entry;
+        e.path.len()
+            + e.link.len()
+            + e.xattrs
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + e.sparse.as_ref().map_or(0, |m| m.len() * 16)
+            + std::mem::size_of::<Job>()
+    }
+}
+
 /// A file's data: slices of the stream's shared buffers (no copy), or a copy.
 enum Data {
     Empty,
@@ -248,6 +264,16 @@ fn io_err<'e>(e: &'e Entry, op: &'static str) -> impl Fn(Errno) -> Error + 'e {
         entry: e.display_name(),
         op,
         source: errno.into(),
+    }
+}
+
+/// An [`Error::Limit`] about the entry `e`.
+fn limit_err(e: &Entry, detail: String, limit: &'static str, max: u64) -> Error {
+    Error::Limit {
+        what: format!("entry {:?}", e.display_name()),
+        detail,
+        limit,
+        max,
     }
 }
 
@@ -765,14 +791,14 @@ impl Extractor {
                 return Ok(());
             };
             self.ctx.stats.entries += 1;
-            if self.ctx.stats.entries > self.ctx.opts.limits.max_entries {
-                return Err(Error::Entry {
-                    entry: entry.display_name(),
-                    reason: format!(
-                        "the layer has more than {} entries",
-                        self.ctx.opts.limits.max_entries
-                    ),
-                });
+            let limits = &self.ctx.opts.limits;
+            if self.ctx.stats.entries > limits.max_entries {
+                return Err(limit_err(
+                    &entry,
+                    format!("the layer has more than {} entries", limits.max_entries),
+                    "BERTH_MAX_ENTRIES",
+                    limits.max_entries,
+                ));
             }
             self.entry(entry, tar)?;
         }
@@ -920,18 +946,29 @@ impl Extractor {
         };
         let key = normalize(&e.path).map_err(name_err)?;
         if e.kind == Kind::Regular {
-            if e.real_size > self.ctx.opts.limits.max_file_size {
-                return Err(name_err(&format!(
-                    "file size {} exceeds the limit of {} bytes",
-                    e.real_size, self.ctx.opts.limits.max_file_size
-                )));
+            let limits = &self.ctx.opts.limits;
+            if e.real_size > limits.max_file_size {
+                return Err(limit_err(
+                    &e,
+                    format!(
+                        "file size {} exceeds {} bytes",
+                        e.real_size, limits.max_file_size
+                    ),
+                    "BERTH_MAX_FILE_SIZE",
+                    limits.max_file_size,
+                ));
             }
             self.total_size = self.total_size.saturating_add(e.real_size);
-            if self.total_size > self.ctx.opts.limits.max_total_size {
-                return Err(name_err(&format!(
-                    "the layer's files exceed {} bytes in total",
-                    self.ctx.opts.limits.max_total_size
-                )));
+            if self.total_size > limits.max_total_size {
+                return Err(limit_err(
+                    &e,
+                    format!(
+                        "the layer's files exceed {} bytes in total",
+                        limits.max_total_size
+                    ),
+                    "BERTH_MAX_TOTAL_SIZE",
+                    limits.max_total_size,
+                ));
             }
         }
         if key.is_empty() {

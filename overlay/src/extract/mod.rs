@@ -20,6 +20,7 @@
 //! `syncfs` at the end when [`ExtractOptions::sync`]).
 
 mod apply;
+mod limits;
 mod pool;
 pub(crate) mod tar;
 #[cfg(test)]
@@ -34,6 +35,8 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
+use limits::StreamGuard;
+pub use limits::{ImageBudget, Limits};
 
 /// How a layer is laid down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -88,27 +91,6 @@ impl IdMap {
     }
 }
 
-/// Bounds on what one layer may contain; exceeding one is an error naming the entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Most entries (of any type) in one layer.
-    pub max_entries: u64,
-    /// Largest single file (its real size, holes included).
-    pub max_file_size: u64,
-    /// Largest total of file data in one layer.
-    pub max_total_size: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_entries: 16 << 20,
-            max_file_size: 1 << 40,
-            max_total_size: 4 << 40,
-        }
-    }
-}
-
 /// Options of [`extract_layer`].
 #[derive(Debug, Clone, Default)]
 pub struct ExtractOptions {
@@ -124,8 +106,12 @@ pub struct ExtractOptions {
     pub confine: bool,
     /// `syncfs` the destination's filesystem once at the end (no per-file fsync).
     pub sync: bool,
-    /// Size and count limits.
+    /// Size, count and free-space limits ([`Limits::default`]; the store uses
+    /// [`Limits::from_env`]).
     pub limits: Limits,
+    /// The budget of the image this layer belongs to ([`Limits::max_image_bytes`]), shared
+    /// by the extractions of its layers; none: only the layer's own limits apply.
+    pub budget: Option<Arc<ImageBudget>>,
 }
 
 /// What [`extract_layer`] did.
@@ -405,6 +391,7 @@ fn extract(
 ) -> Result<ExtractStats> {
     let root = apply::open_root(dest)?;
     let workers = workers.map_or_else(|| default_workers(&root), |n| n.min(MAX_WORKERS));
+    let mut guard = StreamGuard::new(opts, root.try_clone().ok());
     let (tx, rx): (SyncSender<Arc<Chunk>>, Receiver<Arc<Chunk>>) = mpsc::sync_channel(DEPTH);
     let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
     std::thread::scope(|s| {
@@ -430,7 +417,7 @@ fn extract(
                 for n in notices {
                     ex.notice(n);
                 }
-                let mut tar = tar::TarReader::new(src);
+                let mut tar = tar::TarReader::new(src, &opts.limits);
                 let res = ex.run(&mut tar);
                 let stats = ex.finish(res)?;
                 tar.into_source().drain();
@@ -441,6 +428,7 @@ fn extract(
         let mut hasher = Sha256::new();
         let mut total = 0u64;
         let mut read_err = None;
+        let mut limit_err = None;
         let mut live = 0;
         loop {
             let mut buf = match back_rx.try_recv() {
@@ -464,6 +452,11 @@ fn extract(
             if n == 0 {
                 break;
             }
+            if let Err(e) = guard.charge(n) {
+                // The writer sees the stream end early; this error is what counts.
+                limit_err = Some(e);
+                break;
+            }
             hasher.update(&buf[..n]);
             total += n as u64;
             buf.truncate(n);
@@ -485,6 +478,9 @@ fn extract(
                 "extraction thread panicked",
             ))
         });
+        if let Some(e) = limit_err {
+            return Err(e);
+        }
         if let Some(e) = read_err {
             return Err(Error::Read(e));
         }
@@ -506,37 +502,55 @@ pub fn extract_layer_single_thread(
         inner: R,
         hasher: Sha256,
         total: u64,
+        guard: StreamGuard,
+        limit: Option<Error>,
     }
     impl<R: Read> Read for Hashing<R> {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             let n = self.inner.read(buf)?;
+            if let Err(e) = self.guard.charge(n) {
+                self.limit = Some(e);
+                return Err(io::Error::other("limit reached"));
+            }
             self.hasher.update(&buf[..n]);
             self.total += n as u64;
             Ok(n)
         }
     }
     let root = apply::open_root(dest)?;
+    let guard = StreamGuard::new(opts, root.try_clone().ok());
     let src = tar::ReadSource::new(
         Hashing {
             inner: reader,
             hasher: Sha256::new(),
             total: 0,
+            guard,
+            limit: None,
         },
         256 << 10,
     );
     let mut ex = apply::Extractor::new(root, opts, 0)?;
-    let mut tar = tar::TarReader::new(src);
+    let mut tar = tar::TarReader::new(src, &opts.limits);
     let res = ex.run(&mut tar);
-    let mut stats = ex.finish(res)?;
+    let finished = ex.finish(res);
     let mut src = tar.into_source();
-    loop {
-        let n = tar::Source::fill(&mut src).map_err(Error::Read)?.len();
-        if n == 0 {
-            break;
+    let mut drained = Ok(());
+    while finished.is_ok() && drained.is_ok() {
+        match tar::Source::fill(&mut src) {
+            Ok([]) => break,
+            Ok(b) => {
+                let n = b.len();
+                tar::Source::consume(&mut src, n);
+            }
+            Err(e) => drained = Err(Error::Read(e)),
         }
-        tar::Source::consume(&mut src, n);
     }
     let h = src.into_inner();
+    if let Some(e) = h.limit {
+        return Err(e);
+    }
+    drained?;
+    let mut stats = finished?;
     stats.bytes = h.total;
     stats.diff_id = hex_digest(h.hasher);
     Ok(stats)

@@ -5,7 +5,9 @@
 //! the same worker (the least busy one when the directory gets its first job), so jobs in one
 //! directory run in archive order, and waits for a worker (or all of them) whenever a later
 //! entry depends on what a queued job does (see `Extractor::entry` in `apply.rs`). Queues are
-//! bounded in jobs, and the file data they hold by the stream buffers alive (`MAX_CHUNKS`).
+//! bounded in jobs and in the metadata their entries hold (a layer of entries with large PAX
+//! records must not queue gigabytes), and the file data they hold by the stream buffers alive
+//! (`MAX_CHUNKS`).
 //! A worker that fails records its first error with the entry's index in the archive and
 //! skips every later job; jobs of other workers that come earlier in the archive still run,
 //! so the error reported is the one of the first failing entry.
@@ -21,6 +23,9 @@ use crate::error::{Error, Result};
 
 /// Jobs one worker's queue may hold.
 const QUEUE_JOBS: usize = 4096;
+/// Bytes of metadata ([`Job::held_bytes`]) one worker's queue may hold (it always takes one
+/// job): with the batch a worker is applying, about twice this per worker.
+const QUEUE_META: usize = 16 << 20;
 
 /// What a worker hands back when it stops: its counters and its first error (with the index
 /// of the failing entry in the archive).
@@ -28,6 +33,8 @@ pub(super) type Outcome = (ExtractStats, Option<(u64, Error)>);
 
 struct State {
     jobs: VecDeque<Job>,
+    /// [`Job::held_bytes`] of the queued jobs.
+    held: usize,
     /// Jobs pushed so far; a job's sequence number is this count once it is pushed.
     pushed: u64,
     /// Jobs finished (or skipped) so far.
@@ -78,6 +85,7 @@ impl Pool {
             let q = Arc::new(Queue {
                 state: Mutex::new(State {
                     jobs: VecDeque::new(),
+                    held: 0,
                     pushed: 0,
                     done: 0,
                     closed: false,
@@ -110,11 +118,12 @@ impl Pool {
     }
 
     /// Queues `job` on worker `w`; returns its sequence number there. Blocks while the queue
-    /// is full.
+    /// is full (in jobs, or in the metadata they hold).
     pub(super) fn push(&self, w: usize, job: Job) -> u64 {
         let q = &self.queues[w];
+        let held = job.held_bytes();
         let mut st = q.lock();
-        while st.jobs.len() >= QUEUE_JOBS {
+        while st.jobs.len() >= QUEUE_JOBS || (st.held >= QUEUE_META && !st.jobs.is_empty()) {
             st.waiting = true;
             st = q
                 .progress
@@ -122,6 +131,7 @@ impl Pool {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         st.jobs.push_back(job);
+        st.held += held;
         st.pushed += 1;
         let seq = st.pushed;
         if st.idle {
@@ -225,6 +235,7 @@ fn work(q: &Queue, mut ctx: Ctx, fail: &AtomicU64) -> Outcome {
                 st.waiting = false;
                 q.progress.notify_one();
             }
+            st.held = 0;
             std::mem::take(&mut st.jobs)
         };
         let n = batch.len() as u64;

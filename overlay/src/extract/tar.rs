@@ -3,18 +3,24 @@
 //! It understands ustar, GNU (long names `L`/`K`, old sparse `S`, base-256 numbers) and POSIX
 //! PAX (`x`/`g` records: path, linkpath, size, uid, gid, mtime, atime, `SCHILY.xattr.*`,
 //! `SCHILY.devmajor/devminor`, and the GNU PAX sparse formats 0.0, 0.1 and 1.0). It never
-//! allocates more than [`MAX_META`] bytes for one metadata record and never trusts a size it has
-//! not bounded. Data is handed out as borrowed slices of the source's buffers, so file contents
+//! allocates more than [`MAX_META`] bytes for one metadata record, never keeps more than
+//! [`Limits::max_entry_meta`] of extension headers for one entry or reads more than
+//! [`Limits::max_layer_meta`] of metadata in one layer, and never trusts a size it has not
+//! bounded. Data is handed out as borrowed slices of the source's buffers, so file contents
 //! are copied exactly once: from the decompressor's buffer into the kernel.
 
 use std::io::{self, Read};
 
+use super::Limits;
 use crate::error::{Error, Result};
 
 /// The largest PAX header, GNU long name or sparse map accepted (1 MiB).
 pub(crate) const MAX_META: u64 = 1 << 20;
 /// The most sparse segments one entry may have.
 const MAX_SPARSE: usize = 1 << 16;
+/// Linux's bound on the names of one file's extended attributes (`XATTR_LIST_MAX`, each
+/// name with its NUL): more cannot be stored, so an entry with more is refused.
+const XATTR_LIST_MAX: usize = 1 << 16;
 
 const BLOCK: usize = 512;
 
@@ -161,6 +167,11 @@ pub(crate) struct TarReader<S> {
     pad: u64,
     globals: Pax,
     done: bool,
+    limits: Limits,
+    /// Bytes of global PAX headers so far (they apply to every later entry).
+    globals_meta: u64,
+    /// Metadata bytes of the layer so far (extension headers, names and link targets).
+    layer_meta: u64,
 }
 
 fn tar_err(offset: u64, reason: impl Into<String>) -> Error {
@@ -342,7 +353,7 @@ fn parse_pax(data: &[u8], pax: &mut Pax, offset: u64) -> Result<()> {
             }
             _ => {
                 if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                    pax.xattrs.retain(|(n, _)| n != name);
+                    // A name given twice keeps its last value ([`dedup_xattrs`]).
                     pax.xattrs.push((name.to_vec(), value.to_vec()));
                 }
                 // Other keys (uname, gname, ctime, comment, charset, LIBARCHIVE.*) are ignored.
@@ -350,6 +361,27 @@ fn parse_pax(data: &[u8], pax: &mut Pax, offset: u64) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Keeps the last value of each xattr name, in the order of those last occurrences (linear:
+/// a hostile entry may repeat names many times).
+fn dedup_xattrs(mut v: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    if v.len() < 2 {
+        return v;
+    }
+    let mut keep = vec![false; v.len()];
+    {
+        let mut seen = std::collections::HashSet::with_capacity(v.len());
+        for (i, (name, _)) in v.iter().enumerate().rev() {
+            keep[i] = seen.insert(name.as_slice());
+        }
+    }
+    let mut i = 0;
+    v.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    v
 }
 
 fn pairs(flat: &[u64], offset: u64) -> Result<Vec<(u64, u64)>> {
@@ -360,7 +392,7 @@ fn pairs(flat: &[u64], offset: u64) -> Result<Vec<(u64, u64)>> {
 }
 
 impl<S: Source> TarReader<S> {
-    pub(crate) fn new(src: S) -> Self {
+    pub(crate) fn new(src: S, limits: &Limits) -> Self {
         TarReader {
             src,
             pos: 0,
@@ -368,7 +400,40 @@ impl<S: Source> TarReader<S> {
             pad: 0,
             globals: Pax::default(),
             done: false,
+            limits: *limits,
+            globals_meta: 0,
+            layer_meta: 0,
         }
+    }
+
+    /// Accounts for `n` bytes of metadata of the entry at `offset` (`entry_meta`: what its
+    /// extension headers took so far, global headers included); an error past either limit.
+    fn charge_meta(&mut self, n: u64, entry_meta: u64, offset: u64) -> Result<()> {
+        self.layer_meta = self.layer_meta.saturating_add(n);
+        if entry_meta > self.limits.max_entry_meta {
+            return Err(Error::Limit {
+                what: format!("tar stream at byte {offset}"),
+                detail: format!(
+                    "the extension headers (PAX, GNU long names) of one entry exceed {} bytes",
+                    self.limits.max_entry_meta
+                ),
+                limit: "BERTH_MAX_ENTRY_META",
+                max: self.limits.max_entry_meta,
+            });
+        }
+        if self.layer_meta > self.limits.max_layer_meta {
+            return Err(Error::Limit {
+                what: format!("tar stream at byte {offset}"),
+                detail: format!(
+                    "the layer's metadata (extension headers, names, link targets) exceeds {} \
+                     bytes",
+                    self.limits.max_layer_meta
+                ),
+                limit: "BERTH_MAX_LAYER_META",
+                max: self.limits.max_layer_meta,
+            });
+        }
+        Ok(())
     }
 
     /// Gives the underlying source back (to drain it).
@@ -495,6 +560,8 @@ impl<S: Source> TarReader<S> {
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
         let mut first_offset: Option<u64> = None;
+        // Extension headers of this entry so far (512 bytes each plus their payload).
+        let mut entry_meta = 0u64;
         let mut hdr = [0u8; BLOCK];
         loop {
             let offset = self.pos;
@@ -519,6 +586,16 @@ impl<S: Source> TarReader<S> {
             let size =
                 parse_num(&hdr[124..136]).ok_or_else(|| tar_err(offset, "bad size field"))?;
             let typeflag = hdr[156];
+            if matches!(typeflag, b'x' | b'g' | b'L' | b'K' | b'V' | b'N') {
+                // Refused before its payload is read or skipped.
+                let n = (BLOCK as u64).saturating_add(size);
+                if typeflag == b'g' {
+                    self.globals_meta = self.globals_meta.saturating_add(n);
+                } else {
+                    entry_meta = entry_meta.saturating_add(n);
+                }
+                self.charge_meta(n, entry_meta.saturating_add(self.globals_meta), offset)?;
+            }
             match typeflag {
                 b'x' => {
                     let data = self.read_meta(size, offset, "PAX header")?;
@@ -527,6 +604,8 @@ impl<S: Source> TarReader<S> {
                 b'g' => {
                     let data = self.read_meta(size, offset, "PAX global header")?;
                     parse_pax(&data, &mut self.globals, offset)?;
+                    let xattrs = std::mem::take(&mut self.globals.xattrs);
+                    self.globals.xattrs = dedup_xattrs(xattrs);
                 }
                 b'L' => {
                     let data = self.read_meta(size, offset, "GNU long name")?;
@@ -544,6 +623,15 @@ impl<S: Source> TarReader<S> {
                 _ => {
                     let entry =
                         self.build(&hdr, first_offset, size, local, long_name, long_link)?;
+                    // What the entry carries (global xattrs are copied into every entry).
+                    let carried = entry.path.len()
+                        + entry.link.len()
+                        + entry
+                            .xattrs
+                            .iter()
+                            .map(|(k, v)| k.len() + v.len())
+                            .sum::<usize>();
+                    self.charge_meta(carried as u64, 0, first_offset)?;
                     return Ok(Some(entry));
                 }
             }
@@ -617,10 +705,20 @@ impl<S: Source> TarReader<S> {
         } else {
             (0, 0)
         };
-        let mut xattrs = g.xattrs.clone();
-        for (k, v) in local.xattrs {
-            xattrs.retain(|(n, _)| *n != k);
-            xattrs.push((k, v));
+        let mut xattrs = Vec::with_capacity(g.xattrs.len() + local.xattrs.len());
+        xattrs.extend(g.xattrs.iter().cloned());
+        xattrs.extend(local.xattrs);
+        let xattrs = dedup_xattrs(xattrs);
+        let names: usize = xattrs.iter().map(|(n, _)| n.len() + 1).sum();
+        if names > XATTR_LIST_MAX {
+            return Err(tar_err(
+                offset,
+                format!(
+                    "{} extended attributes whose names take {names} bytes: more than Linux \
+                     holds on one file ({XATTR_LIST_MAX})",
+                    xattrs.len()
+                ),
+            ));
         }
         let typeflag = hdr[156];
         let kind = match typeflag {
@@ -871,6 +969,11 @@ mod tests {
         parse_pax(b"11 path=ab\n25 SCHILY.xattr.user.k=v\n", &mut p, 0).unwrap();
         assert_eq!(p.path.as_deref(), Some(&b"ab"[..]));
         assert_eq!(p.xattrs, vec![(b"user.k".to_vec(), b"v".to_vec())]);
+        let x = |k: &str, v: &str| (k.as_bytes().to_vec(), v.as_bytes().to_vec());
+        assert_eq!(
+            dedup_xattrs(vec![x("a", "1"), x("b", "2"), x("a", "3"), x("c", "4")]),
+            vec![x("b", "2"), x("a", "3"), x("c", "4")]
+        );
         assert!(parse_pax(b"99 path=ab\n", &mut p, 0).is_err());
         assert!(parse_pax(b"3 x", &mut p, 0).is_err());
     }

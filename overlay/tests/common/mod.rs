@@ -412,12 +412,29 @@ pub mod layout {
         /// Writes config + manifest for the layers (tar streams, compressed as given) and
         /// returns the manifest descriptor.
         pub fn image(&self, layers: &[(Vec<u8>, Comp)], config: Value, arch: &str) -> Value {
+            let blobs: Vec<_> = layers
+                .iter()
+                .map(|(tar, c)| {
+                    let (blob, mt) = compress(tar, *c);
+                    (blob, mt, digest(tar))
+                })
+                .collect();
+            self.image_of_blobs(&blobs, config, arch)
+        }
+
+        /// [`Self::image`] from blobs as they are (compressed or not, even hostile), each
+        /// with its media type and the DiffID to declare.
+        pub fn image_of_blobs(
+            &self,
+            layers: &[(Vec<u8>, &str, String)],
+            config: Value,
+            arch: &str,
+        ) -> Value {
             let mut descs = Vec::new();
             let mut diff_ids = Vec::new();
-            for (tar, c) in layers {
-                diff_ids.push(digest(tar));
-                let (blob, mt) = compress(tar, *c);
-                let d = self.blob(&blob);
+            for (blob, mt, diff_id) in layers {
+                diff_ids.push(diff_id.clone());
+                let d = self.blob(blob);
                 descs.push(json!({"mediaType": mt, "digest": d, "size": blob.len()}));
             }
             let mut cfg = json!({
