@@ -10,7 +10,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
 use common::{remove_namespace, Berth, OutputExt};
@@ -348,13 +347,8 @@ fn memory_policy_is_applied_or_refused_clearly() {
 fn the_seccomp_agent_gets_its_listener_during_create() {
     let b = Berth::new();
     let sock = b.path().join("agent.sock");
-    let listener = UnixListener::bind(&sock).unwrap();
-    let agent = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        // Dropping the listener ends the agent's part (notified calls then fail with ENOSYS).
-        let (fd, state) = common::recv_agent_message(&conn);
-        (fd.is_some(), state)
-    });
+    // Dropping the listener ends the agent's part (notified calls then fail with ENOSYS).
+    let agent = common::spawn_seccomp_agent(&sock, |fd, state| (fd.is_some(), state));
     let mut c = b.config(&["/bin/sleep", "30"]);
     c["linux"]["seccomp"] = json!({
         "defaultAction": "SCMP_ACT_ALLOW",

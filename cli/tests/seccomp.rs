@@ -6,7 +6,6 @@
 mod common;
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::UnixListener;
 
 use common::{engine_fixture, Berth, OutputExt};
 use serde_json::{json, Value};
@@ -179,12 +178,8 @@ fn engine_profiles_block_what_they_block() {
 fn notify_reaches_an_agent_that_fakes_the_result() {
     let b = Berth::new();
     let sock = b.path().join("agent.sock");
-    let listener = UnixListener::bind(&sock).unwrap();
-    let agent = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        let (fd, state) = common::recv_agent_message(&conn);
-        let fd = fd.expect("no seccomp fd");
-        answer_one(&fd);
+    let agent = common::spawn_seccomp_agent(&sock, |fd, state| {
+        answer_one(&fd.expect("no seccomp fd"));
         state
     });
     let mut c = with_profile(&b, &["sh", "-c", "mkdir /dev/shm/faked; echo rc=$?; test -d /dev/shm/faked && echo exists || echo absent"], &json!([

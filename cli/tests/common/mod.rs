@@ -583,6 +583,20 @@ pub fn forks_under_pids_limit(b: &Berth, name: &str, limit: i64) -> usize {
         .len()
 }
 
+/// A seccomp agent on a socket at `sock`: a thread that accepts one connection, receives the
+/// listener fd and the container state ([`recv_agent_message`]) and hands them to `answer`.
+pub fn spawn_seccomp_agent<T: Send + 'static>(
+    sock: &std::path::Path,
+    answer: impl FnOnce(Option<std::os::fd::OwnedFd>, Value) -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let listener = std::os::unix::net::UnixListener::bind(sock).unwrap();
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let (fd, state) = recv_agent_message(&conn);
+        answer(fd, state)
+    })
+}
+
 /// What a seccomp agent receives from the runtime on `listenerPath`: the listener descriptor
 /// (if one came) and the container process state document.
 pub fn recv_agent_message(
