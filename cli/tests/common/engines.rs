@@ -112,6 +112,8 @@ pub struct EngineEnv {
     daemons: Mutex<Vec<Daemon>>,
     berth_roots: Mutex<Vec<PathBuf>>,
     cgroup_parents: Mutex<Vec<String>>,
+    /// Engine default cgroup parents that existed before the test (left alone at the end).
+    defaults_before: Vec<PathBuf>,
     outputs: AtomicUsize,
     finished: Mutex<bool>,
 }
@@ -138,6 +140,7 @@ impl EngineEnv {
             daemons: Mutex::new(Vec::new()),
             berth_roots: Mutex::new(Vec::new()),
             cgroup_parents: Mutex::new(Vec::new()),
+            defaults_before: engine_default_cgroups(),
             outputs: AtomicUsize::new(0),
             finished: Mutex::new(false),
         }
@@ -501,6 +504,14 @@ impl EngineEnv {
                 problems.push(format!("cgroup {} not removed: {e}", dir.display()));
             }
         }
+        // The engines' own default parents (podman's build makes `libpod_parent/conmon`,
+        // dockerd may make `docker`): removed when the test made them and no process is in
+        // them (rmdir refuses a populated cgroup).
+        for dir in engine_default_cgroups() {
+            if !self.defaults_before.contains(&dir) {
+                let _ = remove_cgroup_tree(&dir);
+            }
+        }
         *self.finished.lock().unwrap() = true;
         assert!(
             !strict || problems.is_empty(),
@@ -531,6 +542,20 @@ impl Drop for EngineEnv {
             self.cleanup(false);
         }
     }
+}
+
+/// The engines' default cgroup parents that exist now, in every hierarchy.
+fn engine_default_cgroups() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for mnt in cgroup_mounts() {
+        for name in ["docker", "libpod_parent"] {
+            let d = mnt.join(name);
+            if d.is_dir() {
+                out.push(d);
+            }
+        }
+    }
+    out
 }
 
 /// Mount points of the cgroup hierarchies (v1 controllers and cgroup2).
