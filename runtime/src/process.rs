@@ -454,17 +454,23 @@ pub fn fill_home(p: &mut ProcessPlan) {
         return;
     }
     let home = read_small_regular("/etc/passwd")
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() >= 6 && f[2].parse() == Ok(p.uid)).then(|| f[5].to_string())
-            })
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "/".into());
+        .map_or_else(|| "/".into(), |text| home_in_passwd(&text, p.uid));
     if let Ok(c) = CString::new(format!("HOME={home}")) {
         p.env.push(c);
     }
+}
+
+/// The home directory of `uid` in the text of an `/etc/passwd` (the sixth field of the first
+/// line with that uid), or `/` when no line has it or its home is empty.
+pub fn home_in_passwd(passwd: &str, uid: u32) -> String {
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".into())
 }
 
 /// The most of `/etc/passwd` berth reads: real files are far smaller.
