@@ -298,7 +298,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     } else {
         archive
     };
-    let sb = Sandbox::new_in(&common::scratch_dir(), "import");
+    let sb = Sandbox::new("import");
     let path = sb.base.join("archive.tar");
     std::fs::write(&path, &archive).expect("write the archive");
     let mut store = Store::open(&sb.dest).expect("open the store");

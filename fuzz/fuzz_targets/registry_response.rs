@@ -730,7 +730,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 format!("@{top}")
             };
             let r = Reference::parse(&format!("{host}/{REPO}{target}")).expect("a reference");
-            let sb = Sandbox::new_in(&common::scratch_dir(), "pull");
+            let sb = Sandbox::new("pull");
             let mut store = Store::open(&sb.dest).expect("open the store");
             store.set_limits(common::small_limits());
             let popts = PullOptions {

@@ -461,7 +461,8 @@ pub fn fill_home(p: &mut ProcessPlan) {
 }
 
 /// The home directory of `uid` in the text of an `/etc/passwd` (the sixth field of the first
-/// line with that uid), or `/` when no line has it or its home is empty.
+/// line with that uid), or `/` when no line has it or its home is empty or holds a NUL byte
+/// (which no environment entry can: `HOME` would be left out).
 pub fn home_in_passwd(passwd: &str, uid: u32) -> String {
     passwd
         .lines()
@@ -469,7 +470,7 @@ pub fn home_in_passwd(passwd: &str, uid: u32) -> String {
             let f: Vec<&str> = l.split(':').collect();
             (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
         })
-        .filter(|h| !h.is_empty())
+        .filter(|h| !h.is_empty() && !h.contains('\0'))
         .unwrap_or_else(|| "/".into())
 }
 
@@ -520,6 +521,18 @@ mod tests {
         assert_eq!(parse_cpu_list("3"), Some(vec![3]));
         assert_eq!(parse_cpu_list("2-1"), None);
         assert_eq!(parse_cpu_list("x"), None);
+    }
+
+    #[test]
+    fn home_from_passwd() {
+        let pw = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n\
+                  nul:x:7:7::/a\0b:/bin/sh\nempty:x:8:8:::/bin/sh\nshort:x:9:9\n";
+        assert_eq!(home_in_passwd(pw, 0), "/root");
+        assert_eq!(home_in_passwd(pw, 1000), "/home/app");
+        assert_eq!(home_in_passwd(pw, 7), "/", "a NUL cannot be in HOME");
+        assert_eq!(home_in_passwd(pw, 8), "/");
+        assert_eq!(home_in_passwd(pw, 9), "/");
+        assert_eq!(home_in_passwd(pw, 10), "/");
     }
 
     #[test]

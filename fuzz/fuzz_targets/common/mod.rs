@@ -17,8 +17,9 @@ pub struct Sandbox {
     pub outside: PathBuf,
 }
 
-/// A directory in memory (`/dev/shm`) when there is one, else the temp dir: for targets whose
-/// library code fsyncs (the store), which on a disk would bound the speed of the run.
+/// A directory in memory (`/dev/shm`) when there is one, else the temp dir: creating and
+/// removing a sandbox per input on a busy disk (and the fsyncs of the store or of a saved
+/// config) would bound the speed of a run to a few inputs a second.
 pub fn scratch_dir() -> PathBuf {
     let shm = Path::new("/dev/shm");
     let usable = std::fs::metadata(shm).is_ok_and(|m| m.is_dir())
@@ -32,9 +33,9 @@ pub fn scratch_dir() -> PathBuf {
 }
 
 impl Sandbox {
-    /// A sandbox in the temp dir.
+    /// A sandbox in [`scratch_dir`].
     pub fn new(what: &str) -> Sandbox {
-        Sandbox::new_in(&std::env::temp_dir(), what)
+        Sandbox::new_in(&scratch_dir(), what)
     }
 
     /// A sandbox in `dir`.
