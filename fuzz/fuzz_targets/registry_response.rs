@@ -247,7 +247,12 @@ fn serve(s: &Server, script: Option<Arc<Script>>, mut c: TcpStream, other: bool)
     );
     let mut out = format!("HTTP/1.1 {} Fuzz\r\nConnection: close\r\n", a.status);
     for (k, v) in &a.headers {
+        // No line breaks inside a header (a server could not send them).
+        let v = v.replace(['\r', '\n'], " ");
         out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if std::env::var_os("FUZZ_DEBUG").is_some() {
+        eprintln!("{method} {path} (other origin: {other}) -> {out}");
     }
     let no_body = method == "HEAD" || a.status == 204 || a.status == 304;
     out.push_str(&format!(

@@ -60,18 +60,27 @@ fn open_in_root(root: &Path, path: &str) -> Option<OwnedFd> {
         // RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS | RESOLVE_IN_ROOT
         resolve: 0x01 | 0x02 | 0x10,
     };
-    // SAFETY: openat2 with a valid dirfd, path and open_how of the given size.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            std::os::fd::AsRawFd::as_raw_fd(&root),
-            c.as_ptr(),
-            &raw const how,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    // SAFETY: a new fd that nothing else owns.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    loop {
+        // SAFETY: openat2 with a valid dirfd, path and open_how of the given size.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                std::os::fd::AsRawFd::as_raw_fd(&root),
+                c.as_ptr(),
+                &raw const how,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: a new fd that nothing else owns.
+            return Some(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        }
+        // EAGAIN: a rename anywhere raced with resolving `..`; try again.
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        if errno != Some(libc::EAGAIN) && errno != Some(libc::EINTR) {
+            return None;
+        }
+    }
 }
 
 /// A tree without what seeding skips (devices, FIFOs, sockets).
@@ -119,8 +128,13 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     }
     if flags & 2 != 0 {
         mkfifo(&rootfs.join("fifo"));
-        let _ = std::fs::create_dir_all(rootfs.join("a"));
-        mkfifo(&rootfs.join("a/fifo"));
+        // Not through a symlink the layer made (`a -> ../outside`).
+        let a = rootfs.join("a");
+        let real_dir = std::fs::symlink_metadata(&a)
+            .map_or_else(|_| std::fs::create_dir(&a).is_ok(), |m| m.is_dir());
+        if real_dir {
+            mkfifo(&a.join("fifo"));
+        }
     }
     if flags & 4 != 0 {
         let _ = std::os::unix::fs::symlink("../../outside", rootfs.join("out"));

@@ -390,16 +390,20 @@ fn read_in_root(rootfs: &Path, rel: &str) -> Result<String> {
         FsMode::empty(),
     )
     .map_err(|e| Error::io(rootfs, "open", e))?;
-    let fd = match rustix::fs::openat2(
-        &root,
-        rel,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
-        FsMode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT | Errno::NOTDIR) => return Ok(String::new()),
-        Err(e) => return Err(Error::io(rootfs.join(rel), "open", e)),
+    let fd = loop {
+        match rustix::fs::openat2(
+            &root,
+            rel,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+            FsMode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+        ) {
+            Ok(fd) => break fd,
+            // A rename or mount anywhere raced with resolving `..` in the root: try again.
+            Err(Errno::AGAIN | Errno::INTR) => {}
+            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(String::new()),
+            Err(e) => return Err(Error::io(rootfs.join(rel), "open", e)),
+        }
     };
     let st = rustix::fs::fstat(&fd).map_err(|e| Error::io(rootfs.join(rel), "fstat", e))?;
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {

@@ -125,16 +125,20 @@ pub fn seed(rootfs: &Path, path: &str, dest: &Path, budget: &mut SeedBudget) -> 
     let src = if rel.is_empty() {
         root
     } else {
-        match rustix::fs::openat2(
-            &root,
-            rel,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
-            Err(e) => return Err(what("open in the image")(e)),
+        loop {
+            match rustix::fs::openat2(
+                &root,
+                rel,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+            ) {
+                Ok(fd) => break fd,
+                // A rename or mount anywhere raced with resolving `..` in the root: try again.
+                Err(Errno::AGAIN | Errno::INTR) => {}
+                Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
+                Err(e) => return Err(what("open in the image")(e)),
+            }
         }
     };
     let dst = rustix::fs::open(

@@ -298,6 +298,33 @@ pub(crate) fn resolve_target(base: &Url, path_or_url: &str, insecure: bool) -> R
     Ok(url)
 }
 
+/// Redirects followed for one request.
+const MAX_REDIRECTS: u32 = 5;
+
+/// Where the answer `resp` to `method url` redirects to, when it is a redirect berth follows
+/// (301, 302, 303, 307 or 308 to a GET or HEAD, with a `Location`), checked as
+/// [`resolve_target`] checks any URL. ureq does not follow redirects itself: ureq 2 panics on
+/// a `Location` without a host (`sha256:...`, `file:///x`), which any registry or CDN could
+/// send.
+fn redirect(method: &str, url: &str, resp: &ureq::Response, insecure: bool) -> Option<Result<Url>> {
+    if !matches!(resp.status(), 301 | 302 | 303 | 307 | 308) || !matches!(method, "GET" | "HEAD") {
+        return None;
+    }
+    let location = resp.header("location")?;
+    Some(
+        Url::parse(url)
+            .map_err(|e| Error::protocol(format!("URL {url:?}"), e.to_string()))
+            .and_then(|base| resolve_target(&base, location, insecure)),
+    )
+}
+
+fn too_many_redirects(method: &str, url: &str) -> Error {
+    Error::protocol(
+        format!("{method} {url}"),
+        format!("more than {MAX_REDIRECTS} redirects"),
+    )
+}
+
 /// Whether a token endpoint (a Bearer challenge's `realm`) may receive the credentials of
 /// the registry at `registry` (its base URL): an `http(s)` URL without user info; plain HTTP
 /// or a loopback host only when the registry itself is on loopback, or with `insecure`.
@@ -343,7 +370,8 @@ impl Client {
             .timeout_connect(Duration::from_secs(15))
             .timeout_read(Duration::from_secs(60))
             .timeout_write(Duration::from_secs(60))
-            .redirects(5)
+            // Followed by `send` and `fetch_token` (see `redirect`), not by ureq.
+            .redirects(0)
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build();
         Ok(Client(Arc::new(Inner {
@@ -513,12 +541,32 @@ impl Client {
         if url.query() == Some("") {
             url.set_query(None);
         }
-        let mut req = self.0.agent.get(url.as_str());
-        if let Some(c) = &self.0.opts.credentials {
-            req = req.set("Authorization", &c.basic_header());
-        }
-        self.0.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let resp = match req.call() {
+        let mut target = url.to_string();
+        let mut hops = 0;
+        let resp = loop {
+            let mut req = self.0.agent.get(&target);
+            // The credentials go to the realm only, not where it redirects.
+            if let (Some(c), 0) = (&self.0.opts.credentials, hops) {
+                req = req.set("Authorization", &c.basic_header());
+            }
+            self.0.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let res = req.call();
+            if let Ok(r) = &res {
+                match redirect("GET", &target, r, self.0.opts.insecure) {
+                    Some(_) if hops >= MAX_REDIRECTS => {
+                        return Err(too_many_redirects("GET", realm))
+                    }
+                    Some(next) => {
+                        target = next?.to_string();
+                        hops += 1;
+                        continue;
+                    }
+                    None => {}
+                }
+            }
+            break res;
+        };
+        let resp = match resp {
             Ok(r) => r,
             Err(ureq::Error::Status(code, resp)) => {
                 let e = registry_error("GET", realm, code, resp);
@@ -581,7 +629,8 @@ impl Client {
         if !ours {
             tracing::debug!("{method} {url}: not the registry's origin, no credentials");
         }
-        let url = url.to_string();
+        let (mut url, mut ours) = (url.to_string(), ours);
+        let mut hops = 0;
         let retryable = method != "PATCH";
         let mut attempt = 0u32;
         let mut answered_challenge = false;
@@ -623,7 +672,20 @@ impl Client {
                 }
             };
             let retry_after = match res {
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => match redirect(method, &url, &resp, self.0.opts.insecure) {
+                    Some(_) if hops >= MAX_REDIRECTS => {
+                        return Err(too_many_redirects(method, &url))
+                    }
+                    Some(next) => {
+                        // Credentials only if the redirect stays at the registry's origin.
+                        let next = next?;
+                        ours = same_origin(&next, &base);
+                        url = next.to_string();
+                        hops += 1;
+                        continue;
+                    }
+                    None => return Ok(resp),
+                },
                 Err(ureq::Error::Status(401, resp))
                     if !answered_challenge && ours && from_origin(resp.get_url(), &base) =>
                 {
@@ -943,6 +1005,34 @@ mod tests {
         assert!(at_registry
             .iter()
             .all(|r| r.header("authorization") == Some(BASIC)));
+    }
+
+    /// Finding (fuzz target `registry_response`): a redirect to a `Location` without a host
+    /// (`sha256:...`, `file:///...`) made ureq panic, which aborts berth.
+    #[test]
+    fn redirects_are_checked_and_bounded() {
+        let blob = Server::start("127.0.0.2", 0, |_| Reply::new("200 OK", &[]));
+        let target = format!("http://{}/blob", blob.host());
+        let registry = basic_registry(move |r| match r.path.as_str() {
+            "/v2/app/blobs/a" => Reply::new("307 Temporary Redirect", &[("Location", "sha256:00")]),
+            "/v2/app/blobs/b" => Reply::new("302 Found", &[("Location", "file:///etc/passwd")]),
+            "/v2/app/blobs/c" => Reply::new("307 Temporary Redirect", &[("Location", &target)]),
+            "/v2/app/blobs/d" => Reply::new("302 Found", &[("Location", "/v2/app/blobs/d")]),
+            _ => Reply::new("404 Not Found", &[]),
+        });
+        let client = Client::new(&registry.host(), opts(false)).unwrap();
+        let scopes = ["repository:app:pull".to_string()];
+        let get = |p: &str| client.send("GET", p, &scopes, &[], &Body::Empty);
+        for p in ["/v2/app/blobs/a", "/v2/app/blobs/b"] {
+            let e = get(p).unwrap_err().to_string();
+            assert!(e.contains("unsupported scheme"), "{p}: {e}");
+        }
+        let e = get("/v2/app/blobs/d").unwrap_err().to_string();
+        assert!(e.contains("redirects"), "{e}");
+        assert_eq!(get("/v2/app/blobs/c").unwrap().status(), 200);
+        let at_blob = blob.requests();
+        assert_eq!(at_blob.len(), 1);
+        assert_eq!(at_blob[0].header("authorization"), None);
     }
 
     /// Finding: a `Location` could move an HTTPS registry's requests to plain HTTP.

@@ -868,14 +868,20 @@ impl Extractor {
     /// Opens a directory of the destination for the final fix-ups; `None` if a later entry
     /// replaced or removed it.
     fn open_existing_dir(&self, key: &[u8]) -> Option<OwnedFd> {
-        rfs::openat2(
-            &self.root.fd,
-            key,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-            resolve_flags(),
-        )
-        .ok()
+        loop {
+            match rfs::openat2(
+                &self.root.fd,
+                key,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+                resolve_flags(),
+            ) {
+                Ok(fd) => return Some(fd),
+                // A rename or mount anywhere raced with the lookup: not a missing directory.
+                Err(Errno::AGAIN | Errno::INTR) => {}
+                Err(_) => return None,
+            }
+        }
     }
 
     /// Waits until every queued job is applied; cached directories are forgotten (a job may
