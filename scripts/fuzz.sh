@@ -121,14 +121,16 @@ for sel in 0 1 2 3; do
   put docker_config "names-$sel" "\\x0$sel\\x00\\x03bob\\x02pw" <(printf '{"auths":{"docker.io":{"auth":"%s"},"registry-1.docker.io":{"auth":"%s"},"https://quay.io":{}}}' "$auth" "$auth")
 done
 
-# registry_response: every operation under every kind of authentication, with and without
+# registry_response: every operation (the first byte modulo 6: fetch by tag, by digest,
+# HEAD, pull by tag, by digest, push) under every kind of authentication, with and without
 # a few tweaks (see the target for the layout).
-for op in 0 1 2 3 4; do
+for op in 0 1 2 3 4 5; do
   for a in 0 1 2 3; do
-    put registry_response "op$op-auth$a" "\\x1$op\\x0$a\\x00\\x08$entries\\x00"
-    put registry_response "op$op-auth$a-tweaks" "\\x5$op\\x0$a\\x02\\x08$entries\\x01\\x08$entries\\x02\\x03\\x00\\x05\\x01\\x13\\x00\\x03\\x04\\x02\\x45\\x00\\x03\\x00\\x02\\x00"
+    put registry_response "op$op-auth$a" "\\x3$op\\x0$a\\x00\\x08$entries\\x00"
+    put registry_response "op$op-auth$a-tweaks" "\\x6$op\\x0$a\\x02\\x08$entries\\x01\\x08$entries\\x02\\x03\\x00\\x05\\x01\\x13\\x00\\x03\\x04\\x02\\x45\\x00\\x03\\x00\\x02\\x00"
   done
 done
+put registry_response push-chunked "\\x4d\\x02\\x00\\x08$entries\\x00"
 
 cd fuzz
 for target in $(cargo fuzz list); do

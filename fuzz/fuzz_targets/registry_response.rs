@@ -1,28 +1,30 @@
 //! Registry responses, as the distribution client reads them: the `/v2/` ping and its
 //! `WWW-Authenticate` challenge, token JSON from the realm, error bodies, manifests with
 //! `Content-Type` and `Docker-Content-Digest`, redirects and their `Location` (to the
-//! registry or to another origin), and blob downloads that lose their connection and resume
-//! with `Range`. The client talks to a fake registry in this process on loopback
-//! (127.0.0.1, with 127.0.0.2 as another origin): no network is needed.
+//! registry or to another origin), blob downloads that lose their connection and resume with
+//! `Range`, and a push's upload sessions (`Location`s of `POST` and `PATCH`, statuses of
+//! every step). The client talks to a fake registry in this process on loopback (127.0.0.1,
+//! with 127.0.0.2 as another origin): no network is needed.
 //!
 //! The registry serves a valid image built from the input (an OCI or Docker manifest,
-//! perhaps behind an index, with layers from the hostile-name alphabet of `common`) and
-//! authenticates as the input says (none, Basic, or Bearer with a token endpoint on either
-//! origin); the rest of the input is a queue of tweaks per kind of request (ping, token,
-//! manifest, blob, other origin) that replace the status, headers or body of the answer:
-//! raw token JSON and error bodies, wrong or malformed digests, truncated bodies with honest
-//! or lying lengths, wrong `Content-Range`s, `Location`s of every kind.
+//! perhaps behind an index, with layers from the hostile-name alphabet of `common`),
+//! accepts uploads (sessions on either origin), and authenticates as the input says (none,
+//! Basic, or Bearer with a token endpoint on either origin); the rest of the input is a
+//! queue of tweaks per kind of request (ping, token, manifest, blob, upload, other origin)
+//! that replace the status, headers or body of the answer: raw token JSON and error bodies,
+//! wrong or malformed digests, truncated bodies with honest or lying lengths, wrong
+//! `Content-Range`s, `Location`s of every kind.
 //!
-//! The client fetches a manifest by tag or digest, checks a blob with `HEAD`, or pulls the
-//! image into a fresh store (in `/dev/shm` when there is one). Never a panic, and:
-//! credentials and tokens never reach the other origin except as the token endpoint the
-//! registry named; a manifest fetched by digest has that digest; a pull leaves nothing in
-//! the store's `tmp/`, and an image it records has its layers.
+//! The client fetches a manifest by tag or digest, checks a blob with `HEAD`, pulls the image
+//! into a fresh store, or pushes it from one (stores in `/dev/shm` when there is one). Never
+//! a panic, and: credentials and tokens never reach the other origin except as the token
+//! endpoint the registry named; a manifest fetched by digest has that digest; a pull leaves
+//! nothing in the store's `tmp/`, and an image it records has its layers.
 //!
 //! Every URL the registry hands out names a loopback address: `Location`s and realms from
 //! the input that would name any other host are replaced, so nothing is ever resolved or
 //! connected to off this machine. Retries are off or immediate (no backoff, `Retry-After`
-//! never above 0) so every input ends quickly.
+//! never above 0) so every input ends quickly. `FUZZ_DEBUG=1` prints every exchange.
 #![no_main]
 
 mod common;
@@ -35,13 +37,15 @@ use std::time::Duration;
 
 use berth_overlay::extract::Compression;
 use berth_overlay::image::media;
-use berth_overlay::store::Store;
+use berth_overlay::store::{ImportOptions, Store};
 use berth_overlay::synth::compress;
 use berth_overlay::{Digest, Platform};
 use berth_registry::auth::parse_challenges;
 use berth_registry::client::{Client, ClientOptions};
+use berth_registry::progress::{Progress, Silent};
 use berth_registry::pull::{self, PullOptions};
-use berth_registry::{progress::Silent, push, Credentials, Reference};
+use berth_registry::push::{self, PushOptions};
+use berth_registry::{Credentials, Reference};
 use common::{Input, Sandbox};
 use serde_json::json;
 
@@ -57,7 +61,9 @@ enum Kind {
     Token,
     Manifest,
     Blob,
-    /// Anything on the other origin but its token endpoint.
+    /// Blob uploads (`/blobs/uploads/`), on either origin.
+    Upload,
+    /// Anything else on the other origin but its token endpoint.
     Elsewhere,
 }
 
@@ -66,6 +72,7 @@ const KINDS: &[Kind] = &[
     Kind::Token,
     Kind::Manifest,
     Kind::Blob,
+    Kind::Upload,
     Kind::Elsewhere,
 ];
 
@@ -148,11 +155,32 @@ struct Seen {
     authorization: Option<String>,
 }
 
+/// A request as the server read it.
+struct Req {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Req {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
 /// What one input makes the registry do.
 struct Script {
     auth: Auth,
     /// Blob GETs answered with a redirect to the other origin.
     blobs_elsewhere: bool,
+    /// Upload sessions (their `Location`s) on the other origin.
+    uploads_elsewhere: bool,
+    /// A push: the registry has no blob yet (`HEAD` answers 404).
+    push: bool,
     /// Documents and blobs by digest.
     content: HashMap<String, (Vec<u8>, &'static str)>,
     /// The digest `latest` names.
@@ -194,7 +222,7 @@ fn server() -> &'static Server {
     })
 }
 
-fn read_request(c: &mut TcpStream) -> Option<(String, String, Vec<(String, String)>)> {
+fn read_request(c: &mut TcpStream) -> Option<Req> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -213,38 +241,50 @@ fn read_request(c: &mut TcpStream) -> Option<(String, String, Vec<(String, Strin
     if !first.next()?.starts_with("HTTP/1.") {
         return None;
     }
-    let headers = lines
+    let headers: Vec<(String, String)> = lines
         .take_while(|l| !l.is_empty())
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    Some((method, path, headers))
+    // The body (uploads, manifests): read before answering, or the client's write fails.
+    let start = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let mut body = buf[start..].to_vec();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    while body.len() < len.min(8 << 20) {
+        let n = c.read(&mut byte).ok()?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&byte[..n]);
+    }
+    Some(Req {
+        method,
+        path,
+        headers,
+        body,
+    })
 }
 
 fn serve(s: &Server, script: Option<Arc<Script>>, mut c: TcpStream, other: bool) {
     let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-    let Some((method, path, headers)) = read_request(&mut c) else {
+    let Some(req) = read_request(&mut c) else {
         return;
     };
     let Some(script) = script else {
         return;
     };
-    let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     script.seen.lock().expect("lock").push(Seen {
         other_origin: other,
-        method: method.clone(),
-        path: path.clone(),
-        authorization: header("authorization"),
+        method: req.method.clone(),
+        path: req.path.clone(),
+        authorization: req.header("authorization"),
     });
-    let a = answer(
-        s,
-        &script,
-        other,
-        &method,
-        &path,
-        header("authorization"),
-        header("range"),
-    );
+    let a = answer(s, &script, other, &req);
+    let (method, path) = (&req.method, &req.path);
     let mut out = format!("HTTP/1.1 {} Fuzz\r\nConnection: close\r\n", a.status);
     for (k, v) in &a.headers {
         // No line breaks inside a header (a server could not send them).
@@ -268,15 +308,9 @@ fn serve(s: &Server, script: Option<Arc<Script>>, mut c: TcpStream, other: bool)
 }
 
 /// The registry's own answer, then the next tweak of its kind.
-fn answer(
-    s: &Server,
-    script: &Script,
-    other: bool,
-    method: &str,
-    path: &str,
-    authorization: Option<String>,
-    range: Option<String>,
-) -> Answer {
+fn answer(s: &Server, script: &Script, other: bool, req: &Req) -> Answer {
+    let (method, path) = (req.method.as_str(), req.path.as_str());
+    let (authorization, range) = (req.header("authorization"), req.header("range"));
     let here = format!("http://{}", s.here);
     let there = format!("http://{}", s.there);
     let realm = match script.auth {
@@ -293,6 +327,8 @@ fn answer(
     let token_path = (script.auth == Auth::BearerThere) == other && path.starts_with("/token");
     let kind = if token_path {
         Kind::Token
+    } else if path.contains("/blobs/uploads/") {
+        Kind::Upload
     } else if other {
         Kind::Elsewhere
     } else if path == "/v2/" || path == "/v2" {
@@ -330,6 +366,33 @@ fn answer(
         Kind::Ping if !authorized => denied(),
         Kind::Ping => Answer::new(200, b"{}".to_vec()),
         _ if !other && !authorized => denied(),
+        Kind::Upload => {
+            // A session at `uploads/u<n>`; a PUT completes it.
+            let session = if script.uploads_elsewhere {
+                format!("{there}/v2/{REPO}/blobs/uploads/u1?_state=s")
+            } else {
+                format!("/v2/{REPO}/blobs/uploads/u1?_state=s")
+            };
+            match method {
+                "POST" | "PATCH" => Answer::new(202, Vec::new())
+                    .header("Location", &session)
+                    .header("Range", &format!("0-{}", req.body.len().saturating_sub(1))),
+                "PUT" => {
+                    let digest = path
+                        .split(['?', '&'])
+                        .find_map(|p| p.strip_prefix("digest="))
+                        .unwrap_or("")
+                        .replace("%3A", ":");
+                    Answer::new(201, Vec::new())
+                        .header("Location", &format!("/v2/{REPO}/blobs/{digest}"))
+                        .header("Docker-Content-Digest", &digest)
+                }
+                _ => Answer::new(405, Vec::new()),
+            }
+        }
+        Kind::Manifest if method == "PUT" => Answer::new(201, Vec::new())
+            .header("Docker-Content-Digest", Digest::of(&req.body).as_str()),
+        Kind::Blob if method == "HEAD" && script.push => Answer::new(404, Vec::new()),
         Kind::Manifest => {
             let reference = path.rsplit('/').next().unwrap_or("");
             let digest = if reference.starts_with("sha256:") {
@@ -611,6 +674,26 @@ fn tweak(input: &mut Input<'_>, s: &Server) -> Tweak {
     }
 }
 
+/// An OCI image layout of `content` whose index names `top`.
+fn write_layout(
+    dir: &std::path::Path,
+    content: &HashMap<String, (Vec<u8>, &'static str)>,
+    top: &str,
+) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("mkdir");
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
+    for (digest, (data, _)) in content {
+        let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+        std::fs::write(blobs.join(hex), data).expect("write");
+    }
+    let (data, media_type) = &content[top];
+    let index = json!({"schemaVersion": 2, "manifests": [
+        {"mediaType": media_type, "digest": top, "size": data.len()},
+    ]});
+    std::fs::write(dir.join("index.json"), index.to_string()).expect("write");
+}
+
 /// The image the registry serves; returns the digest `latest` names.
 fn image(input: &mut Input<'_>, content: &mut HashMap<String, (Vec<u8>, &'static str)>) -> String {
     let flags = input.byte();
@@ -676,6 +759,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let s = server();
     let mut input = Input::new(data);
     let sel = input.byte();
+    let op = sel % 6;
     let auth = *input.pick(&[Auth::None, Auth::Basic, Auth::BearerHere, Auth::BearerThere]);
     let mut content = HashMap::new();
     let top = image(&mut input, &mut content);
@@ -696,7 +780,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let script = Arc::new(Script {
         auth,
         blobs_elsewhere: sel & 0x40 != 0,
-        content,
+        uploads_elsewhere: sel & 0x40 != 0,
+        push: op == 5,
+        content: content.clone(),
         top: top.clone(),
         tweaks: Mutex::new(tweaks),
         seen: Mutex::new(Vec::new()),
@@ -716,7 +802,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         backoff: Duration::ZERO,
     };
     let client = Client::new(&host, opts).expect("a client for a loopback registry");
-    match sel % 5 {
+    match op {
         0 => {
             let _ = pull::fetch_manifest(&client, REPO, "latest");
         }
@@ -728,8 +814,32 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         2 => {
             let _ = push::blob_exists(&client, REPO, &layer_blob);
         }
+        5 => {
+            // The image is imported from an OCI layout of the registry's content, then pushed.
+            let sb = Sandbox::new("push");
+            let layout = sb.base.join("layout");
+            write_layout(&layout, &content, &top);
+            let mut store = Store::open(&sb.dest).expect("open the store");
+            store.set_limits(common::small_limits());
+            let iopts = ImportOptions {
+                platform: Platform::parse("linux/amd64").expect("a platform"),
+                name: Some("app:latest".into()),
+                parallel: 1,
+            };
+            // A layer of the alphabet may not extract: then there is nothing to push.
+            if store.import_oci_layout(&layout, &iopts).is_ok() {
+                let target =
+                    Reference::parse(&format!("{host}/{REPO}:latest")).expect("a reference");
+                let popts = PushOptions {
+                    chunk_size: (sel & 8 != 0).then_some(100),
+                };
+                let progress: Arc<dyn Progress> = Arc::new(Silent);
+                let _ = push::push(&client, &store, "app:latest", &target, &popts, &progress);
+            }
+            sb.check_with(&["layout"]);
+        }
         _ => {
-            let target = if sel % 5 == 3 {
+            let target = if op == 3 {
                 ":latest".to_string()
             } else {
                 format!("@{top}")

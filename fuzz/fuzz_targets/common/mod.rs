@@ -88,7 +88,8 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        // The layer may have left read-only directories: make them removable first.
+        // The layer may have left read-only directories: without privileges, make them
+        // removable and try again.
         fn open_up(p: &std::path::Path) {
             use std::os::unix::fs::PermissionsExt;
             if let Ok(md) = std::fs::symlink_metadata(p) {
@@ -102,8 +103,10 @@ impl Drop for Sandbox {
                 }
             }
         }
-        open_up(&self.base);
-        let _ = std::fs::remove_dir_all(&self.base);
+        if std::fs::remove_dir_all(&self.base).is_err() {
+            open_up(&self.base);
+            let _ = std::fs::remove_dir_all(&self.base);
+        }
     }
 }
 
