@@ -276,6 +276,7 @@ pub enum Node {
         mode: u32,
         uid: u32,
         gid: u32,
+        mtime: (i64, i64),
     },
     File {
         mode: u32,
@@ -285,11 +286,13 @@ pub enum Node {
         /// The content when small, else its length only.
         data: Option<Vec<u8>>,
         nlink: u64,
+        mtime: (i64, i64),
     },
     Symlink {
         target: PathBuf,
         uid: u32,
         gid: u32,
+        mtime: (i64, i64),
     },
     Other {
         kind: &'static str,
@@ -303,7 +306,7 @@ pub enum Node {
 /// Options of [`tree`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TreeOpts {
-    /// Record modes and owners (not only kinds and content).
+    /// Record modes, owners and modification times (not only kinds and content).
     pub meta: bool,
     /// Record the link counts of files.
     pub nlink: bool,
@@ -358,6 +361,11 @@ pub fn tree(root: &Path, opts: TreeOpts) -> BTreeMap<String, Node> {
                 continue;
             };
             let m = |v: u32| if opts.meta { v } else { 0 };
+            let mtime = if opts.meta {
+                (md.mtime(), md.mtime_nsec())
+            } else {
+                (0, 0)
+            };
             let ft = md.file_type();
             let key = rel.to_string_lossy().into_owned();
             let node = if ft.is_dir() {
@@ -365,6 +373,7 @@ pub fn tree(root: &Path, opts: TreeOpts) -> BTreeMap<String, Node> {
                     mode: m(md.mode() & 0o7777),
                     uid: m(md.uid()),
                     gid: m(md.gid()),
+                    mtime,
                 }
             } else if ft.is_file() {
                 Node::File {
@@ -374,12 +383,14 @@ pub fn tree(root: &Path, opts: TreeOpts) -> BTreeMap<String, Node> {
                     size: md.len(),
                     data: (md.len() <= 1 << 16).then(|| std::fs::read(&p).unwrap_or_default()),
                     nlink: if opts.nlink { md.nlink() } else { 0 },
+                    mtime,
                 }
             } else if ft.is_symlink() {
                 Node::Symlink {
                     target: std::fs::read_link(&p).unwrap_or_default(),
                     uid: m(md.uid()),
                     gid: m(md.gid()),
+                    mtime,
                 }
             } else {
                 let kind = if ft.is_char_device() {
