@@ -41,6 +41,8 @@ impl Sandbox {
     /// A sandbox in `dir`.
     pub fn new_in(dir: &Path, what: &str) -> Sandbox {
         static N: AtomicU64 = AtomicU64::new(0);
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(|| sweep(dir));
         let base = dir.join(format!(
             "berth-fuzz-{what}-{}-{}",
             std::process::id(),
@@ -86,27 +88,52 @@ impl Sandbox {
     }
 }
 
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        // The layer may have left read-only directories: without privileges, make them
-        // removable and try again.
-        fn open_up(p: &std::path::Path) {
-            use std::os::unix::fs::PermissionsExt;
-            if let Ok(md) = std::fs::symlink_metadata(p) {
-                if md.is_dir() {
-                    let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
-                    if let Ok(rd) = std::fs::read_dir(p) {
-                        for e in rd.flatten() {
-                            open_up(&e.path());
-                        }
+/// Removes `dir` (the layer may have left read-only directories: without privileges, they
+/// are made removable and the removal tried again).
+fn remove(dir: &Path) {
+    fn open_up(p: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(md) = std::fs::symlink_metadata(p) {
+            if md.is_dir() {
+                let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
+                if let Ok(rd) = std::fs::read_dir(p) {
+                    for e in rd.flatten() {
+                        open_up(&e.path());
                     }
                 }
             }
         }
-        if std::fs::remove_dir_all(&self.base).is_err() {
-            open_up(&self.base);
-            let _ = std::fs::remove_dir_all(&self.base);
+    }
+    if std::fs::remove_dir_all(dir).is_err() {
+        open_up(dir);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Removes the sandboxes of fuzzing processes that are gone (a crash aborts before a
+/// sandbox is dropped): `berth-fuzz-<what>-<pid>-<n>`.
+fn sweep(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("berth-fuzz-") else {
+            continue;
+        };
+        let pid = rest
+            .rsplitn(3, '-')
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+            remove(&e.path());
         }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        remove(&self.base);
     }
 }
 
