@@ -1,13 +1,13 @@
 //! Image commands: `images`, `image import|inspect|ls|rm|prune`, `rmi`, `unpack`, `bundle rm`
-//! and the image form of `run`. Thin: parse, call `berth_overlay` and `berth_runtime`, print.
+//! and the image form of `run`. Thin: parse, call `berth_image` and `berth_runtime`, print.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use berth_overlay::bundle::{self, BundleOptions};
-use berth_overlay::store::{ImageRecord, ImportOptions, Store};
-use berth_overlay::Platform;
+use berth_image::bundle::{self, BundleOptions};
+use berth_image::store::{ImageRecord, ImportOptions, Store};
+use berth_image::Platform;
 use berth_runtime::{CreateOptions, RunOutcome, StateRoot};
 use serde_json::json;
 
@@ -23,12 +23,12 @@ pub fn store_root(flag: Option<&Path>) -> PathBuf {
         return std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     }
     if nix::unistd::geteuid().is_root() {
-        return PathBuf::from(berth_overlay::store::DEFAULT_ROOT);
+        return PathBuf::from(berth_image::store::DEFAULT_ROOT);
     }
     match (std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME")) {
         (Some(d), _) => PathBuf::from(d).join("berth"),
         (None, Some(h)) => PathBuf::from(h).join(".local/share/berth"),
-        (None, None) => PathBuf::from(berth_overlay::store::DEFAULT_ROOT),
+        (None, None) => PathBuf::from(berth_image::store::DEFAULT_ROOT),
     }
 }
 
@@ -177,7 +177,7 @@ pub struct UnpackArgs {
 pub fn find_image(store: &Store, name: &str) -> Result<ImageRecord> {
     match store.image(name) {
         Ok(r) => return Ok(r),
-        Err(berth_overlay::Error::ImageNotFound(_)) => {}
+        Err(berth_image::Error::ImageNotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
     let hex = name.strip_prefix("sha256:").unwrap_or(name);

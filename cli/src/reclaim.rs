@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use berth_overlay::{bundle, Hold, Store};
+use berth_image::{bundle, Hold, Store};
 use berth_runtime::StateRoot;
 
 /// The holder name of container `id`'s image bundle.

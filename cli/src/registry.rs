@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context as _, Result};
-use berth_overlay::store::Store;
-use berth_overlay::Platform;
+use berth_image::store::Store;
+use berth_image::Platform;
 use berth_registry::progress::{Event, Progress, Silent};
 use berth_registry::{pull, push, ClientOptions, Credentials, DockerConfig, Reference};
 

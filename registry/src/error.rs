@@ -116,7 +116,7 @@ pub enum Error {
     },
     /// The image store failed (or refused content: digest or DiffID mismatch).
     #[error(transparent)]
-    Store(berth_overlay::Error),
+    Store(berth_image::Error),
 }
 
 /// The crate's result type.
@@ -155,13 +155,13 @@ impl Error {
 
     /// Wraps this error for the store's blob sources (which speak `io::Error`), so that
     /// [`Error::from_store`] can take it back out.
-    pub(crate) fn into_store(self) -> berth_overlay::Error {
-        berth_overlay::Error::Read(io::Error::other(self))
+    pub(crate) fn into_store(self) -> berth_image::Error {
+        berth_image::Error::Read(io::Error::other(self))
     }
 
     /// A store error, unwrapping a registry error a blob source raised inside it.
-    pub(crate) fn from_store(e: berth_overlay::Error) -> Error {
-        use berth_overlay::Error as S;
+    pub(crate) fn from_store(e: berth_image::Error) -> Error {
+        use berth_image::Error as S;
         let inner = match &e {
             S::Read(io) | S::Io { source: io, .. } | S::EntryIo { source: io, .. } => io
                 .get_ref()
@@ -187,8 +187,8 @@ impl Error {
     }
 }
 
-impl From<berth_overlay::Error> for Error {
-    fn from(e: berth_overlay::Error) -> Error {
+impl From<berth_image::Error> for Error {
+    fn from(e: berth_image::Error) -> Error {
         Error::from_store(e)
     }
 }

@@ -4,8 +4,8 @@
 //! It is its own crate because it is the only part of berth that talks to the network: it
 //! brings an HTTP client and a TLS stack that neither the runtime nor the image store need,
 //! and it treats every byte it receives as hostile until the store has verified it. The
-//! store ([`berth_overlay::store`]) stays a local, offline component; this crate feeds it
-//! through [`berth_overlay::store::BlobSource`].
+//! store ([`berth_image::store`]) stays a local, offline component; this crate feeds it
+//! through [`berth_image::store::BlobSource`].
 //!
 //! - [`reference`]: docker-style references (default registry, `library/`, tags, digests).
 //! - [`auth`]: docker's `config.json` credentials and `WWW-Authenticate` challenges.
@@ -18,7 +18,7 @@
 //! use std::sync::Arc;
 //! use berth_registry::{client::{Client, ClientOptions}, pull, progress::Silent, Reference};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = berth_overlay::Store::open_default()?;
+//! let store = berth_image::Store::open_default()?;
 //! let r = Reference::parse("localhost:5000/busybox:latest")?;
 //! let client = Client::new(r.api_host(), ClientOptions::default())?;
 //! let report = pull::pull(&client, &store, &r, &pull::PullOptions::default(), Arc::new(Silent))?;

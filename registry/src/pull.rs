@@ -7,9 +7,9 @@
 use std::io::{Cursor, Read};
 use std::sync::Arc;
 
-use berth_overlay::image::media;
-use berth_overlay::store::{BlobSource, ImageRecord, ImportOptions, Store};
-use berth_overlay::{Digest, Platform};
+use berth_image::image::media;
+use berth_image::store::{BlobSource, ImageRecord, ImportOptions, Store};
+use berth_image::{Digest, Platform};
 
 use crate::client::{Body, Client, StatsSnapshot};
 use crate::error::{Error, Result};
@@ -131,7 +131,7 @@ struct Source {
 }
 
 impl BlobSource for Source {
-    fn open(&self, digest: &Digest) -> berth_overlay::Result<Box<dyn Read + Send>> {
+    fn open(&self, digest: &Digest) -> berth_image::Result<Box<dyn Read + Send>> {
         let progress = Arc::clone(&self.progress);
         let d = digest.to_string();
         let reader = self
@@ -159,7 +159,7 @@ impl BlobSource for Source {
         }))
     }
 
-    fn open_manifest(&self, digest: &Digest) -> berth_overlay::Result<Box<dyn Read + Send>> {
+    fn open_manifest(&self, digest: &Digest) -> berth_image::Result<Box<dyn Read + Send>> {
         if *digest == self.top.digest {
             return Ok(Box::new(Cursor::new(self.top.bytes.clone())));
         }

@@ -11,9 +11,9 @@ use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
-use berth_overlay::image::media;
-use berth_overlay::store::Store;
-use berth_overlay::Digest;
+use berth_image::image::media;
+use berth_image::store::Store;
+use berth_image::Digest;
 
 use crate::client::{escape, Body, Client, StatsSnapshot};
 use crate::error::{Error, Result};

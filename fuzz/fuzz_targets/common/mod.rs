@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use berth_overlay::synth::{EntryType, TarWriter};
+use berth_image::synth::{EntryType, TarWriter};
 
 /// `base/dest` (extraction target) and `base/outside/sentinel`; removed on drop.
 pub struct Sandbox {

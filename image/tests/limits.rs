@@ -12,12 +12,12 @@ use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use berth_overlay::extract::{
+use berth_image::extract::{
     extract_layer, extract_layer_single_thread, extract_layer_with_workers, ExtractOptions, Limits,
 };
-use berth_overlay::image::Digest;
-use berth_overlay::store::{BlobSource, ImportOptions, Store};
-use berth_overlay::Error;
+use berth_image::image::Digest;
+use berth_image::store::{BlobSource, ImportOptions, Store};
+use berth_image::Error;
 use common::layout::{self, Layout};
 use common::{is_root, Tar};
 use serde_json::json;
@@ -133,7 +133,7 @@ fn gzip_and_zstd_bombs_stop_at_the_layer_limit() {
             fs::write(&path, blob).unwrap();
             let dest = tmp.path().join("dest");
             fs::create_dir(&dest).unwrap();
-            let reader = berth_overlay::open_layer(&path, Some(media)).unwrap();
+            let reader = berth_image::open_layer(&path, Some(media)).unwrap();
             let err = match workers {
                 None => extract_layer_single_thread(reader, &dest, &opts),
                 Some(n) => extract_layer_with_workers(reader, &dest, &opts, n),
@@ -172,7 +172,7 @@ fn data_after_the_end_of_the_archive_is_bounded_too() {
 struct LayoutBlobs(PathBuf);
 
 impl BlobSource for LayoutBlobs {
-    fn open(&self, digest: &Digest) -> berth_overlay::Result<Box<dyn Read + Send>> {
+    fn open(&self, digest: &Digest) -> berth_image::Result<Box<dyn Read + Send>> {
         let p = self.0.join("blobs/sha256").join(digest.hex());
         Ok(Box::new(fs::File::open(p).unwrap()))
     }

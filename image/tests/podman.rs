@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use berth_overlay::bundle::{create_bundle, remove_bundle, BundleOptions};
-use berth_overlay::store::{ImportOptions, Store};
+use berth_image::bundle::{create_bundle, remove_bundle, BundleOptions};
+use berth_image::store::{ImportOptions, Store};
 use common::layout::{tar_dir, Comp, Layout};
 use common::{
     assert_same, hardlink_groups, is_root, mounts_under, snapshot, unmount_all_under, Node, Snap,

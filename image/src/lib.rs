@@ -20,8 +20,8 @@
 //! - [`synth`]: synthetic layers for benchmarks and fuzzing.
 //!
 //! ```no_run
-//! use berth_overlay::{bundle, store::{ImportOptions, Store}};
-//! # fn main() -> berth_overlay::Result<()> {
+//! use berth_image::{bundle, store::{ImportOptions, Store}};
+//! # fn main() -> berth_image::Result<()> {
 //! let store = Store::open_default()?;
 //! store.import_docker_archive("busybox.tar".as_ref(), &ImportOptions::default())?;
 //! let template = serde_json::json!({"ociVersion": "1.2.0", "process": {"args": ["sh"]}});

@@ -11,8 +11,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use berth_overlay::extract::{extract_layer, ExtractOptions, Limits, Mode};
-use berth_overlay::{Compression, Error, IdMap, IdRange};
+use berth_image::extract::{extract_layer, ExtractOptions, Limits, Mode};
+use berth_image::{Compression, Error, IdMap, IdRange};
 use common::{assert_same, is_root, snapshot, Snap, Tar, T};
 use sha2::{Digest, Sha256};
 
@@ -77,7 +77,7 @@ fn extract(
     data: &[u8],
     dest: &Path,
     o: &ExtractOptions,
-) -> berth_overlay::Result<berth_overlay::ExtractStats> {
+) -> berth_image::Result<berth_image::ExtractStats> {
     extract_layer(data, dest, o)
 }
 
@@ -776,7 +776,7 @@ fn compression_gzip_zstd_and_sniffing() {
         for media in [None, Some(mt)] {
             let dest = tmp.path().join(format!("{name}-{}", media.is_some()));
             fs::create_dir(&dest).unwrap();
-            let r = berth_overlay::open_layer(&p, media).unwrap();
+            let r = berth_image::open_layer(&p, media).unwrap();
             let stats = extract_layer(r, &dest, &opts(Mode::Overlay)).unwrap();
             assert_eq!(stats.diff_id, want, "{name}");
             assert_eq!(fs::read(dest.join("b/c")).unwrap().len(), 300_000);
@@ -784,12 +784,12 @@ fn compression_gzip_zstd_and_sniffing() {
     }
     assert_eq!(Compression::sniff(&gz), Compression::Gzip);
     assert_eq!(Compression::sniff(&zst), Compression::Zstd);
-    assert!(berth_overlay::open_layer(
+    assert!(berth_image::open_layer(
         &tmp.path().join("zst"),
         Some("application/vnd.oci.image.layer.v1.tar+gzip")
     )
     .is_err());
-    assert!(berth_overlay::open_layer(&tmp.path().join("zst"), Some("application/json")).is_err());
+    assert!(berth_image::open_layer(&tmp.path().join("zst"), Some("application/json")).is_err());
     // A corrupt gzip stream is a read error, not a panic or a half-success.
     let mut bad = gz.clone();
     let mid = bad.len() / 2;
@@ -797,7 +797,7 @@ fn compression_gzip_zstd_and_sniffing() {
     fs::write(tmp.path().join("bad"), &bad).unwrap();
     let dest = tmp.path().join("bad-dest");
     fs::create_dir(&dest).unwrap();
-    let r = berth_overlay::open_layer(&tmp.path().join("bad"), None).unwrap();
+    let r = berth_image::open_layer(&tmp.path().join("bad"), None).unwrap();
     assert!(extract_layer(r, &dest, &opts(Mode::Overlay)).is_err());
 }
 
@@ -941,7 +941,7 @@ fn unprivileged_read_only_directories() {
             rootless: true,
             ..ExtractOptions::default()
         };
-        berth_overlay::extract::extract_layer_single_thread(&data[..], &dest, &o)
+        berth_image::extract::extract_layer_single_thread(&data[..], &dest, &o)
     })
     .join()
     .unwrap()

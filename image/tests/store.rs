@@ -7,9 +7,9 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use berth_overlay::image::{Digest, Platform};
-use berth_overlay::store::{ImportOptions, Store};
-use berth_overlay::Error;
+use berth_image::image::{Digest, Platform};
+use berth_image::store::{ImportOptions, Store};
+use berth_image::Error;
 use common::layout::{self, tar_dir, Comp, Layout};
 use common::Tar;
 use serde_json::json;

@@ -8,11 +8,11 @@ use std::fs;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
-use berth_overlay::bundle::{self, create_bundle, BundleOptions};
-use berth_overlay::extract::Limits;
-use berth_overlay::image::parse_config;
-use berth_overlay::store::{ImportOptions, Store};
-use berth_overlay::Error;
+use berth_image::bundle::{self, create_bundle, BundleOptions};
+use berth_image::extract::Limits;
+use berth_image::image::parse_config;
+use berth_image::store::{ImportOptions, Store};
+use berth_image::Error;
 use common::layout::{Comp, Layout};
 use common::Tar;
 use serde_json::json;

@@ -10,8 +10,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use berth_overlay::bundle::{create_bundle, remove_bundle, BundleOptions};
-use berth_overlay::store::{ImportOptions, Store};
+use berth_image::bundle::{create_bundle, remove_bundle, BundleOptions};
+use berth_image::store::{ImportOptions, Store};
 use common::layout::{Comp, Layout};
 use common::{is_root, Tar};
 use serde_json::json;

@@ -6,11 +6,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use berth_overlay::{extract_layer, open_layer, ExtractOptions, Mode};
+use berth_image::{extract_layer, open_layer, ExtractOptions, Mode};
 
 fn main() -> ExitCode {
     // The limits of the store: the defaults, or the BERTH_MAX_* variables.
-    let limits = match berth_overlay::Limits::from_env() {
+    let limits = match berth_image::Limits::from_env() {
         Ok(l) => l,
         Err(e) => {
             eprintln!("berth-extract: {e}");

@@ -7,9 +7,9 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use berth_overlay::bundle::{self, create_bundle, remove_bundle, resolve_user, BundleOptions};
-use berth_overlay::image::parse_config;
-use berth_overlay::store::{ImportOptions, Store};
+use berth_image::bundle::{self, create_bundle, remove_bundle, resolve_user, BundleOptions};
+use berth_image::image::parse_config;
+use berth_image::store::{ImportOptions, Store};
 use common::layout::{Comp, Layout};
 use common::{assert_same, is_root, snapshot, Snap, Tar, T};
 use serde_json::json;
