@@ -1372,10 +1372,12 @@ mod tests {
     /// credentials went to it.
     #[test]
     fn challenges_of_other_hosts_are_not_learned() {
-        let token = Server::start("127.0.0.2", 0, |_| Reply {
-            status: "200 OK",
-            headers: vec![("Content-Type", "application/json".into())],
-            body: br#"{"token":"stolen"}"#.to_vec(),
+        let token = Server::start("127.0.0.2", 0, |_| {
+            Reply::with_body(
+                "200 OK",
+                &[("Content-Type", "application/json")],
+                br#"{"token":"stolen"}"#.to_vec(),
+            )
         });
         let realm = format!("Bearer realm=\"http://{}/token\"", token.host());
         let cdn = Server::start("127.0.0.2", 0, move |_| {

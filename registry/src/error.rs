@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::limits::{
-    human_duration, human_size, VAR_DISK_RESERVE, VAR_IDLE_TIMEOUT, VAR_MAX_BLOB_SIZE,
+    exact_size, human_duration, human_size, VAR_DISK_RESERVE, VAR_IDLE_TIMEOUT, VAR_MAX_BLOB_SIZE,
     VAR_MAX_LAYERS, VAR_MIN_RATE, VAR_TIMEOUT,
 };
 
@@ -141,7 +141,7 @@ pub enum Error {
     },
     /// A blob whose descriptor declares more than [`Limits::max_blob_size`](crate::Limits::max_blob_size); it was not
     /// requested.
-    #[error("blob {digest}: its descriptor declares {} ({size} bytes), more than the limit of {} (set {VAR_MAX_BLOB_SIZE} to change it)", human_size(*.size), human_size(*.limit))]
+    #[error("blob {digest}: its descriptor declares {}, more than the limit of {} (set {VAR_MAX_BLOB_SIZE} to change it)", exact_size(*.size), human_size(*.limit))]
     BlobTooLarge {
         /// The blob.
         digest: String,
@@ -163,7 +163,7 @@ pub enum Error {
         limit: usize,
     },
     /// Too little free space for a blob of its declared size; it was not requested.
-    #[error("blob {digest}: {} ({size} bytes) and {} of downloads in flight would leave less than the reserve of {} free in {} ({} free; set {VAR_DISK_RESERVE} to change the reserve)", human_size(*.size), human_size(*.in_flight), human_size(*.reserve), .dir.display(), human_size(*.free))]
+    #[error("blob {digest}: not enough free space: {} for it, {} for the downloads in flight and a reserve of {} exceed the {} free in {} (set {VAR_DISK_RESERVE} to change the reserve)", exact_size(*.size), human_size(*.in_flight), human_size(*.reserve), human_size(*.free), .dir.display())]
     NoSpace {
         /// The blob.
         digest: String,
@@ -200,7 +200,7 @@ pub enum Error {
     },
     /// A request not answered in full within [`Limits::request_timeout`](crate::Limits::request_timeout) (a document), or
     /// whose response headers did not arrive in that time (a blob).
-    #[error("{what}: no complete answer within {} (set {VAR_TIMEOUT} to change it)", human_duration(*.limit))]
+    #[error("{what}: not answered in full within {} (set {VAR_TIMEOUT} to change it)", human_duration(*.limit))]
     Timeout {
         /// The request (`manifest app:v1`, `GET /v2/...`).
         what: String,

@@ -168,6 +168,15 @@ pub fn human_size(n: u64) -> String {
     }
 }
 
+/// `1 TiB (1099511627776 bytes)`, `100 bytes`: for error messages.
+pub fn exact_size(n: u64) -> String {
+    if n < 1 << 10 {
+        format!("{n} bytes")
+    } else {
+        format!("{} ({n} bytes)", human_size(n))
+    }
+}
+
 /// `30s`, `1.5s`, `200ms`: for error messages.
 pub fn human_duration(d: Duration) -> String {
     if d.as_millis() < 1000 {
