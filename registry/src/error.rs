@@ -130,8 +130,9 @@ pub enum Error {
         /// What a value must be.
         reason: String,
     },
-    /// A manifest, index, config or token answer larger than [`MAX_DOCUMENT`](crate::limits::MAX_DOCUMENT) (declared so
-    /// or sent so); no more than the limit and a byte was read.
+    /// A manifest, index, config or token answer larger than
+    /// [`MAX_DOCUMENT`](crate::limits::MAX_DOCUMENT) (declared so or sent so); no more than
+    /// the limit and a byte was read.
     #[error("{what}: larger than {}, the limit for manifests, configs and tokens", human_size(*.limit))]
     DocumentTooLarge {
         /// The document (`manifest app:v1`, `config sha256:...`, `token from URL`).
@@ -139,8 +140,8 @@ pub enum Error {
         /// The limit, [`MAX_DOCUMENT`](crate::limits::MAX_DOCUMENT).
         limit: u64,
     },
-    /// A blob whose descriptor declares more than [`Limits::max_blob_size`](crate::Limits::max_blob_size); it was not
-    /// requested.
+    /// A blob whose descriptor declares more than
+    /// [`Limits::max_blob_size`](crate::Limits::max_blob_size); it was not requested.
     #[error("blob {digest}: its descriptor declares {}, more than the limit of {} (set {VAR_MAX_BLOB_SIZE} to change it)", exact_size(*.size), human_size(*.limit))]
     BlobTooLarge {
         /// The blob.
@@ -150,7 +151,8 @@ pub enum Error {
         /// [`Limits::max_blob_size`](crate::Limits::max_blob_size).
         limit: u64,
     },
-    /// A manifest listing more layers than [`Limits::max_layers`](crate::Limits::max_layers); no blob was requested.
+    /// A manifest listing more layers than [`Limits::max_layers`](crate::Limits::max_layers);
+    /// no blob was requested.
     #[error("{reference}: manifest {digest} lists {layers} layers, more than the limit of {limit} (set {VAR_MAX_LAYERS} to change it); nothing was downloaded")]
     TooManyLayers {
         /// The reference pulled.
@@ -198,8 +200,9 @@ pub enum Error {
         /// The descriptor's size.
         declared: u64,
     },
-    /// A request not answered in full within [`Limits::request_timeout`](crate::Limits::request_timeout) (a document), or
-    /// whose response headers did not arrive in that time (a blob).
+    /// A request not answered in full within
+    /// [`Limits::request_timeout`](crate::Limits::request_timeout) (a document), or whose
+    /// response headers did not arrive in that time (a blob).
     #[error("{what}: not answered in full within {} (set {VAR_TIMEOUT} to change it)", human_duration(*.limit))]
     Timeout {
         /// The request (`manifest app:v1`, `GET /v2/...`).
@@ -207,7 +210,8 @@ pub enum Error {
         /// [`Limits::request_timeout`](crate::Limits::request_timeout).
         limit: Duration,
     },
-    /// A download that received nothing for [`Limits::idle_timeout`](crate::Limits::idle_timeout).
+    /// A download that received nothing for
+    /// [`Limits::idle_timeout`](crate::Limits::idle_timeout).
     #[error("{what}: nothing received for {} at byte {offset} (set {VAR_IDLE_TIMEOUT} to change it)", human_duration(*.limit))]
     Idle {
         /// The download (`blob sha256:...`).
@@ -217,7 +221,8 @@ pub enum Error {
         /// [`Limits::idle_timeout`](crate::Limits::idle_timeout).
         limit: Duration,
     },
-    /// A blob download whose average rate fell below [`Limits::min_rate`](crate::Limits::min_rate).
+    /// A blob download whose average rate fell below
+    /// [`Limits::min_rate`](crate::Limits::min_rate).
     #[error("{what}: {received} bytes in {}, below the minimum average rate of {}/s (set {VAR_MIN_RATE} to change it)", human_duration(*.elapsed), human_size(*.min_rate))]
     TooSlow {
         /// The download (`blob sha256:...`).

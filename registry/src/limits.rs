@@ -31,9 +31,9 @@
 //! - Documents (manifests, indexes, configs, tokens, the `GET /v2/` ping): at most 4 MiB
 //!   read, the whole request (retries, headers and body) within `request_timeout`.
 //! - Layers: a manifest with more than `max_layers` layers is refused before any blob is
-//!   requested (docker's own limit is 125 or more, depending on the storage driver; an
-//!   overlay mount of that many lower layers is near the kernel's page-size limit for mount
-//!   options).
+//!   requested, an index's platform manifest too (docker refuses images deeper than 125
+//!   layers; beyond a few hundred, an overlay mount's lower layers no longer fit the kernel's
+//!   page-sized mount options, which `run` would report much later).
 //! - Blobs: a descriptor size above `max_blob_size`, or above the free space of the store's
 //!   `tmp/` minus `disk_reserve` (downloads in flight counted), is refused before the blob is
 //!   requested; a `Content-Length` other than the descriptor's size is refused before a byte
@@ -44,6 +44,13 @@
 //!   declared size `S` thus succeeds or fails within about
 //!   `request_timeout + max(rate_grace, S / min_rate) + idle_timeout` (each resumption of a
 //!   dropped connection adds at most `request_timeout`), and puts at most `S` bytes on disk.
+//!   The rate is that of the bytes the store consumes (it extracts while downloading), far
+//!   below any extraction's speed. A blob request whose headers are late is abandoned on the
+//!   thread that sends it: the pull fails at once, the thread and its connection end when
+//!   the registry stops (or at ureq's cap on response headers).
+//! - Memory: a document costs at most twice 4 MiB while it is read, plus its parsed form
+//!   (a manifest's layers are counted, without being kept, before it is parsed); blobs
+//!   stream through the store's buffers.
 
 use std::sync::OnceLock;
 use std::time::Duration;

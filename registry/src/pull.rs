@@ -1,8 +1,8 @@
 //! `pull`: the manifest by tag or digest (OCI and Docker types negotiated), the platform's
-//! manifest picked from an index by the store, and only what the store lacks fetched:
-//! layers whose ChainID is extracted are not downloaded at all, the others are downloaded
-//! several at once and extracted while they arrive, each verified by digest, size and DiffID
-//! before anything of it is kept.
+//! manifest picked from an index (here, as the store picks it), and only what the store
+//! lacks fetched: layers whose ChainID is extracted are not downloaded at all, the others are
+//! downloaded several at once and extracted while they arrive, each verified by digest, size
+//! and DiffID before anything of it is kept.
 //!
 //! The registry is bounded by the client's [`Limits`] (see [`crate::limits`]): the manifest
 //! (an index's too) is resolved here first, so that its layer count and every blob's
