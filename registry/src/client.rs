@@ -16,11 +16,12 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::auth::{parse_challenges, Credentials, TokenResponse};
 use crate::error::{Error, RegistryError, RegistryErrors, Result};
+use crate::limits::{Limits, MAX_DOCUMENT};
 use crate::reference::{registry_url, url_is_loopback};
 use url::Url;
 
@@ -40,6 +41,10 @@ pub struct ClientOptions {
     pub retries: u32,
     /// The first backoff; doubled each retry.
     pub backoff: Duration,
+    /// Sizes, counts and timeouts a registry may not exceed (default `None`: the defaults
+    /// with the `BERTH_PULL_*` and `BERTH_REGISTRY_*` environment variables, see
+    /// [`crate::limits`]).
+    pub limits: Option<Limits>,
 }
 
 impl Default for ClientOptions {
@@ -50,6 +55,7 @@ impl Default for ClientOptions {
             credentials: None,
             retries: 4,
             backoff: Duration::from_millis(200),
+            limits: None,
         }
     }
 }
@@ -113,6 +119,7 @@ struct Inner {
     /// `http://host/`, for telling whether the host is loopback.
     host_url: Url,
     opts: ClientOptions,
+    limits: Limits,
     base: Mutex<Option<Url>>,
     auth: Mutex<AuthState>,
     stats: Stats,
@@ -233,6 +240,59 @@ fn registry_error(method: &str, url: &str, status: u16, resp: ureq::Response) ->
     }
 }
 
+/// Whether a read failed because its socket timeout expired (ureq reports `TimedOut`, or
+/// the socket's `WouldBlock`).
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
+}
+
+/// Reads a document answer (manifest, token): at most [`MAX_DOCUMENT`] bytes, one more is an
+/// [`Error::DocumentTooLarge`]; a read that times out (the request's deadline) is
+/// `timeout()`.
+pub(crate) fn read_document(
+    resp: ureq::Response,
+    what: &str,
+    timeout: impl Fn() -> Error,
+) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    match resp
+        .into_reader()
+        .take(MAX_DOCUMENT + 1)
+        .read_to_end(&mut body)
+    {
+        Ok(_) => {}
+        Err(e) if is_timeout(&e) => return Err(timeout()),
+        Err(e) => {
+            return Err(Error::Transport {
+                method: "GET".into(),
+                url: what.to_string(),
+                reason: e.to_string(),
+            })
+        }
+    }
+    if body.len() as u64 > MAX_DOCUMENT {
+        return Err(Error::DocumentTooLarge {
+            what: what.to_string(),
+            limit: MAX_DOCUMENT,
+        });
+    }
+    Ok(body)
+}
+
+/// Time bounds of one [`Client::send_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Within {
+    /// The whole request, retries, response headers and body included, must be done by
+    /// then (a document); past it is an [`Error::Timeout`].
+    pub deadline: Option<Instant>,
+    /// No attempt starts after then (the attempts themselves are not bounded: a blob
+    /// request, whose headers the caller bounds).
+    pub retry_until: Option<Instant>,
+}
+
 fn with_hint(e: Error, hint: &str) -> Error {
     match e {
         Error::Registry {
@@ -337,12 +397,16 @@ impl Client {
             reference: host.to_string(),
             reason: "not a registry host[:port]".into(),
         })?;
+        let limits = match opts.limits {
+            Some(l) => l,
+            None => Limits::from_env()?,
+        };
         let tls = tls_config(opts.ca_file.as_ref())?;
         let agent = ureq::AgentBuilder::new()
             .tls_config(tls)
-            .timeout_connect(Duration::from_secs(15))
-            .timeout_read(Duration::from_secs(60))
-            .timeout_write(Duration::from_secs(60))
+            .timeout_connect(Duration::from_secs(15).min(limits.request_timeout))
+            .timeout_read(limits.idle_timeout)
+            .timeout_write(limits.idle_timeout)
             .redirects(5)
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build();
@@ -351,6 +415,7 @@ impl Client {
             host: host.to_string(),
             host_url,
             opts,
+            limits,
             base: Mutex::new(None),
             auth: Mutex::new(AuthState::default()),
             stats: Stats::default(),
@@ -365,6 +430,24 @@ impl Client {
     /// What moved so far.
     pub fn stats(&self) -> &Stats {
         &self.0.stats
+    }
+
+    /// The limits this client enforces (and pulls through it).
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
+    }
+
+    /// A deadline [`Limits::request_timeout`] from now.
+    pub(crate) fn document_deadline(&self) -> Instant {
+        Instant::now() + self.0.limits.request_timeout
+    }
+
+    /// The [`Error::Timeout`] of `what`.
+    pub(crate) fn timeout(&self, what: impl Into<String>) -> Error {
+        Error::Timeout {
+            what: what.into(),
+            limit: self.0.limits.request_timeout,
+        }
     }
 
     /// `https://host` or, for a loopback or `--insecure` registry that does not speak TLS,
@@ -387,13 +470,15 @@ impl Client {
             Ok(()) => https,
             Err(e) => {
                 let http_ok = self.0.opts.insecure || url_is_loopback(&self.0.host_url);
-                let Error::Transport { reason, .. } = &e else {
-                    return Err(e);
+                let reason = match &e {
+                    Error::Transport { reason, .. } => reason.clone(),
+                    Error::Timeout { .. } => e.to_string(),
+                    _ => return Err(e),
                 };
                 if !http_ok {
                     return Err(Error::Insecure {
                         registry: self.0.host.clone(),
-                        reason: reason.clone(),
+                        reason,
                     });
                 }
                 let http = Url::parse(&format!("http://{}/", self.0.host))
@@ -412,7 +497,14 @@ impl Client {
     fn ping(&self, base: &Url) -> Result<()> {
         let url = format!("{base}v2/");
         self.0.stats.requests.fetch_add(1, Ordering::Relaxed);
-        match self.0.agent.get(&url).call() {
+        let deadline = self.document_deadline();
+        let res = self
+            .0
+            .agent
+            .get(&url)
+            .timeout(self.0.limits.request_timeout)
+            .call();
+        match res {
             Err(ureq::Error::Status(401, resp)) => {
                 if from_origin(resp.get_url(), base) {
                     self.learn_challenge(resp.header("www-authenticate").unwrap_or(""));
@@ -422,6 +514,9 @@ impl Client {
                 Ok(())
             }
             Ok(_) | Err(ureq::Error::Status(_, _)) => Ok(()),
+            Err(ureq::Error::Transport(_)) if Instant::now() >= deadline => {
+                Err(self.timeout(format!("GET {url}")))
+            }
             Err(ureq::Error::Transport(t)) => Err(Error::Transport {
                 method: "GET".into(),
                 url,
@@ -462,8 +557,13 @@ impl Client {
     }
 
     /// The Authorization header for a request needing `scopes`, fetching a token if the
-    /// registry uses Bearer auth and none is cached for them.
-    fn authorization(&self, scopes: &[String]) -> Result<Option<String>> {
+    /// registry uses Bearer auth and none is cached for them (by `deadline` when given, and
+    /// within [`Limits::request_timeout`] anyway).
+    fn authorization(
+        &self,
+        scopes: &[String],
+        deadline: Option<Instant>,
+    ) -> Result<Option<String>> {
         let (basic, bearer, cached) = {
             let auth = self.0.auth.lock().expect("lock");
             (
@@ -476,7 +576,9 @@ impl Client {
             return Ok(Some(format!("Bearer {t}")));
         }
         if let Some((realm, service)) = bearer {
-            let token = self.fetch_token(&realm, service.as_deref(), scopes)?;
+            let own = self.document_deadline();
+            let deadline = deadline.map_or(own, |d| d.min(own));
+            let token = self.fetch_token(&realm, service.as_deref(), scopes, deadline)?;
             self.0
                 .auth
                 .lock()
@@ -493,8 +595,15 @@ impl Client {
         Ok(None)
     }
 
-    /// `GET realm?service=...&scope=...` with the credentials, if any, as Basic auth.
-    fn fetch_token(&self, realm: &str, service: Option<&str>, scopes: &[String]) -> Result<String> {
+    /// `GET realm?service=...&scope=...` with the credentials, if any, as Basic auth; the
+    /// answer (at most [`MAX_DOCUMENT`]) must be complete by `deadline`.
+    fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+        deadline: Instant,
+    ) -> Result<String> {
         let base = self.base_url()?;
         let mut url =
             token_realm(realm, &base, self.0.opts.insecure).map_err(|reason| Error::Auth {
@@ -513,7 +622,12 @@ impl Client {
         if url.query() == Some("") {
             url.set_query(None);
         }
-        let mut req = self.0.agent.get(url.as_str());
+        let what = format!("token from {realm}");
+        let remaining = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| self.timeout(&what))?;
+        let mut req = self.0.agent.get(url.as_str()).timeout(remaining);
         if let Some(c) = &self.0.opts.credentials {
             req = req.set("Authorization", &c.basic_header());
         }
@@ -535,6 +649,9 @@ impl Client {
                     e
                 });
             }
+            Err(ureq::Error::Transport(_)) if Instant::now() >= deadline => {
+                return Err(self.timeout(what));
+            }
             Err(ureq::Error::Transport(t)) => {
                 return Err(Error::Transport {
                     method: "GET".into(),
@@ -543,11 +660,7 @@ impl Client {
                 })
             }
         };
-        let mut body = Vec::new();
-        resp.into_reader()
-            .take(1 << 20)
-            .read_to_end(&mut body)
-            .map_err(|e| Error::protocol(format!("token from {realm}"), e.to_string()))?;
+        let body = read_document(resp, &what, || self.timeout(&what))?;
         let t: TokenResponse = serde_json::from_slice(&body)
             .map_err(|e| Error::protocol(format!("token from {realm}"), e.to_string()))?;
         tracing::debug!(
@@ -576,6 +689,26 @@ impl Client {
         headers: &[(&str, &str)],
         body: &Body<'_>,
     ) -> Result<ureq::Response> {
+        self.send_with(
+            method,
+            path_or_url,
+            scopes,
+            headers,
+            body,
+            Within::default(),
+        )
+    }
+
+    /// [`Client::send`] within the time bounds `within`.
+    pub(crate) fn send_with(
+        &self,
+        method: &str,
+        path_or_url: &str,
+        scopes: &[String],
+        headers: &[(&str, &str)],
+        body: &Body<'_>,
+        within: Within,
+    ) -> Result<ureq::Response> {
         let base = self.base_url()?;
         let (url, ours) = self.target(path_or_url)?;
         if !ours {
@@ -585,13 +718,21 @@ impl Client {
         let retryable = method != "PATCH";
         let mut attempt = 0u32;
         let mut answered_challenge = false;
+        let what = || format!("{method} {url}");
         loop {
             let mut req = self.0.agent.request(method, &url);
+            if let Some(d) = within.deadline {
+                let remaining = d
+                    .checked_duration_since(Instant::now())
+                    .filter(|r| !r.is_zero())
+                    .ok_or_else(|| self.timeout(what()))?;
+                req = req.timeout(remaining);
+            }
             for (k, v) in headers {
                 req = req.set(k, v);
             }
             let authorization = if ours {
-                self.authorization(scopes)?
+                self.authorization(scopes, within.deadline)?
             } else {
                 None
             };
@@ -675,6 +816,11 @@ impl Client {
                 Err(ureq::Error::Status(code, resp)) => {
                     return Err(registry_error(method, &url, code, resp));
                 }
+                Err(ureq::Error::Transport(_))
+                    if within.deadline.is_some_and(|d| Instant::now() >= d) =>
+                {
+                    return Err(self.timeout(what()));
+                }
                 Err(ureq::Error::Transport(t)) => {
                     if !retryable || attempt >= self.0.opts.retries {
                         return Err(Error::Transport {
@@ -688,6 +834,13 @@ impl Client {
                 }
             };
             let wait = retry_after.unwrap_or(self.0.opts.backoff * 2u32.pow(attempt.min(6)));
+            let next = Instant::now() + wait;
+            if within.deadline.is_some_and(|d| next >= d) {
+                return Err(self.timeout(what()));
+            }
+            if within.retry_until.is_some_and(|d| next >= d) {
+                return Err(self.timeout(what()));
+            }
             std::thread::sleep(wait);
             attempt += 1;
         }
@@ -716,28 +869,104 @@ impl Client {
 
     /// Opens a blob for streaming; a dropped connection is resumed with `Range` (up to the
     /// retry count). `on_bytes` is told of every chunk received.
+    ///
+    /// With `expect.size`, a `Content-Length` other than it is an [`Error::ContentLength`]
+    /// and no more than it is ever returned (a byte more is an [`Error::BlobOverrun`]). A
+    /// document (`expect.document`, a config) must arrive whole within
+    /// [`Limits::request_timeout`]; a layer's response headers must, then its reads are
+    /// bounded by [`Limits::idle_timeout`] and its average rate by [`Limits::min_rate`].
     pub(crate) fn blob_reader(
         &self,
         repository: &str,
         digest: &str,
+        expect: Expect,
         on_bytes: Option<Box<dyn Fn(u64) + Send>>,
     ) -> Result<BlobReader> {
         let path = format!("/v2/{repository}/blobs/{digest}");
         let scopes = vec![format!("repository:{repository}:pull")];
-        let resp = self.send("GET", &path, &scopes, &[], &Body::Empty)?;
-        self.0.stats.blobs_fetched.fetch_add(1, Ordering::Relaxed);
-        let len = resp.header("content-length").and_then(|l| l.parse().ok());
-        Ok(BlobReader {
+        let deadline = expect.document.then(|| self.document_deadline());
+        let mut reader = BlobReader {
             client: self.clone(),
+            digest: digest.to_string(),
             path,
             scopes,
             offset: 0,
-            len,
-            inner: Some(resp.into_reader()),
+            len: None,
+            declared: expect.size,
+            deadline,
+            started: Instant::now(),
+            inner: None,
             resumes: 0,
             on_bytes,
-        })
+        };
+        let resp = reader.request(&[])?;
+        self.0.stats.blobs_fetched.fetch_add(1, Ordering::Relaxed);
+        reader.len = resp.header("content-length").and_then(|l| l.parse().ok());
+        reader.check_length(reader.len)?;
+        reader.started = Instant::now();
+        reader.inner = Some(resp.into_reader());
+        Ok(reader)
     }
+
+    /// `GET` whose response headers must arrive within [`Limits::request_timeout`], while
+    /// the body's reads are bounded only by [`Limits::idle_timeout`] (ureq's deadlines
+    /// cover the body too): the request runs on a thread of its own, abandoned when the
+    /// headers are late (it stops at its next read that times out, or at the end of its
+    /// current attempt).
+    fn get_headers_within(
+        &self,
+        path: &str,
+        scopes: &[String],
+        headers: &[(&str, &str)],
+        what: &str,
+    ) -> Result<ureq::Response> {
+        let bound = self.0.limits.request_timeout;
+        let within = Within {
+            deadline: None,
+            retry_until: Some(Instant::now() + bound),
+        };
+        let (tx, rx) = mpsc::sync_channel(1);
+        let (client, path, scopes) = (self.clone(), path.to_string(), scopes.to_vec());
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        std::thread::Builder::new()
+            .name("berth-registry-get".into())
+            .spawn(move || {
+                let h: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let res = client.send_with("GET", &path, &scopes, &h, &Body::Empty, within);
+                // The receiver is gone when the answer came too late: dropping it closes
+                // the connection.
+                let _ = tx.send(res);
+            })
+            .map_err(|e| Error::Transport {
+                method: "GET".into(),
+                url: what.to_string(),
+                reason: format!("starting the request's thread: {e}"),
+            })?;
+        match rx.recv_timeout(bound) {
+            Ok(res) => res,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(self.timeout(what)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Transport {
+                method: "GET".into(),
+                url: what.to_string(),
+                reason: "the request's thread ended without an answer".into(),
+            }),
+        }
+    }
+}
+
+/// What a blob download expects, from the descriptor that names the blob.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Expect {
+    /// The descriptor's size.
+    pub size: Option<u64>,
+    /// A small document (a config): the whole download within [`Limits::request_timeout`].
+    pub document: bool,
 }
 
 /// Counts what a request body sends.
@@ -756,40 +985,116 @@ impl<R: Read> Read for Counted<'_, R> {
 
 /// A blob download that survives dropped connections: after a read error it asks again for
 /// `bytes=<offset>-` and goes on where it stopped (verification is the caller's, over the
-/// whole stream).
+/// whole stream). It never returns more than the declared size, and fails (without resuming)
+/// when the registry stalls past the idle timeout, when a document's deadline passes, or when
+/// a layer's average rate falls below the minimum (see [`crate::limits`]).
 pub struct BlobReader {
     client: Client,
+    digest: String,
     path: String,
     scopes: Vec<String>,
     offset: u64,
+    /// The first response's `Content-Length`.
     len: Option<u64>,
+    /// The descriptor's size.
+    declared: Option<u64>,
+    /// A document's deadline (`None`: a layer, bounded by idle timeout and rate).
+    deadline: Option<Instant>,
+    /// When the first response's headers arrived.
+    started: Instant,
     inner: Option<Box<dyn Read + Send + Sync>>,
     resumes: u32,
     on_bytes: Option<Box<dyn Fn(u64) + Send>>,
 }
 
 impl BlobReader {
-    /// The blob's length as the first response declared it.
+    /// The blob's length: its descriptor's size, or as the first response declared it.
     pub fn len(&self) -> Option<u64> {
-        self.len
+        self.declared.or(self.len)
     }
 
     /// Whether the blob is declared empty.
     pub fn is_empty(&self) -> bool {
-        self.len == Some(0)
+        self.len() == Some(0)
+    }
+
+    fn what(&self) -> String {
+        format!("blob {}", self.digest)
+    }
+
+    /// Sends the `GET` (with `headers`, a `Range` for a resumption) within the bounds of
+    /// the download.
+    fn request(&self, headers: &[(&str, &str)]) -> Result<ureq::Response> {
+        if self.deadline.is_some() {
+            self.client.send_with(
+                "GET",
+                &self.path,
+                &self.scopes,
+                headers,
+                &Body::Empty,
+                Within {
+                    deadline: self.deadline,
+                    retry_until: None,
+                },
+            )
+        } else {
+            self.client
+                .get_headers_within(&self.path, &self.scopes, headers, &self.what())
+        }
+    }
+
+    /// A `Content-Length` (of what remains from `offset`) must be what the descriptor
+    /// leaves.
+    fn check_length(&self, content_length: Option<u64>) -> Result<()> {
+        match (self.declared, content_length) {
+            (Some(declared), Some(cl)) if cl != declared.saturating_sub(self.offset) => {
+                Err(Error::ContentLength {
+                    digest: self.digest.clone(),
+                    declared,
+                    content_length: cl,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The error of a read that timed out: the document's deadline, or the idle timeout.
+    fn timed_out(&self) -> io::Error {
+        let limits = self.client.limits();
+        io::Error::other(if self.deadline.is_some() {
+            self.client.timeout(self.what())
+        } else {
+            Error::Idle {
+                what: self.what(),
+                offset: self.offset,
+                limit: limits.idle_timeout,
+            }
+        })
+    }
+
+    /// A layer's average rate since it started, once the grace period has passed, must be
+    /// at least [`Limits::min_rate`].
+    fn check_rate(&self) -> io::Result<()> {
+        let limits = self.client.limits();
+        let elapsed = self.started.elapsed();
+        if self.deadline.is_some() || limits.min_rate == 0 || elapsed <= limits.rate_grace {
+            return Ok(());
+        }
+        if u128::from(self.offset) * 1000 < u128::from(limits.min_rate) * elapsed.as_millis() {
+            return Err(io::Error::other(Error::TooSlow {
+                what: self.what(),
+                received: self.offset,
+                elapsed,
+                min_rate: limits.min_rate,
+            }));
+        }
+        Ok(())
     }
 
     fn reopen(&mut self) -> io::Result<()> {
         let range = format!("bytes={}-", self.offset);
         let resp = self
-            .client
-            .send(
-                "GET",
-                &self.path,
-                &self.scopes,
-                &[("Range", &range)],
-                &Body::Empty,
-            )
+            .request(&[("Range", &range)])
             .map_err(io::Error::other)?;
         if resp.status() != 206 {
             return Err(io::Error::other(Error::protocol(
@@ -800,6 +1105,8 @@ impl BlobReader {
                 ),
             )));
         }
+        self.check_length(resp.header("content-length").and_then(|l| l.parse().ok()))
+            .map_err(io::Error::other)?;
         self.client.0.stats.resumes.fetch_add(1, Ordering::Relaxed);
         self.inner = Some(resp.into_reader());
         Ok(())
@@ -808,17 +1115,38 @@ impl BlobReader {
 
 impl Read for BlobReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         loop {
             if self.inner.is_none() {
                 self.reopen()?;
             }
-            let r = self.inner.as_mut().expect("just opened").read(buf);
+            // At most one byte past the declared size is read, and none is returned.
+            let room = self.declared.map_or(buf.len(), |d| {
+                usize::try_from((d - self.offset.min(d)).saturating_add(1))
+                    .map_or(buf.len(), |r| r.min(buf.len()))
+            });
+            let r = self
+                .inner
+                .as_mut()
+                .expect("just opened")
+                .read(&mut buf[..room]);
             match r {
                 Ok(n) => {
-                    if n == 0 && self.len.is_some_and(|l| self.offset < l) {
+                    if n == 0 && self.len().is_some_and(|l| self.offset < l) {
                         // A clean EOF before the declared length: resume too.
                         self.inner = None;
                     } else {
+                        if let Some(declared) = self.declared {
+                            if self.offset + n as u64 > declared {
+                                self.inner = None;
+                                return Err(io::Error::other(Error::BlobOverrun {
+                                    digest: self.digest.clone(),
+                                    declared,
+                                }));
+                            }
+                        }
                         self.offset += n as u64;
                         self.client
                             .0
@@ -828,15 +1156,21 @@ impl Read for BlobReader {
                         if let Some(f) = &self.on_bytes {
                             f(n as u64);
                         }
+                        self.check_rate()?;
                         return Ok(n);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_timeout(&e) => {
+                    self.inner = None;
+                    return Err(self.timed_out());
+                }
                 Err(e) => {
                     tracing::debug!("{} at byte {}: {e}", self.path, self.offset);
                     self.inner = None;
                 }
             }
+            self.check_rate()?;
             if self.resumes >= self.client.0.opts.retries.max(1) {
                 return Err(io::Error::other(Error::Transport {
                     method: "GET".into(),
@@ -871,6 +1205,7 @@ mod tests {
             }),
             retries: 0,
             backoff: Duration::from_millis(1),
+            limits: Some(Limits::default()),
         }
     }
 
@@ -1037,10 +1372,12 @@ mod tests {
     /// credentials went to it.
     #[test]
     fn challenges_of_other_hosts_are_not_learned() {
-        let token = Server::start("127.0.0.2", 0, |_| Reply {
-            status: "200 OK",
-            headers: vec![("Content-Type", "application/json".into())],
-            body: br#"{"token":"stolen"}"#.to_vec(),
+        let token = Server::start("127.0.0.2", 0, |_| {
+            Reply::with_body(
+                "200 OK",
+                &[("Content-Type", "application/json")],
+                br#"{"token":"stolen"}"#.to_vec(),
+            )
         });
         let realm = format!("Bearer realm=\"http://{}/token\"", token.host());
         let cdn = Server::start("127.0.0.2", 0, move |_| {
@@ -1056,7 +1393,7 @@ mod tests {
         });
         let client = Client::new(&registry.host(), opts(false)).unwrap();
         let digest = format!("sha256:{}", "0".repeat(64));
-        let Err(e) = client.blob_reader("app", &digest, None) else {
+        let Err(e) = client.blob_reader("app", &digest, Expect::default(), None) else {
             panic!("the CDN's 401 was not an error");
         };
         assert!(e.to_string().contains("not from the registry"), "{e}");

@@ -4,6 +4,12 @@
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::limits::{
+    exact_size, human_duration, human_size, VAR_DISK_RESERVE, VAR_IDLE_TIMEOUT, VAR_MAX_BLOB_SIZE,
+    VAR_MAX_LAYERS, VAR_MIN_RATE, VAR_TIMEOUT,
+};
 
 /// One entry of a registry's `{"errors": [...]}` body.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -113,6 +119,120 @@ pub enum Error {
         /// The underlying error.
         #[source]
         source: io::Error,
+    },
+    /// A limit variable (`BERTH_PULL_*`, `BERTH_REGISTRY_*`) whose value does not parse.
+    #[error("{variable}={value:?}: {reason}")]
+    Config {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What a value must be.
+        reason: String,
+    },
+    /// A manifest, index, config or token answer larger than
+    /// [`MAX_DOCUMENT`](crate::limits::MAX_DOCUMENT) (declared so or sent so); no more than
+    /// the limit and a byte was read.
+    #[error("{what}: larger than {}, the limit for manifests, configs and tokens", human_size(*.limit))]
+    DocumentTooLarge {
+        /// The document (`manifest app:v1`, `config sha256:...`, `token from URL`).
+        what: String,
+        /// The limit, [`MAX_DOCUMENT`](crate::limits::MAX_DOCUMENT).
+        limit: u64,
+    },
+    /// A blob whose descriptor declares more than
+    /// [`Limits::max_blob_size`](crate::Limits::max_blob_size); it was not requested.
+    #[error("blob {digest}: its descriptor declares {}, more than the limit of {} (set {VAR_MAX_BLOB_SIZE} to change it)", exact_size(*.size), human_size(*.limit))]
+    BlobTooLarge {
+        /// The blob.
+        digest: String,
+        /// Its declared size.
+        size: u64,
+        /// [`Limits::max_blob_size`](crate::Limits::max_blob_size).
+        limit: u64,
+    },
+    /// A manifest listing more layers than [`Limits::max_layers`](crate::Limits::max_layers);
+    /// no blob was requested.
+    #[error("{reference}: manifest {digest} lists {layers} layers, more than the limit of {limit} (set {VAR_MAX_LAYERS} to change it); nothing was downloaded")]
+    TooManyLayers {
+        /// The reference pulled.
+        reference: String,
+        /// The manifest.
+        digest: String,
+        /// How many layers it lists.
+        layers: usize,
+        /// [`Limits::max_layers`](crate::Limits::max_layers).
+        limit: usize,
+    },
+    /// Too little free space for a blob of its declared size; it was not requested.
+    #[error("blob {digest}: not enough free space: {} for it, {} for the downloads in flight and a reserve of {} exceed the {} free in {} (set {VAR_DISK_RESERVE} to change the reserve)", exact_size(*.size), human_size(*.in_flight), human_size(*.reserve), human_size(*.free), .dir.display())]
+    NoSpace {
+        /// The blob.
+        digest: String,
+        /// Its declared size.
+        size: u64,
+        /// Declared sizes of the other downloads running.
+        in_flight: u64,
+        /// [`Limits::disk_reserve`](crate::Limits::disk_reserve).
+        reserve: u64,
+        /// Free bytes (for unprivileged users) of the filesystem.
+        free: u64,
+        /// The store's `tmp/`.
+        dir: PathBuf,
+    },
+    /// A blob response whose `Content-Length` is not the size its descriptor declares;
+    /// nothing of it was written.
+    #[error("blob {digest}: size mismatch: the registry's Content-Length {content_length} disagrees with the descriptor's size {declared}")]
+    ContentLength {
+        /// The blob.
+        digest: String,
+        /// The descriptor's size.
+        declared: u64,
+        /// The response's (for a resumed download: what should remain).
+        content_length: u64,
+    },
+    /// A blob stream longer than its descriptor declares; no byte past the declared size
+    /// was handed on.
+    #[error("blob {digest}: size mismatch: the registry sent more than the {declared} bytes its descriptor declares")]
+    BlobOverrun {
+        /// The blob.
+        digest: String,
+        /// The descriptor's size.
+        declared: u64,
+    },
+    /// A request not answered in full within
+    /// [`Limits::request_timeout`](crate::Limits::request_timeout) (a document), or whose
+    /// response headers did not arrive in that time (a blob).
+    #[error("{what}: not answered in full within {} (set {VAR_TIMEOUT} to change it)", human_duration(*.limit))]
+    Timeout {
+        /// The request (`manifest app:v1`, `GET /v2/...`).
+        what: String,
+        /// [`Limits::request_timeout`](crate::Limits::request_timeout).
+        limit: Duration,
+    },
+    /// A download that received nothing for
+    /// [`Limits::idle_timeout`](crate::Limits::idle_timeout).
+    #[error("{what}: nothing received for {} at byte {offset} (set {VAR_IDLE_TIMEOUT} to change it)", human_duration(*.limit))]
+    Idle {
+        /// The download (`blob sha256:...`).
+        what: String,
+        /// Bytes received before it stalled.
+        offset: u64,
+        /// [`Limits::idle_timeout`](crate::Limits::idle_timeout).
+        limit: Duration,
+    },
+    /// A blob download whose average rate fell below
+    /// [`Limits::min_rate`](crate::Limits::min_rate).
+    #[error("{what}: {received} bytes in {}, below the minimum average rate of {}/s (set {VAR_MIN_RATE} to change it)", human_duration(*.elapsed), human_size(*.min_rate))]
+    TooSlow {
+        /// The download (`blob sha256:...`).
+        what: String,
+        /// Bytes received so far.
+        received: u64,
+        /// Time since the download started.
+        elapsed: Duration,
+        /// [`Limits::min_rate`](crate::Limits::min_rate), bytes per second.
+        min_rate: u64,
     },
     /// The image store failed (or refused content: digest or DiffID mismatch).
     #[error(transparent)]

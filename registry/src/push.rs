@@ -478,6 +478,7 @@ mod tests {
                 }),
                 retries: 0,
                 backoff: std::time::Duration::from_millis(1),
+                limits: Some(crate::Limits::default()),
             },
         )
         .unwrap()

@@ -2,6 +2,11 @@
 //! closure, every request recorded. It listens on a given loopback address (127.0.0.2 is
 //! another host to the client than 127.0.0.1) and hangs up on a TLS ClientHello, as a plain
 //! HTTP server would fail it, so that the client falls back to HTTP.
+//!
+//! A reply may also be streamed by a thread of its own ([`Reply::streaming`], [`Reply::raw`]),
+//! for misbehaving registries: endless or trickled bodies, stalls, trickled headers. The
+//! server goes on accepting meanwhile; the thread stops when a write fails (the client hung
+//! up) or when the server is dropped.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -31,11 +36,25 @@ impl Request {
     }
 }
 
+/// Writes a streamed answer to the connection; the flag is set when the server is dropped
+/// (a writer that waits should give up then).
+pub(crate) type Writer = Box<dyn FnOnce(&mut TcpStream, &AtomicBool) + Send>;
+
+/// A streamed answer.
+pub(crate) enum Stream {
+    /// The body, after the status line and the headers (no automatic Content-Length).
+    Body(Writer),
+    /// Everything, status line and headers included.
+    Raw(Writer),
+}
+
 /// An answer: status line, headers, body.
 pub(crate) struct Reply {
     pub status: &'static str,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// Streamed instead of `body` when set.
+    pub stream: Option<Stream>,
 }
 
 impl Reply {
@@ -48,8 +67,54 @@ impl Reply {
                 .map(|(k, v)| (*k, (*v).to_string()))
                 .collect(),
             body: Vec::new(),
+            stream: None,
         }
     }
+
+    /// An answer with a body in memory.
+    pub fn with_body(
+        status: &'static str,
+        headers: &[(&'static str, &str)],
+        body: Vec<u8>,
+    ) -> Reply {
+        Reply {
+            body,
+            ..Reply::new(status, headers)
+        }
+    }
+
+    /// An answer whose body `writer` streams after the status line and `headers` (which
+    /// should say how the body ends: a Content-Length, or none and the connection closes).
+    pub fn streaming(
+        status: &'static str,
+        headers: &[(&'static str, &str)],
+        writer: impl FnOnce(&mut TcpStream, &AtomicBool) + Send + 'static,
+    ) -> Reply {
+        Reply {
+            stream: Some(Stream::Body(Box::new(writer))),
+            ..Reply::new(status, headers)
+        }
+    }
+
+    /// An answer `writer` writes whole, status line included.
+    pub fn raw(writer: impl FnOnce(&mut TcpStream, &AtomicBool) + Send + 'static) -> Reply {
+        Reply {
+            stream: Some(Stream::Raw(Box::new(writer))),
+            ..Reply::new("200 OK", &[])
+        }
+    }
+}
+
+/// Sleeps `d` in small steps; false when `stop` was set meanwhile.
+pub(crate) fn pause(d: Duration, stop: &AtomicBool) -> bool {
+    let end = std::time::Instant::now() + d;
+    while std::time::Instant::now() < end {
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10).min(d));
+    }
+    !stop.load(Ordering::SeqCst)
 }
 
 type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
@@ -133,17 +198,32 @@ impl Server {
                 };
                 let reply = handler(&req);
                 lg.lock().unwrap().push(req);
-                let mut out = format!(
-                    "HTTP/1.1 {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-                    reply.status,
-                    reply.body.len()
-                );
+                let mut out = format!("HTTP/1.1 {}\r\n", reply.status);
+                if reply.stream.is_none() {
+                    let _ = write!(out, "Content-Length: {}\r\n", reply.body.len());
+                }
+                out.push_str("Connection: close\r\n");
                 for (k, v) in &reply.headers {
                     let _ = write!(out, "{k}: {v}\r\n");
                 }
                 out.push_str("\r\n");
-                let _ = conn.write_all(out.as_bytes());
-                let _ = conn.write_all(&reply.body);
+                match reply.stream {
+                    None => {
+                        let _ = conn.write_all(out.as_bytes());
+                        let _ = conn.write_all(&reply.body);
+                    }
+                    Some(stream) => {
+                        let st = Arc::clone(&st);
+                        std::thread::spawn(move || match stream {
+                            Stream::Body(w) => {
+                                if conn.write_all(out.as_bytes()).is_ok() {
+                                    w(&mut conn, &st);
+                                }
+                            }
+                            Stream::Raw(w) => w(&mut conn, &st),
+                        });
+                    }
+                }
             }
         });
         Server {
