@@ -1059,9 +1059,9 @@ impl BlobReader {
     }
 
     /// The error of a read that timed out: the document's deadline, or the idle timeout.
-    fn timed_out(&self) -> io::Error {
+    fn timed_out(&self) -> Error {
         let limits = self.client.limits();
-        io::Error::other(if self.deadline.is_some() {
+        if self.deadline.is_some() {
             self.client.timeout(self.what())
         } else {
             Error::Idle {
@@ -1069,52 +1069,49 @@ impl BlobReader {
                 offset: self.offset,
                 limit: limits.idle_timeout,
             }
-        })
+        }
     }
 
     /// A layer's average rate since it started, once the grace period has passed, must be
     /// at least [`Limits::min_rate`].
-    fn check_rate(&self) -> io::Result<()> {
+    fn check_rate(&self) -> Result<()> {
         let limits = self.client.limits();
         let elapsed = self.started.elapsed();
         if self.deadline.is_some() || limits.min_rate == 0 || elapsed <= limits.rate_grace {
             return Ok(());
         }
         if u128::from(self.offset) * 1000 < u128::from(limits.min_rate) * elapsed.as_millis() {
-            return Err(io::Error::other(Error::TooSlow {
+            return Err(Error::TooSlow {
                 what: self.what(),
                 received: self.offset,
                 elapsed,
                 min_rate: limits.min_rate,
-            }));
+            });
         }
         Ok(())
     }
 
-    fn reopen(&mut self) -> io::Result<()> {
+    fn reopen(&mut self) -> Result<()> {
         let range = format!("bytes={}-", self.offset);
-        let resp = self
-            .request(&[("Range", &range)])
-            .map_err(io::Error::other)?;
+        let resp = self.request(&[("Range", &range)])?;
         if resp.status() != 206 {
-            return Err(io::Error::other(Error::protocol(
+            return Err(Error::protocol(
                 format!("GET {} with Range {range}", self.path),
                 format!(
                     "status {} instead of 206: the registry cannot resume",
                     resp.status()
                 ),
-            )));
+            ));
         }
-        self.check_length(resp.header("content-length").and_then(|l| l.parse().ok()))
-            .map_err(io::Error::other)?;
+        self.check_length(resp.header("content-length").and_then(|l| l.parse().ok()))?;
         self.client.0.stats.resumes.fetch_add(1, Ordering::Relaxed);
         self.inner = Some(resp.into_reader());
         Ok(())
     }
-}
 
-impl Read for BlobReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads what comes next of the blob into `buf` (0 at its end), resuming a dropped
+    /// connection; fails with the registry error that ends the download.
+    pub(crate) fn read_blob(&mut self, buf: &mut [u8]) -> Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -1141,10 +1138,10 @@ impl Read for BlobReader {
                         if let Some(declared) = self.declared {
                             if self.offset + n as u64 > declared {
                                 self.inner = None;
-                                return Err(io::Error::other(Error::BlobOverrun {
+                                return Err(Error::BlobOverrun {
                                     digest: self.digest.clone(),
                                     declared,
-                                }));
+                                });
                             }
                         }
                         self.offset += n as u64;
@@ -1172,18 +1169,26 @@ impl Read for BlobReader {
             }
             self.check_rate()?;
             if self.resumes >= self.client.0.opts.retries.max(1) {
-                return Err(io::Error::other(Error::Transport {
+                return Err(Error::Transport {
                     method: "GET".into(),
                     url: self.path.clone(),
                     reason: format!(
                         "connection dropped at byte {} after {} resumptions",
                         self.offset, self.resumes
                     ),
-                }));
+                });
             }
             std::thread::sleep(self.client.0.opts.backoff * 2u32.pow(self.resumes.min(6)));
             self.resumes += 1;
         }
+    }
+}
+
+/// The download as a reader: its errors are `io::Error`s wrapping the registry's (a pull
+/// reads it through [`BlobReader::read_blob`], to keep them).
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_blob(buf).map_err(io::Error::other)
     }
 }
 
