@@ -3,12 +3,14 @@
 //! HTTPS, or plain HTTP for a loopback registry or with `--insecure`.
 
 use std::fs::File;
-use std::io::{self, BufReader};
+use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::CertificateDer;
 use url::Url;
 
 use super::origin::from_origin;
@@ -29,8 +31,8 @@ pub(super) fn tls_config(extra_ca: Option<&PathBuf>) -> Result<Arc<rustls::Clien
             Err(e) => return Err(Error::io(path, "open CA file", e)),
         };
         let mut n = 0;
-        for cert in rustls_pemfile::certs(&mut BufReader::new(f)) {
-            let cert = cert.map_err(|e| Error::io(path, "parse CA file", e))?;
+        for cert in CertificateDer::pem_reader_iter(f) {
+            let cert = cert.map_err(|e| Error::io(path, "parse CA file", pem_error(e)))?;
             if roots.add(cert).is_ok() {
                 n += 1;
             }
@@ -61,6 +63,24 @@ pub(super) fn tls_config(extra_ca: Option<&PathBuf>) -> Result<Arc<rustls::Clien
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// A PEM parsing error as the `io::Error` of reading the file (with the messages
+/// rustls-pemfile gave).
+fn pem_error(e: pem::Error) -> io::Error {
+    let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
+    match e {
+        pem::Error::Io(e) => e,
+        pem::Error::MissingSectionEnd { end_marker } => invalid(format!(
+            "section end {:?} missing",
+            String::from_utf8_lossy(&end_marker)
+        )),
+        pem::Error::IllegalSectionStart { line } => invalid(format!(
+            "illegal section start: {:?}",
+            String::from_utf8_lossy(&line)
+        )),
+        other => invalid(other.to_string()),
+    }
 }
 
 impl Client {

@@ -227,3 +227,47 @@ fn challenges_of_other_hosts_are_not_learned() {
     drop(auth);
     assert!(token.requests().is_empty());
 }
+
+/// A self-signed CA certificate (P-256, `CN=berth-test-ca`).
+const CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBiDCCAS2gAwIBAgIUM6nvNzyh8VUpHvdmjnxcBm3HXPgwCgYIKoZIzj0EAwIw
+GDEWMBQGA1UEAwwNYmVydGgtdGVzdC1jYTAgFw0yNjEyMDYxODM1MjFaGA8yMTI2
+MTExMjE4MzUyMVowGDEWMBQGA1UEAwwNYmVydGgtdGVzdC1jYTBZMBMGByqGSM49
+AgEGCCqGSM49AwEHA0IABCakEAVM4M8W04ES3BjclRGgo/tEOlgJz8b/QMofmW5y
+DFiD3YhB+3n3RepZvACdF1KPnHgyyugt53ZmAiNkyYGjUzBRMB0GA1UdDgQWBBS1
+YlnamDVBcYBlhKWug/sNWY6zITAfBgNVHSMEGDAWgBS1YlnamDVBcYBlhKWug/sN
+WY6zITAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQDU/sRiMtcT
+RwXxDn2qMwFdWT2xriWaDaAlTjIf8Vmo0QIhAN7qiQOift9JoZ2XT8vNrAJp+hiA
+DhPN/tbzJO7v2TJU
+-----END CERTIFICATE-----
+";
+
+/// The extra CA file: its certificates are trusted (other PEM sections skipped); a file
+/// without one, a malformed one or a missing one is an error naming it.
+#[test]
+fn extra_ca_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+    let ok = write("ca.pem", &format!("{key}some text\n{CA_PEM}"));
+    tls_config(Some(&ok)).unwrap();
+    let err = |p: &PathBuf| tls_config(Some(p)).unwrap_err().to_string();
+    let none = write("none.pem", key);
+    let e = err(&none);
+    assert!(
+        e.contains("none.pem: parse CA file: no PEM certificate in it"),
+        "{e}"
+    );
+    let cut = write("cut.pem", &CA_PEM[..CA_PEM.len() - 30]);
+    let e = err(&cut);
+    assert!(
+        e.contains("cut.pem: parse CA file: section end \"CERTIFICATE\" missing"),
+        "{e}"
+    );
+    let e = err(&dir.path().join("absent.pem"));
+    assert!(e.contains("absent.pem: open CA file"), "{e}");
+}
