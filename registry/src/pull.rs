@@ -437,16 +437,9 @@ pub fn pull(
     let record = store
         .import_from(&src, &reference.familiar(), &digest, Some(size), &import)
         .map_err(|e| src.raised.error_of(e))?;
-    let after = client.stats().snapshot();
     Ok(PullReport {
         record,
         digest,
-        stats: StatsSnapshot {
-            requests: after.requests - before.requests,
-            bytes_received: after.bytes_received - before.bytes_received,
-            bytes_sent: after.bytes_sent - before.bytes_sent,
-            blobs_fetched: after.blobs_fetched - before.blobs_fetched,
-            resumes: after.resumes - before.resumes,
-        },
+        stats: client.stats().snapshot().since(&before),
     })
 }

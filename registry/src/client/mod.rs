@@ -124,6 +124,20 @@ impl Stats {
     }
 }
 
+impl StatsSnapshot {
+    /// What moved between `before` and this snapshot (of the same [`Stats`]).
+    #[must_use]
+    pub fn since(&self, before: &StatsSnapshot) -> StatsSnapshot {
+        StatsSnapshot {
+            requests: self.requests - before.requests,
+            bytes_received: self.bytes_received - before.bytes_received,
+            bytes_sent: self.bytes_sent - before.bytes_sent,
+            blobs_fetched: self.blobs_fetched - before.blobs_fetched,
+            resumes: self.resumes - before.resumes,
+        }
+    }
+}
+
 struct Inner {
     agent: ureq::Agent,
     host: String,

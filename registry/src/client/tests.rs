@@ -2,24 +2,7 @@
 
 use super::origin::token_realm;
 use super::*;
-use crate::test_server::{Reply, Request, Server};
-
-/// `alice:secret`.
-const BASIC: &str = "Basic YWxpY2U6c2VjcmV0";
-
-fn opts(insecure: bool) -> ClientOptions {
-    ClientOptions {
-        insecure,
-        ca_file: None,
-        credentials: Some(Credentials {
-            username: "alice".into(),
-            password: "secret".into(),
-        }),
-        retries: 0,
-        backoff: Duration::from_millis(1),
-        limits: Some(Limits::default()),
-    }
-}
+use crate::test_server::{alice as opts, basic_challenge, Reply, Request, Server, BASIC};
 
 /// A registry on 127.0.0.1 that wants Basic `alice:secret`, then answers with `f`.
 fn basic_registry(f: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Server {
@@ -27,10 +10,7 @@ fn basic_registry(f: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Serv
         if r.header("authorization") == Some(BASIC) {
             f(r)
         } else {
-            Reply::new(
-                "401 Unauthorized",
-                &[("WWW-Authenticate", "Basic realm=\"berth-test\"")],
-            )
+            basic_challenge()
         }
     })
 }
