@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::limits::{
@@ -272,43 +273,83 @@ impl Error {
             reason: reason.into(),
         }
     }
-
-    /// Wraps this error for the store's blob sources (which speak `io::Error`), so that
-    /// [`Error::from_store`] can take it back out.
-    pub(crate) fn into_store(self) -> berth_image::Error {
-        berth_image::Error::Read(io::Error::other(self))
-    }
-
-    /// A store error, unwrapping a registry error a blob source raised inside it.
-    pub(crate) fn from_store(e: berth_image::Error) -> Error {
-        use berth_image::Error as S;
-        let inner = match &e {
-            S::Read(io) | S::Io { source: io, .. } | S::EntryIo { source: io, .. } => io
-                .get_ref()
-                .and_then(|r| r.downcast_ref::<Error>())
-                .is_some(),
-            _ => false,
-        };
-        if !inner {
-            return Error::Store(e);
-        }
-        match e {
-            S::Read(io) | S::Io { source: io, .. } | S::EntryIo { source: io, .. } => {
-                match io
-                    .into_inner()
-                    .map(<dyn std::error::Error + Send + Sync>::downcast::<Error>)
-                {
-                    Some(Ok(b)) => *b,
-                    _ => Error::protocol("store", "lost error"),
-                }
-            }
-            other => Error::Store(other),
-        }
-    }
 }
 
 impl From<berth_image::Error> for Error {
     fn from(e: berth_image::Error) -> Error {
-        Error::from_store(e)
+        Error::Store(e)
+    }
+}
+
+/// The registry errors raised inside a store call, kept by the registry: the store's blob
+/// sources speak `io::Error`, so a source that fails records its [`Error`] here and gives
+/// the store a plain `io::Error` with the same message; when the store call fails,
+/// [`Raised::error_of`] gives back the recorded error the store's error carries.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Raised(Arc<Mutex<Vec<Error>>>);
+
+impl Raised {
+    /// Records `e`; gives the `io::Error` the store gets in its place (its message, kind
+    /// `Other`).
+    pub(crate) fn io(&self, e: Error) -> io::Error {
+        let io = io::Error::other(e.to_string());
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(e);
+        io
+    }
+
+    /// Records `e`; gives the store error a blob source returns in its place.
+    pub(crate) fn store(&self, e: Error) -> berth_image::Error {
+        berth_image::Error::Read(self.io(e))
+    }
+
+    /// The error of a failed store call: the registry error recorded here that caused it
+    /// (the one whose message the store error or one of its sources has), else
+    /// [`Error::Store`].
+    pub(crate) fn error_of(&self, e: berth_image::Error) -> Error {
+        let mut raised = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let found = std::iter::successors(Some(&e as &dyn std::error::Error), |s| s.source())
+            .find_map(|s| {
+                let text = s.to_string();
+                raised.iter().position(|r| r.to_string() == text)
+            });
+        match found {
+            Some(i) => raised.swap_remove(i),
+            None => Error::Store(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registry error given to the store comes back typed, whichever store error carries
+    /// it; a store error of its own stays one.
+    #[test]
+    fn raised_errors_come_back_from_the_store() {
+        let raised = Raised::default();
+        let idle = || Error::Idle {
+            what: "blob sha256:00".into(),
+            offset: 1000,
+            limit: Duration::from_secs(30),
+        };
+        let other = raised.store(Error::protocol("manifest app:v1", "bad"));
+        let io = raised.io(idle());
+        assert_eq!(io.to_string(), idle().to_string());
+        let store = berth_image::Error::Io {
+            path: "/store/tmp/x".into(),
+            op: "read",
+            source: io,
+        };
+        assert!(matches!(
+            raised.error_of(store),
+            Error::Idle { offset: 1000, .. }
+        ));
+        assert!(matches!(raised.error_of(other), Error::Protocol { .. }));
+        let own = berth_image::Error::Read(io::Error::other("disk on fire"));
+        assert!(matches!(raised.error_of(own), Error::Store(_)));
     }
 }

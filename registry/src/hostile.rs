@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 use berth_image::image::media;
 use berth_image::{Digest, Platform, Store};
 
-use crate::client::{Client, ClientOptions};
+use crate::client::Client;
 use crate::error::Error;
 use crate::limits::{Limits, MAX_DOCUMENT};
 use crate::progress::{Event, Progress};
 use crate::pull::{self, PullOptions};
-use crate::test_server::{pause, Reply, Request, Server};
+use crate::test_server::{options, pause, Reply, Request, Server};
 use crate::Reference;
 
 const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -115,6 +115,18 @@ fn registry(
     })
 }
 
+/// A registry serving `app:v1`, an image of one layer declared `size` bytes whose blob
+/// `blob` answers: the layer's digest, the image and the server.
+fn one_layer(
+    size: u64,
+    blob: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+) -> (String, Image, Server) {
+    let layer = layer_digest();
+    let img = image(&[(layer.clone(), size)], 1);
+    let server = registry(&img, honest_manifest(&img), blob);
+    (layer, img, server)
+}
+
 /// Serves `img`'s manifest as it is.
 fn honest_manifest(img: &Image) -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
     let m = img.manifest.clone();
@@ -202,18 +214,7 @@ impl Pulled {
 fn pull_from(server: &Server, limits: Limits) -> Pulled {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("store")).unwrap();
-    let client = Client::new(
-        &server.host(),
-        ClientOptions {
-            insecure: false,
-            ca_file: None,
-            credentials: None,
-            retries: 0,
-            backoff: Duration::from_millis(1),
-            limits: Some(limits),
-        },
-    )
-    .unwrap();
+    let client = Client::new(&server.host(), options(limits)).unwrap();
     let r = Reference::parse(&format!("{}/app:v1", server.host())).unwrap();
     let start = Instant::now();
     let handed = Arc::new(Handed::default());
@@ -282,9 +283,7 @@ fn free_bytes(path: &Path) -> u64 {
 /// free space.
 #[test]
 fn a_tebibyte_blob_is_refused_before_it_is_requested() {
-    let layer = layer_digest();
-    let img = image(&[(layer.clone(), TIB)], 1);
-    let server = registry(&img, honest_manifest(&img), |_| {
+    let (layer, img, server) = one_layer(TIB, |_| {
         Reply::streaming("200 OK", &[("Content-Length", &TIB.to_string())], endless)
     });
     let (e, elapsed, store, _dir) = pull_from(&server, limits()).err();
@@ -341,13 +340,9 @@ fn a_tebibyte_blob_is_refused_before_it_is_requested() {
 /// declared size reaches the store, and its temporary blob is removed.
 #[test]
 fn an_endless_blob_is_cut_at_its_declared_size() {
-    let layer = layer_digest();
     let size = 256 << 10;
-    let img = image(&[(layer.clone(), size)], 1);
     // No Content-Length: the body ends when the connection does (never).
-    let server = registry(&img, honest_manifest(&img), |_| {
-        Reply::streaming("200 OK", &[], endless)
-    });
+    let (layer, img, server) = one_layer(size, |_| Reply::streaming("200 OK", &[], endless));
     let pulled = pull_from(&server, limits());
     let handed = Arc::clone(&pulled.handed);
     let (e, elapsed, store, _dir) = pulled.err();
@@ -371,10 +366,8 @@ fn an_endless_blob_is_cut_at_its_declared_size() {
 /// a larger one and a smaller one.
 #[test]
 fn a_content_length_other_than_the_descriptor_is_refused() {
-    let layer = layer_digest();
-    let img = image(&[(layer.clone(), 1000)], 1);
     for sent in [2000usize, 10] {
-        let server = registry(&img, honest_manifest(&img), move |_| {
+        let (layer, img, server) = one_layer(1000, move |_| {
             Reply::with_body("200 OK", &[], vec![0; sent])
         });
         let (e, elapsed, store, _dir) = pull_from(&server, limits()).err();
@@ -455,9 +448,7 @@ fn a_trickled_manifest_hits_the_deadline() {
 /// byte comes within the idle timeout.
 #[test]
 fn trickled_blob_headers_hit_the_deadline() {
-    let layer = layer_digest();
-    let img = image(&[(layer.clone(), 1000)], 1);
-    let server = registry(&img, honest_manifest(&img), |_| {
+    let (layer, img, server) = one_layer(1000, |_| {
         Reply::raw(trickle(
             b"HTTP/1.1 200 OK\r\nX-Slow: ".to_vec(),
             1,
@@ -477,9 +468,7 @@ fn trickled_blob_headers_hit_the_deadline() {
 /// A blob that stops sending mid-way fails at the idle timeout, naming where it stopped.
 #[test]
 fn a_stalled_blob_hits_the_idle_timeout() {
-    let layer = layer_digest();
-    let img = image(&[(layer.clone(), 1 << 20)], 1);
-    let server = registry(&img, honest_manifest(&img), |_| {
+    let (layer, img, server) = one_layer(1 << 20, |_| {
         Reply::streaming(
             "200 OK",
             &[("Content-Length", &(1u64 << 20).to_string())],
@@ -505,9 +494,7 @@ fn a_stalled_blob_hits_the_idle_timeout() {
 /// the grace period has passed.
 #[test]
 fn a_trickled_blob_below_the_minimum_rate_fails() {
-    let layer = layer_digest();
-    let img = image(&[(layer.clone(), 1 << 20)], 1);
-    let server = registry(&img, honest_manifest(&img), |_| {
+    let (layer, img, server) = one_layer(1 << 20, |_| {
         Reply::streaming(
             "200 OK",
             &[("Content-Length", &(1u64 << 20).to_string())],
@@ -607,11 +594,7 @@ fn too_many_layers_are_refused_before_any_blob_is_requested() {
 /// A blob that would leave less than the reserve free is not requested.
 #[test]
 fn insufficient_free_space_is_refused() {
-    let layer = layer_digest();
-    let img = image(&[(layer.clone(), 1000)], 1);
-    let server = registry(&img, honest_manifest(&img), |_| {
-        Reply::with_body("200 OK", &[], vec![0; 1000])
-    });
+    let (_, img, server) = one_layer(1000, |_| Reply::with_body("200 OK", &[], vec![0; 1000]));
     let dir = tempfile::tempdir().unwrap();
     let reserve = free_bytes(dir.path()) + (1 << 30);
     let (e, elapsed, store, _dir) = pull_from(

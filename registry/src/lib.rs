@@ -7,7 +7,7 @@
 //! store ([`berth_image::store`]) stays a local, offline component; this crate feeds it
 //! through [`berth_image::store::BlobSource`].
 //!
-//! - [`reference`]: docker-style references (default registry, `library/`, tags, digests).
+//! - [`reference`](mod@reference): docker-style references (default registry, `library/`, tags, digests).
 //! - [`auth`]: docker's `config.json` credentials and `WWW-Authenticate` challenges.
 //! - [`client`]: HTTP(S), Basic and Bearer auth, retries, redirects, resumable downloads.
 //! - [`pull`]: manifests by tag or digest, platform selection, concurrent verified layers.

@@ -21,7 +21,7 @@ use berth_image::store::{BlobSource, ImageRecord, ImportOptions, Store};
 use berth_image::{Digest, Platform};
 
 use crate::client::{read_document, Body, Client, Expect, StatsSnapshot, Within};
-use crate::error::{Error, Result};
+use crate::error::{Error, Raised, Result};
 use crate::limits::{Limits, MAX_DOCUMENT};
 use crate::progress::{Event, Progress};
 use crate::reference::Reference;
@@ -280,6 +280,8 @@ struct Source {
     tmp: PathBuf,
     in_flight: Arc<AtomicU64>,
     progress: Arc<dyn Progress>,
+    /// The registry errors given to the store as `io::Error`s.
+    raised: Raised,
 }
 
 impl Source {
@@ -347,6 +349,7 @@ impl Source {
             digest: digest.to_string(),
             progress: Arc::clone(&self.progress),
             done: false,
+            raised: self.raised.clone(),
             _reservation: reservation,
         })
     }
@@ -356,7 +359,7 @@ impl BlobSource for Source {
     fn open(&self, digest: &Digest) -> berth_image::Result<Box<dyn Read + Send>> {
         match self.open_blob(digest) {
             Ok(f) => Ok(Box::new(f)),
-            Err(e) => Err(e.into_store()),
+            Err(e) => Err(self.raised.store(e)),
         }
     }
 
@@ -368,25 +371,26 @@ impl BlobSource for Source {
             return Ok(Box::new(Cursor::new(b.clone())));
         }
         let m = fetch_manifest(&self.client, &self.repository, digest.as_str())
-            .map_err(Error::into_store)?;
+            .map_err(|e| self.raised.store(e))?;
         Ok(Box::new(Cursor::new(m.bytes)))
     }
 }
 
-/// Reports [`Event::Done`] at the end of a blob, and turns the registry errors of a
-/// download into `io::Error`s the store keeps whole.
+/// Reports [`Event::Done`] at the end of a blob, and records the registry error that ends a
+/// download in [`Source::raised`], giving the store its `io::Error`.
 struct Finished {
     inner: crate::client::BlobReader,
     digest: String,
     progress: Arc<dyn Progress>,
     done: bool,
+    raised: Raised,
     /// Released when the download ends.
     _reservation: Reservation,
 }
 
 impl Read for Finished {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read_blob(buf).map_err(|e| self.raised.io(e))?;
         if n == 0 && !buf.is_empty() && !self.done {
             self.done = true;
             self.progress.event(&Event::Done {
@@ -423,6 +427,7 @@ pub fn pull(
         tmp: store.root().join("tmp"),
         in_flight: Arc::new(AtomicU64::new(0)),
         progress,
+        raised: Raised::default(),
     };
     let import = ImportOptions {
         platform: opts.platform.clone(),
@@ -431,17 +436,10 @@ pub fn pull(
     };
     let record = store
         .import_from(&src, &reference.familiar(), &digest, Some(size), &import)
-        .map_err(Error::from_store)?;
-    let after = client.stats().snapshot();
+        .map_err(|e| src.raised.error_of(e))?;
     Ok(PullReport {
         record,
         digest,
-        stats: StatsSnapshot {
-            requests: after.requests - before.requests,
-            bytes_received: after.bytes_received - before.bytes_received,
-            bytes_sent: after.bytes_sent - before.bytes_sent,
-            blobs_fetched: after.blobs_fetched - before.blobs_fetched,
-            resumes: after.resumes - before.resumes,
-        },
+        stats: client.stats().snapshot().since(&before),
     })
 }

@@ -16,6 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::client::ClientOptions;
+use crate::{Credentials, Limits};
+
 /// A request the server received.
 #[derive(Debug, Clone)]
 pub(crate) struct Request {
@@ -252,5 +255,41 @@ impl Drop for Server {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// `alice:secret`, as a Basic Authorization header.
+pub(crate) const BASIC: &str = "Basic YWxpY2U6c2VjcmV0";
+
+/// The answer of a registry that wants Basic auth to a request without it.
+pub(crate) fn basic_challenge() -> Reply {
+    Reply::new(
+        "401 Unauthorized",
+        &[("WWW-Authenticate", "Basic realm=\"berth-test\"")],
+    )
+}
+
+/// Client options for the tests: `limits`, no retry (a 1 ms backoff), no CA file, no
+/// credentials.
+pub(crate) fn options(limits: Limits) -> ClientOptions {
+    ClientOptions {
+        insecure: false,
+        ca_file: None,
+        credentials: None,
+        retries: 0,
+        backoff: Duration::from_millis(1),
+        limits: Some(limits),
+    }
+}
+
+/// [`options`] with the default limits and the credentials `alice:secret`.
+pub(crate) fn alice(insecure: bool) -> ClientOptions {
+    ClientOptions {
+        insecure,
+        credentials: Some(Credentials {
+            username: "alice".into(),
+            password: "secret".into(),
+        }),
+        ..options(Limits::default())
     }
 }
