@@ -1,76 +1,86 @@
-//! Path resolution confined to a root directory: every lookup is `openat2(RESOLVE_IN_ROOT)`,
-//! so `..` and absolute or relative symlinks inside the rootfs can never lead outside it.
+//! Path resolution confined to a root directory: every lookup is `openat2(RESOLVE_IN_ROOT |
+//! RESOLVE_NO_MAGICLINKS)`, so `..` and absolute or relative symlinks inside the root can never
+//! lead outside it, and `/proc/<pid>/fd`-style magic links are refused. [`Resolve`] names the
+//! stricter variants berth uses.
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-/// Opens `path` (absolute or relative, interpreted inside `root`) with `flags` | `O_CLOEXEC`.
-pub fn open(root: BorrowedFd<'_>, path: &Path, flags: i32) -> io::Result<OwnedFd> {
-    open_resolving(root, path, flags, 0)
+use rustix::fs::{Mode, ResolveFlags};
+use rustix::io::Errno;
+
+pub use rustix::fs::OFlags;
+
+/// How a path is resolved inside the root. Every variant is `RESOLVE_IN_ROOT |
+/// RESOLVE_NO_MAGICLINKS`; the others add refusals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolve {
+    /// Symlinks are followed (inside the root) and mounts are crossed: a container's rootfs
+    /// as its processes will see it.
+    InRoot,
+    /// [`Resolve::InRoot`] that also refuses to cross a mount (`RESOLVE_NO_XDEV`): stays on
+    /// the root's filesystem, e.g. an image's unpacked layers.
+    InRootSameMount,
+    /// [`Resolve::InRoot`] that also refuses any symlink (`RESOLVE_NO_SYMLINKS`, `ELOOP`).
+    InRootNoSymlinks,
+    /// No symlink and no mount crossing (`RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV`): for files
+    /// of a verified filesystem, such as `/proc/sys`, where a decoy must not take a write.
+    InRootStrict,
 }
 
-/// [`open`] that also refuses any symlink and any mount crossing on the way (for files of a
-/// verified filesystem, such as /proc/sys).
-pub fn open_strict(root: BorrowedFd<'_>, path: &Path, flags: i32) -> io::Result<OwnedFd> {
-    open_resolving(
-        root,
-        path,
-        flags,
-        libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_XDEV,
-    )
+impl Resolve {
+    /// The `RESOLVE_*` flags of this variant.
+    pub fn flags(self) -> ResolveFlags {
+        let base = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+        match self {
+            Resolve::InRoot => base,
+            Resolve::InRootSameMount => base | ResolveFlags::NO_XDEV,
+            Resolve::InRootNoSymlinks => base | ResolveFlags::NO_SYMLINKS,
+            Resolve::InRootStrict => base | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
+        }
+    }
+}
+
+/// Opens `path` (absolute or relative, interpreted inside `root`) with `flags | O_CLOEXEC`,
+/// resolved as `resolve` says. `EAGAIN` (a concurrent rename) and `EINTR` are retried.
+pub fn open(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    flags: OFlags,
+    resolve: Resolve,
+) -> io::Result<OwnedFd> {
+    let rel = relative(path);
+    loop {
+        match rustix::fs::openat2(
+            root,
+            &rel,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve.flags(),
+        ) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::AGAIN | Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// An `O_PATH` descriptor for `path` inside `root` ([`Resolve::InRoot`]).
+pub fn open_path(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
+    open(root, path, OFlags::PATH, Resolve::InRoot)
 }
 
 /// Whether resolving `path` inside `root` meets a symlink (on any existing component).
 pub fn has_symlink(root: BorrowedFd<'_>, path: &Path) -> io::Result<bool> {
-    match open_resolving(root, path, libc::O_PATH, libc::RESOLVE_NO_SYMLINKS) {
+    match open(root, path, OFlags::PATH, Resolve::InRootNoSymlinks) {
         Ok(_) => Ok(false),
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-fn open_resolving(
-    root: BorrowedFd<'_>,
-    path: &Path,
-    flags: i32,
-    extra_resolve: u64,
-) -> io::Result<OwnedFd> {
-    let rel = relative(path);
-    let c = CString::new(rel.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    // SAFETY: open_how is plain old data; all-zero is valid.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS | extra_resolve;
-    loop {
-        // SAFETY: `c` is a valid NUL-terminated string, `how` a valid open_how whose size we pass.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root.as_raw_fd(),
-                c.as_ptr(),
-                &raw const how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if fd >= 0 {
-            // SAFETY: the kernel returned a new descriptor that nothing else owns.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EAGAIN) && err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
-        }
-    }
-}
-
-/// An `O_PATH` descriptor for `path` inside `root`.
-pub fn open_path(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
-    open(root, path, libc::O_PATH)
 }
 
 /// `path` with its root and `.` components removed, for use relative to a root fd.
@@ -102,8 +112,9 @@ pub enum Leaf {
 
 /// Opens `path` inside `root` as `O_PATH`, creating missing directories (and the leaf) on the way.
 ///
-/// Every intermediate lookup is confined to `root`; a dangling symlink on the way is an error
-/// rather than something to create through.
+/// Every intermediate lookup is confined to `root`; a dangling symlink on the way is followed
+/// (inside the root) and its target created, as runc does for e.g.
+/// `/etc/resolv.conf -> ../run/resolv.conf`.
 pub fn ensure(root: BorrowedFd<'_>, path: &Path, leaf: Leaf) -> io::Result<OwnedFd> {
     ensure_within(root, path, leaf, 0)
 }
@@ -150,45 +161,29 @@ fn ensure_within(
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
         let is_last = i + 1 == count;
         let created = if is_last && leaf == Leaf::File {
-            // SAFETY: valid dirfd and NUL-terminated name; the returned fd is closed at once.
-            let fd = unsafe {
-                libc::openat(
-                    parent.as_raw_fd(),
-                    cname.as_ptr(),
-                    libc::O_CREAT
-                        | libc::O_EXCL
-                        | libc::O_WRONLY
-                        | libc::O_NOFOLLOW
-                        | libc::O_CLOEXEC,
-                    0o644,
-                )
-            };
-            if fd >= 0 {
-                // SAFETY: fd was just returned by openat and is owned by nobody else.
-                unsafe { libc::close(fd) };
-                0
-            } else {
-                -1
-            }
+            // The descriptor is dropped (closed) at once: only the file is wanted.
+            rustix::fs::openat(
+                &parent,
+                cname.as_c_str(),
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            )
+            .map(drop)
         } else {
-            // SAFETY: valid dirfd and NUL-terminated name.
-            unsafe { libc::mkdirat(parent.as_raw_fd(), cname.as_ptr(), 0o755) }
+            rustix::fs::mkdirat(&parent, cname.as_c_str(), Mode::from_raw_mode(0o755))
         };
-        if created != 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EEXIST) {
-                return Err(e);
-            }
+        match created {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
         }
         match open_path(root, &prefix) {
             Ok(fd) => parent = fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                // A dangling symlink: create its target, resolved inside the root (as runc
-                // does for e.g. /etc/resolv.conf -> ../run/resolv.conf).
+                // A dangling symlink: create its target, resolved inside the root.
                 if links >= MAX_SYMLINKS {
                     return Err(io::Error::from_raw_os_error(libc::ELOOP));
                 }
-                let target = nix::fcntl::readlinkat(Some(parent.as_raw_fd()), cname.as_c_str())
+                let target = rustix::fs::readlinkat(&parent, cname.as_c_str(), Vec::new())
                     .map_err(|_| {
                         io::Error::new(
                             io::ErrorKind::NotFound,
@@ -196,7 +191,7 @@ fn ensure_within(
                         )
                     })?;
                 let base = prefix.parent().unwrap_or(Path::new("")).to_path_buf();
-                let mut next = base.join(Path::new(&target));
+                let mut next = base.join(Path::new(std::ffi::OsStr::from_bytes(target.as_bytes())));
                 for rest in rel.components().skip(i + 1) {
                     next.push(rest);
                 }
@@ -261,5 +256,53 @@ mod tests {
         let root = std::fs::File::open(tmp.path()).unwrap();
         ensure(root.as_fd(), Path::new("/a/b"), Leaf::Dir).unwrap();
         ensure(root.as_fd(), Path::new("/"), Leaf::Dir).unwrap();
+    }
+
+    #[test]
+    fn resolve_variants() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("d")).unwrap();
+        std::fs::write(tmp.path().join("d/f"), b"x").unwrap();
+        symlink("d", tmp.path().join("link")).unwrap();
+        symlink("/proc/self/exe", tmp.path().join("magic")).unwrap();
+        let root = std::fs::File::open(tmp.path()).unwrap();
+        let root = root.as_fd();
+        let f = Path::new("/link/f");
+        open(root, f, OFlags::RDONLY, Resolve::InRoot).unwrap();
+        open(root, f, OFlags::RDONLY, Resolve::InRootSameMount).unwrap();
+        for strict in [Resolve::InRootNoSymlinks, Resolve::InRootStrict] {
+            let e = open(root, f, OFlags::RDONLY, strict).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{strict:?}");
+        }
+        open(
+            root,
+            Path::new("d/f"),
+            OFlags::RDONLY,
+            Resolve::InRootStrict,
+        )
+        .unwrap();
+        assert!(has_symlink(root, f).unwrap());
+        assert!(!has_symlink(root, Path::new("/d/f")).unwrap());
+        assert!(!has_symlink(root, Path::new("/d/missing")).unwrap());
+        // /proc/self/exe resolved inside the root is a dangling path, never the magic link.
+        assert!(open(root, Path::new("magic"), OFlags::RDONLY, Resolve::InRoot).is_err());
+        // A mount crossing: /proc under /.
+        let slash = std::fs::File::open("/").unwrap();
+        let slash = slash.as_fd();
+        open(
+            slash,
+            Path::new("/proc/self"),
+            OFlags::PATH,
+            Resolve::InRoot,
+        )
+        .unwrap();
+        let e = open(
+            slash,
+            Path::new("/proc/self"),
+            OFlags::PATH,
+            Resolve::InRootSameMount,
+        )
+        .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EXDEV), "{e}");
     }
 }
