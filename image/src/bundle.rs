@@ -3,6 +3,11 @@
 //! `config.json` is generated from the image config (image-spec conversion.md) on top of a
 //! template (such as `berth spec`'s).
 //!
+//! The config is typed ([`Spec`]) from template to file: [`create_bundle_with`] takes the
+//! template as a `Spec`, applies the image config ([`image_spec`]), lets the caller finish it
+//! (a network namespace, more mounts) and writes `config.json` once. [`create_bundle`] and
+//! [`runtime_config`] are the same over a JSON template, for callers that hold one.
+//!
 //! Deep images (over 100 layers) are mounted with the new mount API, one `lowerdir+` per
 //! layer, so the page-size limit of a mount option string does not apply; kernels without
 //! `lowerdir+` (before 6.8) get a classic mount string of short store links
@@ -15,13 +20,14 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use berth_runtime::oci::{Mount, MountBuilder, Process, Root, Spec, UserBuilder};
 use rustix::fs::{Mode as FsMode, OFlags, ResolveFlags, CWD};
 use rustix::io::Errno;
 use rustix::mount::{
     fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
     FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
 };
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::extract::{self, ExtractOptions, Limits, Mode};
@@ -55,17 +61,18 @@ pub struct BundleOptions {
     pub limits: Option<Limits>,
 }
 
-/// A bundle made by [`create_bundle`].
+/// A bundle made by [`create_bundle`] (its config as JSON) or [`create_bundle_with`] (its
+/// config typed, `Bundle<Spec>`).
 #[derive(Debug, Clone)]
-pub struct Bundle {
+pub struct Bundle<C = Value> {
     /// The bundle directory (holds `config.json` and `rootfs/`).
     pub dir: PathBuf,
     /// The root filesystem.
     pub rootfs: PathBuf,
     /// Whether `rootfs` is an overlay mount (to be unmounted by [`remove_bundle`]).
     pub overlay: bool,
-    /// The generated runtime config.
-    pub config: Value,
+    /// The runtime config, as written to `config.json`.
+    pub config: C,
 }
 
 fn io_at<'p>(path: &'p Path, op: &'static str) -> impl FnOnce(io::Error) -> Error + 'p {
@@ -184,6 +191,9 @@ fn mount_overlay_legacy(
 /// `rootfs/` (overlay mount, or a flattened copy when `opts.flat`), `upper/` and `work/` for the
 /// overlay, and `config.json` from `template` with the image config applied. The image's
 /// layers are held in the store until [`remove_bundle`].
+///
+/// The JSON form of [`create_bundle_with`]: `template` is read as a [`Spec`] (see
+/// [`spec_from_template`]) and the written config is returned as JSON.
 pub fn create_bundle(
     store: &Store,
     image: &str,
@@ -191,6 +201,32 @@ pub fn create_bundle(
     template: &Value,
     opts: &BundleOptions,
 ) -> Result<Bundle> {
+    let template = spec_from_template(template)?;
+    let b = create_bundle_with(store, image, dir, template, opts, |_| Ok::<(), Error>(()))?;
+    let config = serde_json::to_value(&b.config).map_err(|source| Error::Json {
+        what: "config.json".into(),
+        source,
+    })?;
+    Ok(Bundle {
+        dir: b.dir,
+        rootfs: b.rootfs,
+        overlay: b.overlay,
+        config,
+    })
+}
+
+/// Creates a bundle for `image` in `dir` as [`create_bundle`] does, from a typed `template`:
+/// the image config is applied ([`image_spec`]), then `finish` completes the spec (with the
+/// root filesystem in place and the image's layers held) before `config.json` is written,
+/// once. If `finish` or anything else fails, what was made is undone and the hold released.
+pub fn create_bundle_with<E: From<Error>>(
+    store: &Store,
+    image: &str,
+    dir: &Path,
+    template: Spec,
+    opts: &BundleOptions,
+    finish: impl FnOnce(&mut Spec) -> std::result::Result<(), E>,
+) -> std::result::Result<Bundle<Spec>, E> {
     let holder = opts
         .holder
         .clone()
@@ -199,7 +235,8 @@ pub fn create_bundle(
         return Err(Error::invalid(
             dir.display().to_string(),
             "already holds a bundle (config.json exists)",
-        ));
+        )
+        .into());
     }
     let existed = dir.exists();
     let record = store.hold(&holder, image)?;
@@ -207,7 +244,7 @@ pub fn create_bundle(
         limits: Some(opts.limits.unwrap_or(*store.limits())),
         ..opts.clone()
     };
-    let res = build_bundle(store, &record, dir, template, &opts);
+    let res = build_bundle(store, &record, dir, template, &opts, finish);
     if res.is_err() {
         discard_partial(dir, existed);
         let _ = store.release(&holder);
@@ -247,19 +284,14 @@ fn mkdir(p: &Path, mode: u32) -> Result<()> {
         .map_err(io_at(p, "create directory"))
 }
 
-fn build_bundle(
+fn build_bundle<E: From<Error>>(
     store: &Store,
     record: &ImageRecord,
     dir: &Path,
-    template: &Value,
+    template: Spec,
     opts: &BundleOptions,
-) -> Result<Bundle> {
-    if dir.join("config.json").exists() {
-        return Err(Error::invalid(
-            dir.display().to_string(),
-            "already holds a bundle (config.json exists)",
-        ));
-    }
+    finish: impl FnOnce(&mut Spec) -> std::result::Result<(), E>,
+) -> std::result::Result<Bundle<Spec>, E> {
     let config = store.image_config(record)?;
     // 0700: the rootfs may hold the image's setuid programs and device nodes; other users must
     // not reach them (a container's root has no nosuid, since the container needs it as is;
@@ -315,7 +347,8 @@ fn build_bundle(
                     what: format!("layer {blob} (uncompressed)"),
                     expected: l.diff_id.clone(),
                     actual: stats.diff_id,
-                });
+                }
+                .into());
             }
         }
     }
@@ -323,7 +356,8 @@ fn build_bundle(
         if opts.inspect && !overlay {
             inert_bind(&rootfs)?;
         }
-        let spec = runtime_config(template, &config, &rootfs, dir, opts)?;
+        let mut spec = image_spec(template, &config, &rootfs, dir, opts)?;
+        finish(&mut spec)?;
         let text = serde_json::to_vec_pretty(&spec).map_err(|source| Error::Json {
             what: "config.json".into(),
             source,
@@ -527,21 +561,32 @@ fn merge_env(layers: &[&[String]]) -> Vec<String> {
     out
 }
 
-fn obj<'a>(v: &'a mut Value, key: &str) -> Result<&'a mut Map<String, Value>> {
-    let m = v
-        .as_object_mut()
-        .ok_or_else(|| Error::invalid("config template", "not a JSON object"))?;
-    let e = m.entry(key.to_string()).or_insert_with(|| json!({}));
-    e.as_object_mut()
-        .ok_or_else(|| Error::invalid(format!("config template: {key}"), "not a JSON object"))
+/// Reads a JSON config template as a [`Spec`]. The fields the image config sets need not be
+/// in it: a `process` without `user` or `cwd` gets root and `/` until the image's apply.
+pub fn spec_from_template(template: &Value) -> Result<Spec> {
+    let mut t = template.clone();
+    if let Some(p) = t.get_mut("process").and_then(Value::as_object_mut) {
+        p.entry("user").or_insert_with(|| serde_json::json!({}));
+        p.entry("cwd").or_insert_with(|| serde_json::json!("/"));
+    }
+    serde_json::from_value(t).map_err(|source| Error::Json {
+        what: "config template".into(),
+        source,
+    })
 }
 
-/// Generates a runtime config: `template` with `root.path = "rootfs"`, and the image config
-/// applied (conversion.md): process args (Entrypoint + Cmd, overridable), env (the template's
-/// defaults only for names the image does not set), cwd, user (resolved in `rootfs`),
-/// annotations (os, architecture, variant, author, created, stop signal, exposed ports, then
-/// labels, which take precedence), and a bind mount from `bundle/volumes/` for each Volume,
-/// seeded with the image's content at that path.
+/// A process with nothing set but what the runtime spec requires (oci-spec's `Default` fills
+/// in a shell, capabilities and rlimits, which a template without `process` does not ask for).
+fn bare_process() -> Process {
+    serde_json::from_value(serde_json::json!({"user": {}, "cwd": "/"}))
+        .expect("a user and a cwd make a process")
+}
+
+fn built<T>(what: &str, r: std::result::Result<T, oci_spec::OciSpecError>) -> Result<T> {
+    r.map_err(|e| Error::invalid(what, e.to_string()))
+}
+
+/// [`image_spec`] over a JSON template, returning JSON (see [`spec_from_template`]).
 pub fn runtime_config(
     template: &Value,
     image: &ImageConfig,
@@ -549,10 +594,35 @@ pub fn runtime_config(
     bundle: &Path,
     opts: &BundleOptions,
 ) -> Result<Value> {
-    let mut spec = template.clone();
+    let spec = image_spec(spec_from_template(template)?, image, rootfs, bundle, opts)?;
+    serde_json::to_value(&spec).map_err(|source| Error::Json {
+        what: "config".into(),
+        source,
+    })
+}
+
+/// Generates a runtime config: `template` with `root.path = "rootfs"`, and the image config
+/// applied (conversion.md): process args (Entrypoint + Cmd, overridable), env (the template's
+/// defaults only for names the image does not set), cwd, user (resolved in `rootfs`),
+/// annotations (os, architecture, variant, author, created, stop signal, exposed ports, then
+/// labels, which take precedence; the template's win over all), and a bind mount from
+/// `bundle/volumes/` for each Volume, seeded with the image's content at that path.
+pub fn image_spec(
+    mut spec: Spec,
+    image: &ImageConfig,
+    rootfs: &Path,
+    bundle: &Path,
+    opts: &BundleOptions,
+) -> Result<Spec> {
     let empty = oci_spec::image::Config::default();
     let cfg = image.config().as_ref().unwrap_or(&empty);
-    obj(&mut spec, "root")?.insert("path".into(), json!("rootfs"));
+    let mut root = spec.root().clone().unwrap_or_else(|| {
+        let mut r = Root::default();
+        r.set_readonly(None);
+        r
+    });
+    root.set_path("rootfs".into());
+    spec.set_root(Some(root));
 
     let entrypoint: Vec<String> = opts
         .entrypoint
@@ -571,23 +641,16 @@ pub fn runtime_config(
         ));
     }
     let image_env = cfg.env().clone().unwrap_or_default();
-    let process = obj(&mut spec, "process")?;
-    let template_env: Vec<String> = process
-        .get("env")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let defaults: Vec<String> = template_env
+    let mut process = spec.process().clone().unwrap_or_else(bare_process);
+    let defaults: Vec<String> = process
+        .env()
+        .clone()
+        .unwrap_or_default()
         .into_iter()
         .filter(|t| !image_env.iter().any(|i| env_key(i) == env_key(t)))
         .collect();
-    let env = merge_env(&[&defaults, &image_env, &opts.env]);
-    process.insert("args".into(), json!(args));
-    process.insert("env".into(), json!(env));
+    process.set_env(Some(merge_env(&[&defaults, &image_env, &opts.env])));
+    process.set_args(Some(args));
     let cwd = opts
         .workdir
         .clone()
@@ -600,18 +663,19 @@ pub fn runtime_config(
             "not absolute",
         ));
     }
-    process.insert("cwd".into(), json!(cwd));
+    process.set_cwd(cwd.into());
     let user_spec = opts
         .user
         .clone()
         .or_else(|| cfg.user().clone())
         .unwrap_or_default();
     let user = resolve_user(rootfs, &user_spec)?;
-    let mut u = json!({"uid": user.uid, "gid": user.gid});
+    let mut u = UserBuilder::default().uid(user.uid).gid(user.gid);
     if !user.additional_gids.is_empty() {
-        u["additionalGids"] = json!(user.additional_gids);
+        u = u.additional_gids(user.additional_gids);
     }
-    process.insert("user".into(), u);
+    process.set_user(built("process.user", u.build())?);
+    spec.set_process(Some(process));
 
     let mut ann: BTreeMap<String, String> = BTreeMap::new();
     let mut put = |k: &str, v: Option<String>| {
@@ -643,16 +707,17 @@ pub fn runtime_config(
             ann.insert(k.clone(), v.clone());
         }
     }
-    let annotations = obj(&mut spec, "annotations")?;
+    let mut annotations = spec.annotations().clone().unwrap_or_default();
     for (k, v) in ann {
-        annotations.entry(k).or_insert(json!(v));
+        annotations.entry(k).or_insert(v);
     }
+    spec.set_annotations(Some(annotations));
 
     if let Some(volumes) = cfg.volumes() {
         let mut budget = crate::volume::SeedBudget::new(&opts.limits.unwrap_or_default());
         let mut vols = volumes.clone();
         vols.sort();
-        let mut mounts = Vec::new();
+        let mut mounts: Vec<Mount> = spec.mounts().clone().unwrap_or_default();
         for (i, v) in vols.iter().enumerate() {
             if !v.starts_with('/') {
                 return Err(Error::invalid(
@@ -663,22 +728,15 @@ pub fn runtime_config(
             let src = bundle.join("volumes").join(format!("{i}"));
             mkdir(&src, 0o755)?;
             crate::volume::seed(rootfs, v, &src, &mut budget)?;
-            mounts.push(json!({
-                "destination": v,
-                "type": "bind",
-                "source": src,
-                "options": ["rbind", "rw"],
-            }));
+            let m = MountBuilder::default()
+                .destination(v)
+                .typ("bind")
+                .source(src)
+                .options(vec!["rbind".to_string(), "rw".to_string()])
+                .build();
+            mounts.push(built(&format!("image volume {v:?}"), m)?);
         }
-        let m = spec
-            .as_object_mut()
-            .ok_or_else(|| Error::invalid("config template", "not a JSON object"))?
-            .entry("mounts")
-            .or_insert_with(|| json!([]));
-        let arr = m
-            .as_array_mut()
-            .ok_or_else(|| Error::invalid("config template: mounts", "not an array"))?;
-        arr.extend(mounts);
+        spec.set_mounts(Some(mounts));
     }
     Ok(spec)
 }

@@ -15,7 +15,8 @@
 //!   consistency (temp + rename everywhere).
 //! - [`bundle`]: runtime bundles whose rootfs is an overlay mount of the layer chain (any
 //!   depth, through `lowerdir+`) or a flattened copy, with a config.json generated from the
-//!   image config on top of a template.
+//!   image config on top of a template: a typed `Spec` the caller may finish before it is
+//!   written, once ([`bundle::create_bundle_with`]).
 //! - [`volume`]: volumes seeded with the image's content at their path.
 //! - [`synth`]: synthetic layers for benchmarks and fuzzing.
 //!
@@ -40,7 +41,10 @@ pub mod store;
 pub mod synth;
 pub mod volume;
 
-pub use bundle::{create_bundle, discard_unfinished, remove_bundle, Bundle, BundleOptions};
+pub use bundle::{
+    create_bundle, create_bundle_with, discard_unfinished, image_spec, remove_bundle, Bundle,
+    BundleOptions,
+};
 pub use error::{Error, Result};
 pub use extract::{
     extract_layer, open_layer, Compression, ExtractOptions, ExtractStats, IdMap, IdRange, Limits,

@@ -4,14 +4,16 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, IsTerminal as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context as _, Result};
-use berth_image::store::Store;
 use berth_image::Platform;
 use berth_registry::progress::{Event, Progress, Silent};
 use berth_registry::{pull, push, ClientOptions, Credentials, DockerConfig, Reference};
+
+use super::Ctx;
+use crate::output::{human_size, short_digest};
 
 /// Flags every registry command takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -106,27 +108,6 @@ pub struct TagArgs {
     target: String,
 }
 
-fn open_store(root: &Path) -> Result<Store> {
-    Store::open(root).with_context(|| format!("image store {}", root.display()))
-}
-
-fn short(digest: &str) -> &str {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    &hex[..12.min(hex.len())]
-}
-
-fn human(bytes: u64) -> String {
-    #[allow(clippy::cast_precision_loss)]
-    let b = bytes as f64;
-    if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.1} kB", b / 1e3)
-    } else {
-        format!("{bytes} B")
-    }
-}
-
 /// One line per step on stderr.
 struct Lines;
 
@@ -136,14 +117,19 @@ impl Progress for Lines {
             Event::Resolved { reference, digest } => eprintln!("{reference}: {digest}"),
             Event::Fetching { digest, size } => eprintln!(
                 "{}: downloading{}",
-                short(digest),
-                size.map(|s| format!(" {}", human(s))).unwrap_or_default()
+                short_digest(digest),
+                size.map(|s| format!(" {}", human_size(s)))
+                    .unwrap_or_default()
             ),
-            Event::Done { digest } => eprintln!("{}: done", short(digest)),
-            Event::Exists { digest } => eprintln!("{}: already in the registry", short(digest)),
-            Event::Mounted { digest, from } => eprintln!("{}: mounted from {from}", short(digest)),
+            Event::Done { digest } => eprintln!("{}: done", short_digest(digest)),
+            Event::Exists { digest } => {
+                eprintln!("{}: already in the registry", short_digest(digest));
+            }
+            Event::Mounted { digest, from } => {
+                eprintln!("{}: mounted from {from}", short_digest(digest));
+            }
             Event::Uploading { digest, size } => {
-                eprintln!("{}: uploading {}", short(digest), human(*size));
+                eprintln!("{}: uploading {}", short_digest(digest), human_size(*size));
             }
             Event::Bytes { .. } => {}
         }
@@ -166,7 +152,7 @@ impl Bars {
         let pb = self
             .multi
             .add(indicatif::ProgressBar::new(size.unwrap_or(0)).with_style(style));
-        pb.set_prefix(short(digest).to_string());
+        pb.set_prefix(short_digest(digest).to_string());
         pb.set_message(verb.to_string());
         if let Ok(mut m) = self.bars.lock() {
             m.insert(digest.to_string(), pb);
@@ -193,12 +179,12 @@ impl Progress for Bars {
             Event::Exists { digest } => {
                 let _ = self
                     .multi
-                    .println(format!("{}: already in the registry", short(digest)));
+                    .println(format!("{}: already in the registry", short_digest(digest)));
             }
             Event::Mounted { digest, from } => {
                 let _ = self
                     .multi
-                    .println(format!("{}: mounted from {from}", short(digest)));
+                    .println(format!("{}: mounted from {from}", short_digest(digest)));
             }
         }
     }
@@ -222,9 +208,9 @@ fn parse_ref(s: &str) -> Result<Reference> {
 }
 
 /// `berth pull REF`: prints `NAME DIGEST` (the name images are listed and run by).
-pub fn pull(store_root: &Path, a: &PullArgs) -> Result<()> {
+pub fn pull(cx: &Ctx, a: &PullArgs) -> Result<()> {
     let r = parse_ref(&a.reference)?;
-    let store = open_store(store_root)?;
+    let store = cx.engine.open_store()?;
     let mut opts = pull::PullOptions {
         parallel: a.parallel,
         ..pull::PullOptions::default()
@@ -250,9 +236,9 @@ pub fn pull(store_root: &Path, a: &PullArgs) -> Result<()> {
 }
 
 /// `berth push REF`: prints `REF@DIGEST`.
-pub fn push(store_root: &Path, a: &PushArgs) -> Result<()> {
+pub fn push(cx: &Ctx, a: &PushArgs) -> Result<()> {
     let r = parse_ref(&a.reference)?;
-    let store = open_store(store_root)?;
+    let store = cx.engine.open_store()?;
     let local = if store.image(&a.reference).is_ok() {
         a.reference.clone()
     } else {
@@ -261,7 +247,7 @@ pub fn push(store_root: &Path, a: &PushArgs) -> Result<()> {
     if store.image(&local).is_err() {
         bail!(
             "no image named {local:?} in the store {}; name one so with `berth tag IMAGE {}`",
-            store_root.display(),
+            cx.engine.store_root().display(),
             a.reference
         );
     }
@@ -346,9 +332,9 @@ pub fn logout(a: &LogoutArgs) -> Result<()> {
 
 /// `berth tag SOURCE TARGET`: the image under a second name (a reference, stored as docker
 /// shows it: `busybox:latest`, `localhost:5000/app:v1`).
-pub fn tag(store_root: &Path, a: &TagArgs) -> Result<()> {
-    let store = open_store(store_root)?;
-    let src = crate::images::find_image(&store, &a.source)?;
+pub fn tag(cx: &Ctx, a: &TagArgs) -> Result<()> {
+    let store = cx.engine.open_store()?;
+    let src = berth_engine::find_image(&store, &a.source)?;
     let dst = parse_ref(&a.target)?;
     if dst.digest.is_some() {
         bail!("{}: a tag cannot name a digest", a.target);
