@@ -81,5 +81,11 @@ EOF
 fi
 echo "setup: $(rustc --version), $(cargo --version)"
 
+# cargo-deny checks the dependency graph in scripts/test.sh (deny.toml).
+if ! command -v cargo-deny >/dev/null; then
+  echo "setup: installing cargo-deny (cargo install cargo-deny --locked)"
+  cargo install cargo-deny --locked
+fi
+
 cargo build --release --locked -p berth
 echo "built: ${CARGO_TARGET_DIR:-$(pwd)/target}/release/berth"

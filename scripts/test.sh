@@ -25,6 +25,7 @@ step() {
 
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo deny (scripts/deny.sh)" bash scripts/deny.sh
 step "cargo bench --no-run" cargo bench --workspace --locked --no-run
 step "cargo test" cargo test --workspace --locked --no-fail-fast -- --test-threads 2
 # The cgroup v2 suite, in a VM with every v2 controller (this host is hybrid).

@@ -8,10 +8,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use berth_overlay::extract::{
+use berth_image::extract::{
     extract_layer, extract_layer_with_workers, Compression, ExtractOptions, Mode,
 };
-use berth_overlay::synth;
+use berth_image::synth;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 fn bench_dir() -> PathBuf {
@@ -38,7 +38,7 @@ fn run(c: &mut Criterion, group: &str, tar: &[u8]) {
             b.iter_batched(
                 tempfile_dir,
                 |dir| {
-                    let reader = berth_overlay::extract::decompress(&blob[..], comp).unwrap();
+                    let reader = berth_image::extract::decompress(&blob[..], comp).unwrap();
                     if serial {
                         extract_layer_with_workers(reader, &dir.0, &opts, 0).unwrap();
                     } else {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end layer extraction: berth's extractor (overlay/examples/berth-extract) against
+# End-to-end layer extraction: berth's extractor (image/examples/berth-extract) against
 # GNU `tar -xzf` and `umoci raw unpack`, on the same synthetic layer files, with hyperfine.
 #
 #   benches/extract/compare.sh [WORKDIR]      (default: $TMPDIR/berth-extract-compare)
@@ -16,7 +16,7 @@ for tool in hyperfine python3 tar gzip; do
   command -v "$tool" >/dev/null || { echo "compare.sh: $tool is required (apt-get install $tool)" >&2; exit 1; }
 done
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q -p berth-overlay --example berth-extract
+cargo build --release -q -p berth-image --example berth-extract
 case "$target" in /*) ;; *) target="$(pwd)/$target" ;; esac
 bin="$target/release/examples/berth-extract"
 mkdir -p "$work"

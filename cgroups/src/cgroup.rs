@@ -528,6 +528,20 @@ mod tests {
     }
 
     #[test]
+    fn short_mountinfo_lines_are_skipped_not_a_panic() {
+        // A line with the " - " separator but fewer than five fields before it used to leave
+        // the list of mount points one short: indexing it panicked (out of bounds).
+        for junk in ["x - y\n", "1 2 - cgroup2 cgroup2 rw\n", " - \n", "-\n"] {
+            let mi = format!("{junk}{MI}");
+            let cg = Cgroup::resolve_in(&mi, PC, None, "c").unwrap();
+            assert_eq!(cg.mode(), Mode::Hybrid, "{junk:?}");
+            let mi = format!("{MI}{junk}");
+            let cg = Cgroup::resolve_in(&mi, PC, None, "c").unwrap();
+            assert_eq!(cg.mode(), Mode::Hybrid, "{junk:?}");
+        }
+    }
+
+    #[test]
     fn state_round_trip() {
         let mut cg = Cgroup::resolve_in(MI, PC, None, "c").unwrap();
         cg.hierarchies[0].created = vec!["/sys/fs/cgroup/cpu/berth".into()];

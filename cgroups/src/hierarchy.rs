@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use berth_sys::mountinfo::MountInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -56,78 +57,26 @@ impl Found {
     }
 }
 
-struct Mount {
-    root: PathBuf,
-    point: PathBuf,
-    fstype: String,
-    super_opts: Vec<String>,
-}
-
-/// Undoes the octal escapes (`\040` for a space) of mountinfo fields.
-fn unescape(field: &str) -> String {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..=i + 3].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = u32::from(b[i + 1] - b'0') * 64
-                + u32::from(b[i + 2] - b'0') * 8
-                + u32::from(b[i + 3] - b'0');
-            out.push(u8::try_from(v).unwrap_or(b'?'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The cgroup mounts that are visible: a mount hidden by a later mount on the same point or on
 /// one of its ancestors (say a cgroup2 mounted over a hybrid host's /sys/fs/cgroup in a private
-/// mount namespace) is not a hierarchy this process can use.
-fn parse_mounts(mountinfo: &str) -> Vec<Mount> {
-    let points: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (pre, _) = line.split_once(" - ")?;
-            Some(PathBuf::from(unescape(pre.split(' ').nth(4)?)))
-        })
-        .collect();
-    mountinfo
-        .lines()
-        .filter(|line| line.contains(" - "))
+/// mount namespace) is not a hierarchy this process can use. Malformed lines are skipped.
+fn parse_mounts(mountinfo: &str) -> Vec<MountInfo> {
+    let all = berth_sys::mountinfo::parse(mountinfo);
+    all.iter()
         .enumerate()
-        .filter(|(i, _)| {
-            let me = &points[*i];
-            !points[i + 1..].iter().any(|later| me.starts_with(later))
+        .filter(|(i, m)| {
+            (m.fstype == "cgroup" || m.fstype == "cgroup2")
+                && !all[i + 1..]
+                    .iter()
+                    .any(|later| m.mount_point.starts_with(&later.mount_point))
         })
-        .filter_map(|(_, line)| {
-            let (pre, post) = line.split_once(" - ")?;
-            let pre: Vec<&str> = pre.split(' ').collect();
-            let mut post = post.split(' ');
-            let fstype = post.next()?;
-            if fstype != "cgroup" && fstype != "cgroup2" {
-                return None;
-            }
-            let _source = post.next()?;
-            let super_opts = post.next().unwrap_or("");
-            Some(Mount {
-                root: PathBuf::from(unescape(pre.get(3)?)),
-                point: PathBuf::from(unescape(pre.get(4)?)),
-                fstype: fstype.to_owned(),
-                super_opts: super_opts.split(',').map(str::to_owned).collect(),
-            })
-        })
+        .map(|(_, m)| m.clone())
         .collect()
 }
 
 /// Picks, among the mounts of one hierarchy, one whose root contains our own cgroup.
-fn pick<'a>(candidates: impl Iterator<Item = &'a Mount>, own: &Path) -> Option<&'a Mount> {
-    let all: Vec<&Mount> = candidates.collect();
+fn pick<'a>(candidates: impl Iterator<Item = &'a MountInfo>, own: &Path) -> Option<&'a MountInfo> {
+    let all: Vec<&MountInfo> = candidates.collect();
     all.iter()
         .copied()
         .find(|m| own.starts_with(&m.root))
@@ -155,7 +104,7 @@ pub(crate) fn discover(mountinfo: &str, proc_cgroup: &str) -> Result<(Mode, Vec<
                 has_v2 = true;
                 found.push(Found {
                     kind: Kind::V2,
-                    mount_point: m.point.clone(),
+                    mount_point: m.mount_point.clone(),
                     mount_root: m.root.clone(),
                     own,
                 });
@@ -172,7 +121,7 @@ pub(crate) fn discover(mountinfo: &str, proc_cgroup: &str) -> Result<(Mode, Vec<
         }
         let m = pick(
             mounts.iter().filter(|m| {
-                m.fstype == "cgroup" && controllers.iter().all(|c| m.super_opts.contains(c))
+                m.fstype == "cgroup" && controllers.iter().all(|c| m.has_super_option(c))
             }),
             &own,
         );
@@ -182,7 +131,7 @@ pub(crate) fn discover(mountinfo: &str, proc_cgroup: &str) -> Result<(Mode, Vec<
             }
             found.push(Found {
                 kind: Kind::V1 { controllers },
-                mount_point: m.point.clone(),
+                mount_point: m.mount_point.clone(),
                 mount_root: m.root.clone(),
                 own,
             });
@@ -265,7 +214,6 @@ mod tests {
         assert_eq!(mode, Mode::Unified);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].own, Path::new("/user.slice/x"));
-        assert_eq!(unescape("/weird\\040dir"), "/weird dir");
     }
 
     #[test]

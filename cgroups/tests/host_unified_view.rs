@@ -8,11 +8,10 @@ mod common;
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
-use std::thread::sleep;
 use std::time::Duration;
 
 use berth_cgroups::{devices, Error, Mode};
-use common::{eventually, resources, unique, Action, Child, TestCg};
+use common::{eventually, resources, unique, Action, TestCg};
 
 /// A `berth-test-*` directory in the real unified hierarchy, removed on drop.
 struct Root(PathBuf);
@@ -60,20 +59,10 @@ fn freeze_via_cgroup_freeze() {
     let Some((_root, t)) = view("v2freeze") else {
         return;
     };
-    let counter = common::shared_counter();
-    let child = Child::spawn(&Action::Spin(counter));
-    t.cg.add_pid(child.pid).unwrap();
-    child.go();
-    // SAFETY: a live shared page; volatile reads.
-    let read = || unsafe { std::ptr::read_volatile(counter) };
-    eventually("spinning", || read() > 0);
-    t.cg.freeze().unwrap();
-    assert!(t.cg.is_frozen().unwrap());
+    let (_child, read) = t.spinner();
+    let a = t.freeze_and_assert_still(&read, Duration::from_millis(200));
     let events = std::fs::read_to_string(leaf(&t).join("cgroup.events")).unwrap();
     assert!(events.contains("frozen 1"), "{events}");
-    let a = read();
-    sleep(Duration::from_millis(200));
-    assert_eq!(read(), a);
     t.cg.thaw().unwrap();
     eventually("progress", || read() > a);
     // A paused container is still killed by delete.
@@ -87,9 +76,7 @@ fn cgroup_kill_kills_everything() {
     let Some((_root, t)) = view("v2kill") else {
         return;
     };
-    let mut child = Child::spawn(&Action::ForkLoop(6));
-    t.cg.add_pid(child.pid).unwrap();
-    child.go();
+    let mut child = t.run(&Action::ForkLoop(6));
     assert_eq!(child.exit_code(), 6);
     eventually("6 orphans", || t.cg.pids().unwrap().len() == 6);
     assert!(leaf(&t).join("cgroup.kill").exists());
@@ -109,9 +96,7 @@ fn delete_with_running_processes_and_subcgroups() {
     let Some((root, t)) = view("v2delete") else {
         return;
     };
-    let child = Child::spawn(&Action::Sleep);
-    t.cg.add_pid(child.pid).unwrap();
-    child.go();
+    let _child = t.run(&Action::Sleep);
     // The container made a cgroup of its own below ours.
     std::fs::create_dir(leaf(&t).join("inner")).unwrap();
     t.cg.destroy().unwrap();
@@ -120,10 +105,7 @@ fn delete_with_running_processes_and_subcgroups() {
 }
 
 fn open_in(t: &TestCg, path: &str, flags: i32) -> i32 {
-    let mut c = Child::spawn(&Action::Open(CString::new(path).unwrap(), flags));
-    t.cg.add_pid(c.pid).unwrap();
-    c.go();
-    c.exit_code()
+    t.run_to_exit(&Action::Open(CString::new(path).unwrap(), flags))
 }
 
 #[test]
@@ -245,9 +227,7 @@ fn stats_from_cpu_stat() {
     let Some((_root, t)) = view("v2stats") else {
         return;
     };
-    let child = Child::spawn(&Action::Burn(200));
-    t.cg.add_pid(child.pid).unwrap();
-    child.go();
+    let child = t.run(&Action::Burn(200));
     eventually("the burn to finish", || child.state() == 'S');
     let s = t.cg.stats().unwrap();
     assert!(s.cpu.usage.total >= 100_000_000, "{:?}", s.cpu);

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::thread::sleep;
 use std::time::Duration;
 
 use berth_cgroups::{Cgroup, Error, Mode};
@@ -155,9 +154,7 @@ fn pids_limit_stops_a_fork_loop() {
         return;
     }
     t.cg.apply(&resources(r#"{"pids": {"limit": 5}}"#)).unwrap();
-    let mut child = Child::spawn(&Action::ForkLoop(20));
-    t.cg.add_pid(child.pid).unwrap();
-    child.go();
+    let mut child = t.run(&Action::ForkLoop(20));
     let forked = child.exit_code();
     assert_eq!(forked, 4, "the child plus 4 forks fill pids.max=5");
     let events = t.read("pids", "pids.events");
@@ -182,9 +179,7 @@ fn memory_limit_oom_kills() {
         r#"{"memory": {"limit": 33554432, "swap": 33554432}}"#,
     ))
     .unwrap();
-    let mut child = Child::spawn(&Action::Alloc(256 << 20));
-    t.cg.add_pid(child.pid).unwrap();
-    child.go();
+    let mut child = t.run(&Action::Alloc(256 << 20));
     let st = child
         .wait_timeout(Duration::from_secs(30))
         .expect("child ended");
@@ -207,18 +202,8 @@ fn freezer_pauses_and_resumes() {
         return;
     }
     let t = TestCg::create(&unique("freeze"), "c");
-    let counter = common::shared_counter();
-    let child = Child::spawn(&Action::Spin(counter));
-    t.cg.add_pid(child.pid).unwrap();
-    child.go();
-    // SAFETY: counter points to a live shared page; volatile reads of a u64.
-    let read = || unsafe { std::ptr::read_volatile(counter) };
-    eventually("the child to spin", || read() > 0);
-    t.cg.freeze().unwrap();
-    assert!(t.cg.is_frozen().unwrap());
-    let a = read();
-    sleep(Duration::from_millis(200));
-    assert_eq!(read(), a, "a frozen process made progress");
+    let (_child, read) = t.spinner();
+    let a = t.freeze_and_assert_still(&read, Duration::from_millis(200));
     t.cg.thaw().unwrap();
     assert!(!t.cg.is_frozen().unwrap());
     eventually("progress after thaw", || read() > a);
@@ -234,9 +219,7 @@ fn update_changes_limits() {
         return;
     }
     let t = TestCg::create(&unique("update"), "c");
-    let child = Child::spawn(&Action::Sleep);
-    t.cg.add_pid(child.pid).unwrap();
-    child.go();
+    let _child = t.run(&Action::Sleep);
     t.cg
         .apply(&resources(r#"{"memory": {"limit": 104857600, "swap": 104857600}, "cpu": {"shares": 256}, "pids": {"limit": 10}}"#))
         .unwrap();
@@ -291,9 +274,7 @@ fn stats_are_real_numbers() {
         r#"{"pids": {"limit": 50}, "memory": {"limit": 268435456}}"#,
     ))
     .unwrap();
-    let child = Child::spawn(&Action::Burn(300));
-    t.cg.add_pid(child.pid).unwrap();
-    child.go();
+    let child = t.run(&Action::Burn(300));
     eventually("the burn to finish", || child.state() == 'S');
     let s = t.cg.stats().unwrap();
     if mounted(&t.cg, "cpuacct") {
@@ -328,9 +309,7 @@ fn delete_leaves_no_cgroup_behind() {
     }
     let parent = unique("delete");
     let t = TestCg::create(&parent, "c");
-    let child = Child::spawn(&Action::ForkLoop(3));
-    t.cg.add_pid(child.pid).unwrap();
-    child.go();
+    let child = t.run(&Action::ForkLoop(3));
     // The child exits after forking; its 3 orphans stay in the cgroup.
     eventually("3 orphans", || t.cg.pids().unwrap().len() == 3);
     let dirs: Vec<_> = t.cg.dirs().map(Path::to_owned).collect();
@@ -385,9 +364,7 @@ fn concurrent_containers_do_not_collide() {
                         10 + i
                     )))
                     .unwrap();
-                    let child = Child::spawn(&Action::Sleep);
-                    t.cg.add_pid(child.pid).unwrap();
-                    child.go();
+                    let child = t.run(&Action::Sleep);
                     assert_eq!(t.cg.pids().unwrap(), vec![child.pid]);
                     if t.cg.controller_dir("pids").is_some() {
                         assert_eq!(t.read("pids", "pids.max"), (10 + i).to_string());
@@ -414,9 +391,7 @@ fn kill_all_signals_every_process() {
         return;
     }
     let t = TestCg::create(&unique("kill"), "c");
-    let mut child = Child::spawn(&Action::ForkLoop(5));
-    t.cg.add_pid(child.pid).unwrap();
-    child.go();
+    let mut child = t.run(&Action::ForkLoop(5));
     assert_eq!(child.exit_code(), 5);
     eventually("5 orphans", || t.cg.pids().unwrap().len() == 5);
     t.cg.signal_all(libc::SIGTERM).unwrap();
@@ -444,12 +419,8 @@ fn devices_v1_allow_list() {
         list.contains("c 1:3 rwm") && !list.contains("a *:*"),
         "{list}"
     );
-    let open = |path: &std::ffi::CString| {
-        let mut c = Child::spawn(&Action::Open(path.clone(), libc::O_RDONLY));
-        t.cg.add_pid(c.pid).unwrap();
-        c.go();
-        c.exit_code()
-    };
+    let open =
+        |path: &std::ffi::CString| t.run_to_exit(&Action::Open(path.clone(), libc::O_RDONLY));
     assert_eq!(open(&kmsg), libc::EPERM);
     assert_eq!(open(&null), 0);
     // update: allow reading /dev/kmsg (1:11).

@@ -7,7 +7,6 @@ mod common;
 
 use std::ffi::CString;
 use std::path::Path;
-use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use berth_cgroups::{devices, Error, Mode};
@@ -110,9 +109,7 @@ fn limits_are_written_and_read_back() {
     assert_eq!(read(&t, "memory.max"), "134217728");
     assert_eq!(read(&t, "memory.low"), "33554432");
     assert_eq!(read(&t, "cpu.weight"), "1");
-    let child = Child::spawn(&Action::Burn(1));
-    t.cg.add_pid(child.pid).unwrap();
-    child.go();
+    let child = t.run(&Action::Burn(1));
     eventually("the child's memory", || child.state() == 'S');
     let e =
         t.cg.apply(&resources(
@@ -137,9 +134,7 @@ fn pids_limit_stops_a_fork_loop() {
     }
     let t = TestCg::create(&unique("pids"), "c");
     t.cg.apply(&resources(r#"{"pids": {"limit": 5}}"#)).unwrap();
-    let mut child = Child::spawn(&Action::ForkLoop(12));
-    t.cg.add_pid(child.pid).unwrap();
-    child.go();
+    let mut child = t.run(&Action::ForkLoop(12));
     assert_eq!(child.exit_code(), 4);
     assert!(!read(&t, "pids.events").ends_with(" 0"));
 }
@@ -154,9 +149,7 @@ fn memory_limit_oom_kills_and_is_reported() {
         r#"{"memory": {"limit": 33554432, "swap": 33554432}}"#,
     ))
     .unwrap();
-    let mut child = Child::spawn(&Action::Alloc(128 << 20));
-    t.cg.add_pid(child.pid).unwrap();
-    child.go();
+    let mut child = t.run(&Action::Alloc(128 << 20));
     let st = child
         .wait_timeout(Duration::from_secs(120))
         .expect("child ended");
@@ -179,24 +172,12 @@ fn freeze_kill_stats_and_delete() {
     let t = TestCg::create(&parent, "c");
     t.cg.apply(&resources(r#"{"pids": {"limit": 20}}"#))
         .unwrap();
-    let counter = common::shared_counter();
-    let spinner = Child::spawn(&Action::Spin(counter));
-    t.cg.add_pid(spinner.pid).unwrap();
-    spinner.go();
-    // SAFETY: a live shared page; volatile reads.
-    let count = || unsafe { std::ptr::read_volatile(counter) };
-    eventually("spinning", || count() > 0);
-    t.cg.freeze().unwrap();
-    assert!(t.cg.is_frozen().unwrap());
-    let a = count();
-    sleep(Duration::from_millis(300));
-    assert_eq!(count(), a);
+    let (_spinner, count) = t.spinner();
+    let a = t.freeze_and_assert_still(&count, Duration::from_millis(300));
     t.cg.thaw().unwrap();
     eventually("progress", || count() > a);
     // Memory is charged where it is touched: a child that allocates after joining.
-    let toucher = Child::spawn(&Action::Burn(1));
-    t.cg.add_pid(toucher.pid).unwrap();
-    toucher.go();
+    let toucher = t.run(&Action::Burn(1));
     eventually("the allocation", || toucher.state() == 'S');
     let s = t.cg.stats().unwrap();
     assert!(
@@ -205,9 +186,7 @@ fn freeze_kill_stats_and_delete() {
     );
     assert_eq!(s.pids.current, 2);
     assert_eq!(s.pids.limit, 20);
-    let forker = Child::spawn(&Action::ForkLoop(4));
-    t.cg.add_pid(forker.pid).unwrap();
-    forker.go();
+    let _forker = t.run(&Action::ForkLoop(4));
     eventually("6 processes", || t.cg.pids().unwrap().len() >= 6);
     t.cg.signal_all(libc::SIGKILL).unwrap();
     eventually("cgroup.kill emptied it", || t.cg.pids().unwrap().is_empty());
@@ -230,12 +209,8 @@ fn device_program_blocks_disks_and_allows_configured_ones() {
         return;
     };
     let t = TestCg::create(&unique("dev"), "c");
-    let open = |path: &str| {
-        let mut c = Child::spawn(&Action::Open(CString::new(path).unwrap(), libc::O_RDONLY));
-        t.cg.add_pid(c.pid).unwrap();
-        c.go();
-        c.exit_code()
-    };
+    let open =
+        |path: &str| t.run_to_exit(&Action::Open(CString::new(path).unwrap(), libc::O_RDONLY));
     t.cg.apply(&resources(
         r#"{"devices": [{"allow": false, "access": "rwm"}]}"#,
     ))

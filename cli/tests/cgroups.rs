@@ -57,8 +57,7 @@ fn pause_update_stats_kill_all_and_delete() {
     let id = b.id("life");
     let mut c = b.config(SLEEPER);
     c["linux"]["resources"] = json!({"memory": {"limit": 67_108_864}, "pids": {"limit": 50}});
-    b.create(&id, &c);
-    b.start(&id);
+    b.create_and_start(&id, &c);
     let mem = v1_dir("memory", &id).join("memory.limit_in_bytes");
     assert_eq!(fs::read_to_string(&mem).unwrap().trim(), "67108864");
 

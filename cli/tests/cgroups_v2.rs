@@ -57,8 +57,7 @@ fn limits_devices_pause_update_stats_delete() {
         "cpu": {"quota": 20_000, "period": 100_000, "shares": 1024},
         "pids": {"limit": 50},
     });
-    b.create(&id, &c);
-    b.start(&id);
+    b.create_and_start(&id, &c);
     let d = dir(&id);
     assert_eq!(
         fs::read_to_string(d.join("memory.max")).unwrap().trim(),

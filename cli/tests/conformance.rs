@@ -191,8 +191,7 @@ fn exec_takes_runcs_flags_and_env_overrides() {
         .unwrap()
         .push(json!("GREETING=old"));
     let id = b.id("execflags");
-    b.create(&id, &c);
-    b.start(&id);
+    b.create_and_start(&id, &c);
     let out = b
         .cmd(&[
             "exec",
@@ -285,11 +284,7 @@ fn exec_takes_runcs_flags_and_env_overrides() {
     b.cmd(&["resume", &id]).ok();
     // The detached process is ours to reap (we are the subreaper): until it is, the
     // container's pid namespace cannot end.
-    let exec_pid: i32 = fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let exec_pid = common::read_pid_file(&pid_file);
     assert!(common::poll_until(
         Duration::from_secs(10),
         || common::reap(exec_pid)
@@ -411,8 +406,7 @@ fn kill_term_ends_a_created_container() {
     let b = Berth::new();
     let id = b.id("killcreated");
     b.create(&id, &b.config(&["/bin/sleep", "60"]));
-    b.cmd(&["kill", &id, "TERM"]).ok();
-    b.wait_status(&id, "stopped");
+    b.kill_and_wait(&id, "TERM");
     b.cmd(&["delete", &id]).ok();
     b.assert_clean();
 }
@@ -422,8 +416,7 @@ fn delete_right_after_kill_or_a_failed_start_never_races() {
     let b = Berth::new();
     for i in 0..20 {
         let id = b.id(&format!("killdel{i}"));
-        b.create(&id, &b.config(&["/bin/sleep", "60"]));
-        b.start(&id);
+        b.create_and_start(&id, &b.config(&["/bin/sleep", "60"]));
         b.cmd(&["kill", &id, "KILL"]).ok();
         b.cmd(&["delete", &id]).ok();
     }

@@ -493,9 +493,7 @@ fn create_start_passes_only_stdio_and_preserved_fds() {
         let id = b.id(name);
         let script = format!("exec ls -l /proc/self/fd > /results/{name}");
         let mut c = b.config(&["sh", "-c", &script]);
-        c["mounts"].as_array_mut().unwrap().push(
-            json!({"destination": "/results", "type": "bind", "source": results, "options": ["rbind"]}),
-        );
+        common::bind_mount(&mut c, &results, "/results");
         let bundle = b.bundle(&id, &c);
         let pid_file = bundle.join("pid");
         b.cmd_with(
@@ -515,13 +513,7 @@ fn create_start_passes_only_stdio_and_preserved_fds() {
             },
         )
         .ok();
-        b.track_pid(
-            fs::read_to_string(&pid_file)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap(),
-        );
+        b.track_pid_file(&pid_file);
         b.start(&id);
         b.wait_status(&id, "stopped");
         let out = fs::read_to_string(results.join(name)).unwrap();

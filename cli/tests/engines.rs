@@ -110,9 +110,7 @@ fn containerd_config_runs() {
 fn results_mount(b: &Berth, c: &mut Value) -> PathBuf {
     let results = b.path().join("results");
     fs::create_dir_all(&results).unwrap();
-    c["mounts"].as_array_mut().unwrap().push(
-        json!({"destination": "/results", "type": "bind", "source": results, "options": ["rbind"]}),
-    );
+    common::bind_mount(c, &results, "/results");
     results.join("out")
 }
 
@@ -127,25 +125,10 @@ fn podman_call_sequence() {
     let bundle = engine_bundle(&b, &id, &c, relative);
     let log = bundle.join("oci-log");
     let pid_file = bundle.join("pidfile");
-    b.cmd(&[
-        "--log-format=json",
-        "--log",
-        log.to_str().unwrap(),
-        "create",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        &id,
-    ])
-    .ok();
-    b.track_pid(
-        fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap(),
-    );
+    let mut create = vec!["--log-format=json", "--log", log.to_str().unwrap()];
+    create.extend(common::create_args(&bundle, &pid_file, &id));
+    b.cmd(&create).ok();
+    b.track_pid_file(&pid_file);
     b.start(&id);
     b.wait_status(&id, "stopped");
     assert_eq!(fs::read_to_string(&result).unwrap(), "ok\n");
@@ -174,22 +157,8 @@ fn containerd_call_sequence() {
         all.extend_from_slice(args);
         b.cmd(&all)
     };
-    shim(&[
-        "create",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        &id,
-    ])
-    .ok();
-    b.track_pid(
-        fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap(),
-    );
+    shim(&common::create_args(&bundle, &pid_file, &id)).ok();
+    b.track_pid_file(&pid_file);
     shim(&["start", &id]).ok();
     b.wait_status(&id, "stopped");
     assert_eq!(fs::read_to_string(&result).unwrap(), "ok\n");
@@ -207,26 +176,11 @@ fn docker_stop_sequence() {
     let id = b.id("docker-stop");
     let bundle = engine_bundle(&b, &id, &c, relative);
     let pid_file = bundle.join("init.pid");
-    b.cmd(&[
-        "create",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        &id,
-    ])
-    .ok();
-    b.track_pid(
-        fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap(),
-    );
+    b.cmd(&common::create_args(&bundle, &pid_file, &id)).ok();
+    b.track_pid_file(&pid_file);
     b.start(&id);
     assert_eq!(b.status(&id), "running");
-    b.cmd(&["kill", &id, "15"]).ok();
-    b.wait_status(&id, "stopped");
+    b.kill_and_wait(&id, "15");
     let err = b.cmd(&["kill", &id, "9"]).fails_with("not running");
     assert!(err.contains("container not running"), "{err}");
     b.cmd(&["delete", &id]).ok();
@@ -248,17 +202,10 @@ fn podman_missing_binary_fails_create_with_the_error_in_the_json_log() {
         let id = b.id(name);
         let bundle = engine_bundle(&b, &id, &c, relative);
         let log = bundle.join("oci-log");
-        let out = b.cmd(&[
-            "--log-format=json",
-            "--log",
-            log.to_str().unwrap(),
-            "create",
-            "--bundle",
-            bundle.to_str().unwrap(),
-            "--pid-file",
-            bundle.join("pidfile").to_str().unwrap(),
-            &id,
-        ]);
+        let pid_file = bundle.join("pidfile");
+        let mut create = vec!["--log-format=json", "--log", log.to_str().unwrap()];
+        create.extend(common::create_args(&bundle, &pid_file, &id));
+        let out = b.cmd(&create);
         if out.status.success() {
             b.delete_force(&id);
         }
@@ -312,13 +259,7 @@ fn terminal_create_closes_the_callers_output() {
     });
     let status = child.wait().unwrap();
     assert!(status.success(), "create failed");
-    b.track_pid(
-        fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap(),
-    );
+    b.track_pid_file(&pid_file);
     let eof = rx.recv_timeout(std::time::Duration::from_secs(5));
     b.delete_force(&id);
     assert!(
@@ -337,8 +278,7 @@ fn exec_joins_the_container_cgroups() {
     let id = b.id("exec-cg");
     let mut c = b.config(common::SLEEPER);
     c["linux"]["resources"] = json!({"pids": {"limit": 50}});
-    b.create(&id, &c);
-    b.start(&id);
+    b.create_and_start(&id, &c);
     let pid_file = b.path().join("exec.pid");
     b.cmd(&[
         "exec",
@@ -350,12 +290,7 @@ fn exec_joins_the_container_cgroups() {
         "300",
     ])
     .ok();
-    let exec_pid: i32 = fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    b.track_pid(exec_pid);
+    let exec_pid = b.track_pid_file(&pid_file);
     let cgroup = fs::read_to_string(format!("/proc/{exec_pid}/cgroup")).unwrap();
     assert!(
         cgroup

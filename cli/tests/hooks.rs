@@ -47,9 +47,7 @@ fn all_six_stages_run_in_order_with_the_state() {
     let log = dir.join("log");
     let id = b.id("hooks");
     let mut c = b.config(SLEEPER);
-    c["mounts"].as_array_mut().unwrap().push(
-        json!({"destination": "/hooklog", "type": "bind", "source": dir, "options": ["rbind"]}),
-    );
+    common::bind_mount(&mut c, &dir, "/hooklog");
     c["hooks"] = json!({
         "prestart": [logging_hook(&b, "prestart", &log)],
         "createRuntime": [logging_hook(&b, "createRuntime", &log)],
@@ -73,8 +71,7 @@ fn all_six_stages_run_in_order_with_the_state() {
     );
     b.start(&id);
     assert_eq!(b.status(&id), "running");
-    b.cmd(&["kill", &id, "KILL"]).ok();
-    b.wait_status(&id, "stopped");
+    b.kill_and_wait(&id, "KILL");
     b.cmd(&["delete", &id]).ok();
 
     let entries = read_log(&log);
@@ -113,9 +110,8 @@ fn failing_prestart_fails_create_and_leaves_nothing() {
     let id = b.id("badhook");
     let mut c = b.config(SLEEPER);
     c["hooks"] = json!({"prestart": [host_hook(&b, "exit 3")]});
-    let err = b.try_create(&id, &c).fails_with("prestart");
+    let err = b.assert_create_fails(&id, &c, "prestart");
     assert!(err.contains("exit status 3"), "{err}");
-    b.assert_no_state(&id);
     b.assert_clean();
 }
 
@@ -135,8 +131,7 @@ fn failing_poststart_stops_the_container_and_poststop_only_warns() {
     assert_eq!(b.status(&id), "stopped");
     let out = b.cmd(&["delete", &id]).ok();
     assert!(out.err().contains("poststop"), "{}", out.err());
-    b.cmd(&["state", &id])
-        .fails_with("container does not exist");
+    b.assert_gone(&id);
     b.assert_clean();
 }
 
@@ -153,41 +148,36 @@ fn hook_that_never_reads_stdin_is_fine() {
         "createRuntime": [no_read],
         "poststart": [no_read],
     });
-    b.create(&id, &c);
-    b.start(&id);
+    b.create_and_start(&id, &c);
     assert_eq!(b.status(&id), "running");
     b.delete_force(&id);
     b.assert_clean();
 }
 
-#[test]
-fn hook_timeout_fails_create_and_kills_the_hook() {
+/// A createRuntime hook running `script` with a one-second timeout fails `create` with
+/// "timed out", and nothing of the container or the hook (the tagged processes) is left.
+fn assert_slow_hook_times_out(name: &str, script: &str) {
     let b = Berth::new();
-    let id = b.id("slowhook");
+    let id = b.id(name);
     let mut c = b.config(SLEEPER);
-    let mut hook = host_hook(&b, "exec sleep 10");
+    let mut hook = host_hook(&b, script);
     hook["timeout"] = json!(1);
     c["hooks"] = json!({"createRuntime": [hook]});
-    let err = b.try_create(&id, &c).fails_with("createRuntime");
+    let err = b.assert_create_fails(&id, &c, "createRuntime");
     assert!(err.contains("timed out"), "{err}");
-    b.assert_no_state(&id);
     b.assert_clean();
+}
+
+#[test]
+fn hook_timeout_fails_create_and_kills_the_hook() {
+    assert_slow_hook_times_out("slowhook", "exec sleep 10");
 }
 
 /// A hook that forks (a shell script running a command) must not leave its children running
 /// after berth gave up on it.
 #[test]
 fn hook_timeout_kills_the_hooks_children_too() {
-    let b = Berth::new();
-    let id = b.id("slowtree");
-    let mut c = b.config(SLEEPER);
-    let mut hook = host_hook(&b, "sleep 10; echo never");
-    hook["timeout"] = json!(1);
-    c["hooks"] = json!({"createRuntime": [hook]});
-    let err = b.try_create(&id, &c).fails_with("createRuntime");
-    assert!(err.contains("timed out"), "{err}");
-    b.assert_no_state(&id);
-    b.assert_clean();
+    assert_slow_hook_times_out("slowtree", "sleep 10; echo never");
 }
 
 /// Kubernetes allows 256 KiB of annotations per object; they are part of the state document

@@ -37,8 +37,7 @@ fn create_start_kill_delete_with_each_signal_spelling() {
         assert_eq!(b.state(&id)["pid"], 0, "a stopped container has no pid");
 
         b.cmd(&["delete", &id]).ok();
-        b.cmd(&["state", &id])
-            .fails_with("container does not exist");
+        b.assert_gone(&id);
     }
     b.assert_clean();
 }
@@ -56,8 +55,7 @@ fn delete_without_force_refuses_created_and_running() {
     assert_eq!(b.status(&id), "running");
 
     b.delete_force(&id);
-    b.cmd(&["state", &id])
-        .fails_with("container does not exist");
+    b.assert_gone(&id);
     b.assert_clean();
 }
 
@@ -82,8 +80,7 @@ fn missing_container_errors() {
     let b = Berth::new();
     let id = b.id("ghost");
     b.cmd(&["delete", "--force", &id]).ok();
-    b.cmd(&["state", &id])
-        .fails_with("container does not exist");
+    b.assert_gone(&id);
     b.cmd(&["delete", &id])
         .fails_with("container does not exist");
     b.cmd(&["kill", &id, "KILL"])
@@ -97,10 +94,8 @@ fn missing_container_errors() {
 fn kill_of_a_stopped_container_fails() {
     let b = Berth::new();
     let id = b.id("dead");
-    b.create(&id, &b.config(SLEEPER));
-    b.start(&id);
-    b.cmd(&["kill", &id, "KILL"]).ok();
-    b.wait_status(&id, "stopped");
+    b.create_and_start(&id, &b.config(SLEEPER));
+    b.kill_and_wait(&id, "KILL");
     b.cmd(&["kill", &id, "TERM"])
         .fails_with("container not running");
     b.cmd(&["delete", &id]).ok();
@@ -111,14 +106,12 @@ fn kill_of_a_stopped_container_fails() {
 fn start_twice_fails() {
     let b = Berth::new();
     let id = b.id("twice");
-    b.create(&id, &b.config(SLEEPER));
-    b.start(&id);
+    b.create_and_start(&id, &b.config(SLEEPER));
     let err = b.cmd(&["start", &id]).fails_with("running");
     assert!(err.contains("cannot start"), "{err}");
     assert_eq!(b.status(&id), "running");
 
-    b.cmd(&["kill", &id, "KILL"]).ok();
-    b.wait_status(&id, "stopped");
+    b.kill_and_wait(&id, "KILL");
     b.cmd(&["start", &id]).fails_with("stopped");
     b.delete_force(&id);
     b.assert_clean();
@@ -150,8 +143,7 @@ fn list_shows_containers() {
     let a = b.id("list-a");
     let c = b.id("list-b");
     b.create(&a, &b.config(SLEEPER));
-    b.create(&c, &b.config(SLEEPER));
-    b.start(&c);
+    b.create_and_start(&c, &b.config(SLEEPER));
 
     let table = b.cmd(&["list"]).ok().out();
     let row = |id: &str| {
@@ -225,8 +217,7 @@ fn run_detached() {
     let pid = i32::try_from(state["pid"].as_i64().unwrap()).unwrap();
     b.track_pid(pid);
     assert!(common::is_alive(pid));
-    b.cmd(&["kill", &id, "TERM"]).ok();
-    b.wait_status(&id, "stopped");
+    b.kill_and_wait(&id, "TERM");
     b.cmd(&["delete", &id]).ok();
     b.assert_clean();
 }
@@ -264,8 +255,7 @@ fn kill_all_and_delete_force_without_a_pid_namespace() {
         let id = b.id(name);
         let mut c = b.config(&["sh", "-c", script]);
         common::remove_namespace(&mut c, "pid");
-        b.create(&id, &c);
-        b.start(&id);
+        b.create_and_start(&id, &c);
         let mut procs = Vec::new();
         assert!(
             common::poll_until(common::STATUS_TIMEOUT, || {
@@ -296,8 +286,7 @@ fn kill_all_and_delete_force_without_a_pid_namespace() {
 fn exec_pause_update_refuse_a_stopped_container() {
     let b = Berth::new();
     let id = b.id("stopped");
-    b.create(&id, &b.config(&["true"]));
-    b.start(&id);
+    b.create_and_start(&id, &b.config(&["true"]));
     b.wait_status(&id, "stopped");
     b.cmd(&["exec", &id, "true"])
         .fails_with("stopped container");

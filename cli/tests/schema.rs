@@ -72,8 +72,7 @@ fn state_validates_against_the_state_schema() {
     let running = b.state(&id);
     assert_eq!(running["annotations"]["org.example.key"], "value");
     assert_valid(&v, &running, "running state");
-    b.cmd(&["kill", &id, "KILL"]).ok();
-    b.wait_status(&id, "stopped");
+    b.kill_and_wait(&id, "KILL");
     assert_valid(&v, &b.state(&id), "stopped state");
     b.cmd(&["delete", &id]).ok();
     b.assert_clean();

@@ -19,8 +19,7 @@ fn proc_self_exe_interpreter_never_reaches_the_host_binary() {
     fs::write(&evil, "#!/proc/self/exe\n").unwrap();
     fs::set_permissions(&evil, fs::Permissions::from_mode(0o755)).unwrap();
     let id = b.id("evil");
-    let pid = b.create(&id, &b.config(&["/evil"]));
-    b.start(&id);
+    let pid = b.create_and_start(&id, &b.config(&["/evil"]));
     let berth_exe = fs::canonicalize(env!("CARGO_BIN_EXE_berth")).unwrap();
     let mut seen = Vec::new();
     poll_until(Duration::from_millis(300), || {
@@ -95,8 +94,7 @@ fn exec_joins_the_container() {
     let id = b.id("execd");
     let mut c = b.config(&["sleep", "30"]);
     c["hostname"] = serde_json::json!("inside");
-    let pid = b.create(&id, &c);
-    b.start(&id);
+    let pid = b.create_and_start(&id, &c);
     let out = b.cmd(&[
         "exec",
         &id,
@@ -161,8 +159,7 @@ fn a_ptrace_capable_container_cannot_write_back_to_berth() {
         "destination": "/out", "type": "bind", "source": out, "options": ["rbind"],
     }));
     let attacker = b.id("ptracer");
-    let attacker_pid = b.create(&attacker, &c);
-    b.start(&attacker);
+    let attacker_pid = b.create_and_start(&attacker, &c);
 
     // The victim: a container whose init joins the attacker's pid namespace and waits there,
     // made and deleted by the copy of berth.

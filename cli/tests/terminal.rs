@@ -9,11 +9,36 @@ use std::fs::File;
 use std::io::{IoSliceMut, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::Output;
 use std::time::Duration;
 
 use common::{Berth, OutputExt};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-use serde_json::json;
+use serde_json::{json, Value};
+
+/// `b.config(args)` with `process.terminal` set.
+fn terminal_config(b: &Berth, args: &[&str]) -> Value {
+    let mut c = b.config(args);
+    c["process"]["terminal"] = json!(true);
+    c
+}
+
+/// `berth create --console-socket <socket> [extra...] --bundle <bundle of config> <id>`,
+/// without checking the outcome.
+fn create_with_console(
+    b: &Berth,
+    id: &str,
+    config: &Value,
+    socket: &Path,
+    extra: &[&str],
+) -> Output {
+    let bundle = b.bundle(id, config);
+    let mut args = vec!["create", "--console-socket", socket.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.extend(["--bundle", bundle.to_str().unwrap(), id]);
+    b.cmd(&args)
+}
 
 /// Receives one descriptor (and the payload that came with it) from an accepted connection.
 fn receive_fd(listener: &UnixListener) -> (OwnedFd, String) {
@@ -82,32 +107,24 @@ fn console_socket_receives_the_pty_master() {
     let socket = b.path().join("console.sock");
     let listener = UnixListener::bind(&socket).unwrap();
     let id = b.id("tty");
-    let mut c = b.config(&[
-        "sh",
-        "-c",
-        "tty; echo ctty=$(cut -d' ' -f7 /proc/self/stat); echo hi",
-    ]);
-    c["process"]["terminal"] = json!(true);
-    let bundle = b.bundle(&id, &c);
-    let pid_file = bundle.join("pid");
-    b.cmd(&[
-        "create",
-        "--console-socket",
-        socket.to_str().unwrap(),
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        "--bundle",
-        bundle.to_str().unwrap(),
-        &id,
-    ])
-    .ok();
-    b.track_pid(
-        std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap(),
+    let c = terminal_config(
+        &b,
+        &[
+            "sh",
+            "-c",
+            "tty; echo ctty=$(cut -d' ' -f7 /proc/self/stat); echo hi",
+        ],
     );
+    let pid_file = b.path().join("pid");
+    create_with_console(
+        &b,
+        &id,
+        &c,
+        &socket,
+        &["--pid-file", pid_file.to_str().unwrap()],
+    )
+    .ok();
+    b.track_pid_file(&pid_file);
     let (master, payload) = receive_fd(&listener);
     assert!(payload.starts_with("/dev/pts/"), "payload {payload:?}");
     b.start(&id);
@@ -132,11 +149,9 @@ fn console_socket_receives_the_pty_master() {
 fn terminal_without_console_socket_is_a_create_error() {
     let b = Berth::new();
     let id = b.id("notty");
-    let mut c = b.config(&["true"]);
-    c["process"]["terminal"] = json!(true);
-    let err = b.try_create(&id, &c).fails_with("--console-socket");
+    let c = terminal_config(&b, &["true"]);
+    let err = b.assert_create_fails(&id, &c, "--console-socket");
     assert!(err.contains("process.terminal"), "{err}");
-    b.assert_no_state(&id);
     b.assert_clean();
 }
 
@@ -144,19 +159,9 @@ fn terminal_without_console_socket_is_a_create_error() {
 fn console_socket_that_does_not_exist_is_a_create_error() {
     let b = Berth::new();
     let id = b.id("nosock");
-    let mut c = b.config(&["true"]);
-    c["process"]["terminal"] = json!(true);
-    let bundle = b.bundle(&id, &c);
+    let c = terminal_config(&b, &["true"]);
     let missing = b.path().join("missing.sock");
-    b.cmd(&[
-        "create",
-        "--console-socket",
-        missing.to_str().unwrap(),
-        "--bundle",
-        bundle.to_str().unwrap(),
-        &id,
-    ])
-    .fails_with("--console-socket");
+    create_with_console(&b, &id, &c, &missing, &[]).fails_with("--console-socket");
     b.assert_no_state(&id);
     b.assert_clean();
 }
@@ -173,23 +178,13 @@ fn a_redirected_ptmx_never_becomes_the_console() {
     let socket = b.path().join("console.sock");
     let _listener = UnixListener::bind(&socket).unwrap();
     let id = b.id("ptmx");
-    let mut c = b.config(&["true"]);
+    let mut c = terminal_config(&b, &["true"]);
     c["root"]["path"] = json!(rootfs);
-    c["process"]["terminal"] = json!(true);
     let ptmx = rootfs.join("dev/ptmx");
     c["hooks"] = json!({"createContainer": [{
         "path": "/bin/sh",
         "args": ["sh", "-c", format!("rm -f {0} && ln -s /proc/sys/kernel/domainname {0}", ptmx.display())],
     }]});
-    let bundle = b.bundle(&id, &c);
-    b.cmd(&[
-        "create",
-        "--console-socket",
-        socket.to_str().unwrap(),
-        "--bundle",
-        bundle.to_str().unwrap(),
-        &id,
-    ])
-    .fails_with("not a pty of a devpts");
+    create_with_console(&b, &id, &c, &socket, &[]).fails_with("not a pty of a devpts");
     b.assert_clean();
 }

@@ -19,11 +19,11 @@
 
 mod common;
 
-use berth_overlay::extract::Compression;
-use berth_overlay::image::media;
-use berth_overlay::store::{ImportOptions, Store};
-use berth_overlay::synth::{compress, EntryType, TarWriter};
-use berth_overlay::{Digest, Platform};
+use berth_image::extract::Compression;
+use berth_image::image::media;
+use berth_image::store::{ImportOptions, Store};
+use berth_image::synth::{compress, EntryType, TarWriter};
+use berth_image::{Digest, Platform};
 use common::{Input, Sandbox};
 use serde_json::{json, Value};
 

@@ -2,7 +2,7 @@
 //! an error, never a panic.
 #![no_main]
 
-use berth_overlay::image::{self, Document, Platform};
+use berth_image::image::{self, Document, Platform};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(Document::Index(idx)) = image::parse_document(data, "fuzz") {
@@ -15,6 +15,6 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(s) = std::str::from_utf8(data) {
         let _ = Platform::parse(s);
         let _ = image::Digest::parse(s);
-        let _ = berth_overlay::store::normalize_name(s);
+        let _ = berth_image::store::normalize_name(s);
     }
 });

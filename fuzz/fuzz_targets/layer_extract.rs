@@ -19,15 +19,15 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         common::build_tar(rest)
     };
     let mode = if sel & 2 == 0 {
-        berth_overlay::Mode::Overlay
+        berth_image::Mode::Overlay
     } else {
-        berth_overlay::Mode::Flatten
+        berth_image::Mode::Flatten
     };
-    let opts = berth_overlay::ExtractOptions {
+    let opts = berth_image::ExtractOptions {
         mode,
         rootless: sel & 4 != 0,
         ..Default::default()
     };
-    let _ = berth_overlay::extract::extract_layer_single_thread(&tar[..], &sb.dest, &opts);
+    let _ = berth_image::extract::extract_layer_single_thread(&tar[..], &sb.dest, &opts);
     sb.check();
 });

@@ -13,8 +13,8 @@
 
 mod common;
 
-use berth_overlay::extract::{extract_layer_single_thread, extract_layer_with_workers};
-use berth_overlay::{ExtractOptions, ExtractStats, Mode};
+use berth_image::extract::{extract_layer_single_thread, extract_layer_with_workers};
+use berth_image::{ExtractOptions, ExtractStats, Mode};
 use common::{tree, Node, Sandbox, TreeOpts};
 
 /// The stats that must not depend on how the layer was written.

@@ -14,9 +14,9 @@ mod common;
 
 use std::io::Read;
 
-use berth_overlay::extract::{extract_layer_with_workers, open_layer, Compression};
-use berth_overlay::synth::compress;
-use berth_overlay::{Digest, ExtractOptions, Mode};
+use berth_image::extract::{extract_layer_with_workers, open_layer, Compression};
+use berth_image::synth::compress;
+use berth_image::{Digest, ExtractOptions, Mode};
 use common::{Input, Sandbox};
 
 const MEDIA_TYPES: &[Option<&str>] = &[

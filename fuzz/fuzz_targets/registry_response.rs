@@ -24,7 +24,8 @@
 //! Every URL the registry hands out names a loopback address: `Location`s and realms from
 //! the input that would name any other host are replaced, so nothing is ever resolved or
 //! connected to off this machine. Retries are off or immediate (no backoff, `Retry-After`
-//! never above 0) so every input ends quickly. `FUZZ_DEBUG=1` prints every exchange.
+//! never above 0) and the client's limits small (1 MiB blobs, 8 layers, 2 s idle, 5 s per
+//! request) so every input ends quickly. `FUZZ_DEBUG=1` prints every exchange.
 #![no_main]
 
 mod common;
@@ -35,17 +36,17 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use berth_overlay::extract::Compression;
-use berth_overlay::image::media;
-use berth_overlay::store::{ImportOptions, Store};
-use berth_overlay::synth::compress;
-use berth_overlay::{Digest, Platform};
+use berth_image::extract::Compression;
+use berth_image::image::media;
+use berth_image::store::{ImportOptions, Store};
+use berth_image::synth::compress;
+use berth_image::{Digest, Platform};
 use berth_registry::auth::parse_challenges;
 use berth_registry::client::{Client, ClientOptions};
 use berth_registry::progress::{Progress, Silent};
 use berth_registry::pull::{self, PullOptions};
 use berth_registry::push::{self, PushOptions};
-use berth_registry::{Credentials, Reference};
+use berth_registry::{Credentials, Limits, Reference};
 use common::{Input, Sandbox};
 use serde_json::json;
 
@@ -800,6 +801,16 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         }),
         retries: u32::from(sel >> 7),
         backoff: Duration::ZERO,
+        // Small bounds, and timeouts that end any exchange that would hang.
+        limits: Some(Limits {
+            max_blob_size: 1 << 20,
+            max_layers: 8,
+            disk_reserve: 0,
+            idle_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+            min_rate: 0,
+            rate_grace: Duration::from_secs(10),
+        }),
     };
     let client = Client::new(&host, opts).expect("a client for a loopback registry");
     match op {

@@ -21,8 +21,8 @@ mod common;
 
 use std::ffi::CString;
 
-use berth_overlay::bundle::{self, BundleOptions};
-use berth_overlay::image;
+use berth_image::bundle::{self, BundleOptions};
+use berth_image::image;
 use common::{Input, Sandbox};
 use serde_json::{json, Value};
 

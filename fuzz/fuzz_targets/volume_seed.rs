@@ -19,9 +19,9 @@ use std::collections::BTreeMap;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-use berth_overlay::extract::extract_layer_single_thread;
-use berth_overlay::volume::{seed, SeedBudget};
-use berth_overlay::{ExtractOptions, Mode};
+use berth_image::extract::extract_layer_single_thread;
+use berth_image::volume::{seed, SeedBudget};
+use berth_image::{ExtractOptions, Mode};
 use common::{tree, Input, Node, Sandbox, TreeOpts};
 
 const PATHS: &[&str] = &[
@@ -153,7 +153,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     }
     let before = tree(&vol, TreeOpts::default());
 
-    let limits = berth_overlay::Limits {
+    let limits = berth_image::Limits {
         max_volume_bytes: max_bytes,
         max_entries: if flags & 0x20 != 0 { max_entries } else { 4096 },
         ..common::small_limits()

@@ -13,27 +13,26 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mid = data.len() / 2;
     let (lower, upper) = data.split_at(mid);
     let sb = common::Sandbox::new("whiteout");
-    let opts = berth_overlay::ExtractOptions {
-        mode: berth_overlay::Mode::Flatten,
+    let opts = berth_image::ExtractOptions {
+        mode: berth_image::Mode::Flatten,
         ..Default::default()
     };
     let lower_tar = common::build_tar(lower);
-    if berth_overlay::extract::extract_layer_single_thread(&lower_tar[..], &sb.dest, &opts).is_err()
-    {
+    if berth_image::extract::extract_layer_single_thread(&lower_tar[..], &sb.dest, &opts).is_err() {
         sb.check();
         return;
     }
     let entries = common::entries(upper);
     let upper_tar = common::build_tar(upper);
-    let ok = berth_overlay::extract::extract_layer_single_thread(&upper_tar[..], &sb.dest, &opts)
-        .is_ok();
+    let ok =
+        berth_image::extract::extract_layer_single_thread(&upper_tar[..], &sb.dest, &opts).is_ok();
     sb.check();
     // Symlinks in the upper layer can alias a later entry onto a whited-out path (a -> /,
     // then a/b recreates b): the simple expectation holds without them.
     if !ok
         || entries
             .iter()
-            .any(|e| e.kind == berth_overlay::synth::EntryType::Symlink)
+            .any(|e| e.kind == berth_image::synth::EntryType::Symlink)
     {
         return;
     }

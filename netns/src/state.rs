@@ -1,10 +1,11 @@
 //! State files: JSON written atomically (temp file + rename), and exclusive file locks.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io;
+use std::path::Path;
 
-use nix::fcntl::{Flock, FlockArg};
+use berth_sys::fs::Durability;
+use berth_sys::lock;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -28,20 +29,17 @@ pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     }
 }
 
-/// Writes a JSON file atomically (readers never see a half-written file).
+/// Writes a JSON file atomically (readers never see a half-written file). Durable: these
+/// files always fsynced their data before the rename (leases and port reservations must not
+/// come back torn); the directory fsync after it completes that. Mode 0666 less the umask, as
+/// before.
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
     let mut bytes = serde_json::to_vec_pretty(value).expect("state serializes");
     bytes.push(b'\n');
-    let mut f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
-    f.write_all(&bytes)
-        .and_then(|()| f.sync_data())
-        .map_err(io_err("writing", &tmp))?;
-    fs::rename(&tmp, path).map_err(io_err("renaming into place", path))
+    berth_sys::fs::write_atomic(path, &bytes, 0o666, Durability::Durable)
+        .map_err(io_err("writing", path))
 }
 
 /// Removes a file; a missing one is fine.
@@ -84,7 +82,7 @@ pub(crate) fn json_stems(dir: &Path) -> Result<Vec<String>> {
 /// An exclusive `flock` held until dropped. Locks taken through separate opens exclude each
 /// other across processes and across threads of one process alike.
 pub(crate) struct Lock {
-    _flock: Flock<File>,
+    _lock: lock::Lock,
 }
 
 impl Lock {
@@ -93,18 +91,8 @@ impl Lock {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io_err("opening lock", path))?;
-        let flock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| Error::Io {
-            op: "locking",
-            path: path.to_owned(),
-            source: io::Error::from_raw_os_error(e as i32),
-        })?;
-        Ok(Self { _flock: flock })
+        let held = lock::Lock::create(path, 0o666, lock::Kind::Exclusive, lock::Wait::Block)
+            .map_err(io_err("locking", path))?;
+        Ok(Self { _lock: held })
     }
 }

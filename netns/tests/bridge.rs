@@ -17,8 +17,12 @@ use common::{
 
 /// A subnet for `NetworkOptions::subnet`.
 #[allow(clippy::unnecessary_wraps)]
-fn subnet(s: &str) -> Option<berth_netns::Subnet> {
-    Some(s.parse().unwrap())
+/// Network options that differ from the defaults only in the subnet, `cidr`.
+fn on_subnet(cidr: &str) -> NetworkOptions {
+    NetworkOptions {
+        subnet: Some(cidr.parse().unwrap()),
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -202,15 +206,7 @@ fn published_port_reachable_from_client_host_and_hairpin() {
 #[test]
 fn outbound_traffic_is_masqueraded() {
     in_test_host(|state, _| {
-        network::create(
-            state,
-            "out",
-            &NetworkOptions {
-                subnet: subnet("10.123.0.0/24"),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        network::create(state, "out", &on_subnet("10.123.0.0/24")).unwrap();
         let internet = uplink(
             base(state),
             "internet",
@@ -385,24 +381,8 @@ fn prune_after_killed_attacher() {
 #[test]
 fn errors_name_what_is_wrong_and_failed_attach_leaves_nothing() {
     in_test_host(|state, _| {
-        network::create(
-            state,
-            "small",
-            &NetworkOptions {
-                subnet: subnet("10.50.0.0/30"),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let err = network::create(
-            state,
-            "big",
-            &NetworkOptions {
-                subnet: subnet("10.50.0.0/16"),
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
+        network::create(state, "small", &on_subnet("10.50.0.0/30")).unwrap();
+        let err = network::create(state, "big", &on_subnet("10.50.0.0/16")).unwrap_err();
         assert_eq!(
             err.to_string(),
             "subnet 10.50.0.0/16 overlaps network small (10.50.0.0/30)"
@@ -432,15 +412,7 @@ fn errors_name_what_is_wrong_and_failed_attach_leaves_nothing() {
             "192.168.77.2/24",
             false,
         );
-        let err = network::create(
-            state,
-            "y",
-            &NetworkOptions {
-                subnet: subnet("192.168.0.0/16"),
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
+        let err = network::create(state, "y", &on_subnet("192.168.0.0/16")).unwrap_err();
         assert_eq!(
             err.to_string(),
             "subnet 192.168.0.0/16 overlaps address 192.168.77.1 of host interface lan0"

@@ -4,6 +4,13 @@
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::limits::{
+    exact_size, human_duration, human_size, VAR_DISK_RESERVE, VAR_IDLE_TIMEOUT, VAR_MAX_BLOB_SIZE,
+    VAR_MAX_LAYERS, VAR_MIN_RATE, VAR_TIMEOUT,
+};
 
 /// One entry of a registry's `{"errors": [...]}` body.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -114,9 +121,123 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A limit variable (`BERTH_PULL_*`, `BERTH_REGISTRY_*`) whose value does not parse.
+    #[error("{variable}={value:?}: {reason}")]
+    Config {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What a value must be.
+        reason: String,
+    },
+    /// A manifest, index, config or token answer larger than
+    /// [`MAX_DOCUMENT`](crate::limits::MAX_DOCUMENT) (declared so or sent so); no more than
+    /// the limit and a byte was read.
+    #[error("{what}: larger than {}, the limit for manifests, configs and tokens", human_size(*.limit))]
+    DocumentTooLarge {
+        /// The document (`manifest app:v1`, `config sha256:...`, `token from URL`).
+        what: String,
+        /// The limit, [`MAX_DOCUMENT`](crate::limits::MAX_DOCUMENT).
+        limit: u64,
+    },
+    /// A blob whose descriptor declares more than
+    /// [`Limits::max_blob_size`](crate::Limits::max_blob_size); it was not requested.
+    #[error("blob {digest}: its descriptor declares {}, more than the limit of {} (set {VAR_MAX_BLOB_SIZE} to change it)", exact_size(*.size), human_size(*.limit))]
+    BlobTooLarge {
+        /// The blob.
+        digest: String,
+        /// Its declared size.
+        size: u64,
+        /// [`Limits::max_blob_size`](crate::Limits::max_blob_size).
+        limit: u64,
+    },
+    /// A manifest listing more layers than [`Limits::max_layers`](crate::Limits::max_layers);
+    /// no blob was requested.
+    #[error("{reference}: manifest {digest} lists {layers} layers, more than the limit of {limit} (set {VAR_MAX_LAYERS} to change it); nothing was downloaded")]
+    TooManyLayers {
+        /// The reference pulled.
+        reference: String,
+        /// The manifest.
+        digest: String,
+        /// How many layers it lists.
+        layers: usize,
+        /// [`Limits::max_layers`](crate::Limits::max_layers).
+        limit: usize,
+    },
+    /// Too little free space for a blob of its declared size; it was not requested.
+    #[error("blob {digest}: not enough free space: {} for it, {} for the downloads in flight and a reserve of {} exceed the {} free in {} (set {VAR_DISK_RESERVE} to change the reserve)", exact_size(*.size), human_size(*.in_flight), human_size(*.reserve), human_size(*.free), .dir.display())]
+    NoSpace {
+        /// The blob.
+        digest: String,
+        /// Its declared size.
+        size: u64,
+        /// Declared sizes of the other downloads running.
+        in_flight: u64,
+        /// [`Limits::disk_reserve`](crate::Limits::disk_reserve).
+        reserve: u64,
+        /// Free bytes (for unprivileged users) of the filesystem.
+        free: u64,
+        /// The store's `tmp/`.
+        dir: PathBuf,
+    },
+    /// A blob response whose `Content-Length` is not the size its descriptor declares;
+    /// nothing of it was written.
+    #[error("blob {digest}: size mismatch: the registry's Content-Length {content_length} disagrees with the descriptor's size {declared}")]
+    ContentLength {
+        /// The blob.
+        digest: String,
+        /// The descriptor's size.
+        declared: u64,
+        /// The response's (for a resumed download: what should remain).
+        content_length: u64,
+    },
+    /// A blob stream longer than its descriptor declares; no byte past the declared size
+    /// was handed on.
+    #[error("blob {digest}: size mismatch: the registry sent more than the {declared} bytes its descriptor declares")]
+    BlobOverrun {
+        /// The blob.
+        digest: String,
+        /// The descriptor's size.
+        declared: u64,
+    },
+    /// A request not answered in full within
+    /// [`Limits::request_timeout`](crate::Limits::request_timeout) (a document), or whose
+    /// response headers did not arrive in that time (a blob).
+    #[error("{what}: not answered in full within {} (set {VAR_TIMEOUT} to change it)", human_duration(*.limit))]
+    Timeout {
+        /// The request (`manifest app:v1`, `GET /v2/...`).
+        what: String,
+        /// [`Limits::request_timeout`](crate::Limits::request_timeout).
+        limit: Duration,
+    },
+    /// A download that received nothing for
+    /// [`Limits::idle_timeout`](crate::Limits::idle_timeout).
+    #[error("{what}: nothing received for {} at byte {offset} (set {VAR_IDLE_TIMEOUT} to change it)", human_duration(*.limit))]
+    Idle {
+        /// The download (`blob sha256:...`).
+        what: String,
+        /// Bytes received before it stalled.
+        offset: u64,
+        /// [`Limits::idle_timeout`](crate::Limits::idle_timeout).
+        limit: Duration,
+    },
+    /// A blob download whose average rate fell below
+    /// [`Limits::min_rate`](crate::Limits::min_rate).
+    #[error("{what}: {received} bytes in {}, below the minimum average rate of {}/s (set {VAR_MIN_RATE} to change it)", human_duration(*.elapsed), human_size(*.min_rate))]
+    TooSlow {
+        /// The download (`blob sha256:...`).
+        what: String,
+        /// Bytes received so far.
+        received: u64,
+        /// Time since the download started.
+        elapsed: Duration,
+        /// [`Limits::min_rate`](crate::Limits::min_rate), bytes per second.
+        min_rate: u64,
+    },
     /// The image store failed (or refused content: digest or DiffID mismatch).
     #[error(transparent)]
-    Store(berth_overlay::Error),
+    Store(berth_image::Error),
 }
 
 /// The crate's result type.
@@ -152,43 +273,83 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
 
-    /// Wraps this error for the store's blob sources (which speak `io::Error`), so that
-    /// [`Error::from_store`] can take it back out.
-    pub(crate) fn into_store(self) -> berth_overlay::Error {
-        berth_overlay::Error::Read(io::Error::other(self))
+impl From<berth_image::Error> for Error {
+    fn from(e: berth_image::Error) -> Error {
+        Error::Store(e)
+    }
+}
+
+/// The registry errors raised inside a store call, kept by the registry: the store's blob
+/// sources speak `io::Error`, so a source that fails records its [`Error`] here and gives
+/// the store a plain `io::Error` with the same message; when the store call fails,
+/// [`Raised::error_of`] gives back the recorded error the store's error carries.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Raised(Arc<Mutex<Vec<Error>>>);
+
+impl Raised {
+    /// Records `e`; gives the `io::Error` the store gets in its place (its message, kind
+    /// `Other`).
+    pub(crate) fn io(&self, e: Error) -> io::Error {
+        let io = io::Error::other(e.to_string());
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(e);
+        io
     }
 
-    /// A store error, unwrapping a registry error a blob source raised inside it.
-    pub(crate) fn from_store(e: berth_overlay::Error) -> Error {
-        use berth_overlay::Error as S;
-        let inner = match &e {
-            S::Read(io) | S::Io { source: io, .. } | S::EntryIo { source: io, .. } => io
-                .get_ref()
-                .and_then(|r| r.downcast_ref::<Error>())
-                .is_some(),
-            _ => false,
-        };
-        if !inner {
-            return Error::Store(e);
-        }
-        match e {
-            S::Read(io) | S::Io { source: io, .. } | S::EntryIo { source: io, .. } => {
-                match io
-                    .into_inner()
-                    .map(<dyn std::error::Error + Send + Sync>::downcast::<Error>)
-                {
-                    Some(Ok(b)) => *b,
-                    _ => Error::protocol("store", "lost error"),
-                }
-            }
-            other => Error::Store(other),
+    /// Records `e`; gives the store error a blob source returns in its place.
+    pub(crate) fn store(&self, e: Error) -> berth_image::Error {
+        berth_image::Error::Read(self.io(e))
+    }
+
+    /// The error of a failed store call: the registry error recorded here that caused it
+    /// (the one whose message the store error or one of its sources has), else
+    /// [`Error::Store`].
+    pub(crate) fn error_of(&self, e: berth_image::Error) -> Error {
+        let mut raised = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let found = std::iter::successors(Some(&e as &dyn std::error::Error), |s| s.source())
+            .find_map(|s| {
+                let text = s.to_string();
+                raised.iter().position(|r| r.to_string() == text)
+            });
+        match found {
+            Some(i) => raised.swap_remove(i),
+            None => Error::Store(e),
         }
     }
 }
 
-impl From<berth_overlay::Error> for Error {
-    fn from(e: berth_overlay::Error) -> Error {
-        Error::from_store(e)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registry error given to the store comes back typed, whichever store error carries
+    /// it; a store error of its own stays one.
+    #[test]
+    fn raised_errors_come_back_from_the_store() {
+        let raised = Raised::default();
+        let idle = || Error::Idle {
+            what: "blob sha256:00".into(),
+            offset: 1000,
+            limit: Duration::from_secs(30),
+        };
+        let other = raised.store(Error::protocol("manifest app:v1", "bad"));
+        let io = raised.io(idle());
+        assert_eq!(io.to_string(), idle().to_string());
+        let store = berth_image::Error::Io {
+            path: "/store/tmp/x".into(),
+            op: "read",
+            source: io,
+        };
+        assert!(matches!(
+            raised.error_of(store),
+            Error::Idle { offset: 1000, .. }
+        ));
+        assert!(matches!(raised.error_of(other), Error::Protocol { .. }));
+        let own = berth_image::Error::Read(io::Error::other("disk on fire"));
+        assert!(matches!(raised.error_of(own), Error::Store(_)));
     }
 }

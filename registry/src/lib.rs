@@ -4,21 +4,33 @@
 //! It is its own crate because it is the only part of berth that talks to the network: it
 //! brings an HTTP client and a TLS stack that neither the runtime nor the image store need,
 //! and it treats every byte it receives as hostile until the store has verified it. The
-//! store ([`berth_overlay::store`]) stays a local, offline component; this crate feeds it
-//! through [`berth_overlay::store::BlobSource`].
+//! store ([`berth_image::store`]) stays a local, offline component; this crate feeds it
+//! through [`berth_image::store::BlobSource`].
 //!
-//! - [`reference`]: docker-style references (default registry, `library/`, tags, digests).
+//! - [`reference`](mod@reference): docker-style references (default registry, `library/`, tags, digests).
 //! - [`auth`]: docker's `config.json` credentials and `WWW-Authenticate` challenges.
 //! - [`client`]: HTTP(S), Basic and Bearer auth, retries, redirects, resumable downloads.
 //! - [`pull`]: manifests by tag or digest, platform selection, concurrent verified layers.
 //! - [`push`]: `HEAD` before upload, cross-repository mounts, monolithic or chunked uploads.
 //! - [`progress`]: events for progress bars or lines.
+//! - [`limits`]: what a registry may make a pull do, and the variables that change it.
+//!
+//! A hostile registry is bounded ([`Limits`], [`limits`] has the details): documents
+//! (manifests, indexes, configs, tokens) are at most 4 MiB and must arrive whole within
+//! `BERTH_REGISTRY_TIMEOUT` (60 s); an image of more than `BERTH_PULL_MAX_LAYERS` (128)
+//! layers is refused before any blob is requested; a blob declared larger than
+//! `BERTH_PULL_MAX_BLOB_SIZE` (64 GiB), or than the store's free space less
+//! `BERTH_PULL_DISK_RESERVE` (1 GiB), is not requested, and no more than its declared size is
+//! ever written; a download that receives nothing for `BERTH_REGISTRY_IDLE_TIMEOUT` (30 s),
+//! or whose average rate falls below `BERTH_REGISTRY_MIN_RATE` (64 KiB/s) after a grace
+//! period, fails. Each failure is an [`Error`] naming the digest or reference, the limit and
+//! its variable, and leaves nothing in the store.
 //!
 //! ```no_run
 //! use std::sync::Arc;
 //! use berth_registry::{client::{Client, ClientOptions}, pull, progress::Silent, Reference};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = berth_overlay::Store::open_default()?;
+//! let store = berth_image::Store::open_default()?;
 //! let r = Reference::parse("localhost:5000/busybox:latest")?;
 //! let client = Client::new(r.api_host(), ClientOptions::default())?;
 //! let report = pull::pull(&client, &store, &r, &pull::PullOptions::default(), Arc::new(Silent))?;
@@ -29,6 +41,9 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+#[cfg(test)]
+mod hostile;
+pub mod limits;
 pub mod progress;
 pub mod pull;
 pub mod push;
@@ -39,6 +54,7 @@ mod test_server;
 pub use auth::{Credentials, DockerConfig};
 pub use client::{Client, ClientOptions};
 pub use error::{Error, Result};
+pub use limits::Limits;
 pub use reference::Reference;
 
 /// A client for `reference`'s registry with the credentials stored for it in docker's
@@ -61,6 +77,10 @@ pub fn check_login(registry: &str, opts: ClientOptions) -> Result<()> {
         registry
     };
     let client = Client::new(host, opts)?;
-    client.send("GET", "/v2/", &[], &[], &client::Body::Empty)?;
+    let within = client::Within {
+        deadline: Some(client.document_deadline()),
+        retry_until: None,
+    };
+    client.send_with("GET", "/v2/", &[], &[], &client::Body::Empty, within)?;
     Ok(())
 }

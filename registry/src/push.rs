@@ -11,9 +11,9 @@ use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
-use berth_overlay::image::media;
-use berth_overlay::store::Store;
-use berth_overlay::Digest;
+use berth_image::image::media;
+use berth_image::store::Store;
+use berth_image::Digest;
 
 use crate::client::{escape, Body, Client, StatsSnapshot};
 use crate::error::{Error, Result};
@@ -88,6 +88,19 @@ fn expect_status(resp: ureq::Response, want: &[u16], step: &str) -> Result<ureq:
         }
     }
     Err(Error::protocol(step, reason))
+}
+
+/// The digest the registry computed for what it stored (`Docker-Content-Digest`), when it
+/// says, must be `expected`.
+fn check_digest(resp: &ureq::Response, expected: &str, what: impl Fn() -> String) -> Result<()> {
+    match resp.header("docker-content-digest") {
+        Some(got) if got != expected => Err(Error::DigestMismatch {
+            what: what(),
+            expected: expected.to_string(),
+            actual: got.to_string(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Whether the repository has the blob (`HEAD`).
@@ -267,15 +280,7 @@ impl Uploader<'_> {
                 bytes: size,
             });
         }
-        if let Some(got) = resp.header("docker-content-digest") {
-            if got != d {
-                return Err(Error::DigestMismatch {
-                    what: format!("blob pushed to {repo}"),
-                    expected: d.to_string(),
-                    actual: got.to_string(),
-                });
-            }
-        }
+        check_digest(&resp, d, || format!("blob pushed to {repo}"))?;
         self.progress.event(&Event::Done { digest: d });
         Ok(Outcome::Uploaded)
     }
@@ -303,16 +308,7 @@ fn put_manifest(
         &[201],
         &format!("PUT of manifest {digest} to {path}"),
     )?;
-    if let Some(got) = resp.header("docker-content-digest") {
-        if got != digest {
-            return Err(Error::DigestMismatch {
-                what: format!("manifest pushed to {path}"),
-                expected: digest.to_string(),
-                actual: got.to_string(),
-            });
-        }
-    }
-    Ok(())
+    check_digest(&resp, digest, || format!("manifest pushed to {path}"))
 }
 
 /// Pushes the stored image `local` (a name or the reference's own familiar name) to
@@ -391,32 +387,20 @@ pub fn push(
         reference: &target.familiar(),
         digest: &rec.manifest,
     });
-    let after = client.stats().snapshot();
     Ok(PushReport {
         digest: manifest_digest,
         uploaded,
         existing,
         mounted,
-        stats: StatsSnapshot {
-            requests: after.requests - before.requests,
-            bytes_received: after.bytes_received - before.bytes_received,
-            bytes_sent: after.bytes_sent - before.bytes_sent,
-            blobs_fetched: after.blobs_fetched - before.blobs_fetched,
-            resumes: after.resumes - before.resumes,
-        },
+        stats: client.stats().snapshot().since(&before),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::ClientOptions;
     use crate::progress::Silent;
-    use crate::test_server::{Reply, Request, Server};
-    use crate::Credentials;
-
-    /// `alice:secret`.
-    const BASIC: &str = "Basic YWxpY2U6c2VjcmV0";
+    use crate::test_server::{alice, basic_challenge, Reply, Request, Server, BASIC};
 
     /// What the fake registry answers to each step of an upload.
     #[derive(Clone, Copy)]
@@ -436,6 +420,21 @@ mod tests {
         manifest: "201 Created",
     };
 
+    impl Answers {
+        /// These answers, but `status` for `step` (a field's name).
+        fn but(mut self, step: &str, status: &'static str) -> Answers {
+            *match step {
+                "head" => &mut self.head,
+                "post" => &mut self.post,
+                "patch" => &mut self.patch,
+                "put" => &mut self.put,
+                "manifest" => &mut self.manifest,
+                other => panic!("no step {other}"),
+            } = status;
+            self
+        }
+    }
+
     /// A registry on 127.0.0.1 wanting Basic `alice:secret`, without any blob, answering
     /// the upload steps as `a` says; `upload` is where its `Location`s send the upload.
     fn registry(a: Answers, upload: Option<String>) -> Server {
@@ -445,10 +444,7 @@ mod tests {
                 return Reply::new("200 OK", &[]);
             }
             if r.header("authorization") != Some(BASIC) {
-                return Reply::new(
-                    "401 Unauthorized",
-                    &[("WWW-Authenticate", "Basic realm=\"berth-test\"")],
-                );
+                return basic_challenge();
             }
             let loc = upload
                 .clone()
@@ -467,20 +463,7 @@ mod tests {
     }
 
     fn client(host: &str) -> Client {
-        Client::new(
-            host,
-            ClientOptions {
-                insecure: false,
-                ca_file: None,
-                credentials: Some(Credentials {
-                    username: "alice".into(),
-                    password: "secret".into(),
-                }),
-                retries: 0,
-                backoff: std::time::Duration::from_millis(1),
-            },
-        )
-        .unwrap()
+        Client::new(host, alice(false)).unwrap()
     }
 
     /// Pushes a 10-byte blob to `host`'s `app` (in chunks of `chunk` bytes when given).
@@ -529,80 +512,35 @@ mod tests {
     /// that ureq turned into a GET) counted as a blob stored.
     #[test]
     fn unexpected_statuses_fail_the_push() {
-        let e = push_err(
-            Answers {
-                put: "200 OK",
-                ..SPEC
-            },
-            None,
-        );
-        assert!(
-            e.contains("PUT") && e.contains("HTTP 200") && e.contains("201"),
-            "{e}"
-        );
-        let e = push_err(
-            Answers {
-                put: "307 Temporary Redirect",
-                ..SPEC
-            },
-            None,
-        );
-        assert!(e.contains("PUT") && e.contains("HTTP 307"), "{e}");
-        // A 301 on PUT is not followed (ureq once turned it into a GET, whose 200 was not a
-        // stored blob either).
-        let e = push_err(
-            Answers {
-                put: "301 Moved Permanently",
-                ..SPEC
-            },
-            None,
-        );
-        assert!(e.contains("PUT") && e.contains("HTTP 301"), "{e}");
-        // An unfollowed redirect is not "the registry has the blob".
-        let e = push_err(
-            Answers {
-                head: "307 Temporary Redirect",
-                ..SPEC
-            },
-            None,
-        );
-        assert!(e.contains("HEAD") && e.contains("HTTP 307"), "{e}");
-        let e = push_err(
-            Answers {
-                post: "200 OK",
-                ..SPEC
-            },
-            None,
-        );
-        assert!(e.contains("POST") && e.contains("202 Accepted"), "{e}");
-        let e = push_err(
-            Answers {
-                patch: "204 No Content",
-                ..SPEC
-            },
-            Some(4),
-        );
-        assert!(e.contains("PATCH") && e.contains("HTTP 204"), "{e}");
-        let e = push_err(
-            Answers {
-                put: "202 Accepted",
-                ..SPEC
-            },
-            Some(4),
-        );
-        assert!(
-            e.contains("closing the chunked upload") && e.contains("HTTP 202"),
-            "{e}"
-        );
+        let cases: [(&str, &str, Option<u64>, &[&str]); 7] = [
+            ("put", "200 OK", None, &["PUT", "HTTP 200", "201"]),
+            ("put", "307 Temporary Redirect", None, &["PUT", "HTTP 307"]),
+            // A 301 on PUT is not followed (ureq once turned it into a GET, whose 200 was not
+            // a stored blob either).
+            ("put", "301 Moved Permanently", None, &["PUT", "HTTP 301"]),
+            // An unfollowed redirect is not "the registry has the blob".
+            (
+                "head",
+                "307 Temporary Redirect",
+                None,
+                &["HEAD", "HTTP 307"],
+            ),
+            ("post", "200 OK", None, &["POST", "202 Accepted"]),
+            ("patch", "204 No Content", Some(4), &["PATCH", "HTTP 204"]),
+            (
+                "put",
+                "202 Accepted",
+                Some(4),
+                &["closing the chunked upload", "HTTP 202"],
+            ),
+        ];
+        for (step, status, chunk, wanted) in cases {
+            let e = push_err(SPEC.but(step, status), chunk);
+            assert!(wanted.iter().all(|w| e.contains(w)), "{wanted:?}: {e}");
+        }
 
         for (status, ok) in [("200 OK", false), ("201 Created", true)] {
-            let reg = registry(
-                Answers {
-                    manifest: status,
-                    ..SPEC
-                },
-                None,
-            );
+            let reg = registry(SPEC.but("manifest", status), None);
             let client = client(&reg.host());
             let target = Reference::parse(&format!("{}/app:v1", reg.host())).unwrap();
             let r = put_manifest(

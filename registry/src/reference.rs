@@ -123,7 +123,7 @@ impl Reference {
         }
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => {
-                berth_overlay::Digest::parse(d).map_err(|e| invalid(s, e.to_string()))?;
+                berth_image::Digest::parse(d).map_err(|e| invalid(s, e.to_string()))?;
                 (r, Some(d.to_string()))
             }
             None => (s, None),

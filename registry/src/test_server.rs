@@ -2,6 +2,11 @@
 //! closure, every request recorded. It listens on a given loopback address (127.0.0.2 is
 //! another host to the client than 127.0.0.1) and hangs up on a TLS ClientHello, as a plain
 //! HTTP server would fail it, so that the client falls back to HTTP.
+//!
+//! A reply may also be streamed by a thread of its own ([`Reply::streaming`], [`Reply::raw`]),
+//! for misbehaving registries: endless or trickled bodies, stalls, trickled headers. The
+//! server goes on accepting meanwhile; the thread stops when a write fails (the client hung
+//! up) or when the server is dropped.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -10,6 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use crate::client::ClientOptions;
+use crate::{Credentials, Limits};
 
 /// A request the server received.
 #[derive(Debug, Clone)]
@@ -31,11 +39,25 @@ impl Request {
     }
 }
 
+/// Writes a streamed answer to the connection; the flag is set when the server is dropped
+/// (a writer that waits should give up then).
+pub(crate) type Writer = Box<dyn FnOnce(&mut TcpStream, &AtomicBool) + Send>;
+
+/// A streamed answer.
+pub(crate) enum Stream {
+    /// The body, after the status line and the headers (no automatic Content-Length).
+    Body(Writer),
+    /// Everything, status line and headers included.
+    Raw(Writer),
+}
+
 /// An answer: status line, headers, body.
 pub(crate) struct Reply {
     pub status: &'static str,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// Streamed instead of `body` when set.
+    pub stream: Option<Stream>,
 }
 
 impl Reply {
@@ -48,8 +70,54 @@ impl Reply {
                 .map(|(k, v)| (*k, (*v).to_string()))
                 .collect(),
             body: Vec::new(),
+            stream: None,
         }
     }
+
+    /// An answer with a body in memory.
+    pub fn with_body(
+        status: &'static str,
+        headers: &[(&'static str, &str)],
+        body: Vec<u8>,
+    ) -> Reply {
+        Reply {
+            body,
+            ..Reply::new(status, headers)
+        }
+    }
+
+    /// An answer whose body `writer` streams after the status line and `headers` (which
+    /// should say how the body ends: a Content-Length, or none and the connection closes).
+    pub fn streaming(
+        status: &'static str,
+        headers: &[(&'static str, &str)],
+        writer: impl FnOnce(&mut TcpStream, &AtomicBool) + Send + 'static,
+    ) -> Reply {
+        Reply {
+            stream: Some(Stream::Body(Box::new(writer))),
+            ..Reply::new(status, headers)
+        }
+    }
+
+    /// An answer `writer` writes whole, status line included.
+    pub fn raw(writer: impl FnOnce(&mut TcpStream, &AtomicBool) + Send + 'static) -> Reply {
+        Reply {
+            stream: Some(Stream::Raw(Box::new(writer))),
+            ..Reply::new("200 OK", &[])
+        }
+    }
+}
+
+/// Sleeps `d` in small steps; false when `stop` was set meanwhile.
+pub(crate) fn pause(d: Duration, stop: &AtomicBool) -> bool {
+    let end = std::time::Instant::now() + d;
+    while std::time::Instant::now() < end {
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10).min(d));
+    }
+    !stop.load(Ordering::SeqCst)
 }
 
 type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
@@ -133,17 +201,32 @@ impl Server {
                 };
                 let reply = handler(&req);
                 lg.lock().unwrap().push(req);
-                let mut out = format!(
-                    "HTTP/1.1 {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-                    reply.status,
-                    reply.body.len()
-                );
+                let mut out = format!("HTTP/1.1 {}\r\n", reply.status);
+                if reply.stream.is_none() {
+                    let _ = write!(out, "Content-Length: {}\r\n", reply.body.len());
+                }
+                out.push_str("Connection: close\r\n");
                 for (k, v) in &reply.headers {
                     let _ = write!(out, "{k}: {v}\r\n");
                 }
                 out.push_str("\r\n");
-                let _ = conn.write_all(out.as_bytes());
-                let _ = conn.write_all(&reply.body);
+                match reply.stream {
+                    None => {
+                        let _ = conn.write_all(out.as_bytes());
+                        let _ = conn.write_all(&reply.body);
+                    }
+                    Some(stream) => {
+                        let st = Arc::clone(&st);
+                        std::thread::spawn(move || match stream {
+                            Stream::Body(w) => {
+                                if conn.write_all(out.as_bytes()).is_ok() {
+                                    w(&mut conn, &st);
+                                }
+                            }
+                            Stream::Raw(w) => w(&mut conn, &st),
+                        });
+                    }
+                }
             }
         });
         Server {
@@ -172,5 +255,41 @@ impl Drop for Server {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// `alice:secret`, as a Basic Authorization header.
+pub(crate) const BASIC: &str = "Basic YWxpY2U6c2VjcmV0";
+
+/// The answer of a registry that wants Basic auth to a request without it.
+pub(crate) fn basic_challenge() -> Reply {
+    Reply::new(
+        "401 Unauthorized",
+        &[("WWW-Authenticate", "Basic realm=\"berth-test\"")],
+    )
+}
+
+/// Client options for the tests: `limits`, no retry (a 1 ms backoff), no CA file, no
+/// credentials.
+pub(crate) fn options(limits: Limits) -> ClientOptions {
+    ClientOptions {
+        insecure: false,
+        ca_file: None,
+        credentials: None,
+        retries: 0,
+        backoff: Duration::from_millis(1),
+        limits: Some(limits),
+    }
+}
+
+/// [`options`] with the default limits and the credentials `alice:secret`.
+pub(crate) fn alice(insecure: bool) -> ClientOptions {
+    ClientOptions {
+        insecure,
+        credentials: Some(Credentials {
+            username: "alice".into(),
+            password: "secret".into(),
+        }),
+        ..options(Limits::default())
     }
 }

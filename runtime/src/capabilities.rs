@@ -113,20 +113,6 @@ fn bits(set: &CapsHashSet) -> u64 {
     set.iter().fold(0, |acc, c| acc | c.bitmask())
 }
 
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
 /// Sets the three per-thread sets in one capset(2) call, so no ordering constraint between
 /// them can fail half-way.
 fn capset(
@@ -134,30 +120,11 @@ fn capset(
     permitted: &CapsHashSet,
     inheritable: &CapsHashSet,
 ) -> Result<()> {
-    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
     let (e, p, i) = (bits(effective), bits(permitted), bits(inheritable));
-    let header = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let data = [
-        CapData {
-            effective: e as u32,
-            permitted: p as u32,
-            inheritable: i as u32,
-        },
-        CapData {
-            effective: (e >> 32) as u32,
-            permitted: (p >> 32) as u32,
-            inheritable: (i >> 32) as u32,
-        },
-    ];
-    // SAFETY: header and a two-element data array as capset v3 expects, alive for the call.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &raw const header, data.as_ptr()) };
-    if rc != 0 {
+    if let Err(err) = berth_sys::security::set_capabilities(e, p, i) {
         return Err(Error::Init(format!(
             "capabilities: capset(effective={e:#x}, permitted={p:#x}, inheritable={i:#x}): {}",
-            crate::error::describe(&std::io::Error::last_os_error())
+            crate::error::describe(&err)
         )));
     }
     Ok(())

@@ -225,7 +225,16 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
         Some(cg) => cg.unified_dir_fd()?,
         None => None,
     };
-    let child = clone3(clone_flags.bits() as u64, cgroup_fd.as_ref())?;
+    // clone3 with fork semantics, straight into the new namespaces and (with a cgroup
+    // directory fd) into the container's cgroup.
+    // SAFETY: berth is single-threaded here, so the child may keep running Rust code.
+    let child = unsafe {
+        berth_sys::process::fork_into(
+            clone_flags.bits() as u64,
+            cgroup_fd.as_ref().map(std::os::fd::AsFd::as_fd),
+        )
+    }
+    .ctx(|| "clone3 into the container's namespaces".to_string())?;
     if child == 0 {
         drop(parent_end);
         init::main(plan, child_end, waiter);
@@ -425,48 +434,6 @@ fn check_preserved_fds(n: u32) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
-/// clone3 without CLONE_VM: fork semantics, straight into new namespaces and (with a cgroup
-/// directory fd) into the container's cgroup.
-fn clone3(flags: u64, cgroup: Option<&std::os::fd::OwnedFd>) -> Result<i32> {
-    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-    let args = CloneArgs {
-        flags: flags | cgroup.map_or(0, |_| CLONE_INTO_CGROUP),
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: cgroup.map_or(0, |fd| std::os::fd::AsRawFd::as_raw_fd(fd) as u64),
-        ..Default::default()
-    };
-    // SAFETY: clone3 with a valid, sized clone_args and no CLONE_VM behaves like fork; berth is
-    // single-threaded, so the child may keep running Rust code.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &raw const args,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error())
-            .ctx(|| "clone3 into the container's namespaces".to_string());
-    }
-    Ok(pid as i32)
 }
 
 /// The state directory's start socket path (for tests and diagnostics).

@@ -17,7 +17,7 @@
 
 use std::ffi::CStr;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use crate::error::{Context, Result};
 
@@ -122,19 +122,9 @@ impl Trampoline {
         full.push(c"berth-exec".as_ptr());
         full.push(path.as_ptr());
         full.extend_from_slice(argv);
-        // SAFETY: execveat on our sealed memfd with AT_EMPTY_PATH; argv and envp are
-        // NULL-terminated arrays of valid C strings that outlive the call.
-        unsafe {
-            libc::syscall(
-                libc::SYS_execveat,
-                self.0.as_raw_fd(),
-                c"".as_ptr(),
-                full.as_ptr(),
-                envp.as_ptr(),
-                libc::AT_EMPTY_PATH,
-            )
-        };
-        std::io::Error::last_os_error()
+        // SAFETY: argv and envp are NULL-terminated arrays of valid C strings that outlive the
+        // call (this function's documented inputs; `full` only prepends two live strings).
+        unsafe { berth_sys::process::execveat_fd(self.0.as_fd(), &full, envp) }
             .raw_os_error()
             .unwrap_or(libc::EIO)
     }

@@ -2,7 +2,7 @@
 //! its stdin is harmless (berth ignores `EPIPE`), and a failure names the hook.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -96,7 +96,8 @@ fn run(
     // The timeout covers the whole hook, its stdin included: a hook that never reads a state
     // larger than a pipe buffer must not hold berth before the clock starts.
     let deadline = timeout.map(|t| Instant::now() + t);
-    let pidfd = pidfd_open(child.id() as i32).map_err(|e| format!("pidfd_open: {e}"))?;
+    let pidfd = berth_sys::process::pidfd_open(child.id() as i32)
+        .map_err(|e| format!("pidfd_open: {e}"))?;
     let fed = match child.stdin.take() {
         Some(stdin) => feed_stdin(stdin, state_json.as_bytes(), &pidfd, deadline),
         None => true,
@@ -209,17 +210,6 @@ fn wait_until(
             )
         };
     }
-}
-
-/// `pidfd_open(2)`.
-pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain syscall with integer arguments.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a new descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[cfg(test)]

@@ -3,26 +3,14 @@
 //! each tree detached (open_tree + mount_setattr) and hands its fd to the init, which attaches
 //! it inside the rootfs with move_mount.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
+use berth_sys::mount::{MountAttr, Tree, MOUNT_ATTR_IDMAP};
 use oci_spec::runtime::LinuxIdMapping;
 
 use crate::error::{Context, Error, Result};
 use crate::mount_options::Idmap;
 use crate::rootfs::MountPlan;
-
-const OPEN_TREE_CLONE: u32 = 1;
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
-const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
 
 /// Builds a detached idmapped tree for every `idmap`/`ridmap` mount, in mount order. A mount
 /// without its own mappings uses the container's user namespace (that of `init_pid`).
@@ -38,7 +26,11 @@ pub fn detached_trees(
             .source
             .as_ref()
             .ok_or_else(|| Error::config(&field, "an idmapped mount needs a bind source"))?;
-        let recursive = m.options.idmap == Some(Idmap::Recursive);
+        let tree = if m.options.idmap == Some(Idmap::Recursive) {
+            Tree::Recursive
+        } else {
+            Tree::Single
+        };
         let userns = if m.uid_mappings.is_empty() {
             if !container_userns {
                 return Err(Error::config(
@@ -52,9 +44,17 @@ pub fn detached_trees(
         } else {
             userns_with_maps(&m.uid_mappings, &m.gid_mappings).map_err(|e| annotate(e, &field))?
         };
-        let tree = open_tree(source, recursive).map_err(|e| annotate(e, &field))?;
-        set_idmap(&tree, &userns, recursive).map_err(|e| annotate(e, &field))?;
-        trees.push(tree);
+        let detached = berth_sys::mount::clone_tree(source, tree)
+            .ctx(|| format!("{field}: open_tree {}", source.display()))?;
+        let attr = MountAttr {
+            set: MOUNT_ATTR_IDMAP,
+            userns: Some(userns.as_fd()),
+            ..MountAttr::default()
+        };
+        berth_sys::mount::mount_setattr(detached.as_fd(), tree, &attr).ctx(|| {
+            format!("{field}: mount_setattr(MOUNT_ATTR_IDMAP) (does the filesystem support idmapped mounts?)")
+        })?;
+        trees.push(detached);
     }
     Ok(trees)
 }
@@ -69,72 +69,10 @@ fn annotate(e: Error, field: &str) -> Error {
     }
 }
 
-fn open_tree(source: &std::path::Path, recursive: bool) -> Result<OwnedFd> {
-    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(source.as_os_str()))
-        .map_err(|_| Error::config("mounts", "source contains NUL"))?;
-    let flags = OPEN_TREE_CLONE
-        | libc::O_CLOEXEC as u32
-        | if recursive {
-            libc::AT_RECURSIVE as u32
-        } else {
-            0
-        };
-    // SAFETY: open_tree with a valid C string and flags; returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error())
-            .ctx(|| format!("open_tree {}", source.display()));
-    }
-    // SAFETY: a new descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-fn set_idmap(tree: &OwnedFd, userns: &OwnedFd, recursive: bool) -> Result<()> {
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
-    // SAFETY: mount_setattr on our detached tree with a live, sized mount_attr.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            &raw const attr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).ctx(|| {
-            "mount_setattr(MOUNT_ATTR_IDMAP) (does the filesystem support idmapped mounts?)"
-                .to_string()
-        });
-    }
-    Ok(())
-}
-
 /// Attaches a detached tree at `target` (an `O_PATH` fd inside the rootfs).
 pub fn attach(tree: &OwnedFd, target: &OwnedFd) -> Result<()> {
-    // SAFETY: move_mount between two descriptors we own, both with empty paths.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            target.as_raw_fd(),
-            c"".as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .ctx(|| "move_mount of the idmapped tree".to_string());
-    }
-    Ok(())
+    berth_sys::mount::move_mount(tree.as_fd(), target.as_fd())
+        .ctx(|| "move_mount of the idmapped tree".to_string())
 }
 
 /// A user namespace carrying `uids`/`gids`: a short-lived child unshares it, the parent writes

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
+use berth_sys::in_root::{self, OFlags, Resolve};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{Hook, Linux};
 
@@ -272,9 +273,8 @@ fn join_session_keyring(id: &str) {
     let Ok(name) = std::ffi::CString::new(id) else {
         return;
     };
-    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
-    // SAFETY: keyctl with a valid C string; failure (e.g. ENOSYS, EDQUOT) is tolerated as in runc.
-    unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    // Failure (e.g. ENOSYS, EDQUOT) is tolerated as in runc.
+    let _ = berth_sys::keyring::join_session_keyring(&name);
 }
 
 /// Waits for `start`, then execs. Returns the exit code on failure.
@@ -324,10 +324,11 @@ fn finish_setup(plan: &Plan, null: Option<&OwnedFd>) -> Result<Option<OwnedFd>> 
             }
             let rel = k.replace('.', "/");
             let write = || -> std::io::Result<()> {
-                let fd = crate::in_root::open_strict(
+                let fd = in_root::open(
                     proc_sys.as_fd(),
                     std::path::Path::new(&rel),
-                    libc::O_WRONLY | libc::O_TRUNC,
+                    OFlags::WRONLY | OFlags::TRUNC,
+                    Resolve::InRootStrict,
                 )?;
                 std::io::Write::write_all(&mut std::fs::File::from(fd), v.as_bytes())
             };
@@ -481,16 +482,7 @@ fn install_seccomp(
 /// host (state directory, sockets, log file) reaches the container.
 fn close_fds(preserve: u32, conn: &impl AsRawFd) -> Result<()> {
     let first = 3 + preserve;
-    // SAFETY: close_range with integer arguments; CLOSE_RANGE_CLOEXEC only sets flags.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if rc != 0 {
+    if berth_sys::process::cloexec_from(first).is_err() {
         // A kernel before 5.11 (no CLOSE_RANGE_CLOEXEC): one fcntl per open descriptor.
         cloexec_each(first)?;
     }

@@ -17,12 +17,10 @@ pub mod failpoint;
 pub mod features;
 pub mod hooks;
 pub mod idmap;
-pub mod in_root;
 pub mod init;
 pub mod lifecycle;
 pub mod mempolicy;
 pub mod mount_options;
-pub mod mountinfo;
 pub mod namespaces;
 pub mod phases;
 pub mod proc_info;
@@ -37,6 +35,9 @@ pub mod start_channel;
 pub mod state;
 pub mod sync;
 pub mod terminal;
+
+/// The mountinfo parser (moved to berth-sys; re-exported for the fuzz target).
+pub use berth_sys::mountinfo;
 
 pub use create::{create, CreateOptions};
 pub use error::{Error, Result};

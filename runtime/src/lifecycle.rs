@@ -1,6 +1,6 @@
 //! `start`, `kill`, `delete` and `run`: the operations on a container after `create`.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use crate::create::{self, CreateOptions};
@@ -100,7 +100,7 @@ pub fn kill(root: &StateRoot, id: &str, signal: i32, all: bool) -> Result<()> {
 
 /// Signals `pid` through a pidfd; for the init, checks the pid was not reused first.
 fn signal_pid(state: &ContainerState, pid: i32, signal: i32, is_init: bool) -> Result<()> {
-    let pidfd = match hooks::pidfd_open(pid) {
+    let pidfd = match berth_sys::process::pidfd_open(pid) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Err(Error::NotRunning),
         Err(e) => return Err(e).ctx(|| format!("pidfd_open {pid}")),
@@ -108,24 +108,11 @@ fn signal_pid(state: &ContainerState, pid: i32, signal: i32, is_init: bool) -> R
     if is_init && !state.init_alive() {
         return Err(Error::NotRunning);
     }
-    // SAFETY: pidfd_send_signal with a valid pidfd, no siginfo, no flags.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ESRCH) {
-            return Err(Error::NotRunning);
-        }
-        return Err(e).ctx(|| format!("sending signal {signal} to pid {pid}"));
+    match berth_sys::process::pidfd_send_signal(pidfd.as_fd(), signal) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Err(Error::NotRunning),
+        Err(e) => Err(e).ctx(|| format!("sending signal {signal} to pid {pid}")),
     }
-    Ok(())
 }
 
 /// Host pids of the container's processes: its pid namespace's members, or (sharing the
@@ -220,7 +207,7 @@ pub fn delete_with(
 
 /// Waits until the init has exited (it may stay a zombie until its parent reaps it).
 fn wait_gone(state: &ContainerState, timeout: Duration) -> Result<()> {
-    let Ok(pidfd) = hooks::pidfd_open(state.pid) else {
+    let Ok(pidfd) = berth_sys::process::pidfd_open(state.pid) else {
         return Ok(());
     };
     let mut pfd = libc::pollfd {

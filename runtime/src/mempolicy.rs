@@ -69,20 +69,7 @@ impl MemPolicy {
 
     /// Applies the policy to the calling process (`set_mempolicy`).
     pub fn apply(&self) -> Result<()> {
-        let (ptr, maxnode) = if self.mask.is_empty() {
-            (std::ptr::null(), 0)
-        } else {
-            // The kernel reads maxnode - 1 bits.
-            (
-                self.mask.as_ptr(),
-                (self.mask.len() * BITS + 1) as libc::c_ulong,
-            )
-        };
-        // SAFETY: the mask pointer and its bit count describe `self.mask`, which outlives the
-        // call; set_mempolicy only reads it.
-        let rc = unsafe { libc::syscall(libc::SYS_set_mempolicy, self.mode, ptr, maxnode) };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
+        if let Err(e) = berth_sys::mem::set_mempolicy(self.mode, &self.mask) {
             let hint = match e.raw_os_error() {
                 Some(libc::ENOSYS) => " (this kernel has no NUMA support)",
                 Some(libc::EINVAL) => {

@@ -1,6 +1,11 @@
 //! Mount options of `config.json` (fstab-style strings) turned into mount(2) flags, propagation
 //! changes, recursive attributes (mount_setattr) and filesystem data.
 
+use berth_sys::mount::{
+    MOUNT_ATTR_ATIME_MASK, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME,
+    MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY,
+    MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME,
+};
 use nix::mount::MsFlags;
 
 use crate::error::{Error, Result};
@@ -67,17 +72,6 @@ impl MountOptions {
         self.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT)
     }
 }
-
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-const MOUNT_ATTR_NOEXEC: u64 = 0x8;
-const MOUNT_ATTR_RELATIME: u64 = 0x0;
-const MOUNT_ATTR_NOATIME: u64 = 0x10;
-const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
-const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
-const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
-const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 
 /// Parses the options of `mounts[index]`.
 pub fn parse(options: &[String], index: usize) -> Result<MountOptions> {

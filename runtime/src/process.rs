@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{LinuxIOPriority, PosixRlimit, Process, Scheduler};
 
 use crate::capabilities::{self, CapsPlan};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 
 /// Default `PATH` when the process environment has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -216,22 +216,16 @@ pub fn apply_limits(p: &ProcessPlan) -> Result<()> {
         })?;
     }
     if let Some(persona) = p.personality {
-        // SAFETY: personality takes an integer and touches no memory.
-        if unsafe { libc::personality(persona) } == -1 {
-            return Err(last_err("process.personality"));
-        }
+        berth_sys::process::set_personality(persona).ctx(|| "process.personality")?;
     }
     if let Some(io) = &p.io_priority {
-        let class: i64 = match io.class() {
-            oci_spec::runtime::IOPriorityClass::IoprioClassRt => 1,
-            oci_spec::runtime::IOPriorityClass::IoprioClassBe => 2,
-            oci_spec::runtime::IOPriorityClass::IoprioClassIdle => 3,
+        use berth_sys::sched::IoClass;
+        let class = match io.class() {
+            oci_spec::runtime::IOPriorityClass::IoprioClassRt => IoClass::RealTime,
+            oci_spec::runtime::IOPriorityClass::IoprioClassBe => IoClass::BestEffort,
+            oci_spec::runtime::IOPriorityClass::IoprioClassIdle => IoClass::Idle,
         };
-        let prio = (class << 13) | io.priority();
-        // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS, self, prio) with integer arguments.
-        if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) } != 0 {
-            return Err(last_err("process.ioPriority"));
-        }
+        berth_sys::sched::set_io_priority(class, io.priority()).ctx(|| "process.ioPriority")?;
     }
     if let Some(s) = &p.scheduler {
         apply_scheduler(s)?;
@@ -246,19 +240,6 @@ pub fn apply_limits(p: &ProcessPlan) -> Result<()> {
             .map_err(|e| Error::Init(format!("process.execCPUAffinity: {e}")))?;
     }
     Ok(())
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct SchedAttr {
-    size: u32,
-    sched_policy: u32,
-    sched_flags: u64,
-    sched_nice: i32,
-    sched_priority: u32,
-    sched_runtime: u64,
-    sched_deadline: u64,
-    sched_period: u64,
 }
 
 fn apply_scheduler(s: &Scheduler) -> Result<()> {
@@ -284,8 +265,7 @@ fn apply_scheduler(s: &Scheduler) -> Result<()> {
             F::SchedFlagUtilClampMax => 0x40,
         };
     }
-    let attr = SchedAttr {
-        size: std::mem::size_of::<SchedAttr>() as u32,
+    let attr = berth_sys::sched::SchedAttr {
         sched_policy: policy,
         sched_flags: flags,
         sched_nice: s.nice().unwrap_or(0),
@@ -293,12 +273,9 @@ fn apply_scheduler(s: &Scheduler) -> Result<()> {
         sched_runtime: s.runtime().unwrap_or(0),
         sched_deadline: s.deadline().unwrap_or(0),
         sched_period: s.period().unwrap_or(0),
+        ..Default::default()
     };
-    // SAFETY: sched_setattr(0 = self, attr, 0) with a properly sized, live struct.
-    if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &raw const attr, 0) } != 0 {
-        return Err(last_err("process.scheduler"));
-    }
-    Ok(())
+    berth_sys::sched::set_sched_attr(&attr).ctx(|| "process.scheduler")
 }
 
 /// Switches to the configured user, keeping the capabilities the plan asks for.

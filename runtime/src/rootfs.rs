@@ -14,8 +14,11 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
+use berth_sys::in_root::{self, Leaf, OFlags, Resolve};
+use berth_sys::mount::{MountAttr, Tree};
+use berth_sys::mountinfo::MountInfo;
+
 use crate::error::{Context, Error, Result};
-use crate::in_root::{self, Leaf};
 use crate::mount_options::{self, MountOptions};
 
 /// One entry of `mounts`, validated and parsed before the container is cloned.
@@ -214,8 +217,13 @@ fn mount_entry(
         let source = m.source.as_deref().unwrap_or_else(|| Path::new(&m.fstype));
         let copy_from = if m.options.tmpcopyup {
             Some(
-                in_root::open(root, dest, libc::O_RDONLY | libc::O_DIRECTORY)
-                    .ctx(|| "opening tmpcopyup source".to_string())?,
+                in_root::open(
+                    root,
+                    dest,
+                    OFlags::RDONLY | OFlags::DIRECTORY,
+                    Resolve::InRoot,
+                )
+                .ctx(|| "opening tmpcopyup source".to_string())?,
             )
         } else {
             None
@@ -245,8 +253,13 @@ fn mount_entry(
             }))?,
         }
         if let Some(src) = copy_from {
-            let top = in_root::open(root, dest, libc::O_RDONLY | libc::O_DIRECTORY)
-                .ctx(|| "reopening tmpfs".to_string())?;
+            let top = in_root::open(
+                root,
+                dest,
+                OFlags::RDONLY | OFlags::DIRECTORY,
+                Resolve::InRoot,
+            )
+            .ctx(|| "reopening tmpfs".to_string())?;
             crate::copy::copy_tree(src.as_fd(), top.as_fd()).ctx(|| "tmpcopyup".to_string())?;
         }
     }
@@ -315,7 +328,12 @@ pub fn write_proc_file(rel: &Path, value: &str) -> std::io::Result<()> {
     if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
         return Err(std::io::Error::other("/proc is not procfs"));
     }
-    let fd = in_root::open_strict(proc.as_fd(), rel, libc::O_WRONLY | libc::O_TRUNC)?;
+    let fd = in_root::open(
+        proc.as_fd(),
+        rel,
+        OFlags::WRONLY | OFlags::TRUNC,
+        Resolve::InRootStrict,
+    )?;
     std::io::Write::write_all(&mut File::from(fd), value.as_bytes())
 }
 
@@ -350,41 +368,13 @@ fn apply_propagation_and_attrs(root: BorrowedFd<'_>, dest: &Path, o: &MountOptio
         .map_err(sys(|| "changing mount propagation".into()))?;
     }
     if o.recursive != crate::mount_options::RecursiveAttrs::default() {
-        mount_setattr(&top, o.recursive.set, o.recursive.clear)?;
-    }
-    Ok(())
-}
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-fn mount_setattr(fd: &OwnedFd, set: u64, clear: u64) -> Result<()> {
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: clear,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: fd is valid, the path is an empty C string, attr lives across the call and its
-    // size is passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-            &raw const attr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .ctx(|| "mount_setattr (recursive mount options)".to_string());
+        let attr = MountAttr {
+            set: o.recursive.set,
+            clear: o.recursive.clear,
+            ..MountAttr::default()
+        };
+        berth_sys::mount::mount_setattr(top.as_fd(), Tree::Recursive, &attr)
+            .ctx(|| "mount_setattr (recursive mount options)".to_string())?;
     }
     Ok(())
 }
@@ -412,6 +402,22 @@ fn locked_flags(fd: &OwnedFd) -> MsFlags {
     out
 }
 
+/// The cgroup (v1 and v2) mounts of this mount namespace.
+fn cgroup_hierarchies() -> std::io::Result<Vec<MountInfo>> {
+    let mut all = berth_sys::mountinfo::read_self()?;
+    all.retain(|m| m.fstype == "cgroup" || m.fstype == "cgroup2");
+    Ok(all)
+}
+
+/// Where the cgroup2 hierarchy is mounted, if anywhere.
+fn cgroup2_mount_point() -> Option<PathBuf> {
+    cgroup_hierarchies()
+        .ok()?
+        .into_iter()
+        .find(|m| m.fstype == "cgroup2")
+        .map(|m| m.mount_point)
+}
+
 /// A `cgroup` mount: cgroup2 on a unified host; on a v1/hybrid host a tmpfs holding one mount
 /// per hierarchy the host has (plus `unified`), as runc lays it out.
 fn mount_cgroup(root: BorrowedFd<'_>, m: &MountPlan, plan: &RootfsPlan) -> Result<()> {
@@ -419,8 +425,7 @@ fn mount_cgroup(root: BorrowedFd<'_>, m: &MountPlan, plan: &RootfsPlan) -> Resul
     let target = in_root::ensure(root, &m.destination, Leaf::Dir)
         .ctx(|| "creating mount point".to_string())?;
     check_not_in_proc(&target, m, false)?;
-    let hierarchies = crate::mountinfo::cgroup_hierarchies()
-        .ctx(|| "reading /proc/self/mountinfo".to_string())?;
+    let hierarchies = cgroup_hierarchies().ctx(|| "reading /proc/self/mountinfo".to_string())?;
     let unified_host = hierarchies
         .iter()
         .any(|h| h.mount_point == Path::new("/sys/fs/cgroup") && h.fstype == "cgroup2");
@@ -448,7 +453,7 @@ fn mount_cgroup(root: BorrowedFd<'_>, m: &MountPlan, plan: &RootfsPlan) -> Resul
         let sub = in_root::ensure(root, &m.destination.join(name), Leaf::Dir)
             .ctx(|| format!("creating cgroup mount point {name}"))?;
         let dest = m.destination.join(name);
-        mount_one_cgroup(root, &dest, &sub, (&h.fstype, &h.options), flags, plan)?;
+        mount_one_cgroup(root, &dest, &sub, (&h.fstype, &h.fs_options()), flags, plan)?;
     }
     if flags.contains(MsFlags::MS_RDONLY) {
         let top = in_root::open_path(root, &m.destination)
@@ -490,14 +495,13 @@ fn mount_one_cgroup(
         // Without a cgroup namespace (or where a user namespace may not mount v1
         // hierarchies) show the host's hierarchy through a bind, read-only when asked.
         let host = if fstype == "cgroup2" && options.is_empty() {
-            crate::mountinfo::cgroup2_mount_point()
-                .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
+            cgroup2_mount_point().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
         } else {
-            crate::mountinfo::cgroup_hierarchies()
+            cgroup_hierarchies()
                 .ok()
                 .and_then(|hs| {
                     hs.into_iter()
-                        .find(|h| h.options == options && h.fstype == fstype)
+                        .find(|h| h.fs_options() == options && h.fstype == fstype)
                 })
                 .map_or_else(|| PathBuf::from("/sys/fs/cgroup"), |h| h.mount_point)
         };
@@ -711,7 +715,8 @@ pub fn open_null(rootfs: &Path) -> Result<OwnedFd> {
     let fd = in_root::open(
         root.as_fd(),
         Path::new("/dev/null"),
-        libc::O_PATH | libc::O_NOFOLLOW,
+        OFlags::PATH | OFlags::NOFOLLOW,
+        Resolve::InRoot,
     )
     .ctx(|| "opening the container's /dev/null".to_string())?;
     let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(sys(|| "fstat /dev/null".into()))?;

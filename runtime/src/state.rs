@@ -2,12 +2,13 @@
 //! lock on the directory that serialises operations on one container.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use berth_sys::fs::Durability;
+use berth_sys::lock::{self, Lock};
 use oci_spec::runtime::Hooks;
 use serde::{Deserialize, Serialize};
 
@@ -188,7 +189,7 @@ pub struct StateRoot {
 #[derive(Debug)]
 pub struct LockedDir {
     path: PathBuf,
-    lock: File,
+    lock: Lock,
 }
 
 impl StateRoot {
@@ -278,14 +279,9 @@ impl StateRoot {
     }
 }
 
-fn lock_dir(path: &Path) -> Result<File> {
-    let dir = File::open(path).ctx(|| format!("opening {}", path.display()))?;
-    // SAFETY: flock on a valid, owned descriptor; no memory is involved.
-    let rc = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).ctx(|| format!("locking {}", path.display()));
-    }
-    Ok(dir)
+fn lock_dir(path: &Path) -> Result<Lock> {
+    Lock::existing(path, lock::Kind::Exclusive, lock::Wait::Block)
+        .ctx(|| format!("locking {}", path.display()))
 }
 
 fn read_state(dir: &Path) -> Result<ContainerState> {
@@ -323,22 +319,11 @@ impl LockedDir {
     }
 }
 
-/// Writes `data` to `path` atomically: a sibling temporary file renamed over the target.
+/// Writes `data` to `path` atomically (mode 0600). Volatile, as it always was: state and pid
+/// files live on tmpfs (`/run`), and create/start must not wait for an fsync.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .ctx(|| format!("writing {}", tmp.display()))?;
-    f.write_all(data)
-        .ctx(|| format!("writing {}", tmp.display()))?;
-    drop(f);
-    fs::rename(&tmp, path).ctx(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    berth_sys::fs::write_atomic(path, data, 0o600, Durability::Volatile)
+        .ctx(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
+use berth_sys::in_root;
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
 use crate::error::{Context, Error, Result};
@@ -29,10 +30,11 @@ pub fn setup_pty(socket: &UnixStream, uid: u32, gid: u32) -> Result<OwnedFd> {
 /// the slave and its name.
 pub fn open_pty(socket: &UnixStream, uid: u32, gid: u32) -> Result<(OwnedFd, std::ffi::CString)> {
     let root = std::fs::File::open("/").ctx(|| "opening /".to_string())?;
-    let master = crate::in_root::open(
+    let master = in_root::open(
         std::os::fd::AsFd::as_fd(&root),
         Path::new("/dev/ptmx"),
-        libc::O_RDWR | libc::O_NOCTTY,
+        in_root::OFlags::RDWR | in_root::OFlags::NOCTTY,
+        in_root::Resolve::InRoot,
     )
     .ctx(|| "opening /dev/ptmx".to_string())?;
     check_devpts(&master, "/dev/ptmx")?;
@@ -102,15 +104,15 @@ fn check_devpts(fd: &OwnedFd, what: &str) -> Result<()> {
 /// Binds the pty on `/dev/console` from its descriptor (CVE-2025-52565: never by path).
 fn bind_console(slave: &OwnedFd) -> Result<()> {
     let root = std::fs::File::open("/").ctx(|| "opening /".to_string())?;
-    let target = crate::in_root::ensure(
+    let target = in_root::ensure(
         std::os::fd::AsFd::as_fd(&root),
         Path::new("/dev/console"),
-        crate::in_root::Leaf::File,
+        in_root::Leaf::File,
     )
     .ctx(|| "creating /dev/console".to_string())?;
     nix::mount::mount(
-        Some(crate::in_root::proc_fd_path(slave).as_c_str()),
-        crate::in_root::proc_fd_path(&target).as_c_str(),
+        Some(in_root::proc_fd_path(slave).as_c_str()),
+        in_root::proc_fd_path(&target).as_c_str(),
         None::<&str>,
         nix::mount::MsFlags::MS_BIND,
         None::<&str>,

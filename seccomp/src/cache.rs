@@ -2,7 +2,6 @@
 //! engines' default ones) is compiled once per host, not once per container (crun does the
 //! same). Entries are written atomically; an unreadable or malformed entry is recompiled.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxSeccomp;
@@ -53,22 +52,16 @@ impl Cache {
         self.dir.join(name)
     }
 
+    /// Stores an entry atomically. Volatile (no fsync), as it always was: the cache sits under
+    /// the state root (tmpfs `/run`), a lost or torn entry is just recompiled ([`decode`]
+    /// validates), and a cache miss on `create` must not wait for the disk.
     fn store(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        drop(f);
-        std::fs::rename(&tmp, path)
+        berth_sys::fs::write_atomic(path, bytes, 0o600, berth_sys::fs::Durability::Volatile)
     }
 }
 

@@ -1,7 +1,8 @@
-//! Loading a compiled program with seccomp(2).
+//! Loading a compiled program with seccomp(2) (through [`berth_sys::security`]).
 
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 
+use berth_sys::security::Installed;
 use libc::sock_filter;
 
 use crate::Error;
@@ -14,37 +15,11 @@ pub(crate) fn load(program: &[sock_filter], flags: u32) -> Result<Option<OwnedFd
     if !cfg!(target_arch = "x86_64") {
         return Err(Error::UnsupportedHost);
     }
-    let prog = libc::sock_fprog {
-        // `Filter::compile` guarantees at most BPF_MAXINSNS (4096) instructions.
-        len: program.len() as u16,
-        filter: program.as_ptr().cast_mut(),
-    };
-    // SAFETY: `prog` points to `program.len()` valid instructions that outlive the
-    // call; the kernel only reads them (copying the program) and never writes
-    // through the pointer despite its `*mut` type.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            libc::c_ulong::from(flags),
-            &raw const prog,
-        )
-    };
-    if ret < 0 {
-        return Err(Error::Install {
-            flags,
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    if u64::from(flags) & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 {
-        let fd = RawFd::try_from(ret).expect("file descriptors fit in an int");
-        // SAFETY: with SECCOMP_FILTER_FLAG_NEW_LISTENER a successful seccomp(2)
-        // returns a new listener fd that nothing else owns.
-        return Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }));
-    }
-    if ret > 0 {
+    match berth_sys::security::install_seccomp_filter(program, flags) {
+        Ok(Installed::Done) => Ok(None),
+        Ok(Installed::Listener(fd)) => Ok(Some(fd)),
         // TSYNC without TSYNC_ESRCH reports the thread that could not be synced.
-        return Err(Error::TsyncFailed { tid: ret });
+        Ok(Installed::TsyncFailed(tid)) => Err(Error::TsyncFailed { tid: tid.into() }),
+        Err(source) => Err(Error::Install { flags, source }),
     }
-    Ok(None)
 }

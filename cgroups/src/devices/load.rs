@@ -3,7 +3,9 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::fd::{AsRawFd as _, OwnedFd};
+
+use berth_sys::bpf::{bpf, bpf_fd};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
@@ -66,31 +68,6 @@ struct GetFdAttr {
     open_flags: u32,
 }
 
-/// bpf(2) with `attr`; returns the (non-negative) result.
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<i32> {
-    // SAFETY: attr is a live, properly sized repr(C) bpf_attr prefix; the kernel reads/writes
-    // at most size_of::<T>() bytes of it, and any pointers inside it point to buffers that
-    // outlive the call (the callers keep them alive).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            std::ptr::from_mut(attr).cast::<libc::c_void>(),
-            std::mem::size_of::<T>() as libc::c_uint,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc as i32)
-    }
-}
-
-fn owned(fd: i32) -> OwnedFd {
-    // SAFETY: fd was just returned by a successful bpf(2) call and is owned by nobody else.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
 /// Loads the program. A first failure is retried with the verifier log, which goes into the
 /// error. EPERM on kernels before 5.11 (BPF charged to RLIMIT_MEMLOCK) is retried after
 /// raising the limit; failing to raise it is not an error (5.11+ charge the memory cgroup).
@@ -104,8 +81,10 @@ pub(crate) fn load(prog: &[Insn]) -> Result<OwnedFd> {
         ..ProgLoadAttr::default()
     };
     attr.prog_name[..12].copy_from_slice(b"berth_devcg\0");
-    match bpf(BPF_PROG_LOAD, &mut attr) {
-        Ok(fd) => return Ok(owned(fd)),
+    // SAFETY: a ProgLoadAttr prefix of bpf_attr for BPF_PROG_LOAD; `insns` points to `prog`'s
+    // `insn_cnt` instructions and `license` to a static string, both alive for the call.
+    match unsafe { bpf_fd(BPF_PROG_LOAD, &mut attr) } {
+        Ok(fd) => return Ok(fd),
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
             let inf = libc::rlimit {
                 rlim_cur: libc::RLIM_INFINITY,
@@ -118,8 +97,9 @@ pub(crate) fn load(prog: &[Insn]) -> Result<OwnedFd> {
                     io::Error::last_os_error()
                 );
             }
-            if let Ok(fd) = bpf(BPF_PROG_LOAD, &mut attr) {
-                return Ok(owned(fd));
+            // SAFETY: as above, the same attr.
+            if let Ok(fd) = unsafe { bpf_fd(BPF_PROG_LOAD, &mut attr) } {
+                return Ok(fd);
             }
         }
         Err(_) => {}
@@ -128,8 +108,10 @@ pub(crate) fn load(prog: &[Insn]) -> Result<OwnedFd> {
     attr.log_level = 1;
     attr.log_size = log.len() as u32;
     attr.log_buf = log.as_mut_ptr() as u64;
-    match bpf(BPF_PROG_LOAD, &mut attr) {
-        Ok(fd) => Ok(owned(fd)),
+    // SAFETY: as above, plus `log_buf` pointing to `log`'s `log_size` writable bytes, alive
+    // for the call.
+    match unsafe { bpf_fd(BPF_PROG_LOAD, &mut attr) } {
+        Ok(fd) => Ok(fd),
         Err(source) => {
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             Err(Error::Bpf {
@@ -163,7 +145,9 @@ pub(crate) fn attached(cgroup: &File) -> Result<Vec<u32>> {
         prog_cnt: ids.len() as u32,
         ..QueryAttr::default()
     };
-    bpf(BPF_PROG_QUERY, &mut q).map_err(|source| Error::Bpf {
+    // SAFETY: a QueryAttr prefix of bpf_attr for BPF_PROG_QUERY; `prog_ids` points to `ids`,
+    // `prog_cnt` writable u32s alive for the call.
+    unsafe { bpf(BPF_PROG_QUERY, &mut q) }.map_err(|source| Error::Bpf {
         op: "BPF_PROG_QUERY",
         source,
         log: String::new(),
@@ -184,7 +168,8 @@ pub(crate) fn attach_replacing(dir: &Path, prog: &OwnedFd) -> Result<()> {
         attach_flags: BPF_F_ALLOW_MULTI,
         replace_bpf_fd: 0,
     };
-    bpf(BPF_PROG_ATTACH, &mut a).map_err(|source| Error::Bpf {
+    // SAFETY: an AttachAttr prefix of bpf_attr for BPF_PROG_ATTACH; it holds no pointers.
+    unsafe { bpf(BPF_PROG_ATTACH, &mut a) }.map_err(|source| Error::Bpf {
         op: "BPF_PROG_ATTACH",
         source,
         log: String::new(),
@@ -194,8 +179,10 @@ pub(crate) fn attach_replacing(dir: &Path, prog: &OwnedFd) -> Result<()> {
             prog_id: id,
             ..GetFdAttr::default()
         };
-        let old_fd = match bpf(BPF_PROG_GET_FD_BY_ID, &mut g) {
-            Ok(fd) => owned(fd),
+        // SAFETY: a GetFdAttr prefix of bpf_attr for BPF_PROG_GET_FD_BY_ID, which returns a
+        // new descriptor; it holds no pointers.
+        let old_fd = match unsafe { bpf_fd(BPF_PROG_GET_FD_BY_ID, &mut g) } {
+            Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
             Err(source) => {
                 return Err(Error::Bpf {
@@ -211,7 +198,8 @@ pub(crate) fn attach_replacing(dir: &Path, prog: &OwnedFd) -> Result<()> {
             attach_type: BPF_CGROUP_DEVICE,
             ..AttachAttr::default()
         };
-        match bpf(BPF_PROG_DETACH, &mut d) {
+        // SAFETY: an AttachAttr prefix of bpf_attr for BPF_PROG_DETACH; it holds no pointers.
+        match unsafe { bpf(BPF_PROG_DETACH, &mut d) } {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(source) => {

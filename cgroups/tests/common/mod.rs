@@ -75,6 +75,42 @@ impl TestCg {
             .expect("controller mounted")
     }
 
+    /// Forks a child doing `action`, moves it into this cgroup and releases it.
+    pub fn run(&self, action: &Action) -> Child {
+        let child = Child::spawn(action);
+        self.cg.add_pid(child.pid).unwrap();
+        child.go();
+        child
+    }
+
+    /// [`TestCg::run`] of `action`, waiting for the child's exit code.
+    pub fn run_to_exit(&self, action: &Action) -> i32 {
+        self.run(action).exit_code()
+    }
+
+    /// Runs an [`Action::Spin`] child in this cgroup and waits until it counts; returns the
+    /// child and a reader of its counter.
+    pub fn spinner(&self) -> (Child, impl Fn() -> u64) {
+        let counter = shared_counter();
+        let child = self.run(&Action::Spin(counter));
+        // SAFETY: counter points to a live shared page (never unmapped); volatile reads of a
+        // u64.
+        let read = move || unsafe { std::ptr::read_volatile(counter) };
+        eventually("the child to spin", || read() > 0);
+        (child, read)
+    }
+
+    /// Freezes the cgroup, asserts that it reports frozen and that `read` (a
+    /// [`TestCg::spinner`]'s counter) stands still for `hold`; returns the frozen count.
+    pub fn freeze_and_assert_still(&self, read: impl Fn() -> u64, hold: Duration) -> u64 {
+        self.cg.freeze().unwrap();
+        assert!(self.cg.is_frozen().unwrap());
+        let frozen = read();
+        std::thread::sleep(hold);
+        assert_eq!(read(), frozen, "a frozen process made progress");
+        frozen
+    }
+
     /// Reads a file of `controller`'s directory, trimmed.
     pub fn read(&self, controller: &str, file: &str) -> String {
         std::fs::read_to_string(self.dir(controller).join(file))

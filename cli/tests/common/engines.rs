@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{is_alive, poll_until, reap, tagged_processes, BERTH};
+use super::{is_alive, poll_until, proc_pids, reap, tagged_processes, wait_with_timeout, BERTH};
 
 /// How long one engine command may take before the test gives up on it (and kills it).
 pub const ENGINE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -239,25 +239,16 @@ impl EngineEnv {
             .stderr(File::create(&err_path).unwrap());
         adjust(&mut cmd);
         let what = format!("{program} {}", args.join(" "));
-        let started = Instant::now();
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {what}: {e}"));
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if started.elapsed() > ENGINE_TIMEOUT {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "{what} did not finish in {ENGINE_TIMEOUT:?}\nstdout: {}\nstderr: {}",
-                    fs::read_to_string(&out_path).unwrap_or_default(),
-                    fs::read_to_string(&err_path).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let status = wait_with_timeout(&mut child, ENGINE_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "{what} did not finish in {ENGINE_TIMEOUT:?}\nstdout: {}\nstderr: {}",
+                fs::read_to_string(&out_path).unwrap_or_default(),
+                fs::read_to_string(&err_path).unwrap_or_default()
+            )
+        });
         Out {
             what,
             code: status
@@ -314,18 +305,8 @@ impl EngineEnv {
             std::thread::sleep(Duration::from_millis(500));
             writer.write_all(input).unwrap();
         }
-        let started = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if started.elapsed() > ENGINE_TIMEOUT {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{what} did not finish in {ENGINE_TIMEOUT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let status = wait_with_timeout(&mut child, ENGINE_TIMEOUT)
+            .unwrap_or_else(|| panic!("{what} did not finish in {ENGINE_TIMEOUT:?}"));
         drop(writer);
         // The reader ends when every holder of the slave is gone; do not wait forever on a
         // stray holder.
@@ -403,14 +384,7 @@ impl EngineEnv {
     pub fn own_processes(&self) -> Vec<(i32, String)> {
         let needle = self.path().to_str().unwrap().as_bytes().to_vec();
         let mut found = tagged_processes(&self.tag);
-        for entry in fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
-                continue;
-            };
+        for pid in proc_pids() {
             if found.iter().any(|(p, _)| *p == pid) {
                 continue;
             }

@@ -12,7 +12,7 @@ use std::fs::{self, File};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
@@ -307,18 +307,8 @@ impl Berth {
             .stderr(File::create(&err_path).unwrap());
         adjust(&mut cmd);
         let mut child = cmd.spawn().unwrap();
-        let deadline = Instant::now() + COMMAND_TIMEOUT;
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("berth {args:?} did not finish in {COMMAND_TIMEOUT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let status = wait_with_timeout(&mut child, COMMAND_TIMEOUT)
+            .unwrap_or_else(|| panic!("berth {args:?} did not finish in {COMMAND_TIMEOUT:?}"));
         Output {
             status,
             stdout: fs::read(out_path).unwrap(),
@@ -344,27 +334,40 @@ impl Berth {
     pub fn create(&self, id: &str, config: &Value) -> i32 {
         let bundle = self.bundle(id, config);
         let pid_file = bundle.join("pid");
-        self.cmd(&[
-            "create",
-            "--bundle",
-            bundle.to_str().unwrap(),
-            "--pid-file",
-            pid_file.to_str().unwrap(),
-            id,
-        ])
-        .ok();
-        let pid: i32 = fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        self.pids.lock().unwrap().push(pid);
-        pid
+        self.cmd(&create_args(&bundle, &pid_file, id)).ok();
+        self.track_pid_file(&pid_file)
+    }
+
+    /// `berth create` of `config` as `id`, expected to fail with `needle` in its error:
+    /// asserts that, and that no state of `id` is left; returns the error text.
+    pub fn assert_create_fails(&self, id: &str, config: &Value, needle: &str) -> String {
+        let err = self.try_create(id, config).fails_with(needle);
+        self.assert_no_state(id);
+        err
     }
 
     /// `berth start`, asserting success.
     pub fn start(&self, id: &str) {
         self.cmd(&["start", id]).ok();
+    }
+
+    /// [`Berth::create`] then [`Berth::start`]: a running container; returns the init's pid.
+    pub fn create_and_start(&self, id: &str, config: &Value) -> i32 {
+        let pid = self.create(id, config);
+        self.start(id);
+        pid
+    }
+
+    /// `berth kill <id> <signal>`, asserting success, then waits for the status `stopped`.
+    pub fn kill_and_wait(&self, id: &str, signal: &str) {
+        self.cmd(&["kill", id, signal]).ok();
+        self.wait_status(id, "stopped");
+    }
+
+    /// Asserts that `berth state` no longer knows `id`.
+    pub fn assert_gone(&self, id: &str) {
+        self.cmd(&["state", id])
+            .fails_with("container does not exist");
     }
 
     /// `berth run` in the foreground: the container's output and exit status.
@@ -410,6 +413,14 @@ impl Berth {
     /// Records a host pid (for example one read from `berth state`) for reaping.
     pub fn track_pid(&self, pid: i32) {
         self.pids.lock().unwrap().push(pid);
+    }
+
+    /// Reads the pid that `--pid-file` wrote to `pid_file`, records it for reaping and
+    /// returns it.
+    pub fn track_pid_file(&self, pid_file: &Path) -> i32 {
+        let pid = read_pid_file(pid_file);
+        self.track_pid(pid);
+        pid
     }
 
     /// Asserts that nothing of this test is left: no container in the state directory (entries
@@ -522,18 +533,65 @@ pub fn remove_namespace(config: &mut Value, typ: &str) {
         .retain(|ns| ns["type"] != typ);
 }
 
+/// Waits for `child` to exit; after `timeout` kills (and reaps) it and returns `None`.
+pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The arguments of `berth create --bundle <bundle> --pid-file <pid_file> <id>`, for callers
+/// that add global options in front (as engines do) or run it their own way.
+pub fn create_args<'a>(bundle: &'a Path, pid_file: &'a Path, id: &'a str) -> [&'a str; 6] {
+    [
+        "create",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        id,
+    ]
+}
+
+/// The pid written by `--pid-file` to `pid_file`.
+pub fn read_pid_file(pid_file: &Path) -> i32 {
+    let text = fs::read_to_string(pid_file)
+        .unwrap_or_else(|e| panic!("pid file {}: {e}", pid_file.display()));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("pid file {}: {e}: {text:?}", pid_file.display()))
+}
+
+/// Adds a read-write bind mount (`rbind`) of the host's `source` at `destination` to
+/// `config`'s mounts.
+pub fn bind_mount(config: &mut Value, source: &Path, destination: &str) {
+    config["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": destination, "type": "bind", "source": source, "options": ["rbind"]}),
+    );
+}
+
+/// The pids of every process now listed in `/proc`.
+pub fn proc_pids() -> impl Iterator<Item = i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+}
+
 /// Pids of live processes whose environment holds `BERTH_TEST_TAG=<tag>`.
 pub fn tagged_processes(tag: &str) -> Vec<(i32, String)> {
     let needle = format!("BERTH_TEST_TAG={tag}");
     let mut out = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for pid in proc_pids() {
         let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };

@@ -8,7 +8,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use berth_overlay::synth::{EntryType, TarWriter};
+use berth_image::synth::{EntryType, TarWriter};
 
 /// `base/dest` (extraction target) and `base/outside/sentinel`; removed on drop.
 pub struct Sandbox {
@@ -454,8 +454,8 @@ pub fn tree(root: &Path, opts: TreeOpts) -> BTreeMap<String, Node> {
 /// Small extraction limits: every input's extraction stays within a few MiB of stream,
 /// a few hundred entries and a little metadata (the free-space reserve is off: the sandbox
 /// disk's fullness is not the input's doing).
-pub fn small_limits() -> berth_overlay::Limits {
-    berth_overlay::Limits {
+pub fn small_limits() -> berth_image::Limits {
+    berth_image::Limits {
         max_layer_bytes: 4 << 20,
         max_image_bytes: 8 << 20,
         max_entries: 512,

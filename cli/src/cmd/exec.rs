@@ -1,0 +1,196 @@
+//! `berth exec`: a new process in a running container, from `--process` or from the
+//! container's own process with COMMAND and the flags applied (as runc does).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use berth_runtime::StateRoot;
+
+use super::runtime::outcome_code;
+use super::Ctx;
+
+/// The arguments of `exec`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExecArgs {
+    /// process.json describing the process (instead of COMMAND and the flags below).
+    #[arg(short, long)]
+    process: Option<PathBuf>,
+    /// Return once the process has started.
+    #[arg(short, long)]
+    detach: bool,
+    /// File to write the process's host pid to.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master.
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Allocate a terminal.
+    #[arg(short, long)]
+    tty: bool,
+    /// Working directory.
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Environment variables (KEY=VALUE), repeatable.
+    #[arg(short, long)]
+    env: Vec<String>,
+    /// User as UID[:GID].
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Additional groups, repeatable.
+    #[arg(short = 'g', long = "additional-gids")]
+    additional_gids: Vec<u32>,
+    /// Set no_new_privs.
+    #[arg(long = "no-new-privs")]
+    no_new_privs: bool,
+    /// Pass N extra file descriptors (3..3+N) to the process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Add a capability (e.g. CAP_NET_ADMIN) to the bounding, effective and permitted sets;
+    /// repeatable.
+    #[arg(short = 'c', long = "cap")]
+    cap: Vec<String>,
+    /// Join a sub-cgroup of the container's: PATH, or CONTROLLER[,CONTROLLER]:PATH (v1);
+    /// repeatable.
+    #[arg(long)]
+    cgroup: Vec<String>,
+    /// Run even if the container is paused (the process starts frozen).
+    #[arg(long = "ignore-paused")]
+    ignore_paused: bool,
+    /// SELinux label for the process (ignored with a warning where SELinux is off).
+    #[arg(long = "process-label")]
+    process_label: Option<String>,
+    /// AppArmor profile for the process (an error where AppArmor is off).
+    #[arg(long)]
+    apparmor: Option<String>,
+    /// Container ID.
+    id: String,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+/// `berth exec`: the process's exit status (foreground), or 0 once it started (detached).
+pub fn exec(cx: &Ctx, a: &ExecArgs) -> Result<u8> {
+    let opts = exec_options(cx.engine.root(), a)?;
+    Ok(outcome_code(
+        cx,
+        berth_runtime::exec::exec(cx.engine.root(), &opts)?,
+    ))
+}
+
+/// The exec process: `--process` as given, or the container's own process with COMMAND and
+/// the flags applied (as runc does).
+fn exec_options(root: &StateRoot, a: &ExecArgs) -> Result<berth_runtime::exec::ExecOptions> {
+    use berth_runtime::oci::{Process, User};
+    let mut process: Process = if let Some(path) = &a.process {
+        let bytes = std::fs::read(path).with_context(|| format!("--process {}", path.display()))?;
+        berth_runtime::config::parse_process(&bytes)
+            .with_context(|| format!("--process {}", path.display()))?
+    } else {
+        if a.command.is_empty() {
+            bail!("exec: give a COMMAND or --process");
+        }
+        let state = root.read(&a.id)?;
+        let spec = berth_runtime::config::load(&state.bundle)?;
+        let mut p = spec.process().clone().unwrap_or_default();
+        p.set_args(Some(a.command.clone()));
+        p.set_terminal(Some(a.tty));
+        p
+    };
+    if a.tty {
+        process.set_terminal(Some(true));
+    }
+    if let Some(cwd) = &a.cwd {
+        process.set_cwd(cwd.clone());
+    }
+    if !a.env.is_empty() {
+        let env = process.env().clone().unwrap_or_default();
+        process.set_env(Some(override_env(env, &a.env)));
+    }
+    if !a.cap.is_empty() {
+        process.set_capabilities(Some(add_capabilities(
+            process.capabilities().clone().unwrap_or_default(),
+            &a.cap,
+        )?));
+    }
+    if let Some(label) = &a.process_label {
+        process.set_selinux_label(Some(label.clone()));
+    }
+    if let Some(profile) = &a.apparmor {
+        process.set_apparmor_profile(Some(profile.clone()));
+    }
+    if let Some(user) = &a.user {
+        let (uid, gid) = user
+            .split_once(':')
+            .map_or((user.as_str(), None), |(u, g)| (u, Some(g)));
+        let mut u: User = process.user().clone();
+        u.set_uid(
+            uid.parse()
+                .with_context(|| format!("--user {user}: uid must be a number"))?,
+        );
+        if let Some(g) = gid {
+            u.set_gid(
+                g.parse()
+                    .with_context(|| format!("--user {user}: gid must be a number"))?,
+            );
+        }
+        process.set_user(u);
+    }
+    if !a.additional_gids.is_empty() {
+        let mut u: User = process.user().clone();
+        u.set_additional_gids(Some(a.additional_gids.clone()));
+        process.set_user(u);
+    }
+    if a.no_new_privs {
+        process.set_no_new_privileges(Some(true));
+    }
+    Ok(berth_runtime::exec::ExecOptions {
+        id: a.id.clone(),
+        process,
+        detach: a.detach,
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        preserve_fds: a.preserve_fds,
+        ignore_paused: a.ignore_paused,
+        sub_cgroups: a.cgroup.clone(),
+    })
+}
+
+/// `env` with each `KEY=VALUE` of `overrides` replacing an entry for the same key (or added),
+/// so the override is the only value the process sees.
+fn override_env(mut env: Vec<String>, overrides: &[String]) -> Vec<String> {
+    for kv in overrides {
+        let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+        env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
+        env.push(kv.clone());
+    }
+    env
+}
+
+/// `exec --cap`: adds each capability to the bounding, effective and permitted sets, as runc
+/// does (not inheritable or ambient).
+fn add_capabilities(
+    mut caps: berth_runtime::oci::LinuxCapabilities,
+    names: &[String],
+) -> Result<berth_runtime::oci::LinuxCapabilities> {
+    use berth_runtime::oci::Capability;
+    for name in names {
+        let upper = name.to_ascii_uppercase();
+        let full = if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        };
+        let cap: Capability = serde_json::from_value(serde_json::Value::String(full))
+            .map_err(|_| anyhow::anyhow!("--cap {name}: unknown capability"))?;
+        let add = |set: &Option<berth_runtime::oci::Capabilities>| {
+            let mut set = set.clone().unwrap_or_default();
+            set.insert(cap);
+            Some(set)
+        };
+        caps.set_bounding(add(caps.bounding()));
+        caps.set_effective(add(caps.effective()));
+        caps.set_permitted(add(caps.permitted()));
+    }
+    Ok(caps)
+}

@@ -1,0 +1,257 @@
+//! Image commands: `images`, `image import|inspect|ls|rm|prune`, `rmi` and `unpack`, over the
+//! store and the engine.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use berth_engine::{find_image, image_id, ProcessOverrides, UnpackRequest};
+use berth_image::store::ImportOptions;
+use berth_image::Platform;
+use serde_json::json;
+
+use super::Ctx;
+use crate::output::{human_size, short_digest};
+
+/// `image ls` / `images` output formats.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ListFormat {
+    /// Aligned columns.
+    Table,
+    /// A JSON array of image records.
+    Json,
+}
+
+/// `berth image ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Import an OCI image layout, OCI archive or docker-archive (`docker save` output).
+    Import(ImportArgs),
+    /// Print an image's record and config as JSON.
+    Inspect {
+        /// Image name (`name[:tag]`) or ID prefix.
+        image: String,
+    },
+    /// List images.
+    #[command(alias = "list")]
+    Ls(ListArgs),
+    /// Remove images (their layers go once no image or container uses them).
+    #[command(alias = "remove")]
+    Rm {
+        /// Image names or ID prefixes.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove blobs and layers no image or container uses, and leftovers of dead imports.
+    Prune,
+}
+
+/// `berth images` / `berth image ls`.
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: ListFormat,
+    /// Print only names.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// `berth image import`.
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// A directory (OCI layout or unpacked docker-archive) or a tar (OCI archive or
+    /// docker-archive; gzip and zstd are recognised).
+    path: PathBuf,
+    /// Name for the image (required when the source names none).
+    #[arg(long)]
+    name: Option<String>,
+    /// Platform to select from an index, as os/arch[/variant] (default: the host's).
+    #[arg(long)]
+    platform: Option<String>,
+}
+
+/// How a bundle is made from an image (`unpack` and the image form of `run`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ImageProcessArgs {
+    /// Environment variable KEY=VALUE (overrides the image's), repeatable.
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Working directory (overrides the image's WorkingDir).
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// User as name|uid[:group|gid], resolved through the image's /etc/passwd and /etc/group.
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// Replace the image's Entrypoint (and its Cmd, unless a command is given).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// A flattened copy of the layers instead of an overlay mount.
+    #[arg(long)]
+    pub flat: bool,
+}
+
+impl ImageProcessArgs {
+    /// The engine's process overrides, with `command` replacing the image's Cmd.
+    pub fn overrides(&self, command: &[String]) -> ProcessOverrides {
+        ProcessOverrides {
+            command: command.to_vec(),
+            entrypoint: self.entrypoint.clone(),
+            env: self.env.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+        }
+    }
+
+    /// Whether any image-only flag was given (they make `run` mean `run IMAGE`).
+    pub fn any(&self) -> bool {
+        !self.env.is_empty()
+            || self.workdir.is_some()
+            || self.user.is_some()
+            || self.entrypoint.is_some()
+            || self.flat
+    }
+}
+
+/// `berth unpack`.
+#[derive(clap::Args, Debug)]
+pub struct UnpackArgs {
+    #[command(flatten)]
+    process: ImageProcessArgs,
+    /// Image name or ID prefix.
+    image: String,
+    /// Bundle directory to create (must not hold a config.json).
+    bundle: PathBuf,
+    /// The rootfs is only for looking at or copying files, not for a container: mounted
+    /// nosuid,nodev, so the image's setuid programs and device nodes give nobody anything.
+    #[arg(long)]
+    inspect: bool,
+    /// Command and arguments (replace the image's Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+/// `berth images` / `berth image ls`.
+pub fn list(cx: &Ctx, a: &ListArgs) -> Result<()> {
+    let store = cx.engine.open_store()?;
+    let mut images = store.images()?;
+    images.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = std::io::stdout().lock();
+    if a.quiet {
+        for r in &images {
+            writeln!(out, "{}", r.name)?;
+        }
+        return Ok(());
+    }
+    match a.format {
+        ListFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&images)?)?,
+        ListFormat::Table => {
+            let w = images
+                .iter()
+                .map(|r| r.name.len())
+                .max()
+                .unwrap_or(0)
+                .max(4);
+            writeln!(
+                out,
+                "{:w$}  {:12}  {:14}  {:>6}  SIZE",
+                "NAME", "IMAGE ID", "PLATFORM", "LAYERS"
+            )?;
+            for r in &images {
+                let size: u64 = r.layers.iter().map(|l| l.size).sum();
+                writeln!(
+                    out,
+                    "{:w$}  {:12}  {:14}  {:>6}  {}",
+                    r.name,
+                    short_digest(image_id(r)),
+                    r.platform,
+                    r.layers.len(),
+                    human_size(size)
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `berth image ...`.
+pub fn image_command(cx: &Ctx, cmd: ImageCommand) -> Result<()> {
+    match cmd {
+        ImageCommand::Import(a) => import(cx, &a),
+        ImageCommand::Inspect { image } => {
+            let store = cx.engine.open_store()?;
+            let r = find_image(&store, &image)?;
+            let config = store.image_config(&r)?;
+            let doc = json!({
+                "name": r.name,
+                "id": r.config,
+                "manifest": r.manifest,
+                "platform": r.platform,
+                "layers": r.layers,
+                "config": serde_json::to_value(&config)?,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(())
+        }
+        ImageCommand::Ls(a) => list(cx, &a),
+        ImageCommand::Rm { images } => remove(cx, &images),
+        ImageCommand::Prune => {
+            let p = cx.engine.prune_images()?;
+            println!(
+                "removed {} blobs, {} layers, {} leftovers of interrupted imports, {} bundles of killed runs or unpacks",
+                p.stats.blobs,
+                p.stats.layers,
+                p.stats.temporaries,
+                p.reclaimed.len()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn import(cx: &Ctx, a: &ImportArgs) -> Result<()> {
+    let store = cx.engine.open_store()?;
+    let mut opts = ImportOptions {
+        name: a.name.clone(),
+        ..ImportOptions::default()
+    };
+    if let Some(p) = &a.platform {
+        opts.platform = Platform::parse(p).with_context(|| format!("--platform {p}"))?;
+    }
+    let records = store
+        .import_path(&a.path, &opts)
+        .with_context(|| format!("importing {}", a.path.display()))?;
+    for r in records {
+        println!("{} {}", r.name, r.config);
+    }
+    Ok(())
+}
+
+/// `berth rmi` / `berth image rm`.
+pub fn remove(cx: &Ctx, images: &[String]) -> Result<()> {
+    let store = cx.engine.open_store()?;
+    for name in images {
+        let r = find_image(&store, name)?;
+        store.remove_image(&r.name)?;
+        println!("removed {}", r.name);
+    }
+    Ok(())
+}
+
+/// `berth unpack IMAGE BUNDLE [CMD...]`.
+pub fn unpack(cx: &Ctx, a: &UnpackArgs) -> Result<()> {
+    let u = cx.engine.unpack(&UnpackRequest {
+        image: a.image.clone(),
+        dir: a.bundle.clone(),
+        process: a.process.overrides(&a.command),
+        flat: a.process.flat,
+        inspect: a.inspect,
+    })?;
+    println!(
+        "{}: {} rootfs of {}",
+        u.bundle.dir.display(),
+        if u.bundle.overlay { "overlay" } else { "flat" },
+        u.image
+    );
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! `berth run`: runc's form over a bundle (`run [--bundle DIR] ID`), through the runtime, or
+//! an image (`run IMAGE [CMD...]`), through the engine.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Result};
+use berth_engine::network::parse_publish;
+use berth_engine::{NetworkChoice, NetworkMode, RunRequest};
+use berth_runtime::RunOutcome;
+
+use super::images::ImageProcessArgs;
+use super::runtime::{outcome_code, CreateFlags};
+use super::Ctx;
+
+/// `run`: a bundle (runc's form: `run [--bundle DIR] ID`) or an image (`run IMAGE [CMD...]`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Bundle directory (runc's form; default: the current directory when it holds a
+    /// config.json and no image flag is given).
+    #[arg(short, long)]
+    bundle: Option<PathBuf>,
+    #[command(flatten)]
+    flags: CreateFlags,
+    /// Return once the container has started.
+    #[arg(short, long)]
+    detach: bool,
+    /// Image form: delete the container and its bundle when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Image form: the container's name (default: berth-<12 hex>).
+    #[arg(long)]
+    name: Option<String>,
+    /// Image form: give the process the caller's terminal.
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Image form: `bridge` (the default network; default for root), `none` (default for
+    /// other users), `host` or a network's name.
+    #[arg(long)]
+    network: Option<String>,
+    /// Image form: publish a port, [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]; repeatable.
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    #[command(flatten)]
+    image: ImageProcessArgs,
+    /// Container ID (bundle form) or image name / ID prefix (image form).
+    target: String,
+    /// Image form: command and arguments (replace the image's Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+impl RunArgs {
+    /// The image form unless a bundle is named, or the current directory is a bundle and
+    /// nothing but runc's flags was given.
+    fn is_image_form(&self) -> bool {
+        self.bundle.is_none()
+            && (self.rm
+                || self.name.is_some()
+                || self.tty
+                || self.network.is_some()
+                || !self.publish.is_empty()
+                || self.image.any()
+                || !self.command.is_empty()
+                || !std::path::Path::new("config.json").exists())
+    }
+}
+
+/// `berth run`: the container's exit status (foreground), or 0 once it started (detached).
+pub fn run(cx: &Ctx, a: &RunArgs) -> Result<u8> {
+    if a.is_image_form() {
+        return run_image(cx, a);
+    }
+    if !a.command.is_empty() {
+        bail!("run: a COMMAND after the container ID is only for `run IMAGE [CMD...]`; the bundle's config.json says what runs");
+    }
+    let bundle = a.bundle.clone().unwrap_or_else(|| PathBuf::from("."));
+    let outcome = berth_runtime::run(
+        cx.engine.root(),
+        &a.flags.options(&a.target, bundle),
+        a.detach,
+    )?;
+    Ok(outcome_code(cx, outcome))
+}
+
+/// `berth run IMAGE [CMD...]`: a bundle under `<store>/bundles/<name>`, then create + start.
+/// The bundle goes with the container: at exit with `--rm`, else at `berth delete`.
+fn run_image(cx: &Ctx, a: &RunArgs) -> Result<u8> {
+    let req = RunRequest {
+        image: a.target.clone(),
+        name: a.name.clone(),
+        process: a.image.overrides(&a.command),
+        flat: a.image.flat,
+        remove: a.rm,
+        detach: a.detach,
+        tty: a.tty,
+        pid_file: a.flags.pid_file.clone(),
+        console_socket: a.flags.console_socket.clone(),
+        network: NetworkChoice {
+            mode: a
+                .network
+                .as_deref()
+                .map_or_else(NetworkMode::default_for_caller, NetworkMode::parse),
+            publish: parse_publish(&a.publish).map_err(in_flags)?,
+        },
+    };
+    let run = cx.engine.run_image(&req).map_err(in_flags)?;
+    match run.outcome {
+        RunOutcome::Detached => {
+            println!("{}", run.id);
+            Ok(0)
+        }
+        RunOutcome::Exited(code) => {
+            if !a.rm && a.name.is_none() {
+                let id = &run.id;
+                eprintln!("berth: container {id} has exited; `berth delete {id}` removes it");
+            }
+            Ok(u8::try_from(code).unwrap_or(255))
+        }
+        RunOutcome::StartFailed { message, code } => {
+            // The engine removed the container, its bundle and its network.
+            tracing::error!("{message}");
+            Ok(u8::try_from(code).unwrap_or(1))
+        }
+    }
+}
+
+/// The engine's errors about the request, in terms of this command's flags.
+fn in_flags(e: berth_engine::Error) -> anyhow::Error {
+    use berth_engine::Error as E;
+    match e {
+        E::Name { name, reason } => anyhow!("--name {name:?}: {reason}"),
+        E::Publish { spec, source } => anyhow::Error::new(source).context(format!("-p {spec}")),
+        E::PublishNeedsBridge { mode } => anyhow!(
+            "-p: ports are published only on a bridge network, not with --network {mode}"
+        ),
+        E::RemoveDetached => anyhow!("--rm with --detach: nothing would wait to remove the container; use `berth delete` (it removes the bundle too)"),
+        e @ (E::ImageNotFound { .. } | E::AmbiguousImage { .. }) => {
+            anyhow!("{e}; for runc's `run ID` form, give --bundle or run where config.json is")
+        }
+        e => e.into(),
+    }
+}
