@@ -21,10 +21,12 @@
 
 mod apply;
 mod limits;
+mod names;
 mod pool;
 pub(crate) mod tar;
 #[cfg(test)]
 mod tests;
+mod write;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -240,7 +242,7 @@ pub(crate) fn layer_compression(
 
 /// Removes `name` in `dir` (recursively, never following symlinks); missing is fine.
 pub(crate) fn remove_all_at(dir: std::os::fd::BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    apply::remove_all(dir, name).map_err(io::Error::from)
+    write::remove_all(dir, name).map_err(io::Error::from)
 }
 
 const CHUNK: usize = 1 << 20;

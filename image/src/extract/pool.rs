@@ -4,7 +4,7 @@
 //! Each worker owns a queue; the coordinator sends every job for a given parent directory to
 //! the same worker (the least busy one when the directory gets its first job), so jobs in one
 //! directory run in archive order, and waits for a worker (or all of them) whenever a later
-//! entry depends on what a queued job does (see `Extractor::entry` in `apply.rs`). Queues are
+//! entry depends on what a queued job does (see `Extractor::entry` in `apply/mod.rs`). Queues are
 //! bounded in jobs and in the metadata their entries hold (a layer of entries with large PAX
 //! records must not queue gigabytes), and the file data they hold by the stream buffers alive
 //! (`MAX_CHUNKS`).
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use super::apply::{Ctx, Job};
+use super::write::{Ctx, Job};
 use super::ExtractStats;
 use crate::error::{Error, Result};
 
