@@ -61,6 +61,22 @@ impl Queue {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// The coordinator's side: sleeps until the worker reports progress.
+    fn wait_progress<'a>(&self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        st.waiting = true;
+        self.progress
+            .wait(st)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The worker's side: wakes the coordinator if it waits for progress.
+    fn report_progress(&self, st: &mut State) {
+        if st.waiting {
+            st.waiting = false;
+            self.progress.notify_one();
+        }
+    }
 }
 
 /// The workers of one extraction.
@@ -124,11 +140,7 @@ impl Pool {
         let held = job.held_bytes();
         let mut st = q.lock();
         while st.jobs.len() >= QUEUE_JOBS || (st.held >= QUEUE_META && !st.jobs.is_empty()) {
-            st.waiting = true;
-            st = q
-                .progress
-                .wait(st)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            st = q.wait_progress(st);
         }
         st.jobs.push_back(job);
         st.held += held;
@@ -161,11 +173,7 @@ impl Pool {
         let q = &self.queues[w];
         let mut st = q.lock();
         while st.done < seq {
-            st.waiting = true;
-            st = q
-                .progress
-                .wait(st)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            st = q.wait_progress(st);
         }
     }
 
@@ -231,10 +239,7 @@ fn work(q: &Queue, mut ctx: Ctx, fail: &AtomicU64) -> Outcome {
             if st.jobs.is_empty() {
                 break;
             }
-            if st.waiting {
-                st.waiting = false;
-                q.progress.notify_one();
-            }
+            q.report_progress(&mut st);
             st.held = 0;
             std::mem::take(&mut st.jobs)
         };
@@ -252,10 +257,7 @@ fn work(q: &Queue, mut ctx: Ctx, fail: &AtomicU64) -> Outcome {
         }
         let mut st = q.lock();
         st.done += n;
-        if st.waiting {
-            st.waiting = false;
-            q.progress.notify_one();
-        }
+        q.report_progress(&mut st);
     }
     (ctx.into_stats(), first_err)
 }

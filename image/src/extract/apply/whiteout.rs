@@ -75,11 +75,9 @@ impl Extractor {
             Err(Errno::EXIST) => return Ok(()),
             Err(errno) => return Err(io_err(e, "create the whiteout device")(errno)),
         }
-        let (uid, gid) = self.ctx.map_owner(e, e.uid, e.gid)?;
-        if self.ctx.chown && (uid != self.ctx.euid || gid != self.ctx.egid || dir.setgid) {
-            self.ctx
-                .chown_target(e, Target::At(dir.fd.as_fd(), target), uid, gid)?;
-        }
+        let owner = self.ctx.map_owner(e, e.uid, e.gid)?;
+        let t = Target::At(dir.fd.as_fd(), target);
+        self.ctx.set_owner(e, t, owner, dir.setgid)?;
         Ok(())
     }
 

@@ -75,10 +75,8 @@ impl Ctx {
         let t = Target::At(parent.fd.as_fd(), name);
         if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
             // A hardlinked symlink: ownership only (no mode, no user xattrs on symlinks).
-            let (uid, gid) = self.map_owner(e, e.uid, e.gid)?;
-            if self.chown {
-                self.chown_target(e, t, uid, gid)?;
-            }
+            let owner = self.map_owner(e, e.uid, e.gid)?;
+            self.set_owner(e, t, owner, true)?;
         } else {
             self.metadata(e, t, true, parent.setgid)?;
         }

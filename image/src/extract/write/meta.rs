@@ -33,13 +33,23 @@ impl Ctx {
         }
     }
 
-    pub(in crate::extract) fn chown_target(
+    /// Gives the entry at `t` the owner `uid:gid` (already mapped): when `always`, or when it
+    /// differs from the extracting user's (a new entry is already theirs), unless a rootless
+    /// extraction found it may not chown.
+    pub(in crate::extract) fn set_owner(
         &mut self,
         e: &Entry,
-        target: Target<'_>,
-        uid: u32,
-        gid: u32,
+        t: Target<'_>,
+        (uid, gid): (u32, u32),
+        always: bool,
     ) -> Result<()> {
+        if self.chown && (always || uid != self.euid || gid != self.egid) {
+            self.chown_target(e, t, uid, gid)?;
+        }
+        Ok(())
+    }
+
+    fn chown_target(&mut self, e: &Entry, target: Target<'_>, uid: u32, gid: u32) -> Result<()> {
         let owner = Some(rustix::fs::Uid::from_raw(uid));
         let group = Some(rustix::fs::Gid::from_raw(gid));
         let res = match target {
@@ -71,9 +81,7 @@ impl Ctx {
         parent_setgid: bool,
     ) -> Result<()> {
         let (uid, gid) = self.map_owner(e, 0, 0)?;
-        if self.chown && (uid != self.euid || gid != self.egid || parent_setgid) {
-            self.chown_target(e, Target::Fd(fd.as_fd()), uid, gid)?;
-        }
+        self.set_owner(e, Target::Fd(fd.as_fd()), (uid, gid), parent_setgid)?;
         if self.umask & 0o755 != 0 || parent_setgid {
             rfs::fchmod(fd, Mode::from_raw_mode(0o755))
                 .map_err(io_err(e, "chmod a created parent directory"))?;
@@ -105,9 +113,7 @@ impl Ctx {
         mode_now: u32,
     ) -> Result<()> {
         let (uid, gid) = self.map_owner(e, e.uid, e.gid)?;
-        if self.chown && (existing || uid != self.euid || gid != self.egid || parent_setgid) {
-            self.chown_target(e, t, uid, gid)?;
-        }
+        self.set_owner(e, t, (uid, gid), existing || parent_setgid)?;
         let is_dir = e.kind == Kind::Dir;
         let need_chmod = existing
             || mode_now & 0o7000 != 0
