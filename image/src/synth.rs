@@ -24,6 +24,26 @@ pub enum EntryType {
     Hardlink,
 }
 
+/// Every field of a ustar header that [`TarWriter::raw`] writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Header<'a> {
+    /// The member's name (up to 100 bytes).
+    pub name: &'a str,
+    /// The type flag: `b'0'` file, `b'1'` hardlink, `b'2'` symlink, `b'3'` and `b'4'`
+    /// character and block devices, `b'5'` directory, `b'6'` FIFO.
+    pub typ: u8,
+    /// The link target (up to 100 bytes).
+    pub link: &'a str,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u64,
+    /// Group.
+    pub gid: u64,
+    /// Modification time (seconds since the epoch).
+    pub mtime: u64,
+}
+
 fn octal(field: &mut [u8], v: u64) {
     let s = format!("{v:0width$o}", width = field.len() - 1);
     let s = s.as_bytes();
@@ -32,13 +52,19 @@ fn octal(field: &mut [u8], v: u64) {
     field[field.len() - 1] = 0;
 }
 
+/// Copies `s` into `field`, cut to its length.
+fn text_field(field: &mut [u8], s: &str) {
+    let n = s.len().min(field.len());
+    field[..n].copy_from_slice(&s.as_bytes()[..n]);
+}
+
 impl TarWriter {
     /// An empty archive.
     pub fn new() -> Self {
         TarWriter::default()
     }
 
-    /// Appends an entry (`name` up to 100 bytes, `link` up to 100 bytes).
+    /// Appends an entry (`name` up to 100 bytes, `link` up to 100 bytes), owned by 0:0.
     pub fn entry(
         &mut self,
         name: &str,
@@ -47,22 +73,35 @@ impl TarWriter {
         data: &[u8],
         mode: u32,
     ) -> &mut Self {
-        let mut h = [0u8; 512];
-        let name = name.as_bytes();
-        h[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
-        octal(&mut h[100..108], u64::from(mode));
-        octal(&mut h[108..116], 0);
-        octal(&mut h[116..124], 0);
-        octal(&mut h[124..136], data.len() as u64);
-        octal(&mut h[136..148], 1_600_000_000);
-        h[156] = match kind {
+        let typ = match kind {
             EntryType::File => b'0',
             EntryType::Dir => b'5',
             EntryType::Symlink => b'2',
             EntryType::Hardlink => b'1',
         };
-        let link = link.as_bytes();
-        h[157..157 + link.len().min(100)].copy_from_slice(&link[..link.len().min(100)]);
+        let header = Header {
+            name,
+            typ,
+            link,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: 1_600_000_000,
+        };
+        self.raw(&header, data)
+    }
+
+    /// Appends an entry with every header field given, and `data` as its content.
+    pub fn raw(&mut self, header: &Header<'_>, data: &[u8]) -> &mut Self {
+        let mut h = [0u8; 512];
+        text_field(&mut h[..100], header.name);
+        octal(&mut h[100..108], u64::from(header.mode));
+        octal(&mut h[108..116], header.uid);
+        octal(&mut h[116..124], header.gid);
+        octal(&mut h[124..136], data.len() as u64);
+        octal(&mut h[136..148], header.mtime);
+        h[156] = header.typ;
+        text_field(&mut h[157..257], header.link);
         h[257..263].copy_from_slice(b"ustar\0");
         h[263..265].copy_from_slice(b"00");
         h[148..156].fill(b' ');

@@ -93,10 +93,9 @@ fn entry_named(err: &Error) -> String {
     }
 }
 
-#[test]
-fn regular_entries_and_metadata() {
-    let sb = Sandbox::new();
-    let mut t = Tar::new();
+/// The start of a system layer: directories and files with special modes and owners, and a
+/// symlink.
+fn system_entries(t: &mut Tar) -> &mut Tar {
     t.dir("./")
         .dir("etc/")
         .file_meta("etc/passwd", b"root:x:0:0::/root:/bin/sh\n", 0o644, 0, 0)
@@ -105,29 +104,40 @@ fn regular_entries_and_metadata() {
         .raw(b"srv/", T::Dir, b"", b"", 0o2775, 0, 50, 1_400_000_000)
         .file_meta("srv/data", b"x", 0o640, 1000, 50)
         .symlink("bin/sh", "busybox")
-        .symlink("lib64", "/lib")
-        // The link header repeats the inode's metadata, as GNU tar writes it (berth, like
-        // podman and containerd, applies a link header's metadata; GNU tar ignores it).
-        .raw(
-            b"bin/su2",
-            T::Link,
-            b"bin/su",
-            b"",
-            0o4755,
-            0,
-            0,
-            1_600_000_000,
-        )
-        .raw(
-            b"dev/null",
-            T::Char(1, 3),
-            b"",
-            b"",
-            0o666,
-            0,
-            0,
-            1_600_000_000,
-        )
+}
+
+/// A hardlink to `bin/su` whose header repeats the inode's metadata, as GNU tar writes it
+/// (berth, like podman and containerd, applies a link header's metadata; GNU tar ignores
+/// it), and a character device.
+fn link_and_device(t: &mut Tar) -> &mut Tar {
+    t.raw(
+        b"bin/su2",
+        T::Link,
+        b"bin/su",
+        b"",
+        0o4755,
+        0,
+        0,
+        1_600_000_000,
+    )
+    .raw(
+        b"dev/null",
+        T::Char(1, 3),
+        b"",
+        b"",
+        0o666,
+        0,
+        0,
+        1_600_000_000,
+    )
+}
+
+#[test]
+fn regular_entries_and_metadata() {
+    let sb = Sandbox::new();
+    let mut t = Tar::new();
+    system_entries(&mut t).symlink("lib64", "/lib");
+    link_and_device(&mut t)
         .raw(
             b"dev/loop0",
             T::Block(7, 0),
@@ -826,36 +836,8 @@ fn matches_gnu_tar() {
         return;
     }
     let mut t = Tar::new();
-    t.dir("./")
-        .dir("etc/")
-        .file_meta("etc/passwd", b"root:x:0:0::/root:/bin/sh\n", 0o644, 0, 0)
-        .file_meta("bin/su", b"\x7fELF", 0o4755, 0, 0)
-        .raw(b"tmp/", T::Dir, b"", b"", 0o1777, 0, 0, 1_400_000_000)
-        .raw(b"srv/", T::Dir, b"", b"", 0o2775, 0, 50, 1_400_000_000)
-        .file_meta("srv/data", b"x", 0o640, 1000, 50)
-        .symlink("bin/sh", "busybox")
-        // The link header repeats the inode's metadata, as GNU tar writes it (berth, like
-        // podman and containerd, applies a link header's metadata; GNU tar ignores it).
-        .raw(
-            b"bin/su2",
-            T::Link,
-            b"bin/su",
-            b"",
-            0o4755,
-            0,
-            0,
-            1_600_000_000,
-        )
-        .raw(
-            b"dev/null",
-            T::Char(1, 3),
-            b"",
-            b"",
-            0o666,
-            0,
-            0,
-            1_600_000_000,
-        )
+    system_entries(&mut t);
+    link_and_device(&mut t)
         .raw(b"run/fifo", T::Fifo, b"", b"", 0o600, 0, 0, 1_600_000_000)
         .pax_file(
             "usr/bin/ping",

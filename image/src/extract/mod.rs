@@ -21,10 +21,12 @@
 
 mod apply;
 mod limits;
+mod names;
 mod pool;
 pub(crate) mod tar;
 #[cfg(test)]
 mod tests;
+mod write;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -208,36 +210,39 @@ pub fn decompress<'a, R: BufRead + Send + 'a>(
 /// the magic bytes (gzip, zstd, else plain); `media_type`, when given, must be a layer type,
 /// and a compressed type whose content is compressed differently is an error.
 pub fn open_layer(path: &Path, media_type: Option<&str>) -> Result<Box<dyn Read + Send>> {
-    let declared = match media_type {
-        Some(mt) => Some(Compression::from_media_type(mt).ok_or_else(|| {
-            Error::invalid(
-                path.display().to_string(),
-                format!("{mt:?} is not a layer media type"),
-            )
-        })?),
-        None => None,
-    };
     let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let head = reader.fill_buf().map_err(|e| Error::io(path, "read", e))?;
-    let found = Compression::sniff(head);
-    if let Some(declared) = declared {
-        if declared != found && declared != Compression::None && found != Compression::None {
-            return Err(Error::invalid(
-                path.display().to_string(),
-                format!(
-                    "media type {:?} declares {declared:?} but the content is {found:?}",
-                    media_type.unwrap_or_default()
-                ),
-            ));
-        }
-    }
+    let found = layer_compression(head, media_type, &path.display().to_string())?;
     decompress(reader, found).map_err(|e| Error::io(path, "open decompressor", e))
+}
+
+/// The compression of the layer `what` whose stream starts with `head`: the one its magic
+/// bytes show (gzip, zstd, else plain). `media_type`, when given, must be a layer type, and
+/// a compressed type whose content is compressed differently is an error.
+pub(crate) fn layer_compression(
+    head: &[u8],
+    media_type: Option<&str>,
+    what: &str,
+) -> Result<Compression> {
+    let found = Compression::sniff(head);
+    let Some(mt) = media_type else {
+        return Ok(found);
+    };
+    let declared = Compression::from_media_type(mt)
+        .ok_or_else(|| Error::invalid(what, format!("{mt:?} is not a layer media type")))?;
+    if declared != found && declared != Compression::None && found != Compression::None {
+        return Err(Error::invalid(
+            what,
+            format!("media type {mt:?} declares {declared:?} but the content is {found:?}"),
+        ));
+    }
+    Ok(found)
 }
 
 /// Removes `name` in `dir` (recursively, never following symlinks); missing is fine.
 pub(crate) fn remove_all_at(dir: std::os::fd::BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    apply::remove_all(dir, name).map_err(io::Error::from)
+    write::remove_all(dir, name).map_err(io::Error::from)
 }
 
 const CHUNK: usize = 1 << 20;

@@ -4,7 +4,7 @@
 //! Each worker owns a queue; the coordinator sends every job for a given parent directory to
 //! the same worker (the least busy one when the directory gets its first job), so jobs in one
 //! directory run in archive order, and waits for a worker (or all of them) whenever a later
-//! entry depends on what a queued job does (see `Extractor::entry` in `apply.rs`). Queues are
+//! entry depends on what a queued job does (see `Extractor::entry` in `apply/mod.rs`). Queues are
 //! bounded in jobs and in the metadata their entries hold (a layer of entries with large PAX
 //! records must not queue gigabytes), and the file data they hold by the stream buffers alive
 //! (`MAX_CHUNKS`).
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use super::apply::{Ctx, Job};
+use super::write::{Ctx, Job};
 use super::ExtractStats;
 use crate::error::{Error, Result};
 
@@ -60,6 +60,22 @@ impl Queue {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The coordinator's side: sleeps until the worker reports progress.
+    fn wait_progress<'a>(&self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        st.waiting = true;
+        self.progress
+            .wait(st)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The worker's side: wakes the coordinator if it waits for progress.
+    fn report_progress(&self, st: &mut State) {
+        if st.waiting {
+            st.waiting = false;
+            self.progress.notify_one();
+        }
     }
 }
 
@@ -124,11 +140,7 @@ impl Pool {
         let held = job.held_bytes();
         let mut st = q.lock();
         while st.jobs.len() >= QUEUE_JOBS || (st.held >= QUEUE_META && !st.jobs.is_empty()) {
-            st.waiting = true;
-            st = q
-                .progress
-                .wait(st)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            st = q.wait_progress(st);
         }
         st.jobs.push_back(job);
         st.held += held;
@@ -161,11 +173,7 @@ impl Pool {
         let q = &self.queues[w];
         let mut st = q.lock();
         while st.done < seq {
-            st.waiting = true;
-            st = q
-                .progress
-                .wait(st)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            st = q.wait_progress(st);
         }
     }
 
@@ -231,10 +239,7 @@ fn work(q: &Queue, mut ctx: Ctx, fail: &AtomicU64) -> Outcome {
             if st.jobs.is_empty() {
                 break;
             }
-            if st.waiting {
-                st.waiting = false;
-                q.progress.notify_one();
-            }
+            q.report_progress(&mut st);
             st.held = 0;
             std::mem::take(&mut st.jobs)
         };
@@ -252,10 +257,7 @@ fn work(q: &Queue, mut ctx: Ctx, fail: &AtomicU64) -> Outcome {
         }
         let mut st = q.lock();
         st.done += n;
-        if st.waiting {
-            st.waiting = false;
-            q.progress.notify_one();
-        }
+        q.report_progress(&mut st);
     }
     (ctx.into_stats(), first_err)
 }

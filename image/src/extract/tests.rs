@@ -13,19 +13,11 @@ use proptest::prelude::*;
 
 use super::{extract_layer_with_workers, ExtractOptions, Mode};
 use crate::error::Error;
+use crate::synth::{Header, TarWriter};
 
-/// A ustar writer with every header field the tests need.
+/// A ustar writer with the shorthands the tests need.
 #[derive(Default)]
-struct Tar {
-    out: Vec<u8>,
-}
-
-fn octal(field: &mut [u8], v: u64) {
-    let w = field.len() - 1;
-    let s = format!("{v:0w$o}");
-    field[..w].copy_from_slice(&s.as_bytes()[s.len() - w..]);
-    field[w] = 0;
-}
+struct Tar(TarWriter);
 
 impl Tar {
     #[allow(clippy::too_many_arguments)]
@@ -39,25 +31,16 @@ impl Tar {
         mtime: u64,
         uid: u64,
     ) -> &mut Self {
-        let mut h = [0u8; 512];
-        h[..name.len()].copy_from_slice(name.as_bytes());
-        octal(&mut h[100..108], u64::from(mode));
-        octal(&mut h[108..116], uid);
-        octal(&mut h[116..124], uid);
-        octal(&mut h[124..136], data.len() as u64);
-        octal(&mut h[136..148], mtime);
-        h[156] = typ;
-        h[157..157 + link.len()].copy_from_slice(link.as_bytes());
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].fill(b' ');
-        let sum: u64 = h.iter().map(|&b| u64::from(b)).sum();
-        octal(&mut h[148..155], sum);
-        h[155] = b' ';
-        self.out.extend_from_slice(&h);
-        self.out.extend_from_slice(data);
-        self.out
-            .extend(std::iter::repeat_n(0u8, (512 - data.len() % 512) % 512));
+        let header = Header {
+            name,
+            typ,
+            link,
+            mode,
+            uid,
+            gid: uid,
+            mtime,
+        };
+        self.0.raw(&header, data);
         self
     }
 
@@ -82,9 +65,7 @@ impl Tar {
     }
 
     fn finish(&mut self) -> Vec<u8> {
-        let mut out = std::mem::take(&mut self.out);
-        out.extend_from_slice(&[0u8; 1024]);
-        out
+        std::mem::take(&mut self.0).finish()
     }
 }
 

@@ -1,0 +1,142 @@
+//! Where things live under the store's root (blobs, layers, short links, temporaries), and
+//! the primitives every write of the store goes through: advisory locks, atomic and durable
+//! writes (temp, fsync, rename, fsync the directory), and removal without following symlinks.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::Store;
+use crate::error::{Error, Result};
+use crate::extract;
+use crate::image::Digest;
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+pub(super) fn io_at<'p>(path: &'p Path, op: &'static str) -> impl FnOnce(io::Error) -> Error + 'p {
+    move |e| Error::io(path, op, e)
+}
+
+/// An advisory lock on a file in the store, released on drop.
+pub(super) struct Lock(#[allow(dead_code)] File);
+
+pub(super) fn lock(path: &Path, exclusive: bool) -> Result<Lock> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_at(path, "open lock"))?;
+    let op = if exclusive {
+        rustix::fs::FlockOperation::LockExclusive
+    } else {
+        rustix::fs::FlockOperation::LockShared
+    };
+    loop {
+        match rustix::fs::flock(f.as_fd(), op) {
+            Ok(()) => return Ok(Lock(f)),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::io(path, "flock", e)),
+        }
+    }
+}
+
+pub(super) fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_at(dir, "fsync directory"))
+}
+
+/// Creates the file `path` (which must not exist yet) for writing, readable by its owner only.
+pub(super) fn create_new(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_at(path, "create"))
+}
+
+/// Writes `data` to `path` atomically and durably (temp, fsync, rename, fsync dir).
+pub(super) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut f = create_new(&tmp)?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(io_at(&tmp, "write"))?;
+    fs::rename(&tmp, path).map_err(io_at(path, "rename into place"))?;
+    fsync_dir(dir)
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes a file, symlink or directory tree without following symlinks.
+pub(crate) fn remove_any(path: &Path) -> Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid(path.display().to_string(), "no file name"))?;
+    let dir = File::open(parent).map_err(io_at(parent, "open"))?;
+    extract::remove_all_at(dir.as_fd(), std::os::unix::ffi::OsStrExt::as_bytes(name))
+        .map_err(|e| Error::io(path, "remove", e))
+}
+
+impl Store {
+    /// Path of a blob (which may not exist).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// Directory of an extracted layer (an overlayfs lower layer), by ChainID.
+    pub fn layer_path(&self, chain_id: &Digest) -> PathBuf {
+        self.root.join("layers").join(chain_id.hex()).join("diff")
+    }
+
+    /// A short path (`<root>/l/<12 hex>`) that resolves to [`Store::layer_path`], for
+    /// overlay mount strings.
+    pub fn short_layer_path(&self, chain_id: &Digest) -> PathBuf {
+        self.root.join("l").join(&chain_id.hex()[..12])
+    }
+
+    /// Whether a layer is extracted and complete.
+    pub fn has_layer(&self, chain_id: &Digest) -> bool {
+        self.layer_path(chain_id).is_dir()
+    }
+
+    pub(super) fn tmp_path(&self, what: &str) -> PathBuf {
+        self.root.join("tmp").join(format!(
+            "{}-{}-{what}",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    pub(super) fn clean_tmp(&self) -> Result<usize> {
+        let tmp = self.root.join("tmp");
+        let mut removed = 0;
+        for ent in fs::read_dir(&tmp).map_err(io_at(&tmp, "read"))? {
+            let ent = ent.map_err(io_at(&tmp, "read"))?;
+            let name = ent.file_name();
+            let name = name.to_string_lossy();
+            let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(pid_alive) {
+                continue;
+            }
+            remove_any(&ent.path())?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
