@@ -8,7 +8,8 @@
 //! The first byte picks the input's shape (raw tar bytes, or entries built into a valid tar
 //! from the hostile-name alphabet of `common`: `..`, absolute names, symlinks out,
 //! whiteouts), the mode (overlay or flatten), rootless, Landlock confinement of the writers,
-//! and 0 to 4 worker threads. Small limits bound every input.
+//! and 0 to 4 worker threads. Small limits bound every input. `FUZZ_WRITE_TAR=<file>` saves
+//! the tar an input makes (to look at a finding with `tar tvf`).
 #![no_main]
 
 mod common;
@@ -47,6 +48,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     } else {
         common::build_tar(rest)
     };
+    if let Some(p) = std::env::var_os("FUZZ_WRITE_TAR") {
+        std::fs::write(p, &tar).expect("write the tar");
+    }
     let mut opts = ExtractOptions {
         mode: if sel & 2 == 0 {
             Mode::Overlay
