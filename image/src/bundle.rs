@@ -20,7 +20,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use berth_runtime::oci::{Mount, MountBuilder, Process, Root, Spec, UserBuilder};
+use oci_spec::runtime::{Mount, MountBuilder, Process, Root, Spec, UserBuilder};
 use rustix::fs::{Mode as FsMode, OFlags, ResolveFlags, CWD};
 use rustix::io::Errno;
 use rustix::mount::{
@@ -323,7 +323,7 @@ fn build_bundle<E: From<Error>>(
             std::os::unix::fs::symlink("upper", &rootfs).map_err(io_at(&rootfs, "symlink"))?;
         } else {
             mount_overlay(&lowers, &upper, &work, &rootfs, false, opts.inspect)?;
-            berth_runtime::failpoint::hit("bundle:mounted");
+            berth_sys::failpoint::hit("bundle:mounted");
         }
     } else {
         let n = record.layers.len();
