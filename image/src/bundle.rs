@@ -16,12 +16,12 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{Mount, MountBuilder, Process, Root, Spec, UserBuilder};
-use rustix::fs::{Mode as FsMode, OFlags, ResolveFlags, CWD};
+use rustix::fs::{Mode as FsMode, OFlags, CWD};
 use rustix::io::Errno;
 use rustix::mount::{
     fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
@@ -424,12 +424,11 @@ fn read_in_root(rootfs: &Path, rel: &str) -> Result<String> {
         FsMode::empty(),
     )
     .map_err(|e| Error::io(rootfs, "open", e))?;
-    let fd = match rustix::fs::openat2(
-        &root,
+    let fd = match berth_sys::in_root::open_relative(
+        root.as_fd(),
         rel,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
-        FsMode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+        OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK,
+        berth_sys::in_root::Resolve::InRootSameMount,
     ) {
         Ok(fd) => fd,
         Err(Errno::NOENT | Errno::NOTDIR) => return Ok(String::new()),
