@@ -16,12 +16,12 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use berth_runtime::oci::{Mount, MountBuilder, Process, Root, Spec, UserBuilder};
-use rustix::fs::{Mode as FsMode, OFlags, ResolveFlags, CWD};
+use oci_spec::runtime::{Mount, MountBuilder, Process, Root, Spec, UserBuilder};
+use rustix::fs::{Mode as FsMode, OFlags, CWD};
 use rustix::io::Errno;
 use rustix::mount::{
     fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
@@ -323,7 +323,7 @@ fn build_bundle<E: From<Error>>(
             std::os::unix::fs::symlink("upper", &rootfs).map_err(io_at(&rootfs, "symlink"))?;
         } else {
             mount_overlay(&lowers, &upper, &work, &rootfs, false, opts.inspect)?;
-            berth_runtime::failpoint::hit("bundle:mounted");
+            berth_sys::failpoint::hit("bundle:mounted");
         }
     } else {
         let n = record.layers.len();
@@ -424,20 +424,15 @@ fn read_in_root(rootfs: &Path, rel: &str) -> Result<String> {
         FsMode::empty(),
     )
     .map_err(|e| Error::io(rootfs, "open", e))?;
-    let fd = loop {
-        match rustix::fs::openat2(
-            &root,
-            rel,
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
-            FsMode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
-        ) {
-            Ok(fd) => break fd,
-            // A rename or mount anywhere raced with resolving `..` in the root: try again.
-            Err(Errno::AGAIN | Errno::INTR) => {}
-            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(String::new()),
-            Err(e) => return Err(Error::io(rootfs.join(rel), "open", e)),
-        }
+    let fd = match berth_sys::in_root::open_relative(
+        root.as_fd(),
+        rel,
+        OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK,
+        berth_sys::in_root::Resolve::InRootSameMount,
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT | Errno::NOTDIR) => return Ok(String::new()),
+        Err(e) => return Err(Error::io(rootfs.join(rel), "open", e)),
     };
     let st = rustix::fs::fstat(&fd).map_err(|e| Error::io(rootfs.join(rel), "fstat", e))?;
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {

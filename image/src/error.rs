@@ -94,7 +94,7 @@ pub enum Error {
     },
     /// Landlock self-confinement could not be set up.
     #[error("confining the extractor: {0}")]
-    Confine(#[source] berth_runtime::error::Error),
+    Confine(#[source] std::io::Error),
 }
 
 /// The crate's result type.

@@ -19,8 +19,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{
-    AtFlags, Dir, FileType, Gid, Mode, OFlags, ResolveFlags, SeekFrom, Stat, Timespec, Timestamps,
-    Uid,
+    AtFlags, Dir, FileType, Gid, Mode, OFlags, SeekFrom, Stat, Timespec, Timestamps, Uid,
 };
 use rustix::io::Errno;
 
@@ -125,20 +124,15 @@ pub fn seed(rootfs: &Path, path: &str, dest: &Path, budget: &mut SeedBudget) -> 
     let src = if rel.is_empty() {
         root
     } else {
-        loop {
-            match rustix::fs::openat2(
-                &root,
-                rel,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
-            ) {
-                Ok(fd) => break fd,
-                // A rename or mount anywhere raced with resolving `..` in the root: try again.
-                Err(Errno::AGAIN | Errno::INTR) => {}
-                Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
-                Err(e) => return Err(what("open in the image")(e)),
-            }
+        match berth_sys::in_root::open_relative(
+            root.as_fd(),
+            rel,
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            berth_sys::in_root::Resolve::InRootSameMount,
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
+            Err(e) => return Err(what("open in the image")(e)),
         }
     };
     let dst = rustix::fs::open(

@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -217,47 +216,9 @@ impl DockerConfig {
             .map_err(|e| Error::io(dir, "create", e))?;
         let mut data = serde_json::to_vec_pretty(&self.doc).expect("a JSON value serialises");
         data.push(b'\n');
-        let (tmp, mut file) =
-            create_temp(dir).map_err(|e| Error::io(dir, "create a temporary file", e))?;
-        let res = file
-            .write_all(&data)
-            .and_then(|()| file.sync_all())
-            .and_then(|()| fs::rename(&tmp, &path));
-        if let Err(e) = res {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io(&path, "write", e));
-        }
-        Ok(())
+        berth_sys::fs::write_atomic(&path, &data, 0o600, berth_sys::fs::Durability::Durable)
+            .map_err(|e| Error::io(&path, "write", e))
     }
-}
-
-/// A new file of mode 0600 in `dir` under a name nothing else uses (`O_CREAT|O_EXCL`: an
-/// existing file or symlink of that name is a collision, never opened).
-fn create_temp(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut last = None;
-    for _ in 0..32 {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(
-            ".config.json.tmp-{}-{n}-{nanos:08x}",
-            std::process::id()
-        ));
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-        {
-            Ok(f) => return Ok((tmp, f)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
 }
 
 /// One challenge of a `WWW-Authenticate` header.

@@ -7,13 +7,11 @@
 
 pub mod capabilities;
 pub mod config;
-pub mod confine;
 pub mod copy;
 pub mod create;
 pub mod error;
 pub mod exe_guard;
 pub mod exec;
-pub mod failpoint;
 pub mod features;
 pub mod hooks;
 pub mod idmap;
@@ -23,7 +21,6 @@ pub mod mempolicy;
 pub mod mount_options;
 pub mod namespaces;
 pub mod phases;
-pub mod proc_info;
 pub mod process;
 pub mod resources;
 pub mod rootfs;
@@ -37,7 +34,7 @@ pub mod sync;
 pub mod terminal;
 
 /// The mountinfo parser (moved to berth-sys; re-exported for the fuzz target).
-pub use berth_sys::mountinfo;
+pub use berth_sys::{failpoint, mountinfo, proc_info};
 
 pub use create::{create, CreateOptions};
 pub use error::{Error, Result};

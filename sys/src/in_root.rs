@@ -52,18 +52,28 @@ pub fn open(
     flags: OFlags,
     resolve: Resolve,
 ) -> io::Result<OwnedFd> {
-    let rel = relative(path);
+    open_relative(root, relative(path).as_path(), flags, resolve).map_err(io::Error::from)
+}
+
+/// [`open`] for a path already relative to `root` (bytes, `&str` or `&Path`: nothing is
+/// allocated), returning the kernel's errno, for hot paths such as the layer extractor's
+/// directory lookups. `EAGAIN` (a concurrent rename) and `EINTR` are retried.
+pub fn open_relative<P: rustix::path::Arg + Copy>(
+    root: BorrowedFd<'_>,
+    path: P,
+    flags: OFlags,
+    resolve: Resolve,
+) -> rustix::io::Result<OwnedFd> {
     loop {
         match rustix::fs::openat2(
             root,
-            &rel,
+            path,
             flags | OFlags::CLOEXEC,
             Mode::empty(),
             resolve.flags(),
         ) {
-            Ok(fd) => return Ok(fd),
             Err(Errno::AGAIN | Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
+            other => return other,
         }
     }
 }

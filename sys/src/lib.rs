@@ -25,6 +25,8 @@
 //! | [`lock`] | the one advisory file lock (`flock`, RAII) |
 //! | [`landlock`] | Landlock self-confinement of filesystem writes |
 //! | [`errno`] | turning raw syscall results into [`std::io::Error`]s |
+//! | [`proc_info`] | `/proc/<pid>/stat` readers (start time, zombie) that tell a live process from a reused pid |
+//! | [`failpoint`] | crash points for tests (`BERTH_FAILPOINT`, debug builds only): a leaf every crate can call |
 //!
 //! [rustix]: https://docs.rs/rustix
 
@@ -33,6 +35,7 @@
 
 pub mod bpf;
 pub mod errno;
+pub mod failpoint;
 pub mod fs;
 pub mod in_root;
 pub mod keyring;
@@ -41,6 +44,7 @@ pub mod lock;
 pub mod mem;
 pub mod mount;
 pub mod mountinfo;
+pub mod proc_info;
 pub mod process;
 pub mod sched;
 pub mod security;

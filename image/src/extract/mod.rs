@@ -406,10 +406,10 @@ fn extract(
             .spawn_scoped(s, move || -> Result<ExtractStats> {
                 let mut notices = Vec::new();
                 if opts.confine {
-                    match berth_runtime::confine::writes_beneath(dest).map_err(Error::Confine)? {
-                        berth_runtime::confine::Confinement::Full => {}
-                        berth_runtime::confine::Confinement::Partial(m) => notices.push(m),
-                        berth_runtime::confine::Confinement::Unavailable => notices
+                    match berth_sys::landlock::writes_beneath(dest).map_err(Error::Confine)? {
+                        berth_sys::landlock::Confinement::Full => {}
+                        berth_sys::landlock::Confinement::Partial(m) => notices.push(m),
+                        berth_sys::landlock::Confinement::Unavailable => notices
                             .push("Landlock is unavailable: extraction is not confined".into()),
                     }
                 }

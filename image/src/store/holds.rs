@@ -37,13 +37,13 @@ impl Creator {
     /// The calling process.
     pub fn current() -> Option<Creator> {
         let pid = std::process::id() as i32;
-        let (start, _) = berth_runtime::proc_info::start_time(pid)?;
+        let (start, _) = berth_sys::proc_info::start_time(pid)?;
         Some(Creator { pid, start })
     }
 
     /// Whether that very process still runs (not a zombie, not a reused pid).
     pub fn is_alive(&self) -> bool {
-        berth_runtime::proc_info::start_time(self.pid)
+        berth_sys::proc_info::start_time(self.pid)
             .is_some_and(|(start, zombie)| start == self.start && !zombie)
     }
 }

@@ -3,7 +3,7 @@
 //! writes (temp, fsync, rename, fsync the directory), and removal without following symlinks.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -21,28 +21,13 @@ pub(super) fn io_at<'p>(path: &'p Path, op: &'static str) -> impl FnOnce(io::Err
 }
 
 /// An advisory lock on a file in the store, released on drop.
-pub(super) struct Lock(#[allow(dead_code)] File);
+pub(super) type Lock = berth_sys::lock::Lock;
 
+/// Takes the lock file `path` (created 0600 if missing), waiting for it.
 pub(super) fn lock(path: &Path, exclusive: bool) -> Result<Lock> {
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_at(path, "open lock"))?;
-    let op = if exclusive {
-        rustix::fs::FlockOperation::LockExclusive
-    } else {
-        rustix::fs::FlockOperation::LockShared
-    };
-    loop {
-        match rustix::fs::flock(f.as_fd(), op) {
-            Ok(()) => return Ok(Lock(f)),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(Error::io(path, "flock", e)),
-        }
-    }
+    use berth_sys::lock::{Kind, Wait};
+    let kind = if exclusive { Kind::Exclusive } else { Kind::Shared };
+    Lock::create(path, 0o600, kind, Wait::Block).map_err(io_at(path, "lock"))
 }
 
 pub(super) fn fsync_dir(dir: &Path) -> Result<()> {
@@ -61,21 +46,11 @@ pub(super) fn create_new(path: &Path) -> Result<File> {
         .map_err(io_at(path, "create"))
 }
 
-/// Writes `data` to `path` atomically and durably (temp, fsync, rename, fsync dir).
+/// Writes `data` to `path` atomically and durably (temp, fsync, rename, fsync dir), readable
+/// by its owner only.
 pub(super) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut f = create_new(&tmp)?;
-    f.write_all(data)
-        .and_then(|()| f.sync_all())
-        .map_err(io_at(&tmp, "write"))?;
-    fs::rename(&tmp, path).map_err(io_at(path, "rename into place"))?;
-    fsync_dir(dir)
+    berth_sys::fs::write_atomic(path, data, 0o600, berth_sys::fs::Durability::Durable)
+        .map_err(io_at(path, "write atomically"))
 }
 
 fn pid_alive(pid: u32) -> bool {

@@ -7,7 +7,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use berth_sys::in_root::{self, Resolve};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::{Extractor, DIR_CACHE_MAX};
@@ -26,9 +27,8 @@ pub(in crate::extract) fn open_root(dest: &Path) -> Result<OwnedFd> {
     .map_err(|e| Error::io(dest, "open the destination directory", e))
 }
 
-fn resolve_flags() -> ResolveFlags {
-    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV
-}
+/// Destination paths resolve inside the destination, on its own mount.
+const RESOLVE: Resolve = Resolve::InRootSameMount;
 
 impl Extractor {
     /// Applies a final fix-up (`op`) to the directory `key` of the destination (the root when
@@ -61,20 +61,13 @@ impl Extractor {
     /// Opens a directory of the destination for the final fix-ups; `None` if a later entry
     /// replaced or removed it.
     fn open_existing_dir(&self, key: &[u8]) -> Option<OwnedFd> {
-        loop {
-            match rfs::openat2(
-                &self.root.fd,
-                key,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-                resolve_flags(),
-            ) {
-                Ok(fd) => return Some(fd),
-                // A rename or mount anywhere raced with the lookup: not a missing directory.
-                Err(Errno::AGAIN | Errno::INTR) => {}
-                Err(_) => return None,
-            }
-        }
+        in_root::open_relative(
+            self.root.fd.as_fd(),
+            key,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+            RESOLVE,
+        )
+        .ok()
     }
 
     /// The open directory `key` of the destination, resolved inside it (symlinks included,
@@ -92,15 +85,14 @@ impl Extractor {
         let mut plain = self.pool.is_some();
         let fd = loop {
             let resolve = if plain {
-                resolve_flags() | ResolveFlags::NO_SYMLINKS
+                Resolve::InRootStrict
             } else {
-                resolve_flags()
+                RESOLVE
             };
-            match rfs::openat2(
-                &self.root.fd,
+            match in_root::open_relative(
+                self.root.fd.as_fd(),
                 key,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
+                OFlags::RDONLY | OFlags::DIRECTORY,
                 resolve,
             ) {
                 Ok(fd) => break fd,

@@ -9,7 +9,7 @@ pub fn start_time(pid: i32) -> Option<(u64, bool)> {
 /// Parses the fields berth needs from a `/proc/<pid>/stat` line.
 pub fn parse_stat(stat: &str) -> Option<(u64, bool)> {
     // The command name is in parentheses and may contain spaces or ')'; split after the last.
-    let rest = &stat[stat.rfind(')')? + 2..];
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
     let mut fields = rest.split(' ');
     let state = fields.next()?;
     // After "state", starttime is field 22 of the line, i.e. the 19th after state.
@@ -28,6 +28,9 @@ mod tests {
         let z = "5 (sh) Z 1 5 5 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0 0";
         assert_eq!(parse_stat(z), Some((42, true)));
         assert_eq!(parse_stat("garbage"), None);
+        // A line cut right after the name once sliced past its end.
+        assert_eq!(parse_stat("1 (x)"), None);
+        assert_eq!(parse_stat("1 (x) "), None);
     }
 
     #[test]
