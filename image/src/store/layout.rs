@@ -26,7 +26,11 @@ pub(super) type Lock = berth_sys::lock::Lock;
 /// Takes the lock file `path` (created 0600 if missing), waiting for it.
 pub(super) fn lock(path: &Path, exclusive: bool) -> Result<Lock> {
     use berth_sys::lock::{Kind, Wait};
-    let kind = if exclusive { Kind::Exclusive } else { Kind::Shared };
+    let kind = if exclusive {
+        Kind::Exclusive
+    } else {
+        Kind::Shared
+    };
     Lock::create(path, 0o600, kind, Wait::Block).map_err(io_at(path, "lock"))
 }
 
