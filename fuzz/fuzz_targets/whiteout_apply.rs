@@ -18,15 +18,14 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         ..Default::default()
     };
     let lower_tar = common::build_tar(lower);
-    if berth_image::extract::extract_layer_single_thread(&lower_tar[..], &sb.dest, &opts).is_err()
-    {
+    if berth_image::extract::extract_layer_single_thread(&lower_tar[..], &sb.dest, &opts).is_err() {
         sb.check();
         return;
     }
     let entries = common::entries(upper);
     let upper_tar = common::build_tar(upper);
-    let ok = berth_image::extract::extract_layer_single_thread(&upper_tar[..], &sb.dest, &opts)
-        .is_ok();
+    let ok =
+        berth_image::extract::extract_layer_single_thread(&upper_tar[..], &sb.dest, &opts).is_ok();
     sb.check();
     // Symlinks in the upper layer can alias a later entry onto a whited-out path (a -> /,
     // then a/b recreates b): the simple expectation holds without them.

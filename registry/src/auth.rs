@@ -62,6 +62,14 @@ fn key_host(key: &str) -> &str {
     k.split('/').next().unwrap_or(k)
 }
 
+/// Whether the `auths` key `key` is for the registry whose key is `want`: the same host
+/// (a key may be a URL), or one of Docker Hub's names for Hub.
+fn key_matches(want: &str, key: &str) -> bool {
+    let kh = key_host(key);
+    kh == key_host(want)
+        || (want.contains("index.docker.io") && matches!(kh, "docker.io" | "registry-1.docker.io"))
+}
+
 /// Docker's client configuration file (only `auths` is read or changed; every other field
 /// is kept as it was).
 #[derive(Debug, Clone)]
@@ -124,15 +132,9 @@ impl DockerConfig {
         let auths = self.doc.get("auths")?.as_object()?;
         let want = config_key(registry);
         let entry = auths.get(&want).or_else(|| {
-            let host = key_host(&want);
             auths
                 .iter()
-                .find(|(k, _)| {
-                    let kh = key_host(k);
-                    kh == host
-                        || (want.contains("index.docker.io")
-                            && matches!(kh, "docker.io" | "registry-1.docker.io"))
-                })
+                .find(|(k, _)| key_matches(&want, k))
                 .map(|(_, v)| v)
         })?;
         if let Some(auth) = entry.get("auth").and_then(Value::as_str) {
@@ -176,13 +178,13 @@ impl DockerConfig {
     /// Forgets the credentials of `registry`; whether there were any.
     pub fn remove(&mut self, registry: &str) -> bool {
         let want = config_key(registry);
-        let host = key_host(&want).to_string();
         let Some(auths) = self.doc.get_mut("auths").and_then(Value::as_object_mut) else {
             return false;
         };
+        // Every key `get` would read credentials from: Docker Hub's other names too.
         let keys: Vec<String> = auths
             .keys()
-            .filter(|k| **k == want || key_host(k) == host)
+            .filter(|k| key_matches(&want, k))
             .cloned()
             .collect();
         for k in &keys {
@@ -359,6 +361,22 @@ mod tests {
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    #[test]
+    fn logout_forgets_hub_under_every_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        fs::write(
+            &path,
+            r#"{"auths":{"docker.io":{"auth":"dTpw"},"registry-1.docker.io":{"auth":"dTpw"},"quay.io":{"auth":"dTpw"}}}"#,
+        )
+        .unwrap();
+        let mut c = DockerConfig::load(&path).unwrap();
+        assert!(c.get("docker.io").is_some());
+        assert!(c.remove("docker.io"));
+        assert_eq!(c.get("docker.io"), None);
+        assert!(c.get("quay.io").is_some());
     }
 
     fn mode(p: &Path) -> u32 {

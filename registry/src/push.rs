@@ -515,8 +515,9 @@ mod tests {
         let cases: [(&str, &str, Option<u64>, &[&str]); 7] = [
             ("put", "200 OK", None, &["PUT", "HTTP 200", "201"]),
             ("put", "307 Temporary Redirect", None, &["PUT", "HTTP 307"]),
-            // ureq follows a 301 on PUT as a GET: that GET's 200 is not a stored blob either.
-            ("put", "301 Moved Permanently", None, &["PUT", "HTTP 200"]),
+            // A 301 on PUT is not followed (ureq once turned it into a GET, whose 200 was not
+            // a stored blob either).
+            ("put", "301 Moved Permanently", None, &["PUT", "HTTP 301"]),
             // An unfollowed redirect is not "the registry has the blob".
             (
                 "head",

@@ -431,17 +431,24 @@ pub fn fill_home(p: &mut ProcessPlan) {
         return;
     }
     let home = read_small_regular("/etc/passwd")
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() >= 6 && f[2].parse() == Ok(p.uid)).then(|| f[5].to_string())
-            })
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "/".into());
+        .map_or_else(|| "/".into(), |text| home_in_passwd(&text, p.uid));
     if let Ok(c) = CString::new(format!("HOME={home}")) {
         p.env.push(c);
     }
+}
+
+/// The home directory of `uid` in the text of an `/etc/passwd` (the sixth field of the first
+/// line with that uid), or `/` when no line has it or its home is empty or holds a NUL byte
+/// (which no environment entry can: `HOME` would be left out).
+pub fn home_in_passwd(passwd: &str, uid: u32) -> String {
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+        })
+        .filter(|h| !h.is_empty() && !h.contains('\0'))
+        .unwrap_or_else(|| "/".into())
 }
 
 /// The most of `/etc/passwd` berth reads: real files are far smaller.
@@ -491,6 +498,18 @@ mod tests {
         assert_eq!(parse_cpu_list("3"), Some(vec![3]));
         assert_eq!(parse_cpu_list("2-1"), None);
         assert_eq!(parse_cpu_list("x"), None);
+    }
+
+    #[test]
+    fn home_from_passwd() {
+        let pw = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n\
+                  nul:x:7:7::/a\0b:/bin/sh\nempty:x:8:8:::/bin/sh\nshort:x:9:9\n";
+        assert_eq!(home_in_passwd(pw, 0), "/root");
+        assert_eq!(home_in_passwd(pw, 1000), "/home/app");
+        assert_eq!(home_in_passwd(pw, 7), "/", "a NUL cannot be in HOME");
+        assert_eq!(home_in_passwd(pw, 8), "/");
+        assert_eq!(home_in_passwd(pw, 9), "/");
+        assert_eq!(home_in_passwd(pw, 10), "/");
     }
 
     #[test]

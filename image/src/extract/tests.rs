@@ -443,6 +443,28 @@ fn first_failing_entry_is_reported() {
     }
 }
 
+/// Finding (fuzz target `layer_extract_parallel`): a hardlink naming a directory as itself
+/// (`./a` to `/a`) gave the directory the link's mode, setgid bit included, and a
+/// subdirectory made after it inherited the bit or not depending on the workers' timing.
+#[test]
+fn a_directory_hardlinked_to_itself_is_refused() {
+    let mut t = Tar::default();
+    t.file("a/b", b"x");
+    t.hard("./a", "/a", 0o2755, 1);
+    t.dir("a/b/", 0o700);
+    let tar = t.finish();
+    for w in [0, 3] {
+        let sb = Sandbox::new();
+        let err =
+            extract_layer_with_workers(&tar[..], &sb.dest, &opts(Mode::Flatten), w).unwrap_err();
+        assert!(
+            matches!(&err, Error::Entry { entry, reason } if entry == "./a" && reason.contains("directory")),
+            "{w} workers: {err}"
+        );
+        sb.check();
+    }
+}
+
 #[test]
 fn many_directories_and_stats() {
     let tar = crate::synth::small_files_layer(5000, 3);

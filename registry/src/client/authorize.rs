@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::document::read_document;
-use super::origin::token_realm;
+use super::origin::{redirect, token_realm, too_many_redirects, MAX_REDIRECTS};
 use super::request::{registry_error, with_hint};
 use super::Client;
 use crate::auth::{parse_challenges, TokenResponse};
@@ -120,12 +120,32 @@ impl Client {
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
             .ok_or_else(|| self.timeout(&what))?;
-        let mut req = self.0.agent.get(url.as_str()).timeout(remaining);
-        if let Some(c) = &self.0.opts.credentials {
-            req = req.set("Authorization", &c.basic_header());
-        }
-        self.0.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let resp = match req.call() {
+        let mut target = url.to_string();
+        let mut hops = 0;
+        let resp = loop {
+            let mut req = self.0.agent.get(&target).timeout(remaining);
+            // The credentials go to the realm only, not where it redirects.
+            if let (Some(c), 0) = (&self.0.opts.credentials, hops) {
+                req = req.set("Authorization", &c.basic_header());
+            }
+            self.0.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let res = req.call();
+            if let Ok(r) = &res {
+                match redirect("GET", &target, r, self.0.opts.insecure) {
+                    Some(_) if hops >= MAX_REDIRECTS => {
+                        return Err(too_many_redirects("GET", realm))
+                    }
+                    Some(next) => {
+                        target = next?.to_string();
+                        hops += 1;
+                        continue;
+                    }
+                    None => {}
+                }
+            }
+            break res;
+        };
+        let resp = match resp {
             Ok(r) => r,
             Err(ureq::Error::Status(code, resp)) => {
                 let e = registry_error("GET", realm, code, resp);

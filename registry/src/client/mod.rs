@@ -189,7 +189,8 @@ impl Client {
             .timeout_connect(Duration::from_secs(15).min(limits.request_timeout))
             .timeout_read(limits.idle_timeout)
             .timeout_write(limits.idle_timeout)
-            .redirects(5)
+            // Followed by `send_with` and `fetch_token` (see `origin::redirect`), not by ureq.
+            .redirects(0)
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build();
         Ok(Client(Arc::new(Inner {

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::reference::url_is_loopback;
 
 /// Whether two URLs have the same origin: scheme, host and port (default ports included).
-fn same_origin(a: &Url, b: &Url) -> bool {
+pub(super) fn same_origin(a: &Url, b: &Url) -> bool {
     a.origin() == b.origin()
 }
 
@@ -53,6 +53,39 @@ pub(super) fn resolve_target(base: &Url, path_or_url: &str, insecure: bool) -> R
         ));
     }
     Ok(url)
+}
+
+/// Redirects followed for one request.
+pub(super) const MAX_REDIRECTS: u32 = 5;
+
+/// Where the answer `resp` to `method url` redirects to, when it is a redirect berth follows
+/// (301, 302, 303, 307 or 308 to a GET or HEAD, with a `Location`), checked as
+/// [`resolve_target`] checks any URL. ureq does not follow redirects itself: ureq 2 panics on
+/// a `Location` without a host (`sha256:...`, `file:///x`), which any registry or CDN could
+/// send.
+pub(super) fn redirect(
+    method: &str,
+    url: &str,
+    resp: &ureq::Response,
+    insecure: bool,
+) -> Option<Result<Url>> {
+    if !matches!(resp.status(), 301 | 302 | 303 | 307 | 308) || !matches!(method, "GET" | "HEAD") {
+        return None;
+    }
+    let location = resp.header("location")?;
+    Some(
+        Url::parse(url)
+            .map_err(|e| Error::protocol(format!("URL {url:?}"), e.to_string()))
+            .and_then(|base| resolve_target(&base, location, insecure)),
+    )
+}
+
+/// The error of a request redirected more than [`MAX_REDIRECTS`] times.
+pub(super) fn too_many_redirects(method: &str, url: &str) -> Error {
+    Error::protocol(
+        format!("{method} {url}"),
+        format!("more than {MAX_REDIRECTS} redirects"),
+    )
 }
 
 /// Whether a token endpoint (a Bearer challenge's `realm`) may receive the credentials of

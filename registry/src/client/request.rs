@@ -8,7 +8,7 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::origin::from_origin;
+use super::origin::{from_origin, redirect, same_origin, too_many_redirects, MAX_REDIRECTS};
 use super::Client;
 use crate::error::{Error, RegistryError, RegistryErrors, Result};
 
@@ -145,18 +145,19 @@ impl Client {
         if !ours {
             tracing::debug!("{method} {url}: not the registry's origin, no credentials");
         }
-        let url = url.to_string();
+        let (mut url, mut ours) = (url.to_string(), ours);
+        let mut hops = 0;
         let retryable = method != "PATCH";
         let mut attempt = 0u32;
         let mut answered_challenge = false;
-        let what = || format!("{method} {url}");
+        let what = |url: &str| format!("{method} {url}");
         loop {
             let mut req = self.0.agent.request(method, &url);
             if let Some(d) = within.deadline {
                 let remaining = d
                     .checked_duration_since(Instant::now())
                     .filter(|r| !r.is_zero())
-                    .ok_or_else(|| self.timeout(what()))?;
+                    .ok_or_else(|| self.timeout(what(&url)))?;
                 req = req.timeout(remaining);
             }
             for (k, v) in headers {
@@ -195,7 +196,20 @@ impl Client {
                 }
             };
             let retry_after = match res {
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => match redirect(method, &url, &resp, self.0.opts.insecure) {
+                    Some(_) if hops >= MAX_REDIRECTS => {
+                        return Err(too_many_redirects(method, &url))
+                    }
+                    Some(next) => {
+                        // Credentials only while the redirect stays at the registry's origin.
+                        let next = next?;
+                        ours = same_origin(&next, &base);
+                        url = next.to_string();
+                        hops += 1;
+                        continue;
+                    }
+                    None => return Ok(resp),
+                },
                 Err(ureq::Error::Status(401, resp))
                     if !answered_challenge && ours && from_origin(resp.get_url(), &base) =>
                 {
@@ -250,7 +264,7 @@ impl Client {
                 Err(ureq::Error::Transport(_))
                     if within.deadline.is_some_and(|d| Instant::now() >= d) =>
                 {
-                    return Err(self.timeout(what()));
+                    return Err(self.timeout(what(&url)));
                 }
                 Err(ureq::Error::Transport(t)) => {
                     if !retryable || attempt >= self.0.opts.retries {
@@ -267,10 +281,10 @@ impl Client {
             let wait = retry_after.unwrap_or(self.0.opts.backoff * 2u32.pow(attempt.min(6)));
             let next = Instant::now() + wait;
             if within.deadline.is_some_and(|d| next >= d) {
-                return Err(self.timeout(what()));
+                return Err(self.timeout(what(&url)));
             }
             if within.retry_until.is_some_and(|d| next >= d) {
-                return Err(self.timeout(what()));
+                return Err(self.timeout(what(&url)));
             }
             std::thread::sleep(wait);
             attempt += 1;

@@ -251,3 +251,31 @@ fn extra_ca_files() {
     let e = err(&dir.path().join("absent.pem"));
     assert!(e.contains("absent.pem: open CA file"), "{e}");
 }
+
+/// Finding (fuzz target `registry_response`): a redirect to a `Location` without a host
+/// (`sha256:...`, `file:///...`) made ureq panic, which aborts berth.
+#[test]
+fn redirects_are_checked_and_bounded() {
+    let blob = Server::start("127.0.0.2", 0, |_| Reply::new("200 OK", &[]));
+    let target = format!("http://{}/blob", blob.host());
+    let registry = basic_registry(move |r| match r.path.as_str() {
+        "/v2/app/blobs/a" => Reply::new("307 Temporary Redirect", &[("Location", "sha256:00")]),
+        "/v2/app/blobs/b" => Reply::new("302 Found", &[("Location", "file:///etc/passwd")]),
+        "/v2/app/blobs/c" => Reply::new("307 Temporary Redirect", &[("Location", &target)]),
+        "/v2/app/blobs/d" => Reply::new("302 Found", &[("Location", "/v2/app/blobs/d")]),
+        _ => Reply::new("404 Not Found", &[]),
+    });
+    let client = Client::new(&registry.host(), opts(false)).unwrap();
+    let scopes = ["repository:app:pull".to_string()];
+    let get = |p: &str| client.send("GET", p, &scopes, &[], &Body::Empty);
+    for p in ["/v2/app/blobs/a", "/v2/app/blobs/b"] {
+        let e = get(p).unwrap_err().to_string();
+        assert!(e.contains("unsupported scheme"), "{p}: {e}");
+    }
+    let e = get("/v2/app/blobs/d").unwrap_err().to_string();
+    assert!(e.contains("redirects"), "{e}");
+    assert_eq!(get("/v2/app/blobs/c").unwrap().status(), 200);
+    let at_blob = blob.requests();
+    assert_eq!(at_blob.len(), 1);
+    assert_eq!(at_blob[0].header("authorization"), None);
+}

@@ -55,6 +55,14 @@ impl Ctx {
                 if !same {
                     self.remove(e, parent.fd.as_fd(), name)?;
                     link().map_err(io_err(e, "hardlink"))?;
+                } else if b.is_ok_and(|b| FileType::from_raw_mode(b.st_mode) == FileType::Directory)
+                {
+                    // A directory "linked" to itself: no link, and its header must not
+                    // become the directory's mode (as linkat refuses any other).
+                    return Err(Error::Entry {
+                        entry: e.display_name(),
+                        reason: "a hardlink to a directory".into(),
+                    });
                 }
             }
             Err(Errno::NOENT) => {
