@@ -112,28 +112,8 @@ pub const VAR_TIMEOUT: &str = "BERTH_REGISTRY_TIMEOUT";
 /// The variable that sets [`Limits::min_rate`].
 pub const VAR_MIN_RATE: &str = "BERTH_REGISTRY_MIN_RATE";
 
-/// Parses `123`, `64K`, `64KiB`, `1G`, `1TB` (binary multiples).
-pub fn parse_size(v: &str) -> Option<u64> {
-    let v = v.trim();
-    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (num, suffix) = v.split_at(digits);
-    let n: u64 = num.parse().ok()?;
-    let suffix = suffix.trim_start();
-    let unit = suffix.strip_suffix(['B', 'b']).unwrap_or(suffix);
-    let unit = match unit.strip_suffix(['i', 'I']) {
-        Some(u) if !u.is_empty() => u,
-        _ => unit,
-    };
-    let shift = match unit.to_ascii_uppercase().as_str() {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => return None,
-    };
-    n.checked_mul(1 << shift)
-}
+/// Parses a size (the image crate's syntax for every limit variable).
+pub use berth_image::extract::parse_size;
 
 /// Parses a rate: a size ([`parse_size`]) with an optional `/s`.
 pub fn parse_rate(v: &str) -> Option<u64> {

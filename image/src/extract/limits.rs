@@ -138,19 +138,21 @@ const KNOBS: &[Knob] = &[
     },
 ];
 
-/// Parses `123`, `64K`, `100G`, `1T` (binary multiples; an optional `i`/`iB`/`B` after the
-/// suffix is accepted).
-pub(crate) fn parse_size(v: &str) -> Option<u64> {
+/// Parses a size: `123`, `64K`, `64KiB`, `64 kb`, `100G`, `1TB` (binary multiples; an
+/// optional `i`/`iB`/`B` after the suffix, a space before it). The one size syntax of berth's
+/// limit variables (the registry's `BERTH_PULL_*` use it too).
+pub fn parse_size(v: &str) -> Option<u64> {
     let v = v.trim();
     let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, suffix) = v.split_at(digits);
     let n: u64 = num.parse().ok()?;
-    let shift = match suffix
-        .trim_end_matches(['B', 'b'])
-        .trim_end_matches('i')
-        .to_ascii_uppercase()
-        .as_str()
-    {
+    let suffix = suffix.trim_start();
+    let unit = suffix.strip_suffix(['B', 'b']).unwrap_or(suffix);
+    let unit = match unit.strip_suffix(['i', 'I']) {
+        Some(u) if !u.is_empty() => u,
+        _ => unit,
+    };
+    let shift = match unit.to_ascii_uppercase().as_str() {
         "" => 0,
         "K" => 10,
         "M" => 20,

@@ -38,7 +38,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 use limits::StreamGuard;
-pub use limits::{ImageBudget, Limits};
+pub use limits::{parse_size, ImageBudget, Limits};
 
 /// How a layer is laid down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
