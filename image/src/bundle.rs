@@ -79,41 +79,47 @@ fn io_at<'p>(path: &'p Path, op: &'static str) -> impl FnOnce(io::Error) -> Erro
     move |e| Error::io(path, op, e)
 }
 
-/// Mounts an overlay of `lowers` (bottom layer first) with `upper`/`work` on `target`.
-/// `userxattr` (for a mount inside a user namespace) makes overlayfs read `user.overlay.*`;
-/// `inert` mounts it `nosuid,nodev` (for a rootfs no container runs from).
-pub fn mount_overlay(
-    lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-    target: &Path,
-    userxattr: bool,
-    inert: bool,
-) -> Result<()> {
+/// An overlay mount to make: its layers and options.
+#[derive(Debug, Clone, Copy)]
+pub struct Overlay<'a> {
+    /// The lower layers, bottom layer first.
+    pub lowers: &'a [PathBuf],
+    /// The upper (writable) directory.
+    pub upper: &'a Path,
+    /// overlayfs's work directory (same filesystem as `upper`).
+    pub work: &'a Path,
+    /// Read `user.overlay.*` xattrs (for a mount inside a user namespace).
+    pub userxattr: bool,
+    /// Mount `nosuid,nodev` (for a rootfs no container runs from).
+    pub inert: bool,
+}
+
+/// Mounts `o` on `target`: through `fsopen` and `lowerdir+`, or a classic option string on
+/// kernels before 6.8.
+pub fn mount_overlay(o: &Overlay<'_>, target: &Path) -> Result<()> {
+    let Overlay { lowers, .. } = *o;
     if lowers.is_empty() {
         return Err(Error::invalid(
             target.display().to_string(),
             "an overlay needs at least one lower layer",
         ));
     }
-    match mount_overlay_fd(lowers, upper, work, target, userxattr, inert) {
+    match mount_overlay_fd(o, target) {
         Ok(()) => Ok(()),
         // No new mount API or no lowerdir+ (before 6.8): a classic option string.
-        Err(Errno::INVAL | Errno::NOSYS) => {
-            mount_overlay_legacy(lowers, upper, work, target, userxattr, inert)
-        }
+        Err(Errno::INVAL | Errno::NOSYS) => mount_overlay_legacy(o, target),
         Err(e) => Err(Error::io(target, "mount overlay", e)),
     }
 }
 
-fn mount_overlay_fd(
-    lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-    target: &Path,
-    userxattr: bool,
-    inert: bool,
-) -> rustix::io::Result<()> {
+fn mount_overlay_fd(o: &Overlay<'_>, target: &Path) -> rustix::io::Result<()> {
+    let Overlay {
+        lowers,
+        upper,
+        work,
+        userxattr,
+        inert,
+    } = *o;
     let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
     // lowerdir+ adds layers from the top down.
     for l in lowers.iter().rev() {
@@ -140,14 +146,14 @@ fn mount_overlay_fd(
     )
 }
 
-fn mount_overlay_legacy(
-    lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-    target: &Path,
-    userxattr: bool,
-    inert: bool,
-) -> Result<()> {
+fn mount_overlay_legacy(o: &Overlay<'_>, target: &Path) -> Result<()> {
+    let Overlay {
+        lowers,
+        upper,
+        work,
+        userxattr,
+        inert,
+    } = *o;
     let lower: Vec<String> = lowers
         .iter()
         .rev()
@@ -322,7 +328,14 @@ fn build_bundle<E: From<Error>>(
             fs::remove_dir(&rootfs).map_err(io_at(&rootfs, "remove"))?;
             std::os::unix::fs::symlink("upper", &rootfs).map_err(io_at(&rootfs, "symlink"))?;
         } else {
-            mount_overlay(&lowers, &upper, &work, &rootfs, false, opts.inspect)?;
+            let overlay = Overlay {
+                lowers: &lowers,
+                upper: &upper,
+                work: &work,
+                userxattr: false,
+                inert: opts.inspect,
+            };
+            mount_overlay(&overlay, &rootfs)?;
             berth_sys::failpoint::hit("bundle:mounted");
         }
     } else {
