@@ -23,6 +23,9 @@
 //! - [`teardown`]: `delete` and `bundle rm`, undoing what the record lists.
 //! - [`reclaim`]: what a `kill -9` of a run, `unpack` or `delete` left (holds, mounts,
 //!   bundles, attachments).
+//! - [`container`]: containers a front-end (berthd) manages itself: the bundle made, the
+//!   network attached, nothing run ([`Engine::make_container`]); [`host`]: what such a
+//!   container gets of the host (binds, limits, capabilities), applied to the typed spec.
 //! - [`names`]: container names: generated, checked, claimed.
 //! - [`roots`]: default state and store roots.
 //!
@@ -58,7 +61,9 @@ use std::path::{Path, PathBuf};
 use berth_image::Store;
 use berth_runtime::StateRoot;
 
+pub mod container;
 pub mod error;
+pub mod host;
 pub mod images;
 pub mod names;
 pub mod network;
@@ -69,7 +74,9 @@ pub mod run;
 pub mod spec;
 pub mod teardown;
 
+pub use container::{ContainerRequest, MadeContainer};
 pub use error::{Error, Result};
+pub use host::{Bind, HostOptions, Tmpfs};
 pub use images::{find_image, image_id, ImagePrune, UnpackRequest, Unpacked};
 pub use network::{NetworkChoice, NetworkMode};
 pub use record::RunRecord;

@@ -109,6 +109,7 @@ pub(crate) struct NetworkSetup {
     pub namespace: NetNamespace,
     pub files: ContainerFiles,
     pub attached: Option<PathBuf>,
+    pub ip: Option<std::net::Ipv4Addr>,
 }
 
 impl NetworkSetup {
@@ -173,6 +174,7 @@ pub(crate) fn attach(
             namespace,
             files,
             attached,
+            ip,
         }),
         Err(e) => {
             if let Some(state) = &attached {

@@ -80,8 +80,9 @@ pub fn template(terminal: bool, hostname: Option<&str>) -> Result<Spec> {
 pub struct ProcessOverrides {
     /// Command and arguments: replace the image's Cmd (empty: the image's).
     pub command: Vec<String>,
-    /// Replaces the image's Entrypoint (and its Cmd, unless `command` is given).
-    pub entrypoint: Option<String>,
+    /// Replaces the image's Entrypoint (and its Cmd, unless `command` is given); an empty
+    /// list clears it.
+    pub entrypoint: Option<Vec<String>>,
     /// `KEY=VALUE` entries that override the image's.
     pub env: Vec<String>,
     /// Replaces the image's WorkingDir.
@@ -101,7 +102,7 @@ impl ProcessOverrides {
         }
         BundleOptions {
             flat: flat || rootless,
-            entrypoint: self.entrypoint.as_ref().map(|e| vec![e.clone()]),
+            entrypoint: self.entrypoint.clone(),
             cmd: (!self.command.is_empty()).then(|| self.command.clone()),
             env: self.env.clone(),
             workdir: self.workdir.clone(),

@@ -96,7 +96,7 @@ impl ImageProcessArgs {
     pub fn overrides(&self, command: &[String]) -> ProcessOverrides {
         ProcessOverrides {
             command: command.to_vec(),
-            entrypoint: self.entrypoint.clone(),
+            entrypoint: self.entrypoint.clone().map(|e| vec![e]),
             env: self.env.clone(),
             workdir: self.workdir.clone(),
             user: self.user.clone(),
