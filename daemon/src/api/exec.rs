@@ -1,0 +1,190 @@
+//! Exec endpoints: create (`POST /containers/{id}/exec`), start (hijacked unless detached),
+//! resize, inspect. Each start runs a monitor in exec mode; its exit is the exec's.
+
+use std::sync::{Arc, Mutex};
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::attach::{pump, Streams};
+use crate::http::body::{json_body, no_content, ok_json, Resp};
+use crate::http::hijack::hijack;
+use crate::http::{ApiError, ApiResult, Ctx};
+use crate::state::exec::{write_process, Exec, ExecConfig, ExecState};
+use crate::state::monitor::{self, Mode, Spawn};
+use crate::state::{record, Container, Daemon};
+
+/// `POST /containers/{id}/exec`.
+pub async fn create(d: &Arc<Daemon>, c: &Arc<Container>, req: Request<Incoming>) -> ApiResult<Resp> {
+    let config: ExecConfig = json_body(req.into_body()).await?;
+    let r = c.snapshot();
+    if r.state.status == record::Status::Paused {
+        return Err(ApiError::conflict(format!("Container {} is paused, unpause the container before exec", r.id)));
+    }
+    if !r.state.status.is_live() {
+        return Err(ApiError::conflict(format!("Container {} is not running", r.id)));
+    }
+    if config.cmd.as_ref().is_none_or(Vec::is_empty) {
+        return Err(ApiError::bad_request("No exec command specified"));
+    }
+    let id = record::new_id();
+    d.execs.lock().expect("execs lock").insert(
+        id.clone(),
+        Arc::new(Exec {
+            id: id.clone(),
+            container: r.id.clone(),
+            config,
+            state: Mutex::new(ExecState::default()),
+        }),
+    );
+    Ok(super::images::created(&json!({"Id": id})))
+}
+
+fn find(d: &Daemon, id: &str) -> ApiResult<Arc<Exec>> {
+    d.execs
+        .lock()
+        .expect("execs lock")
+        .get(id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StartBody {
+    #[serde(default)]
+    detach: bool,
+}
+
+/// `POST /exec/{id}/start`.
+pub async fn start(d: &Arc<Daemon>, id: &str, mut req: Request<Incoming>) -> ApiResult<Resp> {
+    let e = find(d, id)?;
+    {
+        let mut st = e.state.lock().expect("exec lock");
+        if st.running || st.done {
+            return Err(ApiError::conflict(format!("Exec {id} has already been started")));
+        }
+        st.running = true;
+    }
+    let body_bytes = {
+        use http_body_util::BodyExt;
+        let b = http_body_util::Limited::new(req.body_mut(), crate::http::body::MAX_JSON_BODY)
+            .collect()
+            .await
+            .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        b.to_bytes()
+    };
+    let body: Option<StartBody> = crate::http::body::parse_json(&body_bytes)?;
+    let detach = body.unwrap_or_default().detach;
+    let c = d.find(&e.container)?;
+    let dir = d.config.exec_dir(&e.id);
+    let fail = |msg: String| {
+        let mut st = e.state.lock().expect("exec lock");
+        st.running = false;
+        st.done = true;
+        st.exit_code = Some(126);
+        ApiError::internal(msg)
+    };
+    if !c.status().is_live() {
+        return Err(fail(format!("Container {} is not running", c.id)));
+    }
+    let process = write_process(&d.config.container_dir(&c.id).join("bundle"), &e.config, &dir)
+        .map_err(|err| fail(err.message))?;
+    let spawn = Spawn {
+        monitor: d.config.monitor.clone(),
+        runtime: d.config.runtime.clone(),
+        runtime_root: d.config.runtime_root(),
+        id: c.id.clone(),
+        dir: dir.clone(),
+        tty: e.config.tty,
+        stdin: e.config.attach_stdin,
+        stdin_once: true,
+        log: None,
+        mode: Mode::Exec { process },
+    };
+    let ready = monitor::spawn(&spawn).await.map_err(|m| {
+        let err = fail(m);
+        if err.message.contains("executable file not found") || err.message.contains("no such file") {
+            ApiError::bad_request(err.message)
+        } else {
+            err
+        }
+    })?;
+    e.state.lock().expect("exec lock").pid = ready.pid;
+    d.container_event(&c.snapshot(), "exec_start", &[("execID", e.id.clone())]);
+    let watcher = {
+        let e = e.clone();
+        let dir = dir.clone();
+        async move {
+            monitor::wait_gone(ready.monitor_pid).await;
+            let code = monitor::read_exit(&dir).map_or(126, |x| x.exit_code);
+            let mut st = e.state.lock().expect("exec lock");
+            st.running = false;
+            st.done = true;
+            st.exit_code = Some(code);
+            st.pid = 0;
+            drop(st);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    };
+    if detach {
+        tokio::spawn(watcher);
+        return Ok(no_content(StatusCode::OK));
+    }
+    let sock = monitor::connect_attach(&dir)
+        .await
+        .map_err(|err| ApiError::internal(format!("the exec's monitor: {err}")))?;
+    let streams = Streams {
+        stdin: e.config.attach_stdin,
+        stdout: e.config.attach_stdout,
+        stderr: e.config.attach_stderr,
+    };
+    let tty = e.config.tty;
+    let (resp, io) = hijack(&mut req, tty);
+    tokio::spawn(async move {
+        if let Ok(client) = io.await {
+            pump(client, sock, tty, streams).await;
+        }
+        watcher.await;
+    });
+    Ok(resp)
+}
+
+/// `POST /exec/{id}/resize?h=&w=`.
+pub async fn resize(d: &Arc<Daemon>, ctx: &Ctx, id: &str) -> ApiResult<Resp> {
+    let e = find(d, id)?;
+    let h = ctx.query.int("h")?.unwrap_or(0);
+    let w = ctx.query.int("w")?.unwrap_or(0);
+    if !e.snapshot().running {
+        return Err(ApiError::conflict(format!("Exec {id} is not running")));
+    }
+    monitor::control(&d.config.exec_dir(&e.id), &json!({"resize": {"height": h, "width": w}}))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(no_content(StatusCode::OK))
+}
+
+/// `GET /exec/{id}/json`.
+pub fn inspect(d: &Arc<Daemon>, id: &str) -> ApiResult<Resp> {
+    let e = find(d, id)?;
+    let st = e.snapshot();
+    let cmd = e.config.cmd.clone().unwrap_or_default();
+    Ok(ok_json(&json!({
+        "ID": e.id,
+        "Running": st.running,
+        "ExitCode": st.exit_code,
+        "ProcessConfig": {
+            "tty": e.config.tty, "entrypoint": cmd.first(), "arguments": cmd.iter().skip(1).collect::<Vec<_>>(),
+            "privileged": e.config.privileged, "user": e.config.user.clone().unwrap_or_default(),
+        },
+        "OpenStdin": e.config.attach_stdin,
+        "OpenStderr": e.config.attach_stderr,
+        "OpenStdout": e.config.attach_stdout,
+        "CanRemove": false,
+        "ContainerID": e.container,
+        "DetachKeys": "",
+        "Pid": st.pid,
+    })))
+}

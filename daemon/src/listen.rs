@@ -1,0 +1,83 @@
+//! Listeners: unix sockets (mode 0600, or 0660 with `--group`; a stale socket replaced, a
+//! live one refused) and TCP (loopback only: berthd does not serve the API unencrypted to
+//! other hosts; mutual TLS for remote hosts is not built yet and is refused clearly).
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use tokio::net::{TcpListener, UnixListener};
+
+/// A bound listener.
+pub enum Listener {
+    /// A unix socket.
+    Unix(UnixListener, PathBuf),
+    /// A TCP socket.
+    Tcp(TcpListener, SocketAddr),
+}
+
+fn group_id(group: &str) -> Result<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let g = nix::unistd::Group::from_name(group)
+        .with_context(|| format!("--group {group}"))?
+        .with_context(|| format!("--group {group}: no such group"))?;
+    Ok(g.gid.as_raw())
+}
+
+async fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("{}: another daemon is listening there", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Bound under a umask that leaves the socket private from its first moment.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let l = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let l = l.with_context(|| format!("binding {}", path.display()))?;
+    match group {
+        Some(g) => {
+            let gid = group_id(g)?;
+            nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+                .with_context(|| format!("chown {}", path.display()))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+        }
+        None => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?,
+    }
+    Ok(l)
+}
+
+/// Binds `host` (`unix:///path`, `/path`, `tcp://addr:port`, `fd://` refused).
+pub async fn bind(host: &str, group: Option<&str>, tls: bool) -> Result<Listener> {
+    if let Some(path) = host.strip_prefix("unix://") {
+        let path = PathBuf::from(path);
+        return Ok(Listener::Unix(bind_unix(&path, group).await?, path));
+    }
+    if host.starts_with('/') {
+        let path = PathBuf::from(host);
+        return Ok(Listener::Unix(bind_unix(&path, group).await?, path));
+    }
+    if let Some(addr) = host.strip_prefix("tcp://") {
+        let addr: SocketAddr = addr
+            .parse()
+            .with_context(|| format!("-H {host}: expected tcp://ADDR:PORT"))?;
+        if tls {
+            bail!("-H {host}: TLS listeners are not built into berthd yet; serve on a unix socket or loopback");
+        }
+        if !addr.ip().is_loopback() {
+            bail!("-H {host}: plain TCP is only served on loopback (anyone who reaches the API is root on this host); use --tlsverify with certificates, or a unix socket");
+        }
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        return Ok(Listener::Tcp(l, addr));
+    }
+    bail!("-H {host}: expected unix:///PATH or tcp://ADDR:PORT")
+}
