@@ -1,0 +1,147 @@
+//! The runtime's command lines: `create` or `exec --detach` (with the stdio the monitor
+//! made), and `delete --force`.
+
+use std::ffi::OsString;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_monitor::{Invocation, Mode, CONSOLE_SOCKET, INIT_PID_FILE};
+
+/// How long `delete --force` may take before the monitor gives up on it.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The stdio the runtime (and through it the container's process) gets.
+pub struct RuntimeStdio {
+    /// Standard input.
+    pub stdin: Stdio,
+    /// Standard output.
+    pub stdout: Stdio,
+    /// Standard error.
+    pub stderr: Stdio,
+}
+
+/// The arguments of `berth --root ROOT create|exec ... ID`.
+pub fn start_args(inv: &Invocation) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec!["--root".into(), inv.runtime_root.clone().into()];
+    match &inv.mode {
+        Mode::Create { bundle } => {
+            a.extend(["create".into(), "--bundle".into(), bundle.clone().into()]);
+        }
+        Mode::Exec { process } => {
+            a.extend([
+                "exec".into(),
+                "--detach".into(),
+                "--process".into(),
+                process.clone().into(),
+            ]);
+        }
+    }
+    a.extend(["--pid-file".into(), inv.dir.join(INIT_PID_FILE).into()]);
+    if inv.tty {
+        a.extend([
+            "--console-socket".into(),
+            inv.dir.join(CONSOLE_SOCKET).into(),
+        ]);
+    }
+    a.push(inv.id.clone().into());
+    a
+}
+
+/// Spawns the runtime's `create` or `exec`; returns its pid. The caller reaps it (with every
+/// other child) through `waitpid(-1)`: the `Child` handle is dropped unwaited.
+pub fn spawn(inv: &Invocation, stdio: RuntimeStdio) -> std::io::Result<i32> {
+    let child = Command::new(&inv.runtime)
+        .args(start_args(inv))
+        .stdin(stdio.stdin)
+        .stdout(stdio.stdout)
+        .stderr(stdio.stderr)
+        .spawn()
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("running {}: {e}", inv.runtime.display()))
+        })?;
+    Ok(child.id() as i32)
+}
+
+/// `berth --root ROOT delete --force ID`, waited for (at most [`DELETE_TIMEOUT`], then
+/// killed); its output goes to the monitor's stderr. Failures are reported there too: there
+/// is nobody else to tell.
+pub fn delete_force(inv: &Invocation) {
+    let mut cmd = Command::new(&inv.runtime);
+    cmd.arg("--root")
+        .arg(&inv.runtime_root)
+        .args(["delete", "--force", &inv.id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth-monitor: running delete --force {}: {e}", inv.id);
+            return;
+        }
+    };
+    let deadline = Instant::now() + DELETE_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return,
+            Ok(Some(status)) => {
+                eprintln!("berth-monitor: delete --force {}: {status}", inv.id);
+                return;
+            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                eprintln!(
+                    "berth-monitor: delete --force {} did not finish in {DELETE_TIMEOUT:?}; killed",
+                    inv.id
+                );
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+            Err(e) => {
+                eprintln!("berth-monitor: waiting for delete --force {}: {e}", inv.id);
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines() {
+        let mut inv = Invocation {
+            runtime: "/bin/berth".into(),
+            runtime_root: "/run/r".into(),
+            id: "c1".into(),
+            dir: "/run/m".into(),
+            tty: false,
+            stdin: false,
+            stdin_once: false,
+            log: None,
+            mode: Mode::Create {
+                bundle: "/b".into(),
+            },
+        };
+        let s = |a: Vec<OsString>| {
+            a.iter()
+                .map(|s| s.to_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            s(start_args(&inv)),
+            "--root /run/r create --bundle /b --pid-file /run/m/init.pid c1"
+        );
+        inv.tty = true;
+        inv.mode = Mode::Exec {
+            process: "/p.json".into(),
+        };
+        assert_eq!(
+            s(start_args(&inv)),
+            "--root /run/r exec --detach --process /p.json --pid-file /run/m/init.pid \
+             --console-socket /run/m/console.sock c1"
+        );
+    }
+}
