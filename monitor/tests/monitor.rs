@@ -11,6 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_monitor::{ControlRequest, LogReader, LogStream, Ready, Stream};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use support::{control, control_raw, wait_for, AttachClient, Env};
 
 /// Output to the log and to a client attached before `start`, stderr as stream 2, the exit
@@ -101,19 +103,20 @@ fn output_log_attach_and_exit_code() {
     let entries: Vec<_> = LogReader::new(BufReader::new(File::open(&log).unwrap()))
         .map(Result::unwrap)
         .collect();
-    let got: Vec<(LogStream, &str)> = entries.iter().map(|e| (e.stream, e.log.as_str())).collect();
+    // Lines of one stream keep their order; the two streams interleave as they were read.
+    let lines = |stream| {
+        entries
+            .iter()
+            .filter(|e| e.stream == stream)
+            .map(|e| e.log.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(lines(LogStream::Stdout), ["out\n", "partial"]);
     assert_eq!(
-        got,
-        [
-            (LogStream::Stdout, "out\n"),
-            (LogStream::Stderr, "err\n"),
-            (LogStream::Stderr, "0\n"),
-            (LogStream::Stderr, "1\n"),
-            (LogStream::Stderr, "2\n"),
-            (LogStream::Stderr, "3\n"),
-            (LogStream::Stdout, "partial"),
-        ]
+        lines(LogStream::Stderr),
+        ["err\n", "0\n", "1\n", "2\n", "3\n"]
     );
+    assert!(entries.windows(2).all(|w| w[0].time <= w[1].time));
     env.assert_no_state(&id);
 }
 
@@ -124,6 +127,13 @@ fn killed_by_sigkill_is_137() {
     let (bundle, id) = env.bundle(&env.config(&["sleep", "100"], false));
     let m = env.start_monitor(&id, &[], &["create", "--bundle", bundle.to_str().unwrap()]);
     env.berth_ok(&["start", &id]);
+    // SIGTERM, SIGINT and SIGHUP to the monitor change nothing: the container is berthd's.
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        kill(Pid::from_raw(m.pid), sig).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(std::path::Path::new(&format!("/proc/{}/exe", m.pid)).exists());
+    assert!(std::path::Path::new(&format!("/proc/{}/exe", m.init)).exists());
     env.berth_ok(&["kill", &id, "KILL"]);
     let record = m.wait();
     assert_eq!((record.exit_code, record.signal), (137, Some(9)));
@@ -151,6 +161,33 @@ fn stdin_once_through_attach() {
     assert_eq!(err, "");
     let record = m.wait();
     assert_eq!(record.exit_code, 0);
+}
+
+/// `close_stdin` on the control socket closes the container's stdin (without --stdin-once, a
+/// client's EOF does not).
+#[test]
+fn close_stdin_through_control() {
+    let env = Env::new();
+    let (bundle, id) = env.bundle(&env.config(&["cat"], false));
+    let m = env.start_monitor(
+        &id,
+        &["--stdin"],
+        &["create", "--bundle", bundle.to_str().unwrap()],
+    );
+    let mut client = AttachClient::connect(&m.dir);
+    env.berth_ok(&["start", &id]);
+    client.send(b"kept open\n");
+    client.close_input();
+    std::thread::sleep(Duration::from_millis(300));
+    let state = env.berth(&["state", &id]);
+    assert!(String::from_utf8_lossy(&state.stdout).contains("\"running\""));
+    assert_eq!(
+        control(&m.dir, ControlRequest::CloseStdin).into_result(),
+        Ok(())
+    );
+    let (out, _) = client.output();
+    assert_eq!(out, "kept open\n");
+    assert_eq!(m.wait().exit_code, 0);
 }
 
 /// With --tty the pty carries input and output (all stream 1), and a resize through the
@@ -381,4 +418,34 @@ fn flood_with_a_client_that_never_reads() {
         }
     }
     assert!(n < 4 * 1024 * 1024, "the stuck client got {n} bytes");
+}
+
+/// The container's processes start with no signal blocked or ignored, whatever the monitor
+/// does with its own (it blocks SIGCHLD, SIGTERM, SIGINT, SIGHUP and ignores SIGPIPE).
+///
+/// Signals 32 and 33 (glibc's internal SIGCANCEL and SIGSETXID) are left out: when the
+/// process that spawned the monitor used `posix_spawn` (as this test's std `Command` does,
+/// and berthd's will), glibc leaves them ignored, and glibc's `signal`/`sigaction` refuse to
+/// reset them (the runtime's init tries, in `reset_signals`); only a raw `rt_sigaction` can.
+#[test]
+fn container_starts_with_default_signals() {
+    let env = Env::new();
+    // `; true`: the shell forks cat (an exec'd last command would keep the shell's own
+    // dispositions as pid 1).
+    let (bundle, id) = env.bundle(&env.config(&["sh", "-c", "cat /proc/self/status; true"], false));
+    let m = env.start_monitor(&id, &[], &["create", "--bundle", bundle.to_str().unwrap()]);
+    let client = AttachClient::connect(&m.dir);
+    env.berth_ok(&["start", &id]);
+    let (out, _) = client.output();
+    assert_eq!(m.wait().exit_code, 0);
+    let mask = |field: &str| {
+        let line = out
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:\t")))
+            .unwrap_or_else(|| panic!("no {field} in {out}"));
+        u64::from_str_radix(line, 16).unwrap()
+    };
+    const GLIBC_INTERNAL: u64 = (1 << 31) | (1 << 32);
+    assert_eq!(mask("SigBlk"), 0, "blocked signals");
+    assert_eq!(mask("SigIgn") & !GLIBC_INTERNAL, 0, "ignored signals");
 }

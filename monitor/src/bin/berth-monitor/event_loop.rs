@@ -49,6 +49,8 @@ pub struct Monitor {
     pub control: Control,
     /// The json-file log, with `--log`.
     pub log: Option<LogWriter>,
+    /// The read buffer (one allocation for the monitor's life).
+    pub buf: Vec<u8>,
 }
 
 /// What a polled descriptor is.
@@ -241,10 +243,16 @@ impl Monitor {
 
     /// Reads output `i` and forwards it; notes its EOF.
     fn read_output(&mut self, i: usize) {
-        let mut buf = vec![0u8; READ_SIZE];
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(READ_SIZE, 0);
+        self.read_output_into(i, &mut buf);
+        self.buf = buf;
+    }
+
+    fn read_output_into(&mut self, i: usize, buf: &mut [u8]) {
         for _ in 0..READS_PER_WAKEUP {
             let out = &mut self.outputs[i];
-            match fdio::read(&mut out.file, &mut buf) {
+            match fdio::read(&mut out.file, buf) {
                 Ok(Got::Data(n)) => {
                     let stream = out.stream;
                     self.forward(stream, &buf[..n]);
@@ -265,7 +273,13 @@ impl Monitor {
     /// Reads attach client `i`'s input into stdin; its EOF closes stdin with
     /// `--stdin-once`.
     fn read_input(&mut self, i: usize) {
-        let mut buf = vec![0u8; READ_SIZE];
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(READ_SIZE, 0);
+        self.read_input_into(i, &mut buf);
+        self.buf = buf;
+    }
+
+    fn read_input_into(&mut self, i: usize, buf: &mut [u8]) {
         for _ in 0..READS_PER_WAKEUP {
             if !self.stdin.accepts() {
                 return;
@@ -274,7 +288,7 @@ impl Monitor {
             if !c.input_open || c.dead {
                 return;
             }
-            match c.read_input(&mut buf) {
+            match c.read_input(buf) {
                 Some(n) => self.stdin.push(&buf[..n]),
                 None => {
                     if !self.attach.clients[i].input_open && self.stdin_once {

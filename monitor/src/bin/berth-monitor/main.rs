@@ -163,6 +163,7 @@ fn run(inv: &Invocation) -> ExitCode {
         attach,
         control,
         log,
+        buf: Vec::new(),
     };
     // Clients that connected while the runtime ran get its early output too.
     monitor.attach.accept_all();

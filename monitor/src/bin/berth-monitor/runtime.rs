@@ -2,6 +2,7 @@
 //! made), and `delete --force`.
 
 use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -47,18 +48,42 @@ pub fn start_args(inv: &Invocation) -> Vec<OsString> {
     a
 }
 
+/// Makes `cmd`'s child start with every signal at its default disposition and none blocked,
+/// whatever the monitor did with its own (the runtime passes them on to the container).
+///
+/// This also makes std fork and exec instead of using `posix_spawn`, whose glibc version
+/// leaves glibc's internal signals (32 and 33) ignored in the child when the parent had
+/// handlers for them: they would reach the container ignored.
+fn pristine_signals(cmd: &mut Command) {
+    // SAFETY: the closure runs in the forked child of this single-threaded process, before
+    // exec, and only calls signal(2) and sigprocmask(2), which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in 1..libc::SIGRTMIN() {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&raw mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &raw const empty, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}
+
 /// Spawns the runtime's `create` or `exec`; returns its pid. The caller reaps it (with every
 /// other child) through `waitpid(-1)`: the `Child` handle is dropped unwaited.
 pub fn spawn(inv: &Invocation, stdio: RuntimeStdio) -> std::io::Result<i32> {
-    let child = Command::new(&inv.runtime)
-        .args(start_args(inv))
+    let mut cmd = Command::new(&inv.runtime);
+    cmd.args(start_args(inv))
         .stdin(stdio.stdin)
         .stdout(stdio.stdout)
-        .stderr(stdio.stderr)
-        .spawn()
-        .map_err(|e| {
-            std::io::Error::new(e.kind(), format!("running {}: {e}", inv.runtime.display()))
-        })?;
+        .stderr(stdio.stderr);
+    pristine_signals(&mut cmd);
+    let child = cmd.spawn().map_err(|e| {
+        std::io::Error::new(e.kind(), format!("running {}: {e}", inv.runtime.display()))
+    })?;
     Ok(child.id() as i32)
 }
 
@@ -72,6 +97,7 @@ pub fn delete_force(inv: &Invocation) {
         .args(["delete", "--force", &inv.id])
         .stdin(Stdio::null())
         .stdout(Stdio::null());
+    pristine_signals(&mut cmd);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
