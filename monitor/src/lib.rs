@@ -9,7 +9,10 @@
 //!
 //! - writes its output to a log file in docker's json-file format ([`log`]),
 //! - serves attach clients on `DIR/attach.sock`: output framed as docker's multiplexed stream
-//!   ([`frame`]), input to the container's stdin,
+//!   ([`frame`]) from the moment a client connects, input to the container's stdin (a client
+//!   shutting down its write half closes stdin with `--stdin-once`). A client that reads
+//!   slowly holds the container's output back, as docker's attach does; one that takes
+//!   nothing for half a second holds nothing back and is dropped once 1 MiB waits for it,
 //! - serves control requests on `DIR/control.sock` ([`control`]: resize, close stdin),
 //! - reaps the process (it is a child subreaper) and writes `DIR/exit.json` ([`exit`]).
 //!
