@@ -27,7 +27,7 @@ fn group_id(group: &str) -> Result<u32> {
     Ok(g.gid.as_raw())
 }
 
-async fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener> {
+fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener> {
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             bail!("{}: another daemon is listening there", path.display());
@@ -58,11 +58,11 @@ async fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener> {
 pub async fn bind(host: &str, group: Option<&str>, tls: bool) -> Result<Listener> {
     if let Some(path) = host.strip_prefix("unix://") {
         let path = PathBuf::from(path);
-        return Ok(Listener::Unix(bind_unix(&path, group).await?, path));
+        return Ok(Listener::Unix(bind_unix(&path, group)?, path));
     }
     if host.starts_with('/') {
         let path = PathBuf::from(host);
-        return Ok(Listener::Unix(bind_unix(&path, group).await?, path));
+        return Ok(Listener::Unix(bind_unix(&path, group)?, path));
     }
     if let Some(addr) = host.strip_prefix("tcp://") {
         let addr: SocketAddr = addr

@@ -60,8 +60,14 @@ fn main() -> Result<()> {
     let config = Config {
         data_root,
         exec_root: args.exec_root.clone(),
-        runtime: args.runtime.clone().unwrap_or_else(|| sibling_binary("berth")),
-        monitor: args.monitor.clone().unwrap_or_else(|| sibling_binary("berth-monitor")),
+        runtime: args
+            .runtime
+            .clone()
+            .unwrap_or_else(|| sibling_binary("berth")),
+        monitor: args
+            .monitor
+            .clone()
+            .unwrap_or_else(|| sibling_binary("berth-monitor")),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -117,12 +117,10 @@ impl Engine {
             }
         }
         let res = self.open_store().and_then(|store| {
-            bundle::remove_bundle(&store, dir, Some(holder)).map_err(|source| {
-                Error::RemoveBundle {
-                    what: "removing bundle",
-                    dir: dir.to_path_buf(),
-                    source: Box::new(source),
-                }
+            bundle::remove_bundle(&store, dir, Some(holder)).map_err(|source| Error::RemoveBundle {
+                what: "removing bundle",
+                dir: dir.to_path_buf(),
+                source: Box::new(source),
             })
         });
         if let Err(e) = res {

@@ -62,6 +62,8 @@ pub struct HostOptions {
     pub shm_size: Option<i64>,
     /// `no-new-privileges` for the process.
     pub no_new_privileges: bool,
+    /// The terminal's first size (rows, columns), for a process with a terminal.
+    pub console_size: Option<(u32, u32)>,
 }
 
 fn spec_error(field: &str, reason: impl std::fmt::Display) -> Error {
@@ -92,7 +94,11 @@ fn all_capabilities() -> Capabilities {
 }
 
 /// The capability set after `add` and `drop` (`ALL` in either means every one).
-fn adjust_capabilities(set: &Capabilities, add: &[String], drop: &[String]) -> Result<Capabilities> {
+fn adjust_capabilities(
+    set: &Capabilities,
+    add: &[String],
+    drop: &[String],
+) -> Result<Capabilities> {
     let is_all = |s: &String| s.eq_ignore_ascii_case("ALL");
     let mut out = if add.iter().any(is_all) {
         all_capabilities()
@@ -151,7 +157,10 @@ impl HostOptions {
             if size <= 0 {
                 return Err(spec_error("ShmSize", "must be positive"));
             }
-            for m in mounts.iter_mut().filter(|m| m.destination().as_os_str() == "/dev/shm") {
+            for m in mounts
+                .iter_mut()
+                .filter(|m| m.destination().as_os_str() == "/dev/shm")
+            {
                 let mut opts: Vec<String> = m
                     .options()
                     .clone()
@@ -210,6 +219,21 @@ impl HostOptions {
     }
 
     fn apply_process(&self, spec: &mut Spec) -> Result<()> {
+        if let Some((rows, cols)) = self.console_size.filter(|(r, c)| *r > 0 && *c > 0) {
+            if let Some(p) = spec
+                .process_mut()
+                .as_mut()
+                .filter(|p| p.terminal() == Some(true))
+            {
+                p.set_console_size(Some(
+                    berth_runtime::oci::BoxBuilder::default()
+                        .height(rows)
+                        .width(cols)
+                        .build()
+                        .map_err(|e| spec_error("ConsoleSize", e))?,
+                ));
+            }
+        }
         if !self.privileged
             && self.cap_add.is_empty()
             && self.cap_drop.is_empty()
@@ -308,7 +332,10 @@ mod tests {
         let out = adjust_capabilities(&base, &["NET_ADMIN".into()], &["kill".into()]).unwrap();
         assert!(out.contains(&Capability::NetAdmin) && !out.contains(&Capability::Kill));
         let none = adjust_capabilities(&base, &["CHOWN".into()], &["ALL".into()]).unwrap();
-        assert_eq!(none.into_iter().collect::<Vec<_>>(), vec![Capability::Chown]);
+        assert_eq!(
+            none.into_iter().collect::<Vec<_>>(),
+            vec![Capability::Chown]
+        );
     }
 
     #[test]

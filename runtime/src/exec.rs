@@ -274,7 +274,7 @@ fn child_main(
     nix::unistd::chdir("/").map_err(|e| (format!("chdir /: {e}"), 1))?;
     let pty: Option<OwnedFd> = match console {
         Some(sock) => Some(
-            crate::terminal::open_pty(sock, p.uid, p.gid)
+            crate::terminal::open_pty(sock, p.uid, p.gid, p.console_size)
                 .map_err(fail)?
                 .0,
         ),

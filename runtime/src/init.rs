@@ -296,7 +296,7 @@ fn finish_setup(plan: &Plan, null: Option<&OwnedFd>) -> Result<Option<OwnedFd>> 
     let mut pty = None;
     if let (Some(p), Some(sock)) = (&plan.process, &plan.console) {
         if p.terminal {
-            let slave = crate::terminal::setup_pty(sock, p.uid, p.gid)?;
+            let slave = crate::terminal::setup_pty(sock, p.uid, p.gid, p.console_size)?;
             // The pty becomes stdio now, as runc's init does, not at `start`: the caller's
             // stdout and stderr must not stay open in the waiting init. containerd's shim
             // reads `create`'s output pipes to EOF before it calls `start`, so holding them

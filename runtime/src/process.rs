@@ -40,6 +40,8 @@ pub struct ProcessPlan {
     pub no_new_privileges: bool,
     /// `terminal`.
     pub terminal: bool,
+    /// `consoleSize` (rows, columns): the pty's window size from the start.
+    pub console_size: Option<(u16, u16)>,
     /// I/O priority.
     pub io_priority: Option<LinuxIOPriority>,
     /// Scheduler policy.
@@ -107,6 +109,12 @@ impl ProcessPlan {
             caps,
             no_new_privileges: p.no_new_privileges().unwrap_or(false),
             terminal: p.terminal().unwrap_or(false),
+            console_size: p.console_size().map(|b| {
+                (
+                    u16::try_from(b.height()).unwrap_or(u16::MAX),
+                    u16::try_from(b.width()).unwrap_or(u16::MAX),
+                )
+            }),
             io_priority: *p.io_priority(),
             scheduler: p.scheduler().clone(),
             cpu_affinity,

@@ -18,8 +18,13 @@ pub fn connect_console_socket(path: &Path) -> Result<UnixStream> {
 
 /// Opens a new pty in the container (after pivot), sends the master, binds the slave on
 /// `/dev/console` and returns it.
-pub fn setup_pty(socket: &UnixStream, uid: u32, gid: u32) -> Result<OwnedFd> {
-    let (slave, _) = open_pty(socket, uid, gid)?;
+pub fn setup_pty(
+    socket: &UnixStream,
+    uid: u32,
+    gid: u32,
+    size: Option<(u16, u16)>,
+) -> Result<OwnedFd> {
+    let (slave, _) = open_pty(socket, uid, gid, size)?;
     bind_console(&slave)?;
     Ok(slave)
 }
@@ -27,8 +32,14 @@ pub fn setup_pty(socket: &UnixStream, uid: u32, gid: u32) -> Result<OwnedFd> {
 /// Opens a new pty through the current root's `/dev/ptmx` (resolved inside the root), checks
 /// that the master is the ptmx of a devpts, opens the slave from the master itself
 /// (`TIOCGPTPEER`: no path a racer could redirect), sends the master to `socket`, and returns
-/// the slave and its name.
-pub fn open_pty(socket: &UnixStream, uid: u32, gid: u32) -> Result<(OwnedFd, std::ffi::CString)> {
+/// the slave and its name. With `size` (rows, columns; the process's `consoleSize`), the
+/// window has that size before the master leaves (the process never sees 0x0).
+pub fn open_pty(
+    socket: &UnixStream,
+    uid: u32,
+    gid: u32,
+    size: Option<(u16, u16)>,
+) -> Result<(OwnedFd, std::ffi::CString)> {
     let root = std::fs::File::open("/").ctx(|| "opening /".to_string())?;
     let master = in_root::open(
         std::os::fd::AsFd::as_fd(&root),
@@ -67,6 +78,19 @@ pub fn open_pty(socket: &UnixStream, uid: u32, gid: u32) -> Result<(OwnedFd, std
     check_devpts(&slave, &slave_path.to_string_lossy())?;
     // SAFETY: valid fd; integer ids.
     unsafe { libc::fchown(slave.as_raw_fd(), uid, gid) };
+    if let Some((rows, cols)) = size {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ on a valid pty fd with a pointer to a live winsize.
+        if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .ctx(|| "setting the terminal's size (process.consoleSize)".to_string());
+        }
+    }
     let fds = [master.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let payload = slave_path.to_bytes();

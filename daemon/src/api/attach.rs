@@ -41,7 +41,8 @@ pub async fn pump(client: Hijacked, sock: UnixStream, tty: bool, streams: Stream
                 break;
             }
             let stream = header[0];
-            let mut left = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+            let mut left =
+                u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
             let wanted = tty || (stream == 1 && streams.stdout) || (stream == 2 && streams.stderr);
             if wanted && !tty && cw.write_all(&header).await.is_err() {
                 break;
@@ -82,7 +83,9 @@ pub fn attach(
 ) -> ApiResult<Resp> {
     let r = c.snapshot();
     if ctx.query.flag("logs", false) && !ctx.query.flag("stream", false) {
-        return Err(ApiError::not_implemented("attach with logs only (use /logs)"));
+        return Err(ApiError::not_implemented(
+            "attach with logs only (use /logs)",
+        ));
     }
     let streams = Streams {
         stdin: ctx.query.flag("stdin", false) && r.config.open_stdin.unwrap_or(false),

@@ -28,8 +28,16 @@ fn human_status(r: &ContainerRecord) -> String {
     match r.state.status {
         Status::Running => format!("Up {}", ago(&r.state.started_at)),
         Status::Paused => format!("Up {} (Paused)", ago(&r.state.started_at)),
-        Status::Restarting => format!("Restarting ({}) {} ago", r.state.exit_code, ago(&r.state.finished_at)),
-        Status::Exited => format!("Exited ({}) {} ago", r.state.exit_code, ago(&r.state.finished_at)),
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            r.state.exit_code,
+            ago(&r.state.finished_at)
+        ),
+        Status::Exited => format!(
+            "Exited ({}) {} ago",
+            r.state.exit_code,
+            ago(&r.state.finished_at)
+        ),
         Status::Created => "Created".into(),
         Status::Removing => "Removal In Progress".into(),
         Status::Dead => "Dead".into(),
@@ -57,7 +65,11 @@ fn ports_of(r: &ContainerRecord) -> Vec<Value> {
         let (cport, proto) = port.split_once('/').unwrap_or((port, "tcp"));
         let cport: u16 = cport.parse().unwrap_or(0);
         for b in bindings.iter().flatten() {
-            let hp: u16 = b.host_port.as_deref().and_then(|p| p.parse().ok()).unwrap_or(0);
+            let hp: u16 = b
+                .host_port
+                .as_deref()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
             out.push(json!({"IP": b.host_ip.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| "0.0.0.0".into()),
                             "PrivatePort": cport, "PublicPort": hp, "Type": proto}));
         }
@@ -67,7 +79,11 @@ fn ports_of(r: &ContainerRecord) -> Vec<Value> {
 
 fn networks_of(r: &ContainerRecord) -> Value {
     let mut nets = serde_json::Map::new();
-    let name = if r.network.mode == "bridge" { "bridge".to_string() } else { r.network.mode.clone() };
+    let name = if r.network.mode == "bridge" {
+        "bridge".to_string()
+    } else {
+        r.network.mode.clone()
+    };
     let ip = r.network.ip.clone().unwrap_or_default();
     let live = r.state.status.is_live();
     nets.insert(
@@ -106,7 +122,8 @@ pub fn summary(_d: &Daemon, r: &ContainerRecord) -> Value {
 }
 
 fn list_filter(f: &crate::http::query::Filters, r: &ContainerRecord) -> bool {
-    let any = |key: &str, ok: &dyn Fn(&str) -> bool| f.get(key).is_none_or(|v| v.iter().any(|x| ok(x)));
+    let any =
+        |key: &str, ok: &dyn Fn(&str) -> bool| f.get(key).is_none_or(|v| v.iter().any(|x| ok(x)));
     any("status", &|s| s == r.state.status.as_str())
         && any("id", &|s| r.id.starts_with(s))
         && any("name", &|s| r.name.contains(s.trim_start_matches('/')))
@@ -146,6 +163,7 @@ pub fn list(d: &Daemon, ctx: &Ctx) -> ApiResult<Resp> {
 }
 
 /// `GET /containers/{id}/json`.
+#[allow(clippy::many_single_char_names)]
 pub fn inspect(d: &Daemon, key: &str) -> ApiResult<Resp> {
     let c = d.find(key)?;
     let r = c.snapshot();
@@ -173,7 +191,11 @@ pub fn inspect(d: &Daemon, key: &str) -> ApiResult<Resp> {
             Some(json!({"Type": typ, "Name": name, "Source": src, "Destination": dst, "Mode": "", "RW": rw, "Propagation": "rprivate"}))
         })
         .collect();
-    let ip = if s.is_live() { r.network.ip.clone().unwrap_or_default() } else { String::new() };
+    let ip = if s.is_live() {
+        r.network.ip.clone().unwrap_or_default()
+    } else {
+        String::new()
+    };
     let ports: serde_json::Map<String, Value> = r
         .host_config
         .port_bindings
@@ -231,7 +253,11 @@ fn timeout_of(ctx: &Ctx, r: &ContainerRecord) -> ApiResult<Duration> {
         .or(ctx.query.int("timeout")?)
         .or(r.config.stop_timeout)
         .unwrap_or(10);
-    Ok(if t < 0 { Duration::from_secs(3600 * 24 * 365) } else { Duration::from_secs(t as u64) })
+    Ok(if t < 0 {
+        Duration::from_secs(3600 * 24 * 365)
+    } else {
+        Duration::from_secs(t as u64)
+    })
 }
 
 fn signal_of(ctx: &Ctx) -> ApiResult<Option<i32>> {
@@ -272,7 +298,9 @@ pub async fn action(
         "kill" => {
             let sig = signal_of(ctx)?.unwrap_or(libc::SIGKILL);
             if sig == libc::SIGKILL || sig == libc::SIGTERM {
-                c.update(&d.config.container_dir(&c.id), |r| r.state.stopped_by_user = true);
+                c.update(&d.config.container_dir(&c.id), |r| {
+                    r.state.stopped_by_user = true;
+                });
             }
             lifecycle::kill(d, &c, sig).await?;
             d.container_event(&c.snapshot(), "kill", &[("signal", sig.to_string())]);
@@ -292,11 +320,14 @@ pub async fn action(
             let h = ctx.query.int("h")?.unwrap_or(0);
             let w = ctx.query.int("w")?.unwrap_or(0);
             if !c.status().is_live() {
-                return Err(ApiError::conflict(format!("Container {} is not running", c.id)));
+                return Err(ApiError::conflict(format!(
+                    "Container {} is not running",
+                    c.id
+                )));
             }
             crate::state::monitor::control(
                 &d.config.monitor_dir(&c.id),
-                &json!({"resize": {"height": h, "width": w}}),
+                super::exec::resize_request(h, w)?,
             )
             .await
             .map_err(ApiError::internal)?;
@@ -315,7 +346,9 @@ pub async fn action(
                     "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
                 )));
             }
-            let old = c.update(&d.config.container_dir(&c.id), |r| std::mem::replace(&mut r.name, name));
+            let old = c.update(&d.config.container_dir(&c.id), |r| {
+                std::mem::replace(&mut r.name, name)
+            });
             d.container_event(&c.snapshot(), "rename", &[("oldName", format!("/{old}"))]);
             Ok(no_content(StatusCode::NO_CONTENT))
         }
@@ -327,7 +360,11 @@ pub async fn action(
 
 /// `POST /containers/{id}/update`: the restart policy (resources of a live container are
 /// refused until the runtime's update is wired).
-async fn update(d: &Arc<Daemon>, c: &Arc<crate::state::Container>, req: Request<Incoming>) -> ApiResult<Resp> {
+async fn update(
+    d: &Arc<Daemon>,
+    c: &Arc<crate::state::Container>,
+    req: Request<Incoming>,
+) -> ApiResult<Resp> {
     let body: Value = crate::http::body::json_body(req.into_body()).await?;
     let obj = body.as_object().cloned().unwrap_or_default();
     let mut warnings = Vec::new();
@@ -344,7 +381,9 @@ async fn update(d: &Arc<Daemon>, c: &Arc<crate::state::Container>, req: Request<
         }
     }
     if let Some(p) = policy {
-        c.update(&d.config.container_dir(&c.id), |r| r.host_config.restart_policy = Some(p));
+        c.update(&d.config.container_dir(&c.id), |r| {
+            r.host_config.restart_policy = Some(p);
+        });
     }
     d.container_event(&c.snapshot(), "update", &[]);
     Ok(ok_json(&json!({"Warnings": warnings})))
@@ -359,7 +398,8 @@ fn wait(d: &Arc<Daemon>, ctx: &Ctx, c: Arc<crate::state::Container>) -> ApiResul
             code = lifecycle::wait(&d, &c, cond) => code,
             () = tx.closed() => return,
         };
-        let mut body = serde_json::to_vec(&json!({"StatusCode": code, "Error": null})).unwrap_or_default();
+        let mut body =
+            serde_json::to_vec(&json!({"StatusCode": code, "Error": null})).unwrap_or_default();
         body.push(b'\n');
         let _ = tx.send(body.into()).await;
     });
@@ -379,14 +419,25 @@ pub async fn prune(d: &Arc<Daemon>, ctx: &Ctx) -> ApiResult<Resp> {
     let mut deleted = Vec::new();
     for c in d.containers() {
         let r = c.snapshot();
-        if matches!(r.state.status, Status::Exited | Status::Created | Status::Dead)
-            && labels_match(&filters, &r.config.labels.clone().unwrap_or_default().into_iter().collect())
-            && lifecycle::remove(d, &c, false).await.is_ok()
+        if matches!(
+            r.state.status,
+            Status::Exited | Status::Created | Status::Dead
+        ) && labels_match(
+            &filters,
+            &r.config
+                .labels
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        ) && lifecycle::remove(d, &c, false).await.is_ok()
         {
             deleted.push(r.id);
         }
     }
-    Ok(ok_json(&json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0})))
+    Ok(ok_json(
+        &json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}),
+    ))
 }
 
 /// `GET /containers/{id}/logs`.
@@ -398,7 +449,10 @@ pub fn logs(d: &Arc<Daemon>, ctx: &Ctx, key: &str) -> ApiResult<Resp> {
 pub async fn top(d: &Arc<Daemon>, ctx: &Ctx, key: &str) -> ApiResult<Resp> {
     let c = d.find(key)?;
     if !c.status().is_live() {
-        return Err(ApiError::conflict(format!("Container {} is not running", c.id)));
+        return Err(ApiError::conflict(format!(
+            "Container {} is not running",
+            c.id
+        )));
     }
     let state = d
         .engine
@@ -409,8 +463,16 @@ pub async fn top(d: &Arc<Daemon>, ctx: &Ctx, key: &str) -> ApiResult<Resp> {
         .into_iter()
         .map(|p| p.to_string())
         .collect();
-    let args = ctx.query.get("ps_args").filter(|a| !a.is_empty()).unwrap_or("-ef");
-    if args.len() > 256 || args.chars().any(|ch| !(ch.is_ascii_alphanumeric() || " -,=".contains(ch))) {
+    let args = ctx
+        .query
+        .get("ps_args")
+        .filter(|a| !a.is_empty())
+        .unwrap_or("-ef");
+    if args.len() > 256
+        || args
+            .chars()
+            .any(|ch| !(ch.is_ascii_alphanumeric() || " -,=".contains(ch)))
+    {
         return Err(ApiError::bad_request(format!("invalid ps_args {args:?}")));
     }
     let out = tokio::process::Command::new("ps")
@@ -426,7 +488,12 @@ pub async fn top(d: &Arc<Daemon>, ctx: &Ctx, key: &str) -> ApiResult<Resp> {
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
-    let header: Vec<String> = lines.next().unwrap_or("").split_whitespace().map(str::to_string).collect();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     let pid_col = header
         .iter()
         .position(|h| h == "PID")

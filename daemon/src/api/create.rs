@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use berth_engine::{Bind, ContainerRequest, HostOptions, NetworkChoice, NetworkMode, ProcessOverrides, Tmpfs};
+use berth_engine::{
+    Bind, ContainerRequest, HostOptions, NetworkChoice, NetworkMode, ProcessOverrides, Tmpfs,
+};
 use bollard_stubs::models::{ContainerConfig, ContainerCreateBody, HostConfig, MountType};
 use hyper::body::Incoming;
 use hyper::Request;
@@ -38,8 +40,12 @@ pub fn volume_path(d: &Daemon, name: &str) -> ApiResult<PathBuf> {
 fn bind_source(d: &Daemon, src: &str) -> ApiResult<PathBuf> {
     if src.starts_with('/') {
         let p = Path::new(src);
-        if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            return Err(ApiError::bad_request(format!("invalid mount source {src:?}: \"..\" is not allowed")));
+        if p.components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(ApiError::bad_request(format!(
+                "invalid mount source {src:?}: \"..\" is not allowed"
+            )));
         }
         if !p.exists() {
             std::fs::create_dir_all(p)
@@ -57,7 +63,11 @@ fn parse_bind(d: &Daemon, spec: &str) -> ApiResult<Bind> {
     let (src, dst, opts) = match parts.as_slice() {
         [src, dst] => (*src, *dst, ""),
         [src, dst, opts] => (*src, *dst, *opts),
-        _ => return Err(ApiError::bad_request(format!("invalid volume specification: '{spec}'"))),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "invalid volume specification: '{spec}'"
+            )))
+        }
     };
     if !dst.starts_with('/') {
         return Err(ApiError::bad_request(format!(
@@ -82,7 +92,9 @@ fn host_options(d: &Daemon, hc: &HostConfig) -> ApiResult<HostOptions> {
             .target
             .clone()
             .filter(|t| t.starts_with('/'))
-            .ok_or_else(|| ApiError::bad_request("invalid mount config: Target must be an absolute path"))?;
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid mount config: Target must be an absolute path")
+            })?;
         match m.typ {
             Some(MountType::BIND) => {
                 let src = m
@@ -102,7 +114,11 @@ fn host_options(d: &Daemon, hc: &HostConfig) -> ApiResult<HostOptions> {
                 });
             }
             Some(MountType::VOLUME) => {
-                let name = m.source.clone().filter(|s| !s.is_empty()).unwrap_or_else(record::new_id);
+                let name = m
+                    .source
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(record::new_id);
                 h.binds.push(Bind {
                     source: volume_path(d, &name)?,
                     destination: target,
@@ -135,10 +151,24 @@ fn host_options(d: &Daemon, hc: &HostConfig) -> ApiResult<HostOptions> {
     for (dst, opts) in hc.tmpfs.iter().flatten() {
         h.tmpfs.push(Tmpfs {
             destination: dst.clone(),
-            options: opts.split(',').filter(|o| !o.is_empty()).map(str::to_string).collect(),
+            options: opts
+                .split(',')
+                .filter(|o| !o.is_empty())
+                .map(str::to_string)
+                .collect(),
         });
     }
     h.readonly_rootfs = hc.readonly_rootfs.unwrap_or(false);
+    h.console_size = hc
+        .console_size
+        .as_deref()
+        .and_then(|s| <[usize; 2]>::try_from(s).ok())
+        .map(|[r, c]| {
+            (
+                r.min(u16::MAX as usize) as u32,
+                c.min(u16::MAX as usize) as u32,
+            )
+        });
     h.privileged = hc.privileged.unwrap_or(false);
     h.cap_add = hc.cap_add.clone().unwrap_or_default();
     h.cap_drop = hc.cap_drop.clone().unwrap_or_default();
@@ -158,7 +188,11 @@ fn host_options(d: &Daemon, hc: &HostConfig) -> ApiResult<HostOptions> {
         match k {
             "no-new-privileges" => h.no_new_privileges = v != "false",
             "seccomp" | "apparmor" | "label" => {}
-            _ => return Err(ApiError::bad_request(format!("invalid --security-opt: {opt:?}"))),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid --security-opt: {opt:?}"
+                )))
+            }
         }
     }
     if hc.oom_score_adj.is_some_and(|v| v < 0) {
@@ -175,7 +209,9 @@ fn network_choice(hc: &HostConfig, exposed: &[String]) -> ApiResult<NetworkChoic
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
         m if m.starts_with("container:") => {
-            return Err(ApiError::bad_request("network mode container:<id> is not supported by berthd"))
+            return Err(ApiError::bad_request(
+                "network mode container:<id> is not supported by berthd",
+            ))
         }
         name => NetworkMode::Named(name.to_string()),
     };
@@ -188,7 +224,10 @@ fn network_choice(hc: &HostConfig, exposed: &[String]) -> ApiResult<NetworkChoic
                 Some(p) => p,
                 None => free_port()?.to_string(),
             };
-            let ip = b.host_ip.clone().filter(|i| !i.is_empty() && i != "0.0.0.0" && i != "::");
+            let ip = b
+                .host_ip
+                .clone()
+                .filter(|i| !i.is_empty() && i != "0.0.0.0" && i != "::");
             specs.push(match ip {
                 Some(ip) => format!("{ip}:{host_port}:{cport}/{proto}"),
                 None => format!("{host_port}:{cport}/{proto}"),
@@ -231,7 +270,9 @@ pub async fn create(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRe
         },
     };
     let body: Option<ContainerCreateBody> = json_body(req.into_body()).await?;
-    let body = body.ok_or_else(|| ApiError::bad_request("Config cannot be empty in order to create a container"))?;
+    let body = body.ok_or_else(|| {
+        ApiError::bad_request("Config cannot be empty in order to create a container")
+    })?;
     let image = body
         .image
         .clone()
@@ -254,13 +295,21 @@ pub async fn create(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRe
         )));
     }
     let mut exposed = body.exposed_ports.clone().unwrap_or_default();
-    if let Some(img_ports) = image_cfg.config().as_ref().and_then(|c| c.exposed_ports().clone()) {
+    if let Some(img_ports) = image_cfg
+        .config()
+        .as_ref()
+        .and_then(|c| c.exposed_ports().clone())
+    {
         exposed.extend(img_ports);
     }
     let network = network_choice(&hc, &exposed)?;
     let host = host_options(d, &hc)?;
     let id = record::new_id();
-    let hostname = body.hostname.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| id[..12].to_string());
+    let hostname = body
+        .hostname
+        .clone()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| id[..12].to_string());
     let process = ProcessOverrides {
         command: body.cmd.clone().unwrap_or_default(),
         entrypoint: body.entrypoint.clone(),
@@ -287,7 +336,8 @@ pub async fn create(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRe
         holder: holder.clone(),
     };
     let dir = d.config.container_dir(&id);
-    std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
     let engine = d.engine.clone();
     let bundle = dir.join("bundle");
     let made = tokio::task::spawn_blocking(move || engine.make_container(&bundle, &request))
@@ -329,8 +379,12 @@ pub async fn create(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRe
     if config.stop_signal.is_none() {
         config.stop_signal = img_conf.stop_signal().clone();
     }
-    let mut labels: std::collections::HashMap<String, String> =
-        img_conf.labels().clone().unwrap_or_default().into_iter().collect();
+    let mut labels: std::collections::HashMap<String, String> = img_conf
+        .labels()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     labels.extend(body.labels.clone().unwrap_or_default());
     config.labels = Some(labels);
     config.exposed_ports = (!exposed.is_empty()).then_some(exposed);
@@ -363,7 +417,10 @@ pub async fn create(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRe
         let engine = d.engine.clone();
         let (id2, holder2, net) = (r.id.clone(), r.holder.clone(), r.network.state.clone());
         let bundle = dir.join("bundle");
-        let _ = tokio::task::spawn_blocking(move || engine.remove_container(&id2, &bundle, &holder2, net.as_deref())).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            engine.remove_container(&id2, &bundle, &holder2, net.as_deref())
+        })
+        .await;
         let _ = std::fs::remove_dir_all(&dir);
         return Err(ApiError::internal(format!("saving the container: {e}")));
     }

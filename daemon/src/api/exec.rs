@@ -17,14 +17,24 @@ use crate::state::monitor::{self, Mode, Spawn};
 use crate::state::{record, Container, Daemon};
 
 /// `POST /containers/{id}/exec`.
-pub async fn create(d: &Arc<Daemon>, c: &Arc<Container>, req: Request<Incoming>) -> ApiResult<Resp> {
+pub async fn create(
+    d: &Arc<Daemon>,
+    c: &Arc<Container>,
+    req: Request<Incoming>,
+) -> ApiResult<Resp> {
     let config: ExecConfig = json_body(req.into_body()).await?;
     let r = c.snapshot();
     if r.state.status == record::Status::Paused {
-        return Err(ApiError::conflict(format!("Container {} is paused, unpause the container before exec", r.id)));
+        return Err(ApiError::conflict(format!(
+            "Container {} is paused, unpause the container before exec",
+            r.id
+        )));
     }
     if !r.state.status.is_live() {
-        return Err(ApiError::conflict(format!("Container {} is not running", r.id)));
+        return Err(ApiError::conflict(format!(
+            "Container {} is not running",
+            r.id
+        )));
     }
     if config.cmd.as_ref().is_none_or(Vec::is_empty) {
         return Err(ApiError::bad_request("No exec command specified"));
@@ -64,7 +74,9 @@ pub async fn start(d: &Arc<Daemon>, id: &str, mut req: Request<Incoming>) -> Api
     {
         let mut st = e.state.lock().expect("exec lock");
         if st.running || st.done {
-            return Err(ApiError::conflict(format!("Exec {id} has already been started")));
+            return Err(ApiError::conflict(format!(
+                "Exec {id} has already been started"
+            )));
         }
         st.running = true;
     }
@@ -90,23 +102,31 @@ pub async fn start(d: &Arc<Daemon>, id: &str, mut req: Request<Incoming>) -> Api
     if !c.status().is_live() {
         return Err(fail(format!("Container {} is not running", c.id)));
     }
-    let process = write_process(&d.config.container_dir(&c.id).join("bundle"), &e.config, &dir)
-        .map_err(|err| fail(err.message))?;
+    let process = write_process(
+        &d.config.container_dir(&c.id).join("bundle"),
+        &e.config,
+        &dir,
+    )
+    .map_err(|err| fail(err.message))?;
     let spawn = Spawn {
         monitor: d.config.monitor.clone(),
-        runtime: d.config.runtime.clone(),
-        runtime_root: d.config.runtime_root(),
-        id: c.id.clone(),
-        dir: dir.clone(),
-        tty: e.config.tty,
-        stdin: e.config.attach_stdin,
-        stdin_once: true,
-        log: None,
-        mode: Mode::Exec { process },
+        invocation: berth_monitor::Invocation {
+            runtime: d.config.runtime.clone(),
+            runtime_root: d.config.runtime_root(),
+            id: c.id.clone(),
+            dir: dir.clone(),
+            tty: e.config.tty,
+            stdin: e.config.attach_stdin,
+            stdin_once: true,
+            log: None,
+            hold_output: !detach,
+            mode: Mode::Exec { process },
+        },
     };
     let ready = monitor::spawn(&spawn).await.map_err(|m| {
         let err = fail(m);
-        if err.message.contains("executable file not found") || err.message.contains("no such file") {
+        if err.message.contains("executable file not found") || err.message.contains("no such file")
+        {
             ApiError::bad_request(err.message)
         } else {
             err
@@ -119,7 +139,7 @@ pub async fn start(d: &Arc<Daemon>, id: &str, mut req: Request<Incoming>) -> Api
         let dir = dir.clone();
         async move {
             monitor::wait_gone(ready.monitor_pid).await;
-            let code = monitor::read_exit(&dir).map_or(126, |x| x.exit_code);
+            let code = monitor::read_exit(&dir).map_or(126, |x| i64::from(x.exit_code));
             let mut st = e.state.lock().expect("exec lock");
             st.running = false;
             st.done = true;
@@ -160,7 +180,7 @@ pub async fn resize(d: &Arc<Daemon>, ctx: &Ctx, id: &str) -> ApiResult<Resp> {
     if !e.snapshot().running {
         return Err(ApiError::conflict(format!("Exec {id} is not running")));
     }
-    monitor::control(&d.config.exec_dir(&e.id), &json!({"resize": {"height": h, "width": w}}))
+    monitor::control(&d.config.exec_dir(&e.id), resize_request(h, w)?)
         .await
         .map_err(ApiError::internal)?;
     Ok(no_content(StatusCode::OK))
@@ -187,4 +207,18 @@ pub fn inspect(d: &Arc<Daemon>, id: &str) -> ApiResult<Resp> {
         "DetachKeys": "",
         "Pid": st.pid,
     })))
+}
+
+/// A resize request from `h` and `w` (each 1..=65535).
+pub fn resize_request(h: i64, w: i64) -> ApiResult<berth_monitor::ControlRequest> {
+    let dim = |v: i64, name: &str| {
+        u16::try_from(v)
+            .ok()
+            .filter(|x| *x > 0)
+            .ok_or_else(|| ApiError::bad_request(format!("invalid {name}: {v}")))
+    };
+    Ok(berth_monitor::ControlRequest::Resize {
+        height: dim(h, "h")?,
+        width: dim(w, "w")?,
+    })
 }

@@ -34,7 +34,7 @@ pub async fn route(
         ["create"] if post => pull(d, ctx).await,
         ["prune"] if post => prune(d).await,
         ["search"] if get => Err(ApiError::not_implemented("image search")),
-        ["get"] | ["load"] => Err(ApiError::not_implemented("image save/load")),
+        ["get" | "load"] => Err(ApiError::not_implemented("image save/load")),
         [name @ .., "json"] if get && !name.is_empty() => inspect(d, &name.join("/")),
         [name @ .., "history"] if get && !name.is_empty() => history(d, &name.join("/")),
         [name @ .., "tag"] if post && !name.is_empty() => tag(d, ctx, &name.join("/")),
@@ -101,7 +101,9 @@ fn config_of(store: &Store, r: &ImageRecord) -> ApiResult<ImageConfig> {
 }
 
 fn created_of(cfg: &ImageConfig) -> String {
-    cfg.created().clone().unwrap_or_else(|| crate::time::ZERO.into())
+    cfg.created()
+        .clone()
+        .unwrap_or_else(|| crate::time::ZERO.into())
 }
 
 fn size_of(r: &ImageRecord) -> i64 {
@@ -112,7 +114,10 @@ fn repo_digests(names: &[String], r: &ImageRecord) -> Vec<String> {
     let mut out: Vec<String> = names
         .iter()
         .map(|n| {
-            let repo = n.rsplit_once(':').filter(|(_, t)| !t.contains('/')).map_or(n.as_str(), |(r, _)| r);
+            let repo = n
+                .rsplit_once(':')
+                .filter(|(_, t)| !t.contains('/'))
+                .map_or(n.as_str(), |(r, _)| r);
             format!("{repo}@{}", r.manifest)
         })
         .collect();
@@ -145,7 +150,9 @@ pub fn summaries(d: &Daemon) -> ApiResult<Vec<Value>> {
     for (id, (r, mut names)) in by_id {
         names.sort();
         let cfg = config_of(&store, &r).ok();
-        let created = cfg.as_ref().map_or(0, |c| crate::time::unix_seconds(&created_of(c)));
+        let created = cfg
+            .as_ref()
+            .map_or(0, |c| crate::time::unix_seconds(&created_of(c)));
         let labels = cfg.as_ref().map(labels_of).unwrap_or_default();
         let containers = d
             .containers()
@@ -191,7 +198,10 @@ fn list(d: &Daemon, ctx: &Ctx) -> ApiResult<Resp> {
             labels_match(&filters, &labels)
         });
     }
-    if filters.get("dangling").is_some_and(|v| v.iter().any(|x| x == "true")) {
+    if filters
+        .get("dangling")
+        .is_some_and(|v| v.iter().any(|x| x == "true"))
+    {
         images.retain(|i| i["RepoTags"].as_array().is_none_or(Vec::is_empty));
     }
     images.sort_by_key(|i| std::cmp::Reverse(i["Created"].as_i64().unwrap_or(0)));
@@ -306,7 +316,11 @@ fn tag(d: &Daemon, ctx: &Ctx, name: &str) -> ApiResult<Resp> {
         .get("repo")
         .filter(|r| !r.is_empty())
         .ok_or_else(|| ApiError::bad_request("repository name must have at least one component"))?;
-    let tag = ctx.query.get("tag").filter(|t| !t.is_empty()).unwrap_or("latest");
+    let tag = ctx
+        .query
+        .get("tag")
+        .filter(|t| !t.is_empty())
+        .unwrap_or("latest");
     let dst = format!("{repo}:{tag}");
     berth_registry::Reference::parse(&dst)
         .map_err(|e| ApiError::bad_request(crate::http::error::chain(&e)))?;
@@ -326,9 +340,18 @@ async fn remove(d: &Arc<Daemon>, ctx: &Ctx, name: &str) -> ApiResult<Resp> {
     let force = ctx.query.flag("force", false);
     let store = store(d)?;
     let (r, names) = find(&store, name)?;
-    let by_id = name.trim_start_matches("sha256:").bytes().all(|b| b.is_ascii_hexdigit())
-        && !names.iter().any(|n| berth_image::store::normalize_name(name).is_ok_and(|x| &x == n));
-    let targets: Vec<String> = if by_id { names.clone() } else { vec![r.name.clone()] };
+    let by_id = name
+        .trim_start_matches("sha256:")
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit())
+        && !names
+            .iter()
+            .any(|n| berth_image::store::normalize_name(name).is_ok_and(|x| &x == n));
+    let targets: Vec<String> = if by_id {
+        names.clone()
+    } else {
+        vec![r.name.clone()]
+    };
     if by_id && names.len() > 1 && !force {
         return Err(ApiError::conflict(format!(
             "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
@@ -337,7 +360,11 @@ async fn remove(d: &Arc<Daemon>, ctx: &Ctx, name: &str) -> ApiResult<Resp> {
     }
     let last = targets.len() == names.len();
     if last {
-        if let Some(c) = d.containers().iter().find(|c| c.snapshot().image_id == r.config) {
+        if let Some(c) = d
+            .containers()
+            .iter()
+            .find(|c| c.snapshot().image_id == r.config)
+        {
             let live = c.status().is_live();
             if live || !force {
                 return Err(ApiError::conflict(format!(
@@ -359,11 +386,21 @@ async fn remove(d: &Arc<Daemon>, ctx: &Ctx, name: &str) -> ApiResult<Resp> {
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
         out.push(json!({"Untagged": t}));
-        d.events.emit("image", "untag", &r.config, BTreeMap::from([("name".to_string(), t.clone())]));
+        d.events.emit(
+            "image",
+            "untag",
+            &r.config,
+            BTreeMap::from([("name".to_string(), t.clone())]),
+        );
     }
     if last {
         out.push(json!({"Deleted": r.config}));
-        d.events.emit("image", "delete", &r.config, BTreeMap::from([("name".to_string(), r.name.clone())]));
+        d.events.emit(
+            "image",
+            "delete",
+            &r.config,
+            BTreeMap::from([("name".to_string(), r.name.clone())]),
+        );
     }
     Ok(ok_json(&out))
 }
@@ -380,14 +417,21 @@ async fn prune(d: &Arc<Daemon>) -> ApiResult<Resp> {
     })))
 }
 
+/// A blob's progress: bytes so far, its size, bytes at the last line printed.
+type BlobProgress = (u64, Option<u64>, u64);
+
 /// Renders pull progress as docker's JSON lines.
 struct JsonProgress {
     tx: mpsc::Sender<Bytes>,
-    state: std::sync::Mutex<BTreeMap<String, (u64, Option<u64>, u64)>>,
+    state: std::sync::Mutex<BTreeMap<String, BlobProgress>>,
 }
 
 fn short(digest: &str) -> String {
-    digest.trim_start_matches("sha256:").chars().take(12).collect()
+    digest
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(12)
+        .collect()
 }
 
 fn line(v: &Value) -> Bytes {
@@ -399,7 +443,10 @@ fn line(v: &Value) -> Bytes {
 impl Progress for JsonProgress {
     fn event(&self, event: &Event<'_>) {
         let msg = match *event {
-            Event::Resolved { reference, digest: _ } => {
+            Event::Resolved {
+                reference,
+                digest: _,
+            } => {
                 let (repo, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
                 json!({"status": format!("Pulling from {repo}"), "id": tag})
             }
@@ -461,10 +508,11 @@ fn client_options(ctx: &Ctx) -> berth_registry::ClientOptions {
 fn pull_status(e: &berth_registry::Error) -> StatusCode {
     match e {
         berth_registry::Error::Reference { .. } => StatusCode::BAD_REQUEST,
-        berth_registry::Error::Registry { status: 404, .. } => StatusCode::NOT_FOUND,
-        berth_registry::Error::Registry { status: 401 | 403, .. } | berth_registry::Error::Auth { .. } => {
-            StatusCode::NOT_FOUND
+        berth_registry::Error::Registry {
+            status: 401 | 403 | 404,
+            ..
         }
+        | berth_registry::Error::Auth { .. } => StatusCode::NOT_FOUND,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -517,9 +565,15 @@ async fn pull(d: &Arc<Daemon>, ctx: &Ctx) -> ApiResult<Resp> {
             .map_err(|e| ApiError::internal(e.to_string()))?
             .map_err(|e| ApiError::new(pull_status(&e), crate::http::error::chain(&e)))?;
         let (resp, out) = streamed(StatusCode::OK, "application/json");
-        let _ = out.send(line(&json!({"status": format!("Digest: {}", report.digest)}))).await;
         let _ = out
-            .send(line(&json!({"status": format!("Status: Image is up to date for {familiar}")})))
+            .send(line(
+                &json!({"status": format!("Digest: {}", report.digest)}),
+            ))
+            .await;
+        let _ = out
+            .send(line(
+                &json!({"status": format!("Status: Image is up to date for {familiar}")}),
+            ))
             .await;
         return Ok(resp);
     };
@@ -533,7 +587,11 @@ async fn pull(d: &Arc<Daemon>, ctx: &Ctx) -> ApiResult<Resp> {
         match job.await {
             Ok(Ok(report)) => {
                 let fetched = report.stats.blobs_fetched > 0;
-                let _ = out.send(line(&json!({"status": format!("Digest: {}", report.digest)}))).await;
+                let _ = out
+                    .send(line(
+                        &json!({"status": format!("Digest: {}", report.digest)}),
+                    ))
+                    .await;
                 let status = if fetched {
                     format!("Status: Downloaded newer image for {familiar}")
                 } else {
@@ -549,11 +607,15 @@ async fn pull(d: &Arc<Daemon>, ctx: &Ctx) -> ApiResult<Resp> {
             }
             Ok(Err(e)) => {
                 let m = crate::http::error::chain(&e);
-                let _ = out.send(line(&json!({"errorDetail": {"message": m}, "error": m}))).await;
+                let _ = out
+                    .send(line(&json!({"errorDetail": {"message": m}, "error": m})))
+                    .await;
             }
             Err(e) => {
                 let m = e.to_string();
-                let _ = out.send(line(&json!({"errorDetail": {"message": m}, "error": m}))).await;
+                let _ = out
+                    .send(line(&json!({"errorDetail": {"message": m}, "error": m})))
+                    .await;
             }
         }
     });

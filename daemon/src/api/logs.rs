@@ -118,7 +118,11 @@ pub fn logs(d: &Arc<Daemon>, ctx: &Ctx, key: &str) -> ApiResult<Resp> {
             "Bad parameters: you must choose at least one stream",
         ));
     }
-    let tail: Option<usize> = match ctx.query.get("tail").filter(|t| !t.is_empty() && *t != "all") {
+    let tail: Option<usize> = match ctx
+        .query
+        .get("tail")
+        .filter(|t| !t.is_empty() && *t != "all")
+    {
         None => None,
         Some(t) => Some(
             t.parse::<i64>()
@@ -127,7 +131,10 @@ pub fn logs(d: &Arc<Daemon>, ctx: &Ctx, key: &str) -> ApiResult<Resp> {
         ),
     };
     let follow = ctx.query.flag("follow", false);
-    let path = d.config.container_dir(&r.id).join(format!("{}-json.log", r.id));
+    let path = d
+        .config
+        .container_dir(&r.id)
+        .join(format!("{}-json.log", r.id));
     let (resp, tx) = streamed(StatusCode::OK, content_type(want.tty));
     tokio::spawn(async move {
         let Ok(file) = std::fs::File::open(&path) else {
@@ -157,7 +164,10 @@ pub fn logs(d: &Arc<Daemon>, ctx: &Ctx, key: &str) -> ApiResult<Resp> {
             return;
         }
         loop {
-            let live = matches!(c.status(), Status::Running | Status::Paused | Status::Restarting);
+            let live = matches!(
+                c.status(),
+                Status::Running | Status::Paused | Status::Restarting
+            );
             if reader.seek(SeekFrom::Start(offset)).is_err() {
                 return;
             }

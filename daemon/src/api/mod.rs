@@ -32,15 +32,13 @@ pub async fn route(d: Arc<Daemon>, ctx: Ctx, req: Request<Incoming>) -> ApiResul
         ["version"] if get => Ok(system::version()),
         ["info"] if get => system::info(&d),
         ["events"] if get => system::events(&d, &ctx),
-        ["system", "df"] if get => system::df(&d).await,
+        ["system", "df"] if get => system::df(&d),
         ["auth"] if post => system::auth(req).await,
         ["containers", "create"] if post => containers::create(&d, &ctx, req).await,
         ["containers", "json"] if get => containers::list(&d, &ctx),
         ["containers", "prune"] if post => containers::prune(&d, &ctx).await,
         ["containers", id, "json"] if get => containers::inspect(&d, id),
-        ["containers", id, action] if post => {
-            containers::action(&d, &ctx, id, action, req).await
-        }
+        ["containers", id, action] if post => containers::action(&d, &ctx, id, action, req).await,
         ["containers", id, "logs"] if get => containers::logs(&d, &ctx, id),
         ["containers", id, "top"] if get => containers::top(&d, &ctx, id).await,
         ["containers", id, "stats"] if get => containers::stats(&d, &ctx, id).await,

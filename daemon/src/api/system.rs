@@ -22,7 +22,11 @@ pub fn ping(head: bool) -> Resp {
         .header("Cache-Control", "no-cache, no-store, must-revalidate")
         .header("Pragma", "no-cache")
         .header("Builder-Version", "1")
-        .body(if head { body::empty() } else { body::full("OK") })
+        .body(if head {
+            body::empty()
+        } else {
+            body::full("OK")
+        })
         .expect("a valid response")
 }
 
@@ -60,15 +64,21 @@ pub fn info(d: &Arc<Daemon>) -> ApiResult<Resp> {
     let images = d
         .engine
         .open_store()
-        .and_then(|s| s.images().map_err(|e| berth_engine::Error::Image(Box::new(e))))
-        .map(|v| v.len())
-        .unwrap_or(0);
+        .and_then(|s| {
+            s.images()
+                .map_err(|e| berth_engine::Error::Image(Box::new(e)))
+        })
+        .map_or(0, |v| v.len());
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
             m.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<i64>().ok()))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|k| k.parse::<i64>().ok())
+                })
         })
         .unwrap_or(0)
         * 1024;
@@ -88,7 +98,7 @@ pub fn info(d: &Arc<Daemon>) -> ApiResult<Resp> {
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"], "Log": ["json-file"]},
         "MemoryLimit": true, "SwapLimit": false, "CpuCfsPeriod": true, "CpuCfsQuota": true,
         "CPUShares": true, "PidsLimit": true, "IPv4Forwarding": true, "Debug": false,
-        "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
+        "NFd": std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count),
         "NGoroutines": 0,
         "SystemTime": crate::time::now_rfc3339(),
         "LoggingDriver": "json-file",
@@ -102,7 +112,7 @@ pub fn info(d: &Arc<Daemon>) -> ApiResult<Resp> {
         "Architecture": std::env::consts::ARCH,
         "IndexServerAddress": "https://index.docker.io/v1/",
         "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"]},
-        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "NCPU": std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         "MemTotal": mem,
         "DockerRootDir": d.config.data_root,
         "Name": host,
@@ -209,7 +219,7 @@ pub fn events(d: &Arc<Daemon>, ctx: &Ctx) -> ApiResult<Resp> {
 }
 
 /// `/system/df`: images, containers and volumes with their sizes.
-pub async fn df(d: &Arc<Daemon>) -> ApiResult<Resp> {
+pub fn df(d: &Arc<Daemon>) -> ApiResult<Resp> {
     let images = super::images::summaries(d)?;
     let containers: Vec<_> = d
         .containers()
@@ -218,7 +228,11 @@ pub async fn df(d: &Arc<Daemon>) -> ApiResult<Resp> {
         .collect();
     let layers: i64 = images
         .iter()
-        .map(|i| i.get("Size").and_then(serde_json::Value::as_i64).unwrap_or(0))
+        .map(|i| {
+            i.get("Size")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(0)
+        })
         .sum();
     Ok(ok_json(&json!({
         "LayersSize": layers,
@@ -260,5 +274,7 @@ pub async fn auth(req: Request<Incoming>) -> ApiResult<Resp> {
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, crate::http::error::chain(&e)))?;
-    Ok(ok_json(&json!({"Status": "Login Succeeded", "IdentityToken": ""})))
+    Ok(ok_json(
+        &json!({"Status": "Login Succeeded", "IdentityToken": ""}),
+    ))
 }

@@ -33,7 +33,9 @@ pub async fn read_limited(body: Incoming, limit: usize) -> ApiResult<Bytes> {
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body larger than {limit} bytes"),
         )),
-        Err(e) => Err(ApiError::bad_request(format!("reading the request body: {e}"))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "reading the request body: {e}"
+        ))),
     }
 }
 

@@ -79,7 +79,8 @@ pub fn parse_path(path: &str) -> ApiResult<(ApiVersion, Vec<String>)> {
         .split('/')
         .filter(|s| !s.is_empty())
         .map(|s| {
-            percent_decode(s).ok_or_else(|| ApiError::bad_request(format!("bad path segment {s:?}")))
+            percent_decode(s)
+                .ok_or_else(|| ApiError::bad_request(format!("bad path segment {s:?}")))
         })
         .collect::<ApiResult<_>>()?;
     let mut version = max;
@@ -168,12 +169,22 @@ async fn handle(daemon: Arc<Daemon>, req: Request<Incoming>) -> Resp {
         }
     };
     let h = resp.headers_mut();
-    h.insert("Api-Version", hyper::header::HeaderValue::from_static(API_VERSION));
-    h.insert("Docker-Experimental", hyper::header::HeaderValue::from_static("false"));
+    h.insert(
+        "Api-Version",
+        hyper::header::HeaderValue::from_static(API_VERSION),
+    );
+    h.insert(
+        "Docker-Experimental",
+        hyper::header::HeaderValue::from_static("false"),
+    );
     h.insert("Ostype", hyper::header::HeaderValue::from_static("linux"));
     h.insert(
         "Server",
-        hyper::header::HeaderValue::from_static(concat!("berthd/", env!("CARGO_PKG_VERSION"), " (linux)")),
+        hyper::header::HeaderValue::from_static(concat!(
+            "berthd/",
+            env!("CARGO_PKG_VERSION"),
+            " (linux)"
+        )),
     );
     resp
 }
@@ -198,8 +209,14 @@ mod tests {
         let (v, s) = parse_path("/_ping").unwrap();
         assert_eq!(v.to_string(), API_VERSION);
         assert_eq!(s, ["_ping"]);
-        assert!(parse_path("/v1.12/info").unwrap_err().message.contains("too old"));
-        assert!(parse_path("/v9.0/info").unwrap_err().message.contains("too new"));
+        assert!(parse_path("/v1.12/info")
+            .unwrap_err()
+            .message
+            .contains("too old"));
+        assert!(parse_path("/v9.0/info")
+            .unwrap_err()
+            .message
+            .contains("too new"));
         let (_, s) = parse_path("/images/localhost%3A5000%2Fapp/json").unwrap();
         assert_eq!(s, ["images", "localhost:5000/app", "json"]);
         assert!(parse_path("/images/a%00b/json").is_err());

@@ -115,7 +115,9 @@ mod tests {
 
     #[test]
     fn pairs_flags_and_filters() {
-        let q = Query::parse("all=1&name=a%20b&force=False&filters=%7B%22label%22%3A%5B%22x%3D1%22%5D%7D");
+        let q = Query::parse(
+            "all=1&name=a%20b&force=False&filters=%7B%22label%22%3A%5B%22x%3D1%22%5D%7D",
+        );
         assert!(q.flag("all", false));
         assert!(!q.flag("force", true));
         assert_eq!(q.get("name"), Some("a b"));

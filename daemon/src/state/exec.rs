@@ -41,6 +41,9 @@ pub struct ExecConfig {
     /// Every capability.
     #[serde(default)]
     pub privileged: bool,
+    /// The terminal's size, `[height, width]` (API 1.42+).
+    #[serde(default)]
+    pub console_size: Option<Vec<u32>>,
 }
 
 /// An exec instance's progress.
@@ -99,7 +102,9 @@ fn resolve_user(rootfs: &Path, user: &str) -> ApiResult<(u32, u32, Option<u32>)>
             .find(|f| f.len() > 3 && f[0] == u)
             .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
             .ok_or_else(|| {
-                ApiError::bad_request(format!("unable to find user {u}: no matching entries in passwd file"))
+                ApiError::bad_request(format!(
+                    "unable to find user {u}: no matching entries in passwd file"
+                ))
             })?,
     };
     let gid = match g {
@@ -112,7 +117,9 @@ fn resolve_user(rootfs: &Path, user: &str) -> ApiResult<(u32, u32, Option<u32>)>
                 .find(|f| f.len() > 2 && f[0] == g)
                 .and_then(|f| f[2].parse().ok())
                 .ok_or_else(|| {
-                    ApiError::bad_request(format!("unable to find group {g}: no matching entries in group file"))
+                    ApiError::bad_request(format!(
+                        "unable to find group {g}: no matching entries in group file"
+                    ))
                 })?,
         }),
     };
@@ -134,6 +141,20 @@ pub fn write_process(bundle: &Path, config: &ExecConfig, dir: &Path) -> ApiResul
     p.set_args(Some(cmd));
     p.set_terminal(Some(config.tty));
     p.set_console_size(None);
+    if let Some([h, w]) = config
+        .console_size
+        .as_deref()
+        .and_then(|s| <[u32; 2]>::try_from(s).ok())
+    {
+        if config.tty && h > 0 && w > 0 {
+            let size = berth_runtime::oci::BoxBuilder::default()
+                .height(h)
+                .width(w)
+                .build()
+                .map_err(|e| ApiError::bad_request(format!("ConsoleSize: {e}")))?;
+            p.set_console_size(Some(size));
+        }
+    }
     if let Some(extra) = &config.env {
         let mut env = p.env().clone().unwrap_or_default();
         for e in extra {
@@ -171,10 +192,12 @@ pub fn write_process(bundle: &Path, config: &ExecConfig, dir: &Path) -> ApiResul
             p.set_capabilities(Some(caps));
         }
     }
-    std::fs::create_dir_all(dir).map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
     let path = dir.join("process.json");
     let text = serde_json::to_vec(&p).map_err(|e| ApiError::internal(e.to_string()))?;
-    std::fs::write(&path, text).map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+    std::fs::write(&path, text)
+        .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
     Ok(path)
 }
 
@@ -192,8 +215,17 @@ mod tests {
         )
         .unwrap();
         std::fs::write(tmp.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
-        assert_eq!(resolve_user(tmp.path(), "nobody").unwrap(), (65534, 65533, None));
-        assert_eq!(resolve_user(tmp.path(), "1000:staff").unwrap(), (1000, 0, Some(50)));
-        assert!(resolve_user(tmp.path(), "ghost").unwrap_err().message.contains("ghost"));
+        assert_eq!(
+            resolve_user(tmp.path(), "nobody").unwrap(),
+            (65534, 65533, None)
+        );
+        assert_eq!(
+            resolve_user(tmp.path(), "1000:staff").unwrap(),
+            (1000, 0, Some(50))
+        );
+        assert!(resolve_user(tmp.path(), "ghost")
+            .unwrap_err()
+            .message
+            .contains("ghost"));
     }
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use berth_monitor::Invocation;
+
 use super::monitor::{self, Mode, Spawn};
 use super::record::Status;
 use super::{Container, Daemon};
@@ -96,18 +98,22 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
     let root = d.engine.root().clone();
     let id = r.id.clone();
     let _ = tokio::task::spawn_blocking(move || berth_runtime::delete(&root, &id, true)).await;
+    let _ = std::fs::remove_dir_all(&mdir);
     let spawn = Spawn {
         monitor: d.config.monitor.clone(),
-        runtime: d.config.runtime.clone(),
-        runtime_root: d.config.runtime_root(),
-        id: r.id.clone(),
-        dir: mdir.clone(),
-        tty: r.tty(),
-        stdin: r.config.open_stdin.unwrap_or(false),
-        stdin_once: r.config.stdin_once.unwrap_or(false),
-        log: Some(cdir.join(format!("{}-json.log", r.id))),
-        mode: Mode::Create {
-            bundle: cdir.join("bundle"),
+        invocation: Invocation {
+            runtime: d.config.runtime.clone(),
+            runtime_root: d.config.runtime_root(),
+            id: r.id.clone(),
+            dir: mdir.clone(),
+            tty: r.tty(),
+            stdin: r.config.open_stdin.unwrap_or(false),
+            stdin_once: r.config.stdin_once.unwrap_or(false),
+            log: Some(cdir.join(format!("{}-json.log", r.id))),
+            hold_output: false,
+            mode: Mode::Create {
+                bundle: cdir.join("bundle"),
+            },
         },
     };
     let ready = match monitor::spawn(&spawn).await {
@@ -148,6 +154,7 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
         let id = r.id.clone();
         let _ = tokio::task::spawn_blocking(move || berth_runtime::delete(&root, &id, true)).await;
         monitor::wait_gone(ready.monitor_pid).await;
+        c.attach.lock().expect("attach lock").dir = None;
         c.update(&cdir, |r| {
             r.state.error.clone_from(&message);
             r.state.exit_code = if is_user_error(&message) { 127 } else { 128 };
@@ -176,13 +183,13 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
 fn spawn_watch(d: Arc<Daemon>, c: Arc<Container>, monitor_pid: i32) {
     tokio::spawn(async move {
         monitor::wait_gone(monitor_pid).await;
-        on_exit(&d, &c).await;
+        on_exit(&d, &c);
     });
 }
 
 /// Records a container's exit (from its monitor's record) and applies `AutoRemove` and
 /// the restart policy.
-async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>) {
+fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>) {
     let mdir = d.config.monitor_dir(&c.id);
     let cdir = d.config.container_dir(&c.id);
     c.attach.lock().expect("attach lock").dir = None;
@@ -193,8 +200,8 @@ async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>) {
         r.state.monitor_pid = 0;
         match &exit {
             Some(e) => {
-                r.state.exit_code = e.exit_code;
-                r.state.finished_at = e.finished_at.clone().unwrap_or_else(time::now_rfc3339);
+                r.state.exit_code = i64::from(e.exit_code);
+                r.state.finished_at = time::rfc3339(e.finished_at);
             }
             None => {
                 r.state.exit_code = 255;
@@ -205,7 +212,11 @@ async fn on_exit(d: &Arc<Daemon>, c: &Arc<Container>) {
         r.clone()
     });
     let _ = std::fs::remove_dir_all(&mdir);
-    d.container_event(&rec, "die", &[("exitCode", rec.state.exit_code.to_string())]);
+    d.container_event(
+        &rec,
+        "die",
+        &[("exitCode", rec.state.exit_code.to_string())],
+    );
     if rec.host_config.auto_remove.unwrap_or(false) {
         let (d, c) = (d.clone(), c.clone());
         tokio::spawn(async move {
@@ -373,13 +384,22 @@ pub async fn set_paused(d: &Arc<Daemon>, c: &Arc<Container>, paused: bool) -> Ap
     let _op = c.op.lock().await;
     let status = c.status();
     if !status.is_live() {
-        return Err(ApiError::conflict(format!("Container {} is not running", c.id)));
+        return Err(ApiError::conflict(format!(
+            "Container {} is not running",
+            c.id
+        )));
     }
     if paused && status == Status::Paused {
-        return Err(ApiError::conflict(format!("Container {} is already paused", c.id)));
+        return Err(ApiError::conflict(format!(
+            "Container {} is already paused",
+            c.id
+        )));
     }
     if !paused && status != Status::Paused {
-        return Err(ApiError::conflict(format!("Container {} is not paused", c.id)));
+        return Err(ApiError::conflict(format!(
+            "Container {} is not paused",
+            c.id
+        )));
     }
     let root = d.engine.root().clone();
     let id = c.id.clone();
@@ -394,7 +414,11 @@ pub async fn set_paused(d: &Arc<Daemon>, c: &Arc<Container>, paused: bool) -> Ap
     .map_err(|e| ApiError::internal(e.to_string()))?
     .map_err(|e| ApiError::internal(runtime_error(&e)))?;
     let rec = c.update(&d.config.container_dir(&c.id), |r| {
-        r.state.status = if paused { Status::Paused } else { Status::Running };
+        r.state.status = if paused {
+            Status::Paused
+        } else {
+            Status::Running
+        };
         r.clone()
     });
     d.container_event(&rec, if paused { "pause" } else { "unpause" }, &[]);
@@ -409,7 +433,9 @@ pub async fn wait(d: &Arc<Daemon>, c: &Arc<Container>, cond: WaitCondition) -> i
     loop {
         let r = c.snapshot();
         match cond {
-            WaitCondition::NotRunning if !r.state.status.is_live() && r.state.status != Status::Restarting => {
+            WaitCondition::NotRunning
+                if !r.state.status.is_live() && r.state.status != Status::Restarting =>
+            {
                 return r.state.exit_code
             }
             WaitCondition::NextExit
@@ -499,10 +525,14 @@ pub async fn recover(d: &Arc<Daemon>) {
         match r.state.status {
             Status::Running | Status::Paused => {
                 if monitor::is_monitor_of(r.state.monitor_pid, &r.id) {
-                    tracing::info!("container {}: running, monitor {}", r.id, r.state.monitor_pid);
+                    tracing::info!(
+                        "container {}: running, monitor {}",
+                        r.id,
+                        r.state.monitor_pid
+                    );
                     spawn_watch(d.clone(), c.clone(), r.state.monitor_pid);
                 } else {
-                    on_exit(d, &c).await;
+                    on_exit(d, &c);
                 }
             }
             Status::Restarting => {
@@ -544,7 +574,10 @@ mod tests {
 
     #[test]
     fn conditions_and_backoff() {
-        assert_eq!(WaitCondition::parse(None).unwrap(), WaitCondition::NotRunning);
+        assert_eq!(
+            WaitCondition::parse(None).unwrap(),
+            WaitCondition::NotRunning
+        );
         assert_eq!(
             WaitCondition::parse(Some("removed")).unwrap(),
             WaitCondition::Removed

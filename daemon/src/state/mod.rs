@@ -133,7 +133,11 @@ impl Daemon {
     /// A daemon over `config`, its containers loaded from disk (not yet recovered: see
     /// [`lifecycle::recover`]).
     pub fn new(config: Config) -> std::io::Result<Arc<Daemon>> {
-        for dir in [config.containers_dir(), config.runtime_root(), config.exec_root.clone()] {
+        for dir in [
+            config.containers_dir(),
+            config.runtime_root(),
+            config.exec_root.clone(),
+        ] {
             std::fs::create_dir_all(&dir)?;
         }
         let engine = Engine::new(StateRoot::new(config.runtime_root()), &config.data_root);
@@ -179,7 +183,10 @@ impl Daemon {
             return Ok(c.clone());
         }
         if !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let hits: Vec<_> = map.range(key.to_string()..).take_while(|(k, _)| k.starts_with(key)).collect();
+            let hits: Vec<_> = map
+                .range(key.to_string()..)
+                .take_while(|(k, _)| k.starts_with(key))
+                .collect();
             match hits.len() {
                 1 => return Ok(hits[0].1.clone()),
                 0 => {}

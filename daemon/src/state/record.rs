@@ -144,7 +144,11 @@ pub fn new_id() -> String {
     loop {
         let mut b = [0u8; 32];
         getrandom::fill(&mut b).expect("the kernel's random numbers");
-        let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        let id: String = b.iter().fold(String::with_capacity(64), |mut s, x| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{x:02x}");
+            s
+        });
         if !id[..12].bytes().all(|c| c.is_ascii_digit()) {
             return id;
         }
@@ -175,8 +179,22 @@ pub fn generate_name() -> String {
         "nifty", "quiet", "sharp", "tender", "vivid", "wise",
     ];
     const RIGHT: [&str; 16] = [
-        "albatross", "badger", "cormorant", "dolphin", "egret", "falcon", "gannet", "heron",
-        "ibis", "jackdaw", "kestrel", "lapwing", "merlin", "osprey", "petrel", "tern",
+        "albatross",
+        "badger",
+        "cormorant",
+        "dolphin",
+        "egret",
+        "falcon",
+        "gannet",
+        "heron",
+        "ibis",
+        "jackdaw",
+        "kestrel",
+        "lapwing",
+        "merlin",
+        "osprey",
+        "petrel",
+        "tern",
     ];
     let mut b = [0u8; 4];
     getrandom::fill(&mut b).expect("the kernel's random numbers");
