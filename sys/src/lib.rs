@@ -24,7 +24,7 @@
 //! | [`fs`] | the one atomic file write (`write_atomic`, two durability policies) |
 //! | [`lock`] | the one advisory file lock (`flock`, RAII) |
 //! | [`landlock`] | Landlock self-confinement of filesystem writes |
-//! | [`errno`] | turning raw syscall results into [`std::io::Error`]s |
+//! | [`errno`] | turning raw syscall results into [`std::io::Error`]s, and wording them as runc does |
 //! | [`proc_info`] | `/proc/<pid>/stat` readers (start time, zombie) that tell a live process from a reused pid |
 //! | [`failpoint`] | crash points for tests (`BERTH_FAILPOINT`, debug builds only): a leaf every crate can call |
 //!
