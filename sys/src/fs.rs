@@ -88,12 +88,12 @@ fn create_temp(path: &Path, dir: &Path, mode: u32) -> io::Result<(PathBuf, File)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::scratch;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn replaces_and_leaves_no_temporaries() {
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("state.json");
+        let (tmp, p) = scratch("state.json");
         for (i, d) in [Durability::Volatile, Durability::Durable]
             .into_iter()
             .enumerate()
@@ -110,8 +110,7 @@ mod tests {
 
     #[test]
     fn leftover_temporaries_are_skipped() {
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("f");
+        let (tmp, p) = scratch("f");
         let next = TMP_COUNTER.load(Ordering::Relaxed);
         // A crashed writer of the same pid left the next few names behind (as symlinks, which
         // must not be followed).
@@ -127,9 +126,8 @@ mod tests {
 
     #[test]
     fn errors_clean_up() {
-        let tmp = tempfile::tempdir().unwrap();
         // The target is a non-empty directory: the rename fails, the temporary goes.
-        let p = tmp.path().join("d");
+        let (tmp, p) = scratch("d");
         std::fs::create_dir(&p).unwrap();
         std::fs::write(p.join("x"), b"").unwrap();
         assert!(write_atomic(&p, b"x", 0o600, Durability::Durable).is_err());
@@ -140,8 +138,7 @@ mod tests {
 
     #[test]
     fn concurrent_writers_never_tear() {
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("f");
+        let (_tmp, p) = scratch("f");
         write_atomic(&p, &[b'a'; 4096], 0o600, Durability::Volatile).unwrap();
         std::thread::scope(|s| {
             for c in [b'b', b'c', b'd'] {

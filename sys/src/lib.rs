@@ -48,3 +48,5 @@ pub mod proc_info;
 pub mod process;
 pub mod sched;
 pub mod security;
+#[cfg(test)]
+mod testutil;
