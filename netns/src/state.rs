@@ -56,16 +56,9 @@ pub(crate) fn remove_file(path: &Path) -> Result<()> {
 
 /// The names (file stems) of the `*.json` files in a directory, sorted.
 pub(crate) fn json_stems(dir: &Path) -> Result<Vec<String>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(Error::Io {
-                op: "listing",
-                path: dir.to_owned(),
-                source,
-            })
-        }
+    let Some(entries) = berth_sys::fs::read_dir_if_exists(dir).map_err(io_err("listing", dir))?
+    else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for entry in entries {

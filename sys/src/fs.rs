@@ -1,8 +1,9 @@
 //! The one atomic file write: readers see the old content or the new, never a mix or a
 //! truncated file. A temporary file with a unique name is written in the target's directory
-//! and renamed over the target; on any error the temporary file is removed.
+//! and renamed over the target; on any error the temporary file is removed. Also the listing
+//! of a directory that may not exist yet (a state directory, a cgroup removed meanwhile).
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, ReadDir};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,15 @@ pub enum Durability {
     /// loses anyway, and caches whose readers validate entries: the hot path of
     /// `create`/`start` gains no fsync.
     Volatile,
+}
+
+/// `read_dir(dir)`, with a directory that does not exist read as `None`.
+pub fn read_dir_if_exists(dir: &Path) -> io::Result<Option<ReadDir>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Per-process counter making temporary names unique across threads.
@@ -134,6 +144,12 @@ mod tests {
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
         let missing = tmp.path().join("no/such/dir/f");
         assert!(write_atomic(&missing, b"x", 0o600, Durability::Volatile).is_err());
+        assert!(read_dir_if_exists(&tmp.path().join("no"))
+            .unwrap()
+            .is_none());
+        assert!(read_dir_if_exists(&p).unwrap().is_some());
+        let e = read_dir_if_exists(&p.join("x")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTDIR), "{e}");
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! | [`security`] | capability sets (`capset`) and seccomp filter installation |
 //! | [`keyring`] | session keyrings (`keyctl`) |
 //! | [`bpf`] | the `bpf(2)` call |
-//! | [`fs`] | the one atomic file write (`write_atomic`, two durability policies) |
+//! | [`fs`] | the one atomic file write (`write_atomic`, two durability policies); listing a directory that may be missing |
 //! | [`lock`] | the one advisory file lock (`flock`, RAII) |
 //! | [`landlock`] | Landlock self-confinement of filesystem writes |
 //! | [`errno`] | turning raw syscall results into [`std::io::Error`]s, and wording them as runc does |
