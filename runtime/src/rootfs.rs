@@ -182,16 +182,13 @@ fn mount_entry(
         }
         let extra = m.options.bind_remount_flags();
         if !extra.is_empty() {
-            let top = in_root::open_path(root, dest).ctx(|| "reopening mount point".to_string())?;
-            let locked = locked_flags(&top);
-            mount(
-                None::<&str>,
-                in_root::proc_fd_path(&top).as_c_str(),
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | locked,
-                None::<&str>,
-            )
-            .map_err(sys(|| "remounting bind mount with its options".into()))?;
+            remount_bind(
+                root,
+                dest,
+                extra,
+                "reopening mount point",
+                "remounting bind mount with its options",
+            )?;
         }
     } else if m.fstype == "cgroup" || m.fstype == "cgroup2" {
         mount_cgroup(root, m, plan)?;
@@ -379,6 +376,28 @@ fn apply_propagation_and_attrs(root: BorrowedFd<'_>, dest: &Path, o: &MountOptio
     Ok(())
 }
 
+/// Remounts the bind mount at `path` with `flags` added to `MS_BIND | MS_REMOUNT`, keeping the
+/// flags it has that the kernel locked. `path` is resolved in `root` again, so that the remount
+/// names the new mount and not the directory under it (EINVAL: not a mount root). The two
+/// contexts word the errors of reopening and of remounting.
+fn remount_bind(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    flags: MsFlags,
+    reopen_context: &str,
+    remount_context: &str,
+) -> Result<()> {
+    let top = in_root::open_path(root, path).ctx(|| reopen_context.to_string())?;
+    mount(
+        None::<&str>,
+        in_root::proc_fd_path(&top).as_c_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | locked_flags(&top),
+        None::<&str>,
+    )
+    .map_err(sys(|| remount_context.to_string()))
+}
+
 /// Flags a mount already has that an unprivileged remount may not clear.
 fn locked_flags(fd: &OwnedFd) -> MsFlags {
     let Ok(st) = nix::sys::statvfs::fstatvfs(fd) else {
@@ -518,16 +537,13 @@ fn mount_one_cgroup(
         if flags.contains(MsFlags::MS_RDONLY) {
             // The remount must name the new bind mount, not the directory under it that
             // `target` still refers to (EINVAL: not a mount root).
-            let top = in_root::open_path(root, dest)
-                .ctx(|| "reopening the cgroup hierarchy's bind mount".to_string())?;
-            mount(
-                None::<&str>,
-                in_root::proc_fd_path(&top).as_c_str(),
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(&top),
-                None::<&str>,
-            )
-            .map_err(sys(|| "remounting cgroup hierarchy read-only".into()))?;
+            remount_bind(
+                root,
+                dest,
+                MsFlags::MS_RDONLY,
+                "reopening the cgroup hierarchy's bind mount",
+                "remounting cgroup hierarchy read-only",
+            )?;
         }
         return Ok(());
     }
@@ -823,16 +839,13 @@ fn readonly_path(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
         None::<&str>,
     )
     .map_err(sys(|| "bind-mounting".into()))?;
-    let top = in_root::open_path(root, path).ctx(|| "reopening".to_string())?;
-    let locked = locked_flags(&top);
-    mount(
-        None::<&str>,
-        in_root::proc_fd_path(&top).as_c_str(),
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | locked,
-        None::<&str>,
+    remount_bind(
+        root,
+        path,
+        MsFlags::MS_RDONLY | MsFlags::MS_REC,
+        "reopening",
+        "remounting read-only",
     )
-    .map_err(sys(|| "remounting read-only".into()))
 }
 
 fn mask_path(root: BorrowedFd<'_>, null: &OwnedFd, path: &Path) -> Result<()> {
