@@ -105,6 +105,17 @@ fn sys(what: impl FnOnce() -> String) -> impl FnOnce(nix::Error) -> Error {
     }
 }
 
+/// Changes the propagation type of the mount at `target` (`flags`: `MS_SHARED`, `MS_SLAVE`,
+/// `MS_PRIVATE` or `MS_UNBINDABLE`, perhaps with `MS_REC`); `context` words the error.
+fn set_propagation<P: ?Sized + nix::NixPath>(
+    target: &P,
+    flags: MsFlags,
+    context: &str,
+) -> Result<()> {
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        .map_err(sys(|| context.to_string()))
+}
+
 /// Step 1 (new mount namespace, before hooks): propagation, rootfs bind, mounts, /dev.
 /// `idmapped` holds the detached trees of the `idmap`/`ridmap` mounts, in mount order.
 pub fn prepare(plan: &RootfsPlan, idmapped: Vec<OwnedFd>) -> Result<()> {
@@ -114,8 +125,7 @@ pub fn prepare(plan: &RootfsPlan, idmapped: Vec<OwnedFd>) -> Result<()> {
         Some(p) if p.contains(MsFlags::MS_PRIVATE) => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
         _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
-    mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
-        .map_err(sys(|| "making / a slave mount".into()))?;
+    set_propagation("/", prop, "making / a slave mount")?;
     // pivot_root needs the new root to be a mount point.
     mount(
         Some(&plan.rootfs),
@@ -355,14 +365,11 @@ fn apply_propagation_and_attrs(root: BorrowedFd<'_>, dest: &Path, o: &MountOptio
     }
     let top = in_root::open_path(root, dest).ctx(|| "reopening mount point".to_string())?;
     for p in &o.propagation {
-        mount(
-            None::<&str>,
+        set_propagation(
             in_root::proc_fd_path(&top).as_c_str(),
-            None::<&str>,
             *p,
-            None::<&str>,
-        )
-        .map_err(sys(|| "changing mount propagation".into()))?;
+            "changing mount propagation",
+        )?;
     }
     if o.recursive != crate::mount_options::RecursiveAttrs::default() {
         let attr = MountAttr {
@@ -757,14 +764,11 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
         nix::unistd::pivot_root(".", ".").map_err(sys(|| "pivot_root".into()))?;
         nix::unistd::fchdir(old_root.as_raw_fd()).map_err(sys(|| "chdir to old root".into()))?;
         // Detach the old root without letting the unmount propagate to the host.
-        mount(
-            None::<&str>,
+        set_propagation(
             ".",
-            None::<&str>,
             MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(sys(|| "making old root a slave".into()))?;
+            "making old root a slave",
+        )?;
         umount2(".", MntFlags::MNT_DETACH).map_err(sys(|| "detaching old root".into()))?;
     }
     nix::unistd::chdir("/").map_err(sys(|| "chdir /".into()))?;
@@ -809,8 +813,7 @@ pub fn finish(
         .map_err(sys(|| "remounting / read-only (root.readonly)".into()))?;
     }
     if let Some(p) = root_propagation {
-        mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
-            .map_err(sys(|| "linux.rootfsPropagation".into()))?;
+        set_propagation("/", p, "linux.rootfsPropagation")?;
     }
     Ok(())
 }
