@@ -97,8 +97,7 @@ pub struct Overlay<'a> {
 /// Mounts `o` on `target`: through `fsopen` and `lowerdir+`, or a classic option string on
 /// kernels before 6.8.
 pub fn mount_overlay(o: &Overlay<'_>, target: &Path) -> Result<()> {
-    let Overlay { lowers, .. } = *o;
-    if lowers.is_empty() {
+    if o.lowers.is_empty() {
         return Err(Error::invalid(
             target.display().to_string(),
             "an overlay needs at least one lower layer",
@@ -113,25 +112,18 @@ pub fn mount_overlay(o: &Overlay<'_>, target: &Path) -> Result<()> {
 }
 
 fn mount_overlay_fd(o: &Overlay<'_>, target: &Path) -> rustix::io::Result<()> {
-    let Overlay {
-        lowers,
-        upper,
-        work,
-        userxattr,
-        inert,
-    } = *o;
     let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
     // lowerdir+ adds layers from the top down.
-    for l in lowers.iter().rev() {
+    for l in o.lowers.iter().rev() {
         fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
     }
-    fsconfig_set_string(&fs, "upperdir", upper)?;
-    fsconfig_set_string(&fs, "workdir", work)?;
-    if userxattr {
+    fsconfig_set_string(&fs, "upperdir", o.upper)?;
+    fsconfig_set_string(&fs, "workdir", o.work)?;
+    if o.userxattr {
         fsconfig_set_flag(&fs, "userxattr")?;
     }
     fsconfig_create(&fs)?;
-    let attrs = if inert {
+    let attrs = if o.inert {
         MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV
     } else {
         MountAttrFlags::empty()
@@ -147,14 +139,8 @@ fn mount_overlay_fd(o: &Overlay<'_>, target: &Path) -> rustix::io::Result<()> {
 }
 
 fn mount_overlay_legacy(o: &Overlay<'_>, target: &Path) -> Result<()> {
-    let Overlay {
-        lowers,
-        upper,
-        work,
-        userxattr,
-        inert,
-    } = *o;
-    let lower: Vec<String> = lowers
+    let lower: Vec<String> = o
+        .lowers
         .iter()
         .rev()
         .map(|p| p.display().to_string())
@@ -162,10 +148,10 @@ fn mount_overlay_legacy(o: &Overlay<'_>, target: &Path) -> Result<()> {
     let mut data = format!(
         "lowerdir={},upperdir={},workdir={}",
         lower.join(":"),
-        upper.display(),
-        work.display()
+        o.upper.display(),
+        o.work.display()
     );
-    if userxattr {
+    if o.userxattr {
         data.push_str(",userxattr");
     }
     let page = rustix::param::page_size();
@@ -174,7 +160,7 @@ fn mount_overlay_legacy(o: &Overlay<'_>, target: &Path) -> Result<()> {
             target.display().to_string(),
             format!(
                 "{} layers do not fit an overlay mount string of {page} bytes and this kernel lacks lowerdir+",
-                lowers.len()
+                o.lowers.len()
             ),
         ));
     }
@@ -184,7 +170,7 @@ fn mount_overlay_legacy(o: &Overlay<'_>, target: &Path) -> Result<()> {
             "a layer path contains a NUL byte",
         )
     })?;
-    let flags = if inert {
+    let flags = if o.inert {
         MountFlags::NOSUID | MountFlags::NODEV
     } else {
         MountFlags::empty()
