@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use proptest::prelude::*;
 
@@ -69,46 +69,12 @@ impl Tar {
     }
 }
 
-/// A destination beside a sentinel directory that must stay untouched.
-struct Sandbox {
-    _tmp: tempfile::TempDir,
-    dest: PathBuf,
-    outside: PathBuf,
-}
+/// The integration tests' sandbox: a destination beside a sentinel directory that must stay
+/// untouched.
+#[path = "../../tests/common/sandbox.rs"]
+mod sandbox;
 
-impl Sandbox {
-    fn new() -> Sandbox {
-        let tmp = tempfile::tempdir().unwrap();
-        let dest = tmp.path().join("dest");
-        let outside = tmp.path().join("outside");
-        fs::create_dir(&dest).unwrap();
-        fs::create_dir(&outside).unwrap();
-        fs::write(outside.join("sentinel"), b"keep").unwrap();
-        Sandbox {
-            _tmp: tmp,
-            dest,
-            outside,
-        }
-    }
-
-    fn check(&self) {
-        let names: Vec<_> = fs::read_dir(self.dest.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(
-            names.len(),
-            2,
-            "something was created beside the destination"
-        );
-        let inside: Vec<_> = fs::read_dir(&self.outside)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(inside, ["sentinel"], "something was written outside");
-        assert_eq!(fs::read(self.outside.join("sentinel")).unwrap(), b"keep");
-    }
-}
+use sandbox::{sorted_names, Sandbox};
 
 /// Everything observable about a tree: per path its type, mode, owner, size, content or link
 /// target, mtime (directories: only when `dir_times`), device number and hardlink group.
@@ -120,12 +86,7 @@ fn snapshot(root: &Path, dir_times: bool) -> BTreeMap<String, String> {
         inodes: &mut HashMap<u64, String>,
         out: &mut BTreeMap<String, String>,
     ) {
-        let mut names: Vec<_> = fs::read_dir(p)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        names.sort();
-        for n in names {
+        for n in sorted_names(p) {
             let path = p.join(&n);
             let rel = path.strip_prefix(root).unwrap().display().to_string();
             let m = fs::symlink_metadata(&path).unwrap();
