@@ -168,21 +168,19 @@ fn two_layer_image(tmp: &Path, store: &Store, name: &str) {
     let dir = tmp.join(format!("layout-{name}"));
     let mut lay = Layout::new(&dir);
     let mut base = Tar::new();
-    base.dir("etc/")
-        .file(
-            "etc/passwd",
-            b"root:x:0:0:root:/root:/bin/sh\nweb:x:33:33::/var/www:/bin/sh\n",
-        )
-        .file("etc/group", b"root:x:0:\nweb:x:33:\n")
-        .dir("var/")
-        .dir("var/www/")
-        .file("var/www/index.html", b"old")
-        .file("var/www/gone.html", b"gone")
-        .dir("opt/")
-        .file("opt/a", b"a")
-        .file_meta("bin/tool", b"bin", 0o4755, 0, 0)
-        .symlink("bin/link", "tool")
-        .hardlink("bin/hard", "bin/tool");
+    base.users(
+        "root:x:0:0:root:/root:/bin/sh\nweb:x:33:33::/var/www:/bin/sh\n",
+        "root:x:0:\nweb:x:33:\n",
+    )
+    .dir("var/")
+    .dir("var/www/")
+    .file("var/www/index.html", b"old")
+    .file("var/www/gone.html", b"gone")
+    .dir("opt/")
+    .file("opt/a", b"a")
+    .file_meta("bin/tool", b"bin", 0o4755, 0, 0)
+    .symlink("bin/link", "tool")
+    .hardlink("bin/hard", "bin/tool");
     let mut top = Tar::new();
     top.dir("var/www/")
         .file("var/www/index.html", b"new")

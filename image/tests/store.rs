@@ -16,16 +16,14 @@ use serde_json::json;
 
 fn base_layer() -> Vec<u8> {
     let mut t = Tar::new();
-    t.dir("etc/")
-        .file(
-            "etc/passwd",
-            b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
-        )
-        .file("etc/group", b"root:x:0:\napp:x:1000:\nwheel:x:10:app\n")
-        .dir("bin/")
-        .file_meta("bin/sh", b"#!sh", 0o755, 0, 0)
-        .dir("data/")
-        .file("data/old", b"old");
+    t.users(
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        "root:x:0:\napp:x:1000:\nwheel:x:10:app\n",
+    )
+    .dir("bin/")
+    .file_meta("bin/sh", b"#!sh", 0o755, 0, 0)
+    .dir("data/")
+    .file("data/old", b"old");
     t.finish()
 }
 

@@ -165,6 +165,14 @@ impl Tar {
         )
     }
 
+    /// The `etc/` directory with the users and groups of an image: `etc/passwd` and
+    /// `etc/group` holding `passwd` and `group`.
+    pub fn users(&mut self, passwd: &str, group: &str) -> &mut Self {
+        self.dir("etc/")
+            .file("etc/passwd", passwd.as_bytes())
+            .file("etc/group", group.as_bytes())
+    }
+
     /// A file with PAX records (xattrs, long names).
     pub fn pax_file(&mut self, name: &str, data: &[u8], records: &[(&str, &[u8])]) -> &mut Self {
         self.b
