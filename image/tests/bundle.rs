@@ -31,7 +31,7 @@ fn rootfs_with_users(dir: &Path) {
 }
 
 /// An image config from its JSON.
-fn image_config(json: serde_json::Value) -> ImageConfig {
+fn image_config(json: &serde_json::Value) -> ImageConfig {
     parse_config(json.to_string().as_bytes(), "test config").unwrap()
 }
 
@@ -73,7 +73,7 @@ fn config_from_image_config() {
     let tmp = tempfile::tempdir().unwrap();
     let rootfs = tmp.path().join("rootfs");
     rootfs_with_users(&rootfs);
-    let cfg = image_config(json!({
+    let cfg = image_config(&json!({
         "architecture": "amd64", "os": "linux", "author": "me", "created": "2024-01-01T00:00:00Z",
         "config": {
             "User": "app", "Entrypoint": ["/entry"], "Cmd": ["--flag"], "Env": ["PATH=/app/bin", "A=1"],
@@ -366,7 +366,7 @@ fn volumes_are_seeded_from_the_image() {
     fs::set_permissions(&data, fs::Permissions::from_mode(0o750)).unwrap();
     symlink("/etc/passwd", data.join("abs")).unwrap();
     symlink("../../../../../../etc", rootfs.join("climb")).unwrap();
-    let cfg = image_config(json!({
+    let cfg = image_config(&json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Cmd": ["sh"], "Volumes": {"/data": {}, "/climb": {}, "/missing": {}}},
         "rootfs": {"type": "layers", "diff_ids": []}

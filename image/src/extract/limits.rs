@@ -89,8 +89,11 @@ impl Default for Limits {
     }
 }
 
+/// One of the limits, as a field of [`Limits`] to set.
+type Field = fn(&mut Limits) -> &mut u64;
+
 /// The environment variable that sets each limit, and the field it sets.
-const KNOBS: &[(&str, fn(&mut Limits) -> &mut u64)] = &[
+const KNOBS: &[(&str, Field)] = &[
     ("BERTH_MAX_LAYER_BYTES", |l| &mut l.max_layer_bytes),
     ("BERTH_MAX_IMAGE_BYTES", |l| &mut l.max_image_bytes),
     ("BERTH_MAX_ENTRIES", |l| &mut l.max_entries),
