@@ -4,6 +4,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use berth_sys::errno::describe;
+
 /// Errors returned by `berth-cgroups`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -105,17 +107,6 @@ pub enum Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// An OS error as runc words it: the C library's text, lower-case, without "(os error N)".
-pub(crate) fn describe(err: &io::Error) -> String {
-    let text = err.to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text);
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().collect::<String>() + chars.as_str(),
-        None => String::new(),
-    }
-}
 
 impl Error {
     /// The OS error number behind this error, if it wraps one.

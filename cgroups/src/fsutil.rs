@@ -137,16 +137,13 @@ pub(crate) fn read_procs_recursive(dir: &Path) -> Result<Vec<i32>> {
 
 /// The child cgroup directories of `dir`.
 pub(crate) fn subdirs(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(Error::Io {
-                op: "read directory",
-                path: dir.to_owned(),
-                source,
-            })
-        }
+    let rd = berth_sys::fs::read_dir_if_exists(dir).map_err(|source| Error::Io {
+        op: "read directory",
+        path: dir.to_owned(),
+        source,
+    })?;
+    let Some(rd) = rd else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for entry in rd.flatten() {

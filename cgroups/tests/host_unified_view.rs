@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_cgroups::{devices, Error, Mode};
-use common::{eventually, resources, unique, Action, TestCg};
+use common::{eventually, unique, Action, TestCg};
 
 /// A `berth-test-*` directory in the real unified hierarchy, removed on drop.
 struct Root(PathBuf);
@@ -50,25 +50,19 @@ fn view(tag: &str) -> Option<(Root, TestCg)> {
     Some((root, t))
 }
 
-fn leaf(t: &TestCg) -> &Path {
-    t.cg.dirs().next().unwrap()
-}
-
 #[test]
 fn freeze_via_cgroup_freeze() {
     let Some((_root, t)) = view("v2freeze") else {
         return;
     };
-    let (_child, read) = t.spinner();
-    let a = t.freeze_and_assert_still(&read, Duration::from_millis(200));
-    let events = std::fs::read_to_string(leaf(&t).join("cgroup.events")).unwrap();
-    assert!(events.contains("frozen 1"), "{events}");
-    t.cg.thaw().unwrap();
-    eventually("progress", || read() > a);
+    let _spinner = t.freeze_and_thaw(Duration::from_millis(200), || {
+        let events = t.read_leaf("cgroup.events");
+        assert!(events.contains("frozen 1"), "{events}");
+    });
     // A paused container is still killed by delete.
     t.cg.freeze().unwrap();
     t.cg.destroy().unwrap();
-    assert!(!leaf(&t).exists());
+    assert!(!t.leaf().exists());
 }
 
 #[test]
@@ -76,19 +70,13 @@ fn cgroup_kill_kills_everything() {
     let Some((_root, t)) = view("v2kill") else {
         return;
     };
-    let mut child = t.run(&Action::ForkLoop(6));
-    assert_eq!(child.exit_code(), 6);
-    eventually("6 orphans", || t.cg.pids().unwrap().len() == 6);
-    assert!(leaf(&t).join("cgroup.kill").exists());
+    t.run_orphans(6);
+    assert!(t.leaf().join("cgroup.kill").exists());
     t.cg.signal_all(libc::SIGKILL).unwrap();
     eventually("empty", || t.cg.pids().unwrap().is_empty());
-    let events = std::fs::read_to_string(leaf(&t).join("cgroup.events")).unwrap();
     eventually("populated 0", || {
-        std::fs::read_to_string(leaf(&t).join("cgroup.events"))
-            .unwrap()
-            .contains("populated 0")
+        t.read_leaf("cgroup.events").contains("populated 0")
     });
-    drop(events);
 }
 
 #[test]
@@ -98,9 +86,9 @@ fn delete_with_running_processes_and_subcgroups() {
     };
     let _child = t.run(&Action::Sleep);
     // The container made a cgroup of its own below ours.
-    std::fs::create_dir(leaf(&t).join("inner")).unwrap();
+    std::fs::create_dir(t.leaf().join("inner")).unwrap();
     t.cg.destroy().unwrap();
-    assert!(!leaf(&t).exists());
+    assert!(!t.leaf().exists());
     assert!(root.0.exists(), "the parent we did not create is kept");
 }
 
@@ -113,11 +101,9 @@ fn device_program_filters_and_is_replaced_on_update() {
     let Some((_root, t)) = view("v2dev") else {
         return;
     };
-    t.cg.apply(&resources(
-        r#"{"devices": [{"allow": false, "access": "rwm"}]}"#,
-    ))
-    .expect("load and attach the device program");
-    assert_eq!(devices::attached_programs(leaf(&t)).unwrap(), 1);
+    // Loads and attaches the device program.
+    t.apply(r#"{"devices": [{"allow": false, "access": "rwm"}]}"#);
+    assert_eq!(devices::attached_programs(t.leaf()).unwrap(), 1);
     assert_eq!(open_in(&t, "/dev/kmsg", libc::O_RDONLY), libc::EPERM);
     assert_eq!(open_in(&t, "/dev/null", libc::O_RDWR), 0);
     assert_eq!(open_in(&t, "/dev/zero", libc::O_RDONLY), 0);
@@ -129,26 +115,22 @@ fn device_program_filters_and_is_replaced_on_update() {
         assert_eq!(open_in(&t, disk, libc::O_RDONLY), libc::EPERM, "{disk}");
     }
     // update: read-only /dev/kmsg.
-    t.cg
-        .apply(&resources(
-            r#"{"devices": [{"allow": false, "access": "rwm"},
-                            {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "r"}]}"#,
-        ))
-        .unwrap();
+    t.apply(
+        r#"{"devices": [{"allow": false, "access": "rwm"},
+                        {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "r"}]}"#,
+    );
     assert_eq!(
-        devices::attached_programs(leaf(&t)).unwrap(),
+        devices::attached_programs(t.leaf()).unwrap(),
         1,
         "old program detached"
     );
     assert_eq!(open_in(&t, "/dev/kmsg", libc::O_RDONLY), 0);
     assert_eq!(open_in(&t, "/dev/kmsg", libc::O_WRONLY), libc::EPERM);
     // Allow-all with one deny.
-    t.cg
-        .apply(&resources(
-            r#"{"devices": [{"allow": true, "access": "rwm"},
-                            {"allow": false, "type": "c", "major": 1, "minor": 5, "access": "rw"}]}"#,
-        ))
-        .unwrap();
+    t.apply(
+        r#"{"devices": [{"allow": true, "access": "rwm"},
+                        {"allow": false, "type": "c", "major": 1, "minor": 5, "access": "rw"}]}"#,
+    );
     assert_eq!(open_in(&t, "/dev/kmsg", libc::O_WRONLY), 0);
     // /dev/zero (1:5) is re-allowed by the defaults appended after the config, as in runc.
     assert_eq!(open_in(&t, "/dev/zero", libc::O_RDONLY), 0);
@@ -159,42 +141,23 @@ fn controllers_not_enabled_are_reported() {
     let Some((_root, t)) = view("v2unsup") else {
         return;
     };
-    let controllers = std::fs::read_to_string(leaf(&t).join("cgroup.controllers")).unwrap();
-    if controllers.split_whitespace().any(|c| c == "memory") {
+    if t.controllers().iter().any(|c| c == "memory") {
         return;
     }
-    let e =
-        t.cg.apply(&resources(r#"{"memory": {"limit": 1048576}}"#))
-            .unwrap_err();
+    let e = t.refused(r#"{"memory": {"limit": 1048576}}"#, "cgroup.controllers");
     assert!(matches!(e, Error::UnsupportedResource { .. }), "{e}");
-    assert!(e.to_string().contains("memory") && e.to_string().contains("cgroup.controllers"));
-    let e =
-        t.cg.apply(&resources(r#"{"unified": {"memory.high": "10M"}}"#))
-            .unwrap_err();
-    assert!(e.to_string().contains("unified"), "{e}");
-    let e =
-        t.cg.apply(&resources(r#"{"unified": {"cgroup.procs": "1"}}"#))
-            .unwrap_err();
+    assert!(e.to_string().contains("memory"), "{e}");
+    t.refused(r#"{"unified": {"memory.high": "10M"}}"#, "unified");
+    let e = t.apply_err(r#"{"unified": {"cgroup.procs": "1"}}"#);
     assert!(matches!(e, Error::InvalidResource { .. }), "{e}");
     // A harmless core file is allowed.
-    t.cg.apply(&resources(
-        r#"{"unified": {"cgroup.max.descendants": "5"}}"#,
-    ))
-    .unwrap();
-    assert_eq!(
-        std::fs::read_to_string(leaf(&t).join("cgroup.max.descendants"))
-            .unwrap()
-            .trim(),
-        "5"
+    t.apply(r#"{"unified": {"cgroup.max.descendants": "5"}}"#);
+    assert_eq!(t.read_leaf("cgroup.max.descendants"), "5");
+    t.refused(
+        r#"{"cpu": {"realtimeRuntime": 1000}}"#,
+        "cpu.realtimeRuntime",
     );
-    let e =
-        t.cg.apply(&resources(r#"{"cpu": {"realtimeRuntime": 1000}}"#))
-            .unwrap_err();
-    assert!(e.to_string().contains("cpu.realtimeRuntime"), "{e}");
-    let e =
-        t.cg.apply(&resources(r#"{"network": {"classID": 1}}"#))
-            .unwrap_err();
-    assert!(e.to_string().contains("network"), "{e}");
+    t.refused(r#"{"network": {"classID": 1}}"#, "network");
 }
 
 #[test]
@@ -202,23 +165,18 @@ fn hugetlb_v2_when_the_host_offers_it() {
     let Some((_root, t)) = view("v2huge") else {
         return;
     };
-    let limits = resources(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}"#);
-    let controllers = std::fs::read_to_string(leaf(&t).join("cgroup.controllers")).unwrap();
-    if controllers.split_whitespace().any(|c| c == "hugetlb") {
-        t.cg.apply(&limits).unwrap();
-        let v = std::fs::read_to_string(leaf(&t).join("hugetlb.2MB.max")).unwrap();
-        assert_eq!(v.trim(), "4194304");
+    let limits = r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}"#;
+    if t.controllers().iter().any(|c| c == "hugetlb") {
+        t.apply(limits);
+        assert_eq!(t.read_leaf("hugetlb.2MB.max"), "4194304");
         let stats = t.cg.stats().unwrap();
         assert!(stats.hugetlb.contains_key("2MB"), "{:?}", stats.hugetlb);
-        let e =
-            t.cg.apply(&resources(
-                r#"{"hugepageLimits": [{"pageSize": "3MB", "limit": 1}]}"#,
-            ))
-            .unwrap_err();
-        assert!(e.to_string().contains("hugepageLimits[0]"), "{e}");
+        t.refused(
+            r#"{"hugepageLimits": [{"pageSize": "3MB", "limit": 1}]}"#,
+            "hugepageLimits[0]",
+        );
     } else {
-        let e = t.cg.apply(&limits).unwrap_err();
-        assert!(e.to_string().contains("hugepageLimits"), "{e}");
+        t.refused(limits, "hugepageLimits");
     }
 }
 

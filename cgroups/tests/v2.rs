@@ -23,15 +23,10 @@ fn v2_host() -> bool {
     }
 }
 
-fn read(t: &TestCg, file: &str) -> String {
-    t.read("memory", file)
-}
-
-fn controllers(t: &TestCg) -> Vec<String> {
-    read(t, "cgroup.controllers")
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
+/// A fresh container cgroup (`<berth-test-tag-…>/c`) on a v2-only host; `None` (the test is
+/// skipped) elsewhere.
+fn v2_cgroup(tag: &str) -> Option<TestCg> {
+    v2_host().then(|| TestCg::create(&unique(tag), "c"))
 }
 
 #[test]
@@ -41,7 +36,7 @@ fn every_controller_is_enabled_in_nested_parents() {
     }
     let parent = unique("nest");
     let t = TestCg::create(&format!("{parent}/mid"), "c");
-    let c = controllers(&t);
+    let c = t.controllers();
     for want in ["cpu", "memory", "pids", "io", "cpuset"] {
         assert!(c.iter().any(|x| x == want), "{want} not enabled: {c:?}");
     }
@@ -53,10 +48,9 @@ fn every_controller_is_enabled_in_nested_parents() {
 
 #[test]
 fn limits_are_written_and_read_back() {
-    if !v2_host() {
+    let Some(t) = v2_cgroup("limits") else {
         return;
-    }
-    let t = TestCg::create(&unique("limits"), "c");
+    };
     t.cg.apply(&resources(
         r#"{
         "memory": {"limit": 67108864, "reservation": 33554432, "swap": 134217728},
@@ -68,114 +62,77 @@ fn limits_are_written_and_read_back() {
     }"#,
     ))
     .expect("apply");
-    assert_eq!(read(&t, "memory.max"), "67108864");
-    assert_eq!(read(&t, "memory.low"), "33554432");
+    assert_eq!(t.read_leaf("memory.max"), "67108864");
+    assert_eq!(t.read_leaf("memory.low"), "33554432");
     if Path::new(t.dir("memory")).join("memory.swap.max").exists() {
         assert_eq!(
-            read(&t, "memory.swap.max"),
+            t.read_leaf("memory.swap.max"),
             "67108864",
             "swap.max = swap - limit"
         );
     }
     assert_eq!(
-        read(&t, "memory.high"),
+        t.read_leaf("memory.high"),
         "59998208",
         "unified written (page-rounded)"
     );
-    assert_eq!(read(&t, "cpu.weight"), "100", "1024 shares = weight 100");
-    assert_eq!(read(&t, "cpu.max"), "50000 100000");
-    assert_eq!(read(&t, "cpu.max.burst"), "1000");
-    assert_eq!(read(&t, "cpuset.cpus"), "0");
-    assert_eq!(read(&t, "cpuset.mems"), "0");
-    assert_eq!(read(&t, "pids.max"), "42");
+    assert_eq!(t.read_leaf("cpu.weight"), "100", "1024 shares = weight 100");
+    assert_eq!(t.read_leaf("cpu.max"), "50000 100000");
+    assert_eq!(t.read_leaf("cpu.max.burst"), "1000");
+    assert_eq!(t.read_leaf("cpuset.cpus"), "0");
+    assert_eq!(t.read_leaf("cpuset.mems"), "0");
+    assert_eq!(t.read_leaf("pids.max"), "42");
     let w = if Path::new(t.dir("memory")).join("io.bfq.weight").exists() {
-        read(&t, "io.bfq.weight")
+        t.read_leaf("io.bfq.weight")
     } else {
-        read(&t, "io.weight")
+        t.read_leaf("io.weight")
     };
     assert!(w.contains("500") || w.contains("4950"), "io weight: {w}");
-    if controllers(&t).iter().any(|c| c == "hugetlb") {
-        t.cg.apply(&resources(
-            r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}"#,
-        ))
-        .unwrap();
-        assert_eq!(read(&t, "hugetlb.2MB.max"), "4194304");
+    if t.controllers().iter().any(|c| c == "hugetlb") {
+        t.apply(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}"#);
+        assert_eq!(t.read_leaf("hugetlb.2MB.max"), "4194304");
     }
     // update: absent fields stay, checkBeforeUpdate refuses a limit below usage.
-    t.cg.apply(&resources(
-        r#"{"memory": {"limit": 134217728}, "cpu": {"shares": 2}}"#,
-    ))
-    .unwrap();
-    assert_eq!(read(&t, "memory.max"), "134217728");
-    assert_eq!(read(&t, "memory.low"), "33554432");
-    assert_eq!(read(&t, "cpu.weight"), "1");
+    t.apply(r#"{"memory": {"limit": 134217728}, "cpu": {"shares": 2}}"#);
+    assert_eq!(t.read_leaf("memory.max"), "134217728");
+    assert_eq!(t.read_leaf("memory.low"), "33554432");
+    assert_eq!(t.read_leaf("cpu.weight"), "1");
     let child = t.run(&Action::Burn(1));
     eventually("the child's memory", || child.state() == 'S');
-    let e =
-        t.cg.apply(&resources(
-            r#"{"memory": {"limit": 4096, "checkBeforeUpdate": true}}"#,
-        ))
-        .unwrap_err();
-    assert!(e.to_string().contains("checkBeforeUpdate"), "{e}");
-    let e =
-        t.cg.apply(&resources(r#"{"unified": {"nosuch.file": "1"}}"#))
-            .unwrap_err();
+    t.refused(
+        r#"{"memory": {"limit": 4096, "checkBeforeUpdate": true}}"#,
+        "checkBeforeUpdate",
+    );
+    let e = t.apply_err(r#"{"unified": {"nosuch.file": "1"}}"#);
     assert!(matches!(e, Error::UnsupportedResource { .. }), "{e}");
-    let e =
-        t.cg.apply(&resources(r#"{"cpu": {"realtimeRuntime": 5}}"#))
-            .unwrap_err();
-    assert!(e.to_string().contains("realtime"), "{e}");
+    t.refused(r#"{"cpu": {"realtimeRuntime": 5}}"#, "realtime");
 }
 
 #[test]
 fn pids_limit_stops_a_fork_loop() {
-    if !v2_host() {
+    let Some(t) = v2_cgroup("pids") else {
         return;
-    }
-    let t = TestCg::create(&unique("pids"), "c");
-    t.cg.apply(&resources(r#"{"pids": {"limit": 5}}"#)).unwrap();
-    let mut child = t.run(&Action::ForkLoop(12));
-    assert_eq!(child.exit_code(), 4);
-    assert!(!read(&t, "pids.events").ends_with(" 0"));
+    };
+    t.assert_pids_limit_stops_a_fork_loop(12);
 }
 
 #[test]
 fn memory_limit_oom_kills_and_is_reported() {
-    if !v2_host() {
+    let Some(t) = v2_cgroup("oom") else {
         return;
-    }
-    let t = TestCg::create(&unique("oom"), "c");
-    t.cg.apply(&resources(
-        r#"{"memory": {"limit": 33554432, "swap": 33554432}}"#,
-    ))
-    .unwrap();
-    let mut child = t.run(&Action::Alloc(128 << 20));
-    let st = child
-        .wait_timeout(Duration::from_secs(120))
-        .expect("child ended");
-    assert!(
-        libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL,
-        "{st:#x}"
-    );
-    assert!(t.cg.oom_kills().unwrap() >= 1);
-    let s = t.cg.stats().unwrap();
+    };
+    let s = t.assert_oom_killed(128 << 20, Duration::from_secs(120));
     assert_eq!(s.memory.usage.limit, 33_554_432);
     assert!(s.memory.usage.failcnt >= 1);
 }
 
 #[test]
 fn freeze_kill_stats_and_delete() {
-    if !v2_host() {
+    let Some(t) = v2_cgroup("life") else {
         return;
-    }
-    let parent = unique("life");
-    let t = TestCg::create(&parent, "c");
-    t.cg.apply(&resources(r#"{"pids": {"limit": 20}}"#))
-        .unwrap();
-    let (_spinner, count) = t.spinner();
-    let a = t.freeze_and_assert_still(&count, Duration::from_millis(300));
-    t.cg.thaw().unwrap();
-    eventually("progress", || count() > a);
+    };
+    t.apply(r#"{"pids": {"limit": 20}}"#);
+    let _spinner = t.freeze_and_thaw(Duration::from_millis(300), || {});
     // Memory is charged where it is touched: a child that allocates after joining.
     let toucher = t.run(&Action::Burn(1));
     eventually("the allocation", || toucher.state() == 'S');
@@ -195,47 +152,42 @@ fn freeze_kill_stats_and_delete() {
     assert!(!dir.exists() && !dir.parent().unwrap().exists());
 }
 
-fn ram_disk() -> Option<&'static str> {
-    Path::new("/dev/ram0").exists().then_some("/dev/ram0")
+/// `/dev/ram0` (block device 1:0) and a fresh container cgroup, on a v2-only host that has
+/// that RAM disk; `None` (the test is skipped, saying why) otherwise.
+fn ram_disk_cgroup(tag: &str) -> Option<(&'static str, TestCg)> {
+    if !v2_host() {
+        return None;
+    }
+    if !Path::new("/dev/ram0").exists() {
+        eprintln!("skipped: no /dev/ram0 (modprobe brd)");
+        return None;
+    }
+    Some(("/dev/ram0", TestCg::create(&unique(tag), "c")))
 }
 
 #[test]
 fn device_program_blocks_disks_and_allows_configured_ones() {
-    if !v2_host() {
-        return;
-    }
-    let Some(disk) = ram_disk() else {
-        eprintln!("skipped: no /dev/ram0 (modprobe brd)");
+    let Some((disk, t)) = ram_disk_cgroup("dev") else {
         return;
     };
-    let t = TestCg::create(&unique("dev"), "c");
     let open =
         |path: &str| t.run_to_exit(&Action::Open(CString::new(path).unwrap(), libc::O_RDONLY));
-    t.cg.apply(&resources(
-        r#"{"devices": [{"allow": false, "access": "rwm"}]}"#,
-    ))
-    .unwrap();
+    t.apply(r#"{"devices": [{"allow": false, "access": "rwm"}]}"#);
     assert_eq!(open(disk), libc::EPERM);
     assert_eq!(open("/dev/null"), 0);
-    t.cg.apply(&resources(
+    t.apply(
         r#"{"devices": [{"allow": false, "access": "rwm"},
                         {"allow": true, "type": "b", "major": 1, "minor": 0, "access": "r"}]}"#,
-    ))
-    .unwrap();
+    );
     assert_eq!(open(disk), 0);
     assert_eq!(devices::attached_programs(t.dir("memory")).unwrap(), 1);
 }
 
 #[test]
 fn io_max_throttles_a_ram_disk() {
-    if !v2_host() {
-        return;
-    }
-    let Some(disk) = ram_disk() else {
-        eprintln!("skipped: no /dev/ram0 (modprobe brd)");
+    let Some((disk, t)) = ram_disk_cgroup("io") else {
         return;
     };
-    let t = TestCg::create(&unique("io"), "c");
     let timed = |bytes: usize| {
         let mut c = Child::spawn(&Action::ReadDirect(CString::new(disk).unwrap(), bytes));
         t.cg.add_pid(c.pid).unwrap();
@@ -245,11 +197,10 @@ fn io_max_throttles_a_ram_disk() {
         start.elapsed()
     };
     let unthrottled = timed(2 << 20);
-    t.cg.apply(&resources(
+    t.apply(
         r#"{"blockIO": {"throttleReadBpsDevice": [{"major": 1, "minor": 0, "rate": 1048576}]}}"#,
-    ))
-    .unwrap();
-    let io_max = read(&t, "io.max");
+    );
+    let io_max = t.read_leaf("io.max");
     assert!(io_max.contains("1:0 rbps=1048576"), "{io_max}");
     let throttled = timed(4 << 20);
     assert!(

@@ -5,11 +5,12 @@
 
 mod common;
 
-use std::fs;
 use std::path::PathBuf;
 
-use common::{engine_fixture, forks_under_pids_limit, Berth, OutputExt, SLEEPER};
-use serde_json::{json, Value};
+use common::{
+    berth_test, engine_fixture, forks_under_pids_limit, read_trimmed, OutputExt, SLEEPER,
+};
+use serde_json::json;
 
 /// The container's directory in a v1 hierarchy (berth's default path is `/berth-<id>`).
 fn v1_dir(controller: &str, id: &str) -> PathBuf {
@@ -24,105 +25,95 @@ fn no_cgroup_left(id: &str) {
 
 #[test]
 fn pids_limit_stops_a_fork_loop() {
-    let b = Berth::new();
-    let n = forks_under_pids_limit(&b, "pids", 10);
-    assert!(n > 0 && n < 10, "{n} children despite pids.max=10");
-    no_cgroup_left(&b.id("pids"));
-    b.assert_clean();
+    berth_test(|b| {
+        let n = forks_under_pids_limit(b, "pids", 10);
+        assert!(n > 0 && n < 10, "{n} children despite pids.max=10");
+        no_cgroup_left(&b.id("pids"));
+    });
 }
 
 #[test]
 fn memory_limit_oom_kills() {
-    let b = Berth::new();
-    // Grow a shell variable well past the limit: the kernel's OOM killer ends the shell.
-    let mut c = b.config(&[
-        "sh",
-        "-c",
-        "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
-    ]);
-    c["linux"]["resources"] = json!({"memory": {"limit": 16_777_216, "swap": 16_777_216}});
-    let out = b.run(&b.id("oom"), &c);
-    assert_eq!(
-        out.code(),
-        137,
-        "expected SIGKILL from the OOM killer: {}",
-        out.err()
-    );
-    b.assert_clean();
+    berth_test(|b| {
+        // Grow a shell variable well past the limit: the kernel's OOM killer ends the shell.
+        let mut c = b.config(&[
+            "sh",
+            "-c",
+            "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
+        ]);
+        c["linux"]["resources"] = json!({"memory": {"limit": 16_777_216, "swap": 16_777_216}});
+        let out = b.run(&b.id("oom"), &c);
+        assert_eq!(
+            out.code(),
+            137,
+            "expected SIGKILL from the OOM killer: {}",
+            out.err()
+        );
+    });
 }
 
 #[test]
 fn pause_update_stats_kill_all_and_delete() {
-    let b = Berth::new();
-    let id = b.id("life");
-    let mut c = b.config(SLEEPER);
-    c["linux"]["resources"] = json!({"memory": {"limit": 67_108_864}, "pids": {"limit": 50}});
-    b.create_and_start(&id, &c);
-    let mem = v1_dir("memory", &id).join("memory.limit_in_bytes");
-    assert_eq!(fs::read_to_string(&mem).unwrap().trim(), "67108864");
+    berth_test(|b| {
+        let id = b.id("life");
+        let mut c = b.config(SLEEPER);
+        c["linux"]["resources"] = json!({"memory": {"limit": 67_108_864}, "pids": {"limit": 50}});
+        b.create_and_start(&id, &c);
+        let memory = v1_dir("memory", &id);
+        assert_eq!(read_trimmed(&memory, "memory.limit_in_bytes"), "67108864");
 
-    b.cmd(&["pause", &id]).ok();
-    assert_eq!(b.status(&id), "paused");
-    assert_eq!(
-        fs::read_to_string(v1_dir("freezer", &id).join("freezer.state"))
-            .unwrap()
-            .trim(),
-        "FROZEN"
-    );
-    b.cmd(&["pause", &id]).fails_with("already paused");
-    b.cmd(&["resume", &id]).ok();
-    assert_eq!(b.status(&id), "running");
+        b.cmd(&["pause", &id]).ok();
+        assert_eq!(b.status(&id), "paused");
+        assert_eq!(
+            read_trimmed(&v1_dir("freezer", &id), "freezer.state"),
+            "FROZEN"
+        );
+        b.cmd(&["pause", &id]).fails_with("already paused");
+        b.cmd(&["resume", &id]).ok();
+        assert_eq!(b.status(&id), "running");
 
-    b.cmd(&["update", "--memory", "128m", "--pids-limit", "70", &id])
-        .ok();
-    assert_eq!(fs::read_to_string(&mem).unwrap().trim(), "134217728");
-    assert_eq!(
-        fs::read_to_string(v1_dir("pids", &id).join("pids.max"))
-            .unwrap()
-            .trim(),
-        "70"
-    );
-    for engine in ["podman", "docker"] {
-        let file = engine_fixture(engine, "update-resources");
-        b.cmd(&["update", "--resources", file.to_str().unwrap(), &id])
+        b.cmd(&["update", "--memory", "128m", "--pids-limit", "70", &id])
             .ok();
-    }
-    assert_eq!(fs::read_to_string(&mem).unwrap().trim(), "134217728");
+        assert_eq!(read_trimmed(&memory, "memory.limit_in_bytes"), "134217728");
+        assert_eq!(read_trimmed(&v1_dir("pids", &id), "pids.max"), "70");
+        for engine in ["podman", "docker"] {
+            let file = engine_fixture(engine, "update-resources");
+            b.cmd(&["update", "--resources", file.to_str().unwrap(), &id])
+                .ok();
+        }
+        assert_eq!(read_trimmed(&memory, "memory.limit_in_bytes"), "134217728");
 
-    let stats: Value =
-        serde_json::from_str(&b.cmd(&["events", "--stats", &id]).ok().out()).unwrap();
-    assert_eq!(stats["type"], "stats");
-    assert!(
-        stats["data"]["memory"]["usage"]["usage"].as_u64().unwrap() > 0,
-        "{stats}"
-    );
-    assert!(
-        stats["data"]["pids"]["current"].as_u64().unwrap() >= 1,
-        "{stats}"
-    );
+        let stats = b.stats(&id);
+        assert_eq!(stats["type"], "stats");
+        assert!(
+            stats["data"]["memory"]["usage"]["usage"].as_u64().unwrap() > 0,
+            "{stats}"
+        );
+        assert!(
+            stats["data"]["pids"]["current"].as_u64().unwrap() >= 1,
+            "{stats}"
+        );
 
-    let pids: Vec<i32> =
-        serde_json::from_str(&b.cmd(&["ps", "--format", "json", &id]).ok().out()).unwrap();
-    assert!(pids.len() >= 2, "the shell and its sleep: {pids:?}");
-    b.cmd(&["kill", "--all", &id, "KILL"]).ok();
-    b.wait_status(&id, "stopped");
-    b.cmd(&["delete", &id]).ok();
-    no_cgroup_left(&id);
-    b.assert_clean();
+        let pids = b.ps(&id);
+        assert!(pids.len() >= 2, "the shell and its sleep: {pids:?}");
+        b.kill_all_and_wait(&id, "KILL");
+        b.delete(&id);
+        no_cgroup_left(&id);
+    });
 }
 
 #[test]
 fn failed_create_leaves_no_cgroup() {
-    let b = Berth::new();
-    let id = b.id("badres");
-    let mut c = b.config(&["true"]);
-    c["linux"]["resources"] = json!({"cpu": {"cpus": "999"}});
-    let out = b.try_create(&id, &c);
-    assert!(
-        !out.status.success(),
-        "an impossible cpuset must fail create"
-    );
-    no_cgroup_left(&id);
-    b.assert_no_state(&id);
-    b.assert_clean();
+    berth_test(|b| {
+        let id = b.id("badres");
+        let mut c = b.config(&["true"]);
+        c["linux"]["resources"] = json!({"cpu": {"cpus": "999"}});
+        let out = b.try_create(&id, &c);
+        assert!(
+            !out.status.success(),
+            "an impossible cpuset must fail create"
+        );
+        no_cgroup_left(&id);
+        b.assert_no_state(&id);
+    });
 }

@@ -14,7 +14,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
-use common::{Berth, OutputExt};
+use common::{berth_test, Berth, OutputExt};
 use serde_json::json;
 
 /// The value printed as `key=value` on a line of `out`.
@@ -33,19 +33,19 @@ fn host_ns(kind: &str) -> String {
 
 #[test]
 fn namespaces_are_new_and_hostname_is_set() {
-    let b = Berth::new();
-    let out = b.run_script("ns",
-        "for n in pid net ipc uts mnt cgroup user time; do echo $n=$(readlink /proc/self/ns/$n); done; echo host=$(hostname)",
-        |c| c["hostname"] = json!("berth-inside"),
-    );
-    for kind in ["pid", "net", "ipc", "uts", "mnt", "cgroup"] {
-        assert_ne!(field(&out, kind), host_ns(kind), "{kind} is the host's");
-    }
-    for kind in ["user", "time"] {
-        assert_eq!(field(&out, kind), host_ns(kind), "{kind} was not asked for");
-    }
-    assert_eq!(field(&out, "host"), "berth-inside");
-    b.assert_clean();
+    berth_test(|b| {
+        let out = b.run_script("ns",
+            "for n in pid net ipc uts mnt cgroup user time; do echo $n=$(readlink /proc/self/ns/$n); done; echo host=$(hostname)",
+            |c| c["hostname"] = json!("berth-inside"),
+        );
+        for kind in ["pid", "net", "ipc", "uts", "mnt", "cgroup"] {
+            assert_ne!(field(&out, kind), host_ns(kind), "{kind} is the host's");
+        }
+        for kind in ["user", "time"] {
+            assert_eq!(field(&out, kind), host_ns(kind), "{kind} was not asked for");
+        }
+        assert_eq!(field(&out, "host"), "berth-inside");
+    });
 }
 
 /// A host process in a network namespace of its own, killed and reaped on drop.
@@ -60,80 +60,77 @@ impl Drop for NetnsHolder {
 
 #[test]
 fn joins_a_namespace_by_path() {
-    let b = Berth::new();
-    let holder = NetnsHolder(
-        Command::new(common::BUSYBOX)
-            .args(["unshare", "--net", common::BUSYBOX, "sleep", "1000"])
-            .spawn()
-            .unwrap(),
-    );
-    let ns_path = format!("/proc/{}/ns/net", holder.0.id());
-    let host = host_ns("net");
-    assert!(
-        common::poll_until(common::STATUS_TIMEOUT, || {
-            fs::read_link(&ns_path).is_ok_and(|l| l.to_string_lossy() != host)
-        }),
-        "unshare did not enter a new network namespace"
-    );
-    let target = fs::read_link(&ns_path).unwrap();
-    let out = b.run_script("joinnet", "echo net=$(readlink /proc/self/ns/net)", |c| {
-        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
-            if ns["type"] == "network" {
-                ns["path"] = json!(ns_path);
+    berth_test(|b| {
+        let holder = NetnsHolder(
+            Command::new(common::BUSYBOX)
+                .args(["unshare", "--net", common::BUSYBOX, "sleep", "1000"])
+                .spawn()
+                .unwrap(),
+        );
+        let ns_path = format!("/proc/{}/ns/net", holder.0.id());
+        let host = host_ns("net");
+        assert!(
+            common::poll_until(common::STATUS_TIMEOUT, || {
+                fs::read_link(&ns_path).is_ok_and(|l| l.to_string_lossy() != host)
+            }),
+            "unshare did not enter a new network namespace"
+        );
+        let target = fs::read_link(&ns_path).unwrap();
+        let out = b.run_script("joinnet", "echo net=$(readlink /proc/self/ns/net)", |c| {
+            for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+                if ns["type"] == "network" {
+                    ns["path"] = json!(ns_path);
+                }
             }
-        }
+        });
+        assert_eq!(field(&out, "net"), target.to_string_lossy());
+        drop(holder);
     });
-    assert_eq!(field(&out, "net"), target.to_string_lossy());
-    drop(holder);
-    b.assert_clean();
 }
 
 #[test]
 fn user_groups_umask_cwd_env() {
-    let b = Berth::new();
-    let out = b.run_script("ident",
-        "grep -E '^(Uid|Gid|Groups):' /proc/self/status | tr -s '\\t ' ' '; echo umask=$(umask); echo cwd=$(pwd); echo foo=$FOO",
-        |c| {
-            c["process"]["user"] =
-                json!({"uid": 1000, "gid": 1001, "additionalGids": [10, 20], "umask": 0o027});
-            c["process"]["cwd"] = json!("/tmp");
-            c["process"]["env"]
-                .as_array_mut()
-                .unwrap()
-                .push(json!("FOO=bar baz"));
-        },
-    );
-    assert!(out.contains("Uid: 1000 1000 1000 1000"), "{out}");
-    assert!(out.contains("Gid: 1001 1001 1001 1001"), "{out}");
-    assert_eq!(
-        out.lines()
-            .find_map(|l| l.strip_prefix("Groups:"))
-            .map(str::trim),
-        Some("10 20"),
-        "{out}"
-    );
-    assert_eq!(field(&out, "umask"), "0027");
-    assert_eq!(field(&out, "cwd"), "/tmp");
-    assert_eq!(field(&out, "foo"), "bar baz");
-    b.assert_clean();
+    berth_test(|b| {
+        let out = b.run_script("ident",
+            "grep -E '^(Uid|Gid|Groups):' /proc/self/status | tr -s '\\t ' ' '; echo umask=$(umask); echo cwd=$(pwd); echo foo=$FOO",
+            |c| {
+                c["process"]["user"] =
+                    json!({"uid": 1000, "gid": 1001, "additionalGids": [10, 20], "umask": 0o027});
+                c["process"]["cwd"] = json!("/tmp");
+                common::add_env(c, "FOO=bar baz");
+            },
+        );
+        assert!(out.contains("Uid: 1000 1000 1000 1000"), "{out}");
+        assert!(out.contains("Gid: 1001 1001 1001 1001"), "{out}");
+        assert_eq!(
+            out.lines()
+                .find_map(|l| l.strip_prefix("Groups:"))
+                .map(str::trim),
+            Some("10 20"),
+            "{out}"
+        );
+        assert_eq!(field(&out, "umask"), "0027");
+        assert_eq!(field(&out, "cwd"), "/tmp");
+        assert_eq!(field(&out, "foo"), "bar baz");
+    });
 }
 
 #[test]
 fn rlimits_and_no_new_privileges() {
-    let b = Berth::new();
-    let script = "echo soft=$(ulimit -n); echo hard=$(ulimit -Hn); echo nnp=$(grep NoNewPrivs /proc/self/status | tr -dc 0-9)";
-    let out = b.run_script("limits", script, |c| {
-        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}]);
-        c["process"]["noNewPrivileges"] = json!(true);
+    berth_test(|b| {
+        let script = "echo soft=$(ulimit -n); echo hard=$(ulimit -Hn); echo nnp=$(grep NoNewPrivs /proc/self/status | tr -dc 0-9)";
+        let out = b.run_script("limits", script, |c| {
+            c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}]);
+            c["process"]["noNewPrivileges"] = json!(true);
+        });
+        assert_eq!(field(&out, "soft"), "512");
+        assert_eq!(field(&out, "hard"), "1024");
+        assert_eq!(field(&out, "nnp"), "1");
+        let out = b.run_script("privs", script, |c| {
+            c["process"]["noNewPrivileges"] = json!(false);
+        });
+        assert_eq!(field(&out, "nnp"), "0");
     });
-    assert_eq!(field(&out, "soft"), "512");
-    assert_eq!(field(&out, "hard"), "1024");
-    assert_eq!(field(&out, "nnp"), "1");
-    let out = b.run_script("privs", script, |c| {
-        c["process"]["noNewPrivileges"] = json!(false);
-    });
-    assert_eq!(field(&out, "nnp"), "0");
-    b.assert_clean();
 }
 
 /// Bit numbers of the capabilities these tests use (linux/capability.h).
@@ -164,34 +161,34 @@ fn cap_sets(out: &str) -> Vec<(String, u64)> {
 
 #[test]
 fn capabilities_match_the_config() {
-    let b = Berth::new();
-    let script = "grep ^Cap /proc/self/status";
-    let out = b.run_script("capdefault", script, |_| {});
-    let default = cap_mask(&["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
-    for (set, mask) in cap_sets(&out) {
-        let want = match set.as_str() {
-            "CapInh" | "CapAmb" => 0,
-            _ => default,
-        };
-        assert_eq!(mask, want, "{set}: {out}");
-    }
+    berth_test(|b| {
+        let script = "grep ^Cap /proc/self/status";
+        let out = b.run_script("capdefault", script, |_| {});
+        let default = cap_mask(&["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+        for (set, mask) in cap_sets(&out) {
+            let want = match set.as_str() {
+                "CapInh" | "CapAmb" => 0,
+                _ => default,
+            };
+            assert_eq!(mask, want, "{set}: {out}");
+        }
 
-    let names = ["CAP_CHOWN", "CAP_NET_RAW", "CAP_SYS_ADMIN"];
-    let out = b.run_script("capcustom", script, |c| {
-        c["process"]["capabilities"] = json!({
-            "bounding": names, "effective": names, "permitted": names,
+        let names = ["CAP_CHOWN", "CAP_NET_RAW", "CAP_SYS_ADMIN"];
+        let out = b.run_script("capcustom", script, |c| {
+            c["process"]["capabilities"] = json!({
+                "bounding": names, "effective": names, "permitted": names,
+            });
         });
+        let sets = cap_sets(&out);
+        assert_eq!(sets.len(), 5, "{out}");
+        for (set, mask) in sets {
+            let want = match set.as_str() {
+                "CapInh" | "CapAmb" => 0,
+                _ => cap_mask(&names),
+            };
+            assert_eq!(mask, want, "{set}: {out}");
+        }
     });
-    let sets = cap_sets(&out);
-    assert_eq!(sets.len(), 5, "{out}");
-    for (set, mask) in sets {
-        let want = match set.as_str() {
-            "CapInh" | "CapAmb" => 0,
-            _ => cap_mask(&names),
-        };
-        assert_eq!(mask, want, "{set}: {out}");
-    }
-    b.assert_clean();
 }
 
 /// A tmpfs mounted on the host, unmounted (lazily) on drop.
@@ -220,14 +217,13 @@ impl Drop for HostMount {
 
 #[test]
 fn mounts_from_the_config() {
-    let b = Berth::new();
-    let shared = b.path().join("shared");
-    fs::create_dir(&shared).unwrap();
-    fs::write(shared.join("hello"), "from-host\n").unwrap();
-    let sub = HostMount::tmpfs(&shared.join("sub"));
-    fs::write(sub.0.join("inner"), "").unwrap();
+    berth_test(|b| {
+        let shared = b.dir("shared");
+        fs::write(shared.join("hello"), "from-host\n").unwrap();
+        let sub = HostMount::tmpfs(&shared.join("sub"));
+        fs::write(sub.0.join("inner"), "").unwrap();
 
-    let script = r#"
+        let script = r#"
         m() { grep -E " $1 " /proc/self/mountinfo | head -1; }
         w() { touch $1 2>/dev/null && echo $2=rw || echo $2=ro; }
         echo tmpfs=$(m /mnt/t)
@@ -243,74 +239,74 @@ fn mounts_from_the_config() {
         echo devpts=$(m /dev/pts)
         echo mqueue=$(m /dev/mqueue)
     "#;
-    let out = b.run_script("mounts", script, |c| {
-        let mounts = c["mounts"].as_array_mut().unwrap();
-        mounts.push(
-            json!({"destination": "/mnt/t", "type": "tmpfs", "source": "tmpfs",
-            "options": ["nosuid", "nodev", "noexec", "mode=750", "size=1m"]}),
-        );
-        mounts.push(
-            json!({"destination": "/mnt/bind", "type": "bind", "source": shared,
-            "options": ["bind"]}),
-        );
-        mounts.push(
-            json!({"destination": "/mnt/rbind", "type": "bind", "source": shared,
-            "options": ["rbind"]}),
-        );
-        mounts.push(
-            json!({"destination": "/mnt/ro", "type": "bind", "source": shared,
-            "options": ["bind", "ro"]}),
-        );
+        let out = b.run_script("mounts", script, |c| {
+            let mounts = c["mounts"].as_array_mut().unwrap();
+            mounts.push(
+                json!({"destination": "/mnt/t", "type": "tmpfs", "source": "tmpfs",
+                "options": ["nosuid", "nodev", "noexec", "mode=750", "size=1m"]}),
+            );
+            mounts.push(
+                json!({"destination": "/mnt/bind", "type": "bind", "source": shared,
+                "options": ["bind"]}),
+            );
+            mounts.push(
+                json!({"destination": "/mnt/rbind", "type": "bind", "source": shared,
+                "options": ["rbind"]}),
+            );
+            mounts.push(
+                json!({"destination": "/mnt/ro", "type": "bind", "source": shared,
+                "options": ["bind", "ro"]}),
+            );
+        });
+        let tmpfs = field(&out, "tmpfs");
+        for want in [
+            "nosuid",
+            "nodev",
+            "noexec",
+            " tmpfs ",
+            "size=1024k",
+            "mode=750",
+        ] {
+            assert!(tmpfs.contains(want), "tmpfs lacks {want}: {tmpfs}");
+        }
+        assert_eq!(field(&out, "tmpfsmode"), "750");
+        assert_eq!(field(&out, "hello"), "from-host");
+        assert_eq!(field(&out, "bind"), "rw");
+        assert!(shared.join("from-container").exists(), "rw bind not shared");
+        assert_eq!(field(&out, "robind"), "ro");
+        assert!(!shared.join("denied").exists());
+        assert_eq!(field(&out, "bindsub"), "", "bind is not recursive");
+        assert_eq!(field(&out, "rbindsub"), "inner", "rbind is recursive");
+        assert!(field(&out, "proc").contains(" - proc "), "{out}");
+        let sys = field(&out, "sys");
+        assert!(sys.contains(" - sysfs ") && sys.contains(" ro,"), "{sys}");
+        assert_eq!(field(&out, "sysw"), "ro");
+        assert!(field(&out, "devpts").contains(" - devpts "), "{out}");
+        assert!(field(&out, "mqueue").contains(" - mqueue "), "{out}");
+        drop(sub);
     });
-    let tmpfs = field(&out, "tmpfs");
-    for want in [
-        "nosuid",
-        "nodev",
-        "noexec",
-        " tmpfs ",
-        "size=1024k",
-        "mode=750",
-    ] {
-        assert!(tmpfs.contains(want), "tmpfs lacks {want}: {tmpfs}");
-    }
-    assert_eq!(field(&out, "tmpfsmode"), "750");
-    assert_eq!(field(&out, "hello"), "from-host");
-    assert_eq!(field(&out, "bind"), "rw");
-    assert!(shared.join("from-container").exists(), "rw bind not shared");
-    assert_eq!(field(&out, "robind"), "ro");
-    assert!(!shared.join("denied").exists());
-    assert_eq!(field(&out, "bindsub"), "", "bind is not recursive");
-    assert_eq!(field(&out, "rbindsub"), "inner", "rbind is recursive");
-    assert!(field(&out, "proc").contains(" - proc "), "{out}");
-    let sys = field(&out, "sys");
-    assert!(sys.contains(" - sysfs ") && sys.contains(" ro,"), "{sys}");
-    assert_eq!(field(&out, "sysw"), "ro");
-    assert!(field(&out, "devpts").contains(" - devpts "), "{out}");
-    assert!(field(&out, "mqueue").contains(" - mqueue "), "{out}");
-    drop(sub);
-    b.assert_clean();
 }
 
 #[test]
 fn masked_readonly_paths_and_readonly_root() {
-    let b = Berth::new();
-    fs::write(b.rootfs.join("etc/masked-file"), "secret\n").unwrap();
-    fs::create_dir(b.rootfs.join("etc/masked-dir")).unwrap();
-    fs::write(b.rootfs.join("etc/masked-dir/inner"), "secret\n").unwrap();
-    let mut masked: Vec<String> = b.config(&[])["linux"]["maskedPaths"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap().to_string())
-        .filter(|p| Path::new(p).exists())
-        .collect();
-    assert!(
-        !masked.is_empty(),
-        "no default masked path exists on this host"
-    );
-    masked.extend(["/etc/masked-file".into(), "/etc/masked-dir".into()]);
-    let script = format!(
-        r"
+    berth_test(|b| {
+        fs::write(b.rootfs.join("etc/masked-file"), "secret\n").unwrap();
+        fs::create_dir(b.rootfs.join("etc/masked-dir")).unwrap();
+        fs::write(b.rootfs.join("etc/masked-dir/inner"), "secret\n").unwrap();
+        let mut masked: Vec<String> = b.config(&[])["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .filter(|p| Path::new(p).exists())
+            .collect();
+        assert!(
+            !masked.is_empty(),
+            "no default masked path exists on this host"
+        );
+        masked.extend(["/etc/masked-file".into(), "/etc/masked-dir".into()]);
+        let script = format!(
+            r"
         for p in {}; do
             if [ -d $p ]; then echo $p=$(ls -A $p | wc -l); else echo $p=$(cat $p | wc -c); fi
         done
@@ -318,88 +314,79 @@ fn masked_readonly_paths_and_readonly_root() {
         touch /new-file 2>/dev/null && echo root=rw || echo root=ro
         touch /tmp/new-file 2>/dev/null && echo tmp=rw || echo tmp=ro
     ",
-        masked.join(" ")
-    );
-    let out = b.run_script("masked", &script, |c| {
-        assert_eq!(c["root"]["readonly"], true, "berth spec's default");
-        c["linux"]["maskedPaths"] = json!(masked);
-    });
-    for p in &masked {
-        assert_eq!(field(&out, p), "0", "{p} is not masked");
-    }
-    assert_eq!(field(&out, "procsys"), "ro");
-    assert_eq!(field(&out, "root"), "ro");
-    assert_eq!(
-        field(&out, "tmp"),
-        "ro",
-        "/tmp is part of the read-only root"
-    );
-    assert!(!b.rootfs.join("new-file").exists());
+            masked.join(" ")
+        );
+        let out = b.run_script("masked", &script, |c| {
+            assert_eq!(c["root"]["readonly"], true, "berth spec's default");
+            c["linux"]["maskedPaths"] = json!(masked);
+        });
+        for p in &masked {
+            assert_eq!(field(&out, p), "0", "{p} is not masked");
+        }
+        assert_eq!(field(&out, "procsys"), "ro");
+        assert_eq!(field(&out, "root"), "ro");
+        assert_eq!(
+            field(&out, "tmp"),
+            "ro",
+            "/tmp is part of the read-only root"
+        );
+        assert!(!b.rootfs.join("new-file").exists());
 
-    let out = b.run_script("writable", "touch /new-file && echo root=rw", |c| {
-        c["root"]["readonly"] = json!(false);
+        let out = b.run_script("writable", "touch /new-file && echo root=rw", |c| {
+            c["root"]["readonly"] = json!(false);
+        });
+        assert_eq!(field(&out, "root"), "rw");
+        assert!(b.rootfs.join("new-file").exists());
     });
-    assert_eq!(field(&out, "root"), "rw");
-    assert!(b.rootfs.join("new-file").exists());
-    b.assert_clean();
 }
 
 #[test]
 fn devices_and_dev_symlinks() {
-    let b = Berth::new();
-    let script = r"
+    berth_test(|b| {
+        let script = r"
         for d in null zero full random urandom tty fuse; do
             echo $d=$(stat -c '%F %t:%T %a' /dev/$d)
         done
         for l in fd stdin stdout stderr ptmx; do echo link-$l=$(readlink /dev/$l); done
         echo zero-bytes=$(head -c 4 /dev/zero | od -An -tx1 | tr -d ' ')
     ";
-    let out = b.run_script("devices", script, |c| {
-        c["linux"]["devices"] = json!([{"path": "/dev/fuse", "type": "c", "major": 10,
-            "minor": 229, "fileMode": 0o640, "uid": 0, "gid": 0}]);
+        let out = b.run_script("devices", script, |c| {
+            c["linux"]["devices"] = json!([{"path": "/dev/fuse", "type": "c", "major": 10,
+                "minor": 229, "fileMode": 0o640, "uid": 0, "gid": 0}]);
+        });
+        for (dev, want) in [
+            ("null", "character special file 1:3 666"),
+            ("zero", "character special file 1:5 666"),
+            ("full", "character special file 1:7 666"),
+            ("random", "character special file 1:8 666"),
+            ("urandom", "character special file 1:9 666"),
+            ("tty", "character special file 5:0 666"),
+            ("fuse", "character special file a:e5 640"),
+        ] {
+            assert_eq!(field(&out, dev), want, "/dev/{dev}");
+        }
+        assert_eq!(field(&out, "link-fd"), "/proc/self/fd");
+        assert_eq!(field(&out, "link-stdin"), "/proc/self/fd/0");
+        assert_eq!(field(&out, "link-stdout"), "/proc/self/fd/1");
+        assert_eq!(field(&out, "link-stderr"), "/proc/self/fd/2");
+        assert_eq!(field(&out, "link-ptmx"), "pts/ptmx");
+        assert_eq!(field(&out, "zero-bytes"), "00000000");
     });
-    for (dev, want) in [
-        ("null", "character special file 1:3 666"),
-        ("zero", "character special file 1:5 666"),
-        ("full", "character special file 1:7 666"),
-        ("random", "character special file 1:8 666"),
-        ("urandom", "character special file 1:9 666"),
-        ("tty", "character special file 5:0 666"),
-        ("fuse", "character special file a:e5 640"),
-    ] {
-        assert_eq!(field(&out, dev), want, "/dev/{dev}");
-    }
-    assert_eq!(field(&out, "link-fd"), "/proc/self/fd");
-    assert_eq!(field(&out, "link-stdin"), "/proc/self/fd/0");
-    assert_eq!(field(&out, "link-stdout"), "/proc/self/fd/1");
-    assert_eq!(field(&out, "link-stderr"), "/proc/self/fd/2");
-    assert_eq!(field(&out, "link-ptmx"), "pts/ptmx");
-    assert_eq!(field(&out, "zero-bytes"), "00000000");
-    b.assert_clean();
 }
 
 #[test]
 fn user_namespace_maps_root_to_a_host_range() {
-    let b = Berth::new();
-    let out = b.run_script("userns",
-        "echo uid=$(id -u); echo uidmap=$(cat /proc/self/uid_map); echo gidmap=$(cat /proc/self/gid_map); echo null=$(stat -c %t:%T /dev/null)",
-        |c| {
-            c["linux"]["namespaces"]
-                .as_array_mut()
-                .unwrap()
-                .push(json!({"type": "user"}));
-            c["linux"]["uidMappings"] =
-                json!([{"containerID": 0, "hostID": 100_000, "size": 65536}]);
-            c["linux"]["gidMappings"] =
-                json!([{"containerID": 0, "hostID": 100_000, "size": 65536}]);
-        },
-    );
-    assert_eq!(field(&out, "uid"), "0");
-    let words = |key| field(&out, key).split_whitespace().collect::<Vec<_>>();
-    assert_eq!(words("uidmap"), ["0", "100000", "65536"]);
-    assert_eq!(words("gidmap"), ["0", "100000", "65536"]);
-    assert_eq!(field(&out, "null"), "1:3");
-    b.assert_clean();
+    berth_test(|b| {
+        let out = b.run_script("userns",
+            "echo uid=$(id -u); echo uidmap=$(cat /proc/self/uid_map); echo gidmap=$(cat /proc/self/gid_map); echo null=$(stat -c %t:%T /dev/null)",
+            |c| common::user_namespace(c, 100_000),
+        );
+        assert_eq!(field(&out, "uid"), "0");
+        let words = |key| field(&out, key).split_whitespace().collect::<Vec<_>>();
+        assert_eq!(words("uidmap"), ["0", "100000", "65536"]);
+        assert_eq!(words("gidmap"), ["0", "100000", "65536"]);
+        assert_eq!(field(&out, "null"), "1:3");
+    });
 }
 
 /// The container's descriptors from `ls -l /proc/self/fd` run as its process: number and
@@ -421,142 +408,129 @@ fn fd_numbers(ls: &str) -> Vec<u32> {
 
 #[test]
 fn run_passes_only_stdio_and_preserved_fds() {
-    let b = Berth::new();
-    let secret = b.path().join("secret");
-    fs::write(&secret, "preserved\n").unwrap();
-    let file = fs::File::open(&secret).unwrap();
-    let fd = file.as_raw_fd();
+    berth_test(|b| {
+        let secret = b.path().join("secret");
+        fs::write(&secret, "preserved\n").unwrap();
+        let file = fs::File::open(&secret).unwrap();
+        let fd = file.as_raw_fd();
 
-    // Control: the mechanism does hand the descriptors to the program the test spawns.
-    let mut control = Command::new(common::BUSYBOX);
-    control.args(["ls", "/proc/self/fd"]);
-    common::inherit_fd(&mut control, fd, 5);
-    common::inherit_fd(&mut control, fd, 9);
-    let listed = String::from_utf8(control.output().unwrap().stdout).unwrap();
-    assert!(
-        listed.lines().any(|l| l == "5") && listed.lines().any(|l| l == "9"),
-        "{listed}"
-    );
+        // Control: the mechanism does hand the descriptors to the program the test spawns.
+        let mut control = Command::new(common::BUSYBOX);
+        control.args(["ls", "/proc/self/fd"]);
+        common::inherit_fds(&mut control, fd, &[5, 9]);
+        let listed = String::from_utf8(control.output().unwrap().stdout).unwrap();
+        assert!(
+            listed.lines().any(|l| l == "5") && listed.lines().any(|l| l == "9"),
+            "{listed}"
+        );
 
-    // Descriptors berth inherits without FD_CLOEXEC never reach the container.
-    let id = b.id("leaky");
-    let bundle = b.bundle(&id, &b.config(&["ls", "-l", "/proc/self/fd"]));
-    let out = b
-        .cmd_with(&["run", "--bundle", bundle.to_str().unwrap(), &id], |c| {
-            common::inherit_fd(c, fd, 3);
-            common::inherit_fd(c, fd, 5);
-            common::inherit_fd(c, fd, 9);
-        })
-        .ok();
-    assert_eq!(fd_numbers(&out.out()), [0, 1, 2], "{}", out.out());
+        // Descriptors berth inherits without FD_CLOEXEC never reach the container.
+        let id = b.id("leaky");
+        let bundle = b.bundle(&id, &b.config(&["ls", "-l", "/proc/self/fd"]));
+        let out = b
+            .cmd_with(&["run", "--bundle", bundle.to_str().unwrap(), &id], |c| {
+                common::inherit_fds(c, fd, &[3, 5, 9]);
+            })
+            .ok();
+        assert_eq!(fd_numbers(&out.out()), [0, 1, 2], "{}", out.out());
 
-    // --preserve-fds 1 passes fd 3, and only it.
-    let id = b.id("preserve");
-    let bundle = b.bundle(&id, &b.config(&["ls", "-l", "/proc/self/fd"]));
-    let out = b
-        .cmd_with(
-            &[
-                "run",
-                "--preserve-fds",
-                "1",
-                "--bundle",
-                bundle.to_str().unwrap(),
-                &id,
-            ],
-            |c| {
-                common::inherit_fd(c, fd, 3);
-                common::inherit_fd(c, fd, 5);
-            },
-        )
-        .ok();
-    let fds = fds_of(&out.out());
-    assert_eq!(fd_numbers(&out.out()), [0, 1, 2, 3], "{}", out.out());
-    assert_eq!(fds[3].1, secret.to_str().unwrap());
-    drop(file);
-    b.assert_clean();
+        // --preserve-fds 1 passes fd 3, and only it.
+        let id = b.id("preserve");
+        let bundle = b.bundle(&id, &b.config(&["ls", "-l", "/proc/self/fd"]));
+        let out = b
+            .cmd_with(
+                &[
+                    "run",
+                    "--preserve-fds",
+                    "1",
+                    "--bundle",
+                    bundle.to_str().unwrap(),
+                    &id,
+                ],
+                |c| common::inherit_fds(c, fd, &[3, 5]),
+            )
+            .ok();
+        let fds = fds_of(&out.out());
+        assert_eq!(fd_numbers(&out.out()), [0, 1, 2, 3], "{}", out.out());
+        assert_eq!(fds[3].1, secret.to_str().unwrap());
+        drop(file);
+    });
 }
 
 #[test]
 fn create_start_passes_only_stdio_and_preserved_fds() {
-    let b = Berth::new();
-    let secret = b.path().join("secret");
-    fs::write(&secret, "preserved\n").unwrap();
-    let results = b.path().join("results");
-    fs::create_dir(&results).unwrap();
-    let file = fs::File::open(&secret).unwrap();
-    let fd = file.as_raw_fd();
+    berth_test(|b| {
+        let secret = b.path().join("secret");
+        fs::write(&secret, "preserved\n").unwrap();
+        let results = b.dir("results");
+        let file = fs::File::open(&secret).unwrap();
+        let fd = file.as_raw_fd();
 
-    for (name, preserve, want) in [
-        ("cs-leaky", "0", vec![0, 1, 2]),
-        ("cs-keep", "1", vec![0, 1, 2, 3]),
-    ] {
-        let id = b.id(name);
-        let script = format!("exec ls -l /proc/self/fd > /results/{name}");
-        let mut c = b.config(&["sh", "-c", &script]);
-        common::bind_mount(&mut c, &results, "/results");
-        let bundle = b.bundle(&id, &c);
-        let pid_file = bundle.join("pid");
-        b.cmd_with(
-            &[
-                "create",
-                "--preserve-fds",
-                preserve,
-                "--pid-file",
-                pid_file.to_str().unwrap(),
-                "--bundle",
-                bundle.to_str().unwrap(),
-                &id,
-            ],
-            |c| {
-                common::inherit_fd(c, fd, 3);
-                common::inherit_fd(c, fd, 6);
-            },
-        )
-        .ok();
-        b.track_pid_file(&pid_file);
-        b.start(&id);
-        b.wait_status(&id, "stopped");
-        let out = fs::read_to_string(results.join(name)).unwrap();
-        assert_eq!(fd_numbers(&out), want, "{name}: {out}");
-        b.cmd(&["delete", &id]).ok();
-    }
-    drop(file);
-    b.assert_clean();
+        for (name, preserve, want) in [
+            ("cs-leaky", "0", vec![0, 1, 2]),
+            ("cs-keep", "1", vec![0, 1, 2, 3]),
+        ] {
+            let id = b.id(name);
+            let script = format!("exec ls -l /proc/self/fd > /results/{name}");
+            let mut c = b.config(&["sh", "-c", &script]);
+            common::bind_mount(&mut c, &results, "/results");
+            let bundle = b.bundle(&id, &c);
+            let pid_file = bundle.join("pid");
+            b.cmd_with(
+                &[
+                    "create",
+                    "--preserve-fds",
+                    preserve,
+                    "--pid-file",
+                    pid_file.to_str().unwrap(),
+                    "--bundle",
+                    bundle.to_str().unwrap(),
+                    &id,
+                ],
+                |c| common::inherit_fds(c, fd, &[3, 6]),
+            )
+            .ok();
+            b.track_pid_file(&pid_file);
+            b.start(&id);
+            b.wait_status(&id, "stopped");
+            let out = fs::read_to_string(results.join(name)).unwrap();
+            assert_eq!(fd_numbers(&out), want, "{name}: {out}");
+            b.delete(&id);
+        }
+        drop(file);
+    });
 }
 
 #[test]
 fn cwd_is_never_a_leaked_host_directory() {
-    let b = Berth::new();
-    let host_dir = b.path().join("host-secrets");
-    fs::create_dir(&host_dir).unwrap();
-    fs::write(host_dir.join("host-only-marker"), "").unwrap();
-    let dir = fs::File::open(&host_dir).unwrap();
-    let id = b.id("cwd-escape");
-    let mut c = b.config(&["sh", "-c", "pwd; ls; ls ../../../"]);
-    c["process"]["cwd"] = json!("/proc/self/fd/7");
-    let bundle = b.bundle(&id, &c);
-    let out = b.cmd_with(&["run", "--bundle", bundle.to_str().unwrap(), &id], |cmd| {
-        common::inherit_fd(cmd, dir.as_raw_fd(), 7);
+    berth_test(|b| {
+        let host_dir = b.dir("host-secrets");
+        fs::write(host_dir.join("host-only-marker"), "").unwrap();
+        let dir = fs::File::open(&host_dir).unwrap();
+        let id = b.id("cwd-escape");
+        let mut c = b.config(&["sh", "-c", "pwd; ls; ls ../../../"]);
+        c["process"]["cwd"] = json!("/proc/self/fd/7");
+        let bundle = b.bundle(&id, &c);
+        let out = b.cmd_with(&["run", "--bundle", bundle.to_str().unwrap(), &id], |cmd| {
+            common::inherit_fd(cmd, dir.as_raw_fd(), 7);
+        });
+        assert!(
+            !out.out().contains("host-only-marker") && !out.out().contains("host-secrets"),
+            "the container saw the host directory:\n{}",
+            out.out()
+        );
+        assert_ne!(out.code(), 0, "{}", out.out());
+        assert!(out.err().contains("process.cwd"), "{}", out.err());
+        drop(dir);
     });
-    assert!(
-        !out.out().contains("host-only-marker") && !out.out().contains("host-secrets"),
-        "the container saw the host directory:\n{}",
-        out.out()
-    );
-    assert_ne!(out.code(), 0, "{}", out.out());
-    assert!(out.err().contains("process.cwd"), "{}", out.err());
-    drop(dir);
-    b.assert_clean();
 }
 
 /// Plants `/evil -> <host dir>` in the rootfs and mounts a tmpfs and a bind through it.
 fn mount_through_evil_symlink(b: &Berth, name: &str) -> (std::process::Output, PathBuf) {
-    let host_dir = b.path().join("host-target");
-    fs::create_dir_all(&host_dir).unwrap();
+    let host_dir = b.dir("host-target");
     let _ = fs::remove_file(b.rootfs.join("evil"));
     symlink(&host_dir, b.rootfs.join("evil")).unwrap();
-    let source = b.path().join("bind-source");
-    fs::create_dir_all(&source).unwrap();
+    let source = b.dir("bind-source");
     let mut c = b.config(&["sh", "-c", "echo ok"]);
     let mounts = c["mounts"].as_array_mut().unwrap();
     mounts.push(json!({"destination": "/evil/x", "type": "tmpfs", "source": "tmpfs"}));
@@ -576,43 +550,43 @@ fn entries(dir: &Path) -> Vec<std::ffi::OsString> {
 
 #[test]
 fn symlink_in_the_image_cannot_redirect_a_mount_to_the_host() {
-    let b = Berth::new();
-    // The symlink's target exists inside the rootfs: the mounts land there.
-    let (_, host_dir) = mount_through_evil_symlink(&b, "probe");
-    let in_root = b.rootfs.join(host_dir.strip_prefix("/").unwrap());
-    fs::create_dir_all(&in_root).unwrap();
-    let (out, host_dir) = mount_through_evil_symlink(&b, "symlink");
-    assert_eq!(out.code(), 0, "{}", out.err());
-    assert_eq!(out.out(), "ok\n");
-    assert!(
-        entries(&host_dir).is_empty(),
-        "created on the host: {:?}",
-        entries(&host_dir)
-    );
-    assert!(
-        in_root.join("x").is_dir(),
-        "mount point made inside the rootfs"
-    );
-    assert!(
-        in_root.join("y/z").is_dir(),
-        "mount point made inside the rootfs"
-    );
-    b.assert_clean();
+    berth_test(|b| {
+        // The symlink's target exists inside the rootfs: the mounts land there.
+        let (_, host_dir) = mount_through_evil_symlink(b, "probe");
+        let in_root = b.rootfs.join(host_dir.strip_prefix("/").unwrap());
+        fs::create_dir_all(&in_root).unwrap();
+        let (out, host_dir) = mount_through_evil_symlink(b, "symlink");
+        assert_eq!(out.code(), 0, "{}", out.err());
+        assert_eq!(out.out(), "ok\n");
+        assert!(
+            entries(&host_dir).is_empty(),
+            "created on the host: {:?}",
+            entries(&host_dir)
+        );
+        assert!(
+            in_root.join("x").is_dir(),
+            "mount point made inside the rootfs"
+        );
+        assert!(
+            in_root.join("y/z").is_dir(),
+            "mount point made inside the rootfs"
+        );
+    });
 }
 
 #[test]
 fn dangling_symlink_cannot_redirect_a_mount_to_the_host() {
-    let b = Berth::new();
-    let (out, host_dir) = mount_through_evil_symlink(&b, "dangling");
-    assert!(
-        entries(&host_dir).is_empty(),
-        "created on the host: {:?}",
-        entries(&host_dir)
-    );
-    if out.code() != 0 {
-        assert!(out.err().contains("mounts["), "{}", out.err());
-    }
-    b.assert_clean();
+    berth_test(|b| {
+        let (out, host_dir) = mount_through_evil_symlink(b, "dangling");
+        assert!(
+            entries(&host_dir).is_empty(),
+            "created on the host: {:?}",
+            entries(&host_dir)
+        );
+        if out.code() != 0 {
+            assert!(out.err().contains("mounts["), "{}", out.err());
+        }
+    });
 }
 
 /// runc (securejoin's MkdirAllInRoot) creates the missing target of a symlink inside the
@@ -620,22 +594,21 @@ fn dangling_symlink_cannot_redirect_a_mount_to_the_host() {
 /// with the bind mount of an engine's resolv.conf on top).
 #[test]
 fn mount_through_a_dangling_symlink_creates_the_target_in_the_rootfs() {
-    let b = Berth::new();
-    fs::create_dir_all(b.rootfs.join("run")).unwrap();
-    symlink(
-        "../run/resolve/stub-resolv.conf",
-        b.rootfs.join("etc/resolv.conf"),
-    )
-    .unwrap();
-    let conf = b.path().join("resolv.conf");
-    fs::write(&conf, "nameserver 192.0.2.1\n").unwrap();
-    let mut c = b.config(&["cat", "/etc/resolv.conf"]);
-    c["mounts"].as_array_mut().unwrap().push(
-        json!({"destination": "/etc/resolv.conf", "type": "bind", "source": conf,
-            "options": ["rbind", "ro"]}),
-    );
-    let out = b.run(&b.id("resolv"), &c);
-    assert_eq!(out.code(), 0, "{}", out.err());
-    assert_eq!(out.out(), "nameserver 192.0.2.1\n");
-    b.assert_clean();
+    berth_test(|b| {
+        fs::create_dir_all(b.rootfs.join("run")).unwrap();
+        symlink(
+            "../run/resolve/stub-resolv.conf",
+            b.rootfs.join("etc/resolv.conf"),
+        )
+        .unwrap();
+        let conf = b.path().join("resolv.conf");
+        fs::write(&conf, "nameserver 192.0.2.1\n").unwrap();
+        let mut c = b.config(&["cat", "/etc/resolv.conf"]);
+        common::add_mount(
+            &mut c,
+            json!({"destination": "/etc/resolv.conf", "type": "bind", "source": conf,
+                "options": ["rbind", "ro"]}),
+        );
+        assert_eq!(b.run_ok("resolv", &c).out(), "nameserver 192.0.2.1\n");
+    });
 }

@@ -10,9 +10,8 @@ mod common;
 
 use std::fs;
 use std::path::PathBuf;
-use std::time::Instant;
 
-use common::engines::{available, v1_cgroup_dir, wait_for, EngineEnv, Out};
+use common::engines::{engine_test, v1_cgroup_dir, wait_for, Engine, EngineEnv, Out, USR1_LOOP};
 
 /// The name `ctr images import` gives the busybox layout (its image-name annotation).
 const IMAGE: &str = "busybox:latest";
@@ -25,11 +24,11 @@ struct Containerd {
     namespace: String,
 }
 
-impl Containerd {
+impl Engine for Containerd {
     /// Starts containerd and imports the busybox image; `None` (after printing "skipped")
     /// when containerd is not installed.
-    fn new() -> Option<Containerd> {
-        if !available(
+    fn start() -> Option<Containerd> {
+        let env = EngineEnv::if_available(
             "containerd",
             &[
                 "containerd",
@@ -38,10 +37,8 @@ impl Containerd {
                 "python3",
                 "tar",
             ],
-        ) {
-            return None;
-        }
-        let env = EngineEnv::new("ctd");
+            "ctd",
+        )?;
         let d = env.path().to_path_buf();
         let socket = d.join("containerd.sock");
         let config = d.join("config.toml");
@@ -90,6 +87,15 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         Some(c)
     }
 
+    /// Removes every task and container, stops containerd, asserts nothing is left.
+    fn finish(self) {
+        self.remove_all();
+        assert_eq!(self.ctr(&["containers", "ls", "-q"]).ok().trimmed(), "");
+        self.env.finish(|_| false);
+    }
+}
+
+impl Containerd {
     /// `ctr --address <socket> --namespace <ns> args`.
     fn ctr(&self, args: &[&str]) -> Out {
         let all = self.args(args);
@@ -159,13 +165,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             .collect()
     }
 
-    /// Removes every task and container, stops containerd, asserts nothing is left.
-    fn finish(self) {
-        self.remove_all();
-        assert_eq!(self.ctr(&["containers", "ls", "-q"]).ok().trimmed(), "");
-        self.env.finish(|_| false);
-    }
-
     fn remove_all(&self) {
         let Ok(ids) = std::panic::catch_unwind(|| self.ctr(&["containers", "ls", "-q"]).out) else {
             return;
@@ -191,35 +190,33 @@ impl Drop for Containerd {
 /// the shim's JSON log), and a terminal (`-t`: the pty master over `--console-socket`).
 #[test]
 fn containerd_ctr_run_exit_codes_and_tty() {
-    let Some(c) = Containerd::new() else { return };
-    let t = Instant::now();
-    assert_eq!(
-        c.run(&["--rm"], "r1", &["echo", "hello"]).ok().out,
-        "hello\n"
-    );
-    c.run(&["--rm"], "r2", &["sh", "-c", "exit 5"]).code_is(5);
-    let missing = c.run(&["--rm"], "r3", &["/nonexistent"]);
-    assert_ne!(missing.code, 0);
-    assert!(
-        missing.err.contains("no such file or directory"),
-        "{missing:?}"
-    );
-    // A failed create leaves a container record (as with runc): remove it.
-    let _ = c.ctr(&["containers", "rm", "r3"]);
-    let args = c.args(&[]);
-    let mut args: Vec<String> = args;
-    args.extend(c.run_args(
-        &["--rm", "-t"],
-        "r4",
-        &["sh", "-c", "tty; read x; echo got-$x; exit 4"],
-    ));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let tty = c.env.run_in_pty("ctr", &args, b"typed\n");
-    assert_eq!(tty.code, 4, "{tty:?}");
-    assert!(tty.out.contains("/dev/pts/0"), "{tty:?}");
-    assert!(tty.out.contains("got-typed"), "{tty:?}");
-    println!("containerd run modes: {:?}", t.elapsed());
-    c.finish();
+    engine_test("containerd run modes", |c: &Containerd| {
+        assert_eq!(
+            c.run(&["--rm"], "r1", &["echo", "hello"]).ok().out,
+            "hello\n"
+        );
+        c.run(&["--rm"], "r2", &["sh", "-c", "exit 5"]).code_is(5);
+        let missing = c.run(&["--rm"], "r3", &["/nonexistent"]);
+        assert_ne!(missing.code, 0);
+        assert!(
+            missing.err.contains("no such file or directory"),
+            "{missing:?}"
+        );
+        // A failed create leaves a container record (as with runc): remove it.
+        let _ = c.ctr(&["containers", "rm", "r3"]);
+        let args = c.args(&[]);
+        let mut args: Vec<String> = args;
+        args.extend(c.run_args(
+            &["--rm", "-t"],
+            "r4",
+            &["sh", "-c", "tty; read x; echo got-$x; exit 4"],
+        ));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let tty = c.env.run_in_pty("ctr", &args, b"typed\n");
+        assert_eq!(tty.code, 4, "{tty:?}");
+        assert!(tty.out.contains("/dev/pts/0"), "{tty:?}");
+        assert!(tty.out.contains("got-typed"), "{tty:?}");
+    });
 }
 
 /// A detached task through its life: exec (plain, exit code, `-t`), ps, pause/resume,
@@ -227,98 +224,87 @@ fn containerd_ctr_run_exit_codes_and_tty() {
 /// new task for the same container, kill --all, rm -f of a running task.
 #[test]
 fn containerd_ctr_task_lifecycle() {
-    let Some(c) = Containerd::new() else { return };
-    let t = Instant::now();
-    c.run(
-        &["-d"],
-        "d1",
-        &[
-            "sh",
-            "-c",
-            "trap 'echo usr1 > /tmp/usr1' USR1; while :; do sleep 0.1; done",
-        ],
-    )
-    .ok();
-    assert_eq!(c.task_status("d1"), "RUNNING");
-    let exec = |id: &str, cmd: &[&str]| {
+    engine_test("containerd task lifecycle", |c: &Containerd| {
+        c.run(&["-d"], "d1", USR1_LOOP).ok();
+        assert_eq!(c.task_status("d1"), "RUNNING");
+        let exec = |id: &str, cmd: &[&str]| {
+            let fifo = c.fifo_dir();
+            let mut args = vec!["task", "exec", "--fifo-dir", &fifo, "--exec-id", id, "d1"];
+            args.extend_from_slice(cmd);
+            c.ctr(&args)
+        };
+        assert_eq!(
+            exec("e1", &["sh", "-c", "echo in-exec"]).ok().out,
+            "in-exec\n"
+        );
+        exec("e2", &["sh", "-c", "exit 6"]).code_is(6);
         let fifo = c.fifo_dir();
-        let mut args = vec!["task", "exec", "--fifo-dir", &fifo, "--exec-id", id, "d1"];
-        args.extend_from_slice(cmd);
-        c.ctr(&args)
-    };
-    assert_eq!(
-        exec("e1", &["sh", "-c", "echo in-exec"]).ok().out,
-        "in-exec\n"
-    );
-    exec("e2", &["sh", "-c", "exit 6"]).code_is(6);
-    let fifo = c.fifo_dir();
-    let args = c.args(&[
-        "task",
-        "exec",
-        "--fifo-dir",
-        &fifo,
-        "-t",
-        "--exec-id",
-        "e3",
-        "d1",
-        "tty",
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let tty = c.env.run_in_pty("ctr", &args, b"");
-    assert_eq!(tty.code, 0, "{tty:?}");
-    assert!(tty.out.contains("/dev/pts/"), "{tty:?}");
+        let args = c.args(&[
+            "task",
+            "exec",
+            "--fifo-dir",
+            &fifo,
+            "-t",
+            "--exec-id",
+            "e3",
+            "d1",
+            "tty",
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let tty = c.env.run_in_pty("ctr", &args, b"");
+        assert_eq!(tty.code, 0, "{tty:?}");
+        assert!(tty.out.contains("/dev/pts/"), "{tty:?}");
 
-    // ps: the init and an exec'd process, both in the container's cgroup.
-    let init = c.task_pids("d1")[0];
-    exec("e4", &["sh", "-c", "sleep 300 & echo started"]).ok();
-    wait_for("task ps", "true", || {
-        let pids = c.task_pids("d1");
-        (pids.len() >= 2 && pids.contains(&init)).to_string()
+        // ps: the init and an exec'd process, both in the container's cgroup.
+        let init = c.task_pids("d1")[0];
+        exec("e4", &["sh", "-c", "sleep 300 & echo started"]).ok();
+        wait_for("task ps", "true", || {
+            let pids = c.task_pids("d1");
+            (pids.len() >= 2 && pids.contains(&init)).to_string()
+        });
+        let cg = v1_cgroup_dir(init, "pids").unwrap();
+        assert!(cg.to_string_lossy().contains(&c.namespace), "{cg:?}");
+
+        c.ctr(&["task", "pause", "d1"]).ok();
+        assert_eq!(c.task_status("d1"), "PAUSED");
+        c.ctr(&["task", "resume", "d1"]).ok();
+        assert_eq!(c.task_status("d1"), "RUNNING");
+        let metrics = c.ctr(&["task", "metrics", "d1"]).ok();
+        assert!(metrics.out.contains("memory.usage_in_bytes"), "{metrics:?}");
+
+        c.ctr(&["task", "kill", "--signal", "USR1", "d1"]).ok();
+        wait_for("the USR1 trap", "usr1", || {
+            exec("e5", &["cat", "/tmp/usr1"]).out.trim().to_string()
+        });
+        // pid 1 has no TERM handler: TERM does nothing, KILL stops it.
+        c.ctr(&["task", "kill", "--signal", "TERM", "d1"]).ok();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(c.task_status("d1"), "RUNNING");
+        c.ctr(&["task", "kill", "--signal", "KILL", "d1"]).ok();
+        wait_for("task after KILL", "STOPPED", || c.task_status("d1"));
+        assert!(!common::is_alive(init));
+        c.ctr(&["task", "rm", "d1"]).ok();
+        assert_eq!(c.task_status("d1"), "");
+
+        // A new task for the same container: several processes, then kill --all.
+        c.ctr(&["task", "start", "--fifo-dir", &fifo, "-d", "d1"])
+            .ok();
+        wait_for("restarted task", "RUNNING", || c.task_status("d1"));
+        let second = c.task_pids("d1")[0];
+        assert_ne!(second, init);
+        c.ctr(&["task", "kill", "--all", "--signal", "KILL", "d1"])
+            .ok();
+        wait_for("task after kill --all", "STOPPED", || c.task_status("d1"));
+        c.ctr(&["task", "rm", "d1"]).ok();
+
+        // rm -f of a running task.
+        c.ctr(&["task", "start", "--fifo-dir", &fifo, "-d", "d1"])
+            .ok();
+        wait_for("third task", "RUNNING", || c.task_status("d1"));
+        let third = c.task_pids("d1")[0];
+        c.ctr(&["task", "rm", "--force", "d1"]).ok();
+        assert_eq!(c.task_status("d1"), "");
+        assert!(!common::is_alive(third));
+        c.ctr(&["containers", "rm", "d1"]).ok();
     });
-    let cg = v1_cgroup_dir(init, "pids").unwrap();
-    assert!(cg.to_string_lossy().contains(&c.namespace), "{cg:?}");
-
-    c.ctr(&["task", "pause", "d1"]).ok();
-    assert_eq!(c.task_status("d1"), "PAUSED");
-    c.ctr(&["task", "resume", "d1"]).ok();
-    assert_eq!(c.task_status("d1"), "RUNNING");
-    let metrics = c.ctr(&["task", "metrics", "d1"]).ok();
-    assert!(metrics.out.contains("memory.usage_in_bytes"), "{metrics:?}");
-
-    c.ctr(&["task", "kill", "--signal", "USR1", "d1"]).ok();
-    wait_for("the USR1 trap", "usr1", || {
-        exec("e5", &["cat", "/tmp/usr1"]).out.trim().to_string()
-    });
-    // pid 1 has no TERM handler: TERM does nothing, KILL stops it.
-    c.ctr(&["task", "kill", "--signal", "TERM", "d1"]).ok();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(c.task_status("d1"), "RUNNING");
-    c.ctr(&["task", "kill", "--signal", "KILL", "d1"]).ok();
-    wait_for("task after KILL", "STOPPED", || c.task_status("d1"));
-    assert!(!common::is_alive(init));
-    c.ctr(&["task", "rm", "d1"]).ok();
-    assert_eq!(c.task_status("d1"), "");
-
-    // A new task for the same container: several processes, then kill --all.
-    c.ctr(&["task", "start", "--fifo-dir", &fifo, "-d", "d1"])
-        .ok();
-    wait_for("restarted task", "RUNNING", || c.task_status("d1"));
-    let second = c.task_pids("d1")[0];
-    assert_ne!(second, init);
-    c.ctr(&["task", "kill", "--all", "--signal", "KILL", "d1"])
-        .ok();
-    wait_for("task after kill --all", "STOPPED", || c.task_status("d1"));
-    c.ctr(&["task", "rm", "d1"]).ok();
-
-    // rm -f of a running task.
-    c.ctr(&["task", "start", "--fifo-dir", &fifo, "-d", "d1"])
-        .ok();
-    wait_for("third task", "RUNNING", || c.task_status("d1"));
-    let third = c.task_pids("d1")[0];
-    c.ctr(&["task", "rm", "--force", "d1"]).ok();
-    assert_eq!(c.task_status("d1"), "");
-    assert!(!common::is_alive(third));
-    c.ctr(&["containers", "rm", "d1"]).ok();
-    println!("containerd task lifecycle: {:?}", t.elapsed());
-    c.finish();
 }

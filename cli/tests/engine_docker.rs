@@ -14,10 +14,12 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::engines::{available, v1_cgroup_dir, wait_for, which, EngineEnv, Out};
+use common::engines::{
+    engine_test, v1_cgroup_dir, v1_cgroup_value, wait_for, which, Client, DockerCli, Engine,
+    EngineEnv, USR1_LOOP,
+};
 
 const IMAGE: &str = "busybox:latest";
 
@@ -30,11 +32,11 @@ struct Docker {
     cgroup_parent: String,
 }
 
-impl Docker {
+impl Engine for Docker {
     /// Starts dockerd with berth as a runtime and loads busybox; `None` (after printing
     /// "skipped") when docker is not installed.
-    fn new() -> Option<Docker> {
-        if !available(
+    fn start() -> Option<Docker> {
+        let env = EngineEnv::if_available(
             "docker",
             &[
                 "dockerd",
@@ -44,10 +46,8 @@ impl Docker {
                 "skopeo",
                 "python3",
             ],
-        ) {
-            return None;
-        }
-        let env = EngineEnv::new("dk");
+            "dk",
+        )?;
         let d = env.path().to_path_buf();
         let host = format!("unix://{}/docker.sock", d.display());
         let cgroup_parent = format!("berth-{}", env.tag);
@@ -86,9 +86,7 @@ impl Docker {
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         dk.env.start_daemon("dockerd", "dockerd", &args, || {
-            dk.docker(&["version", "--format", "{{.Server.Version}}"])
-                .code
-                == 0
+            dk.cli(&["version", "--format", "{{.Server.Version}}"]).code == 0
         });
         // containerd-shim runs berth with `--root <exec-root>/runtime-runc/moby` (docker 20.10
         // names it after runc whatever the runtime; later ones after the runtime).
@@ -109,52 +107,49 @@ impl Docker {
                 |_| {},
             )
             .ok();
-        dk.docker(&["load", "--quiet", "--input", archive.to_str().unwrap()])
+        dk.cli(&["load", "--quiet", "--input", archive.to_str().unwrap()])
             .ok();
         Some(dk)
     }
 
-    /// `docker --host <socket> args` (client config in the temporary directory).
-    fn docker(&self, args: &[&str]) -> Out {
-        self.docker_with(args, |_| {})
+    /// Removes every container, stops dockerd, asserts nothing is left. dockerd keeps a bind
+    /// mount of its data-root and its `netns/default` after it exits: those are its own.
+    fn finish(self) {
+        self.remove_all();
+        assert_eq!(self.cli(&["ps", "-aq"]).ok().trimmed(), "");
+        let d = self.env.path().to_path_buf();
+        self.env.finish(|m| {
+            m == d.join("data").to_str().unwrap()
+                || m == d.join("exec/netns/default").to_str().unwrap()
+        });
+    }
+}
+
+impl DockerCli for Docker {
+    fn engine_env(&self) -> &EngineEnv {
+        &self.env
     }
 
-    fn docker_with(&self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Out {
-        let all = self.args(args);
-        let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        let config = self.env.path().join("client");
-        self.env.run(&self.client, &all, |c| {
-            c.env("DOCKER_CONFIG", &config);
-            adjust(c);
-        })
+    /// `docker --host <socket>`, its config in the temporary directory.
+    fn client(&self) -> Client {
+        Client {
+            program: self.client.clone(),
+            flags: vec!["--host".to_string(), self.host.clone()],
+            vars: vec![("DOCKER_CONFIG", self.env.path().join("client"))],
+        }
     }
 
-    fn args(&self, args: &[&str]) -> Vec<String> {
-        let mut all = vec!["--host".to_string(), self.host.clone()];
-        all.extend(args.iter().map(|s| (*s).to_string()));
-        all
+    /// berth as the runtime.
+    fn run_flags(&self) -> Vec<String> {
+        vec!["--runtime=berth".to_string()]
     }
 
-    /// `docker run --runtime berth FLAGS IMAGE CMD...`.
-    fn run(&self, flags: &[&str], cmd: &[&str]) -> Out {
-        let mut args = vec!["run", "--runtime=berth"];
-        args.extend_from_slice(flags);
-        args.push(IMAGE);
-        args.extend_from_slice(cmd);
-        self.docker(&args)
+    fn image(&self) -> &'static str {
+        IMAGE
     }
+}
 
-    fn inspect(&self, name: &str, format: &str) -> String {
-        self.docker(&["inspect", "--format", format, name])
-            .ok()
-            .trimmed()
-            .to_string()
-    }
-
-    fn pid(&self, name: &str) -> i32 {
-        self.inspect(name, "{{.State.Pid}}").parse().unwrap()
-    }
-
+impl Docker {
     /// Asserts that berth ran docker's prestart hook for the running container `name`: the
     /// hook makes dockerd bind-mount the container's network namespace at its SandboxKey.
     fn assert_prestart_hook_ran(&self, name: &str) {
@@ -170,24 +165,12 @@ impl Docker {
         );
     }
 
-    /// Removes every container, stops dockerd, asserts nothing is left. dockerd keeps a bind
-    /// mount of its data-root and its `netns/default` after it exits: those are its own.
-    fn finish(self) {
-        self.remove_all();
-        assert_eq!(self.docker(&["ps", "-aq"]).ok().trimmed(), "");
-        let d = self.env.path().to_path_buf();
-        self.env.finish(|m| {
-            m == d.join("data").to_str().unwrap()
-                || m == d.join("exec/netns/default").to_str().unwrap()
-        });
-    }
-
     fn remove_all(&self) {
-        let Ok(ids) = std::panic::catch_unwind(|| self.docker(&["ps", "-aq"]).out) else {
+        let Ok(ids) = std::panic::catch_unwind(|| self.cli(&["ps", "-aq"]).out) else {
             return;
         };
         for id in ids.lines().filter(|l| !l.is_empty()) {
-            let _ = self.docker(&["rm", "--force", id]);
+            let _ = self.cli(&["rm", "--force", id]);
         }
     }
 }
@@ -205,112 +188,48 @@ impl Drop for Docker {
 /// `--user`, and `--init` (docker-init as pid 1).
 #[test]
 fn docker_run_modes_prestart_hook_and_init() {
-    let Some(dk) = Docker::new() else { return };
-    let t = Instant::now();
-    assert_eq!(
-        dk.run(&["--rm", "--network=none"], &["echo", "hello"])
-            .ok()
-            .out,
-        "hello\n"
-    );
-    dk.run(&["--rm", "--network=none"], &["sh", "-c", "exit 3"])
-        .code_is(3);
-    let missing = dk
-        .run(&["--rm", "--network=none"], &["/nonexistent"])
-        .code_is(127);
-    assert!(
-        missing.err.contains("no such file or directory"),
-        "{missing:?}"
-    );
-    let denied = dk
-        .run(&["--rm", "--network=none"], &["/etc/passwd"])
-        .code_is(126);
-    assert!(denied.err.contains("permission denied"), "{denied:?}");
-    let tty = dk
-        .run(
-            &["--rm", "--network=none", "-t"],
-            &["sh", "-c", "tty; exit 2"],
-        )
-        .code_is(2);
-    assert!(tty.out.contains("/dev/pts/0"), "{tty:?}");
-    let input = dk.env.path().join("stdin");
-    fs::write(&input, "from stdin\n").unwrap();
-    let cat = dk.docker_with(
-        &[
-            "run",
-            "--runtime=berth",
-            "--rm",
-            "-i",
-            "--network=none",
-            IMAGE,
-            "cat",
-        ],
-        |c| {
-            c.stdin(fs::File::open(&input).unwrap());
-        },
-    );
-    assert_eq!(cat.ok().out, "from stdin\n");
-    let mut args = vec![format!(
-        "DOCKER_CONFIG={}",
-        dk.env.path().join("client").display()
-    )];
-    args.push(dk.client.clone());
-    args.extend(dk.args(&[
-        "run",
-        "--runtime=berth",
-        "--rm",
-        "-it",
-        "--network=none",
-        IMAGE,
-        "sh",
-        "-c",
-        "tty; read x; echo got-$x",
-    ]));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let it = dk.env.run_in_pty("env", &args, b"typed\n");
-    assert_eq!(it.code, 0, "{it:?}");
-    assert!(it.out.contains("got-typed"), "{it:?}");
+    engine_test("docker run modes", |dk: &Docker| {
+        dk.assert_attached_runs(&["--rm", "--network=none"]);
 
-    // The prestart hook, on a container with its own network namespace.
-    dk.run(&["-d", "--name=n1", "--network=none"], &["sleep", "1000"])
-        .ok();
-    let config = fs::read_to_string(
-        dk.env
-            .path()
-            .join("exec/containerd/daemon/io.containerd.runtime.v2.task/moby")
-            .join(dk.inspect("n1", "{{.Id}}"))
-            .join("config.json"),
-    )
-    .unwrap();
-    assert!(
-        config.contains("libnetwork-setkey"),
-        "no prestart hook in {config}"
-    );
-    dk.assert_prestart_hook_ran("n1");
-    dk.docker(&["rm", "--force", "n1"]).ok();
-
-    // Host network (no hook), read-only root, another user.
-    let host = dk
-        .run(
-            &["--rm", "--network=host", "--read-only", "--user=1000:1000"],
-            &["sh", "-c", "id -u; id -g; touch /x 2>/dev/null && echo writable; ls /sys/class/net | grep -c ."],
+        // The prestart hook, on a container with its own network namespace.
+        dk.run(&["-d", "--name=n1", "--network=none"], &["sleep", "1000"])
+            .ok();
+        let config = fs::read_to_string(
+            dk.env
+                .path()
+                .join("exec/containerd/daemon/io.containerd.runtime.v2.task/moby")
+                .join(dk.inspect("n1", "{{.Id}}"))
+                .join("config.json"),
         )
-        .ok();
-    let lines: Vec<&str> = host.out.lines().collect();
-    assert_eq!(&lines[..2], ["1000", "1000"], "{host:?}");
-    assert!(!host.out.contains("writable"), "{host:?}");
-    let host_links = fs::read_dir("/sys/class/net").unwrap().count();
-    assert_eq!(lines[2], host_links.to_string(), "host network: {host:?}");
+        .unwrap();
+        assert!(
+            config.contains("libnetwork-setkey"),
+            "no prestart hook in {config}"
+        );
+        dk.assert_prestart_hook_ran("n1");
+        dk.cli(&["rm", "--force", "n1"]).ok();
 
-    let init = dk
-        .run(
-            &["--rm", "--network=none", "--init"],
-            &["cat", "/proc/1/cmdline"],
-        )
-        .ok();
-    assert!(init.out.starts_with("/sbin/docker-init\0"), "{init:?}");
-    println!("docker run modes: {:?}", t.elapsed());
-    dk.finish();
+        // Host network (no hook), read-only root, another user.
+        let host = dk
+            .run(
+                &["--rm", "--network=host", "--read-only", "--user=1000:1000"],
+                &["sh", "-c", "id -u; id -g; touch /x 2>/dev/null && echo writable; ls /sys/class/net | grep -c ."],
+            )
+            .ok();
+        let lines: Vec<&str> = host.out.lines().collect();
+        assert_eq!(&lines[..2], ["1000", "1000"], "{host:?}");
+        assert!(!host.out.contains("writable"), "{host:?}");
+        let host_links = fs::read_dir("/sys/class/net").unwrap().count();
+        assert_eq!(lines[2], host_links.to_string(), "host network: {host:?}");
+
+        let init = dk
+            .run(
+                &["--rm", "--network=none", "--init"],
+                &["cat", "/proc/1/cmdline"],
+            )
+            .ok();
+        assert!(init.out.starts_with("/sbin/docker-init\0"), "{init:?}");
+    });
 }
 
 /// A detached container through its life: exec (plain, exit code, `-t`, `-d`), top (berth's
@@ -318,114 +237,73 @@ fn docker_run_modes_prestart_hook_and_init() {
 /// ignored by pid 1, then KILL), start, restart, `--restart on-failure`, rm -f.
 #[test]
 fn docker_detached_lifecycle() {
-    let Some(dk) = Docker::new() else { return };
-    let t = Instant::now();
-    dk.run(
-        &["-d", "--name=c1", "--network=none"],
-        &[
-            "sh",
-            "-c",
-            "trap 'echo usr1 > /tmp/usr1' USR1; while :; do sleep 0.1; done",
-        ],
-    )
-    .ok();
-    assert_eq!(dk.inspect("c1", "{{.State.Status}}"), "running");
-    dk.assert_prestart_hook_ran("c1");
-    assert_eq!(
-        dk.docker(&["exec", "c1", "sh", "-c", "echo in-exec"])
-            .ok()
-            .out,
-        "in-exec\n"
-    );
-    dk.docker(&["exec", "c1", "sh", "-c", "exit 9"]).code_is(9);
-    let tty = dk.docker(&["exec", "-t", "c1", "tty"]).ok();
-    assert!(tty.out.starts_with("/dev/pts/"), "{tty:?}");
-    dk.docker(&["exec", "-d", "c1", "sleep", "500"]).ok();
-    let pid = dk.pid("c1");
-    let cg = v1_cgroup_dir(pid, "pids").unwrap();
-    assert!(cg.to_string_lossy().contains(&dk.cgroup_parent), "{cg:?}");
-    wait_for("docker top", "true", || {
-        let top = dk.docker(&["top", "c1"]).ok();
-        top.out.contains("sleep 500").to_string()
-    });
-    let stats = dk
-        .docker(&["stats", "--no-stream", "--format", "{{.PIDs}}", "c1"])
+    engine_test("docker lifecycle", |dk: &Docker| {
+        dk.run(&["-d", "--name=c1", "--network=none"], USR1_LOOP)
+            .ok();
+        assert_eq!(dk.inspect("c1", "{{.State.Status}}"), "running");
+        dk.assert_prestart_hook_ran("c1");
+        dk.assert_exec_basics("c1", 9);
+        dk.cli(&["exec", "-d", "c1", "sleep", "500"]).ok();
+        let pid = dk.pid("c1");
+        let cg = v1_cgroup_dir(pid, "pids").unwrap();
+        assert!(cg.to_string_lossy().contains(&dk.cgroup_parent), "{cg:?}");
+        wait_for("docker top", "true", || {
+            let top = dk.cli(&["top", "c1"]).ok();
+            top.out.contains("sleep 500").to_string()
+        });
+        let stats = dk
+            .cli(&["stats", "--no-stream", "--format", "{{.PIDs}}", "c1"])
+            .ok();
+        let pids: u32 = stats.trimmed().parse().unwrap();
+        assert!(pids >= 2, "stats counts the exec'd process: {stats:?}");
+
+        dk.assert_pause_unpause("c1");
+
+        dk.cli(&[
+            "update",
+            "--memory=64m",
+            "--memory-swap=128m",
+            "--cpus=0.5",
+            "--pids-limit=50",
+            "c1",
+        ])
         .ok();
-    let pids: u32 = stats.trimmed().parse().unwrap();
-    assert!(pids >= 2, "stats counts the exec'd process: {stats:?}");
-
-    dk.docker(&["pause", "c1"]).ok();
-    assert_eq!(dk.inspect("c1", "{{.State.Status}}"), "paused");
-    dk.docker(&["unpause", "c1"]).ok();
-    assert_eq!(dk.inspect("c1", "{{.State.Status}}"), "running");
-
-    dk.docker(&[
-        "update",
-        "--memory=64m",
-        "--memory-swap=128m",
-        "--cpus=0.5",
-        "--pids-limit=50",
-        "c1",
-    ])
-    .ok();
-    let read = |ctrl: &str, file: &str| {
-        fs::read_to_string(v1_cgroup_dir(pid, ctrl).unwrap().join(file))
-            .unwrap()
-            .trim()
-            .to_string()
-    };
-    assert_eq!(read("memory", "memory.limit_in_bytes"), "67108864");
-    assert_eq!(read("pids", "pids.max"), "50");
-    assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
-
-    dk.docker(&["kill", "--signal=USR1", "c1"]).ok();
-    wait_for("the USR1 trap", "usr1", || {
-        dk.docker(&["exec", "c1", "cat", "/tmp/usr1"])
-            .out
-            .trim()
-            .to_string()
-    });
-    dk.docker(&["stop", "--time=1", "c1"]).ok();
-    assert_eq!(
-        dk.inspect("c1", "{{.State.Status}} {{.State.ExitCode}}"),
-        "exited 137"
-    );
-    assert!(!common::is_alive(pid));
-    dk.docker(&["start", "c1"]).ok();
-    let started = dk.pid("c1");
-    assert_ne!(started, pid);
-    dk.docker(&["restart", "--time=1", "c1"]).ok();
-    assert_eq!(dk.inspect("c1", "{{.State.Status}}"), "running");
-    let restarted = dk.pid("c1");
-    assert_ne!(restarted, started);
-    dk.assert_prestart_hook_ran("c1");
-    dk.docker(&["rm", "--force", "c1"]).ok();
-    assert!(!common::is_alive(restarted));
-
-    // The daemon restarts a failing container through berth (create, start, delete again).
-    dk.run(
-        &[
-            "-d",
-            "--name=rf",
-            "--network=none",
-            "--restart=on-failure:2",
-        ],
-        &["sh", "-c", "exit 3"],
-    )
-    .ok();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        let s = dk.inspect(
-            "rf",
-            "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}",
+        assert_eq!(
+            v1_cgroup_value(pid, "memory", "memory.limit_in_bytes"),
+            "67108864"
         );
-        if s == "exited 2 3" || Instant::now() > deadline {
-            break s;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(status, "exited 2 3");
-    dk.docker(&["rm", "rf"]).ok();
-    println!("docker lifecycle: {:?}", t.elapsed());
-    dk.finish();
+        assert_eq!(v1_cgroup_value(pid, "pids", "pids.max"), "50");
+        assert_eq!(v1_cgroup_value(pid, "cpu", "cpu.cfs_quota_us"), "50000");
+
+        dk.assert_usr1_trap("c1");
+        let restarted = dk.assert_stop_start_restart("c1", pid);
+        dk.assert_prestart_hook_ran("c1");
+        dk.cli(&["rm", "--force", "c1"]).ok();
+        assert!(!common::is_alive(restarted));
+
+        // The daemon restarts a failing container through berth (create, start, delete again).
+        dk.run(
+            &[
+                "-d",
+                "--name=rf",
+                "--network=none",
+                "--restart=on-failure:2",
+            ],
+            &["sh", "-c", "exit 3"],
+        )
+        .ok();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            let s = dk.inspect(
+                "rf",
+                "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}",
+            );
+            if s == "exited 2 3" || Instant::now() > deadline {
+                break s;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(status, "exited 2 3");
+        dk.cli(&["rm", "rf"]).ok();
+    });
 }

@@ -9,18 +9,8 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use common::{Berth, OutputExt};
+use common::{berth_test, Berth, OutputExt};
 use serde_json::{json, Value};
-
-/// `create` of a container running `args` fails with `needle` (runc looks the program up at
-/// create, and podman maps that message to exit 127 / 126), leaving nothing behind.
-fn exec_error_fails_create(b: &Berth, name: &str, args: &[&str], needle: &str) {
-    let id = b.id(name);
-    let bundle = b.bundle(&id, &b.config(args));
-    b.cmd(&["create", "--bundle", bundle.to_str().unwrap(), &id])
-        .fails_with(needle);
-    b.assert_no_state(&id);
-}
 
 /// A program that disappears between `create` and `start` fails `start` with `needle`; the
 /// init exits and the container can be deleted without `--force`.
@@ -33,9 +23,24 @@ fn start_fails_after_removal(b: &Berth, name: &str, program: &str, needle: &str)
     fs::remove_file(&path).unwrap();
     b.cmd(&["start", &id]).fails_with(needle);
     b.wait_status(&id, "stopped");
-    b.cmd(&["delete", &id]).ok();
+    b.delete(&id);
 }
 
+/// Programs that cannot be executed, as (container name, program, `run`'s exit code, runc's
+/// wording): one missing from `$PATH`, a missing path and a file without the execute bit (see
+/// [`add_non_executable_file`]).
+const EXEC_ERRORS: [(&str, &str, i32, &str); 3] = [
+    (
+        "nocmd",
+        "nonexistent-cmd",
+        127,
+        "executable file not found in $PATH",
+    ),
+    ("nopath", "/nonexistent", 127, "no such file or directory"),
+    ("noexec", "/etc/not-executable", 126, "permission denied"),
+];
+
+/// Puts `/etc/not-executable`, a script without the execute bit, into the shared rootfs.
 fn add_non_executable_file(b: &Berth) {
     let path = b.rootfs.join("etc/not-executable");
     fs::write(&path, "#!/bin/sh\necho no\n").unwrap();
@@ -44,53 +49,41 @@ fn add_non_executable_file(b: &Berth) {
 
 #[test]
 fn exec_errors_use_runc_wording() {
-    let b = Berth::new();
-    add_non_executable_file(&b);
-    exec_error_fails_create(
-        &b,
-        "nocmd",
-        &["nonexistent-cmd"],
-        "executable file not found in $PATH",
-    );
-    exec_error_fails_create(&b, "nopath", &["/nonexistent"], "no such file or directory");
-    exec_error_fails_create(&b, "noexec", &["/etc/not-executable"], "permission denied");
-    start_fails_after_removal(&b, "gone", "/bin/vanishing", "no such file or directory");
-    b.assert_clean();
+    berth_test(|b| {
+        add_non_executable_file(b);
+        // `create` fails (runc looks the program up at create, and podman maps that message to
+        // exit 127 / 126), leaving nothing behind.
+        for (name, program, _, needle) in EXEC_ERRORS {
+            b.assert_create_fails(&b.id(name), &b.config(&[program]), needle);
+        }
+        start_fails_after_removal(b, "gone", "/bin/vanishing", "no such file or directory");
+    });
 }
 
 #[test]
 fn run_exit_codes_for_start_errors() {
-    let b = Berth::new();
-    add_non_executable_file(&b);
-    for (name, program, code, needle) in [
-        (
-            "nocmd",
-            "nonexistent-cmd",
-            127,
-            "executable file not found in $PATH",
-        ),
-        ("nopath", "/nonexistent", 127, "no such file or directory"),
-        ("noexec", "/etc/not-executable", 126, "permission denied"),
-    ] {
-        let out = b.run(&b.id(name), &b.config(&[program]));
-        assert_eq!(out.code(), code, "{program}: {}", out.err());
-        assert!(out.err().contains(needle), "{program}: {}", out.err());
-    }
-    b.assert_clean();
+    berth_test(|b| {
+        add_non_executable_file(b);
+        for (name, program, code, needle) in EXEC_ERRORS {
+            let out = b.run(&b.id(name), &b.config(&[program]));
+            assert_eq!(out.code(), code, "{program}: {}", out.err());
+            assert!(out.err().contains(needle), "{program}: {}", out.err());
+        }
+    });
 }
 
 #[test]
 fn config_without_process_creates_but_cannot_start() {
-    let b = Berth::new();
-    let id = b.id("noproc");
-    let mut c = b.config(&["true"]);
-    c.as_object_mut().unwrap().remove("process");
-    b.create(&id, &c);
-    assert_eq!(b.status(&id), "created");
-    let err = b.cmd(&["start", &id]).fails_with("process");
-    assert!(err.contains("without a process"), "{err}");
-    b.delete_force(&id);
-    b.assert_clean();
+    berth_test(|b| {
+        let id = b.id("noproc");
+        let mut c = b.config(&["true"]);
+        c.as_object_mut().unwrap().remove("process");
+        b.create(&id, &c);
+        assert_eq!(b.status(&id), "created");
+        let err = b.cmd(&["start", &id]).fails_with("process");
+        assert!(err.contains("without a process"), "{err}");
+        b.delete_force(&id);
+    });
 }
 
 /// Writes `config` as the bundle of a new container and expects `create` to fail with exactly
@@ -118,176 +111,169 @@ fn edited(b: &Berth, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
 
 #[test]
 fn config_errors_name_the_field_and_leave_nothing() {
-    let b = Berth::new();
-    create_fails(&b, "badjson", b"{\"ociVersion\": ", "config.json");
-    create_fails(
-        &b,
-        "noroot",
-        &edited(&b, |c| {
-            c.as_object_mut().unwrap().remove("root");
-        }),
-        "root",
-    );
-    let n = b.config(&["true"])["mounts"].as_array().unwrap().len();
-    create_fails(
-        &b,
-        "reldest",
-        &edited(&b, |c| {
-            c["mounts"]
-                .as_array_mut()
-                .unwrap()
-                .push(json!({"destination": "relative/dir", "type": "tmpfs", "source": "tmpfs"}));
-        }),
-        &format!("mounts[{n}].destination"),
-    );
-    let ns = b.config(&["true"])["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .len();
-    create_fails(
-        &b,
-        "badns",
-        &edited(&b, |c| {
-            c["linux"]["namespaces"]
-                .as_array_mut()
-                .unwrap()
-                .push(json!({"type": "bogus"}));
-        }),
-        &format!("linux.namespaces[{ns}].type"),
-    );
-    create_fails(
-        &b,
-        "version",
-        &edited(&b, |c| c["ociVersion"] = json!("2.0.0")),
-        "ociVersion",
-    );
-    create_fails(
-        &b,
-        "rlimit",
-        &edited(&b, |c| {
-            c["process"]["rlimits"] = json!([{"type": "RLIMIT_BOGUS", "hard": 1, "soft": 1}]);
-        }),
-        "process.rlimits[0]",
-    );
-    create_fails(
-        &b,
-        "norootfs",
-        &edited(&b, |c| {
-            c["root"]["path"] = json!(b.path().join("no-such-rootfs"));
-        }),
-        "root.path",
-    );
-    b.assert_clean();
+    berth_test(|b| {
+        create_fails(b, "badjson", b"{\"ociVersion\": ", "config.json");
+        create_fails(
+            b,
+            "noroot",
+            &edited(b, |c| {
+                c.as_object_mut().unwrap().remove("root");
+            }),
+            "root",
+        );
+        let n = b.config(&["true"])["mounts"].as_array().unwrap().len();
+        create_fails(
+            b,
+            "reldest",
+            &edited(b, |c| {
+                c["mounts"].as_array_mut().unwrap().push(
+                    json!({"destination": "relative/dir", "type": "tmpfs", "source": "tmpfs"}),
+                );
+            }),
+            &format!("mounts[{n}].destination"),
+        );
+        let ns = b.config(&["true"])["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .len();
+        create_fails(
+            b,
+            "badns",
+            &edited(b, |c| {
+                c["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"type": "bogus"}));
+            }),
+            &format!("linux.namespaces[{ns}].type"),
+        );
+        create_fails(
+            b,
+            "version",
+            &edited(b, |c| c["ociVersion"] = json!("2.0.0")),
+            "ociVersion",
+        );
+        create_fails(
+            b,
+            "rlimit",
+            &edited(b, |c| {
+                c["process"]["rlimits"] = json!([{"type": "RLIMIT_BOGUS", "hard": 1, "soft": 1}]);
+            }),
+            "process.rlimits[0]",
+        );
+        create_fails(
+            b,
+            "norootfs",
+            &edited(b, |c| {
+                c["root"]["path"] = json!(b.path().join("no-such-rootfs"));
+            }),
+            "root.path",
+        );
+    });
 }
 
 #[test]
 fn json_log_names_the_field() {
-    let b = Berth::new();
-    let id = b.id("jsonlog");
-    let mut c = b.config(&["true"]);
-    c["ociVersion"] = json!("2.0.0");
-    let bundle = b.bundle(&id, &c);
-    let log = b.path().join("berth.log");
-    let out = b.cmd(&[
-        "--log",
-        log.to_str().unwrap(),
-        "--log-format",
-        "json",
-        "create",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        &id,
-    ]);
-    assert!(!out.status.success());
-    let text = fs::read_to_string(&log).unwrap();
-    let last = text.lines().last().expect("an error line in the log");
-    let line: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"));
-    let keys: Vec<&str> = line
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    for key in ["level", "msg", "time"] {
-        assert!(keys.contains(&key), "{key} missing from {last}");
-    }
-    assert_eq!(line["level"], "error", "{last}");
-    assert!(
-        line["msg"].as_str().unwrap().contains("ociVersion"),
-        "{last}"
-    );
-    b.assert_no_state(&id);
-    b.assert_clean();
+    berth_test(|b| {
+        let id = b.id("jsonlog");
+        let mut c = b.config(&["true"]);
+        c["ociVersion"] = json!("2.0.0");
+        let bundle = b.bundle(&id, &c);
+        let log = b.path().join("berth.log");
+        let out = b.cmd(&[
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            &id,
+        ]);
+        assert!(!out.status.success());
+        let text = fs::read_to_string(&log).unwrap();
+        let last = text.lines().last().expect("an error line in the log");
+        let line: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"));
+        let keys: Vec<&str> = line
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for key in ["level", "msg", "time"] {
+            assert!(keys.contains(&key), "{key} missing from {last}");
+        }
+        assert_eq!(line["level"], "error", "{last}");
+        assert!(
+            line["msg"].as_str().unwrap().contains("ociVersion"),
+            "{last}"
+        );
+        b.assert_no_state(&id);
+    });
 }
 
 #[test]
 fn invalid_ids_are_refused() {
-    let b = Berth::new();
-    let bundle = b.bundle("valid", &b.config(&["true"]));
-    for id in ["../escape", "a/b", "with space", ".."] {
-        b.cmd(&["create", "--bundle", bundle.to_str().unwrap(), id])
-            .fails_with("invalid container id");
-        b.cmd(&["state", id]).fails_with("invalid container id");
-    }
-    assert!(!b.path().join("escape").exists());
-    b.assert_clean();
+    berth_test(|b| {
+        let bundle = b.bundle("valid", &b.config(&["true"]));
+        for id in ["../escape", "a/b", "with space", ".."] {
+            b.cmd(&["create", "--bundle", bundle.to_str().unwrap(), id])
+                .fails_with("invalid container id");
+            b.cmd(&["state", id]).fails_with("invalid container id");
+        }
+        assert!(!b.path().join("escape").exists());
+    });
 }
 
 #[test]
 fn unwritable_pid_file_fails_create_and_leaves_nothing() {
-    let b = Berth::new();
-    let id = b.id("pidfile");
-    let bundle = b.bundle(&id, &b.config(&["true"]));
-    let pid_file = b.path().join("no-such-dir/pid");
-    b.cmd(&[
-        "create",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        &id,
-    ])
-    .fails_with("no-such-dir");
-    b.assert_no_state(&id);
-    b.assert_clean();
+    berth_test(|b| {
+        let id = b.id("pidfile");
+        let bundle = b.bundle(&id, &b.config(&["true"]));
+        let pid_file = b.path().join("no-such-dir/pid");
+        b.cmd(&[
+            "create",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &id,
+        ])
+        .fails_with("no-such-dir");
+        b.assert_no_state(&id);
+    });
 }
 
 #[test]
 fn uid_or_gid_minus_one_is_refused() {
-    // 4294967295 is (uid_t)-1: setresuid(-1) would leave the process root.
-    let b = Berth::new();
-    for (field, path) in [("process.user.uid", "uid"), ("process.user.gid", "gid")] {
+    berth_test(|b| {
+        // 4294967295 is (uid_t)-1: setresuid(-1) would leave the process root.
+        for (field, path) in [("process.user.uid", "uid"), ("process.user.gid", "gid")] {
+            let mut c = b.config(&["true"]);
+            c["process"]["user"][path] = json!(4_294_967_295_u32);
+            b.assert_create_fails(&b.id(&format!("minus-one-{path}")), &c, field);
+        }
         let mut c = b.config(&["true"]);
-        c["process"]["user"][path] = json!(4_294_967_295_u32);
-        let id = b.id(&format!("minus-one-{path}"));
-        b.try_create(&id, &c).fails_with(field);
-        b.assert_no_state(&id);
-    }
-    let mut c = b.config(&["true"]);
-    c["process"]["user"]["additionalGids"] = json!([10, 4_294_967_295_u32]);
-    b.try_create(&b.id("minus-one-groups"), &c)
-        .fails_with("process.user.additionalGids[1]");
-    b.assert_clean();
+        c["process"]["user"]["additionalGids"] = json!([10, 4_294_967_295_u32]);
+        b.try_create(&b.id("minus-one-groups"), &c)
+            .fails_with("process.user.additionalGids[1]");
+    });
 }
 
 #[test]
 fn an_etc_passwd_that_is_not_a_file_is_not_read() {
-    // The image controls /etc/passwd: a symlink to /dev/zero (or a FIFO) must not make the
-    // init read forever while it looks up HOME.
-    let b = Berth::new();
-    let rootfs = b.path().join("zero-passwd");
-    common::busybox_rootfs(&rootfs);
-    fs::create_dir_all(rootfs.join("etc")).unwrap();
-    let _ = fs::remove_file(rootfs.join("etc/passwd"));
-    std::os::unix::fs::symlink("/dev/zero", rootfs.join("etc/passwd")).unwrap();
-    let mut c = b.config(&["sh", "-c", "echo HOME=$HOME"]);
-    c["root"]["path"] = json!(rootfs);
-    c["process"]["env"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|e| !e.as_str().unwrap_or("").starts_with("HOME="));
-    let out = b.run(&b.id("zero-passwd"), &c);
-    assert_eq!(out.code(), 0, "{}", out.err());
-    assert_eq!(out.out().trim(), "HOME=/");
-    b.assert_clean();
+    berth_test(|b| {
+        // The image controls /etc/passwd: a symlink to /dev/zero (or a FIFO) must not make the
+        // init read forever while it looks up HOME.
+        let rootfs = b.new_rootfs("zero-passwd");
+        let _ = fs::remove_file(rootfs.join("etc/passwd"));
+        std::os::unix::fs::symlink("/dev/zero", rootfs.join("etc/passwd")).unwrap();
+        let mut c = b.config(&["sh", "-c", "echo HOME=$HOME"]);
+        c["root"]["path"] = json!(rootfs);
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|e| !e.as_str().unwrap_or("").starts_with("HOME="));
+        assert_eq!(b.run_ok("zero-passwd", &c).out().trim(), "HOME=/");
+    });
 }

@@ -6,50 +6,29 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::ops::Deref;
+use std::process::Command;
 
-use common::{Berth, OutputExt};
+use common::{ImageStore, OutputExt};
 
-/// A Berth with a store holding the busybox image, driven from a thread in a fresh network
-/// namespace.
-struct Net {
-    b: Berth,
-    store: PathBuf,
+/// A store holding the busybox image (its containers on the default bridge network), driven
+/// from a thread in a fresh network namespace.
+struct Net(ImageStore);
+
+impl Deref for Net {
+    type Target = ImageStore;
+
+    fn deref(&self) -> &ImageStore {
+        &self.0
+    }
 }
 
 impl Net {
     fn new() -> Net {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare net");
-        let b = Berth::new();
-        let store = b.path().join("store");
-        let layout = b.path().join("layout");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-image.py");
-        let out = Command::new("python3")
-            .arg(script)
-            .arg(&layout)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", out.err());
-        let n = Net { b, store };
-        n.cmd(&["image", "import", layout.to_str().unwrap()]).ok();
+        let n = Net(ImageStore::new(&[], &[]));
         sh("ip link set lo up");
         n
-    }
-
-    fn cmd(&self, args: &[&str]) -> Output {
-        let mut all = vec!["--store", self.store.to_str().unwrap()];
-        all.extend_from_slice(args);
-        self.b.cmd(&all)
-    }
-
-    /// `run --name ID -e BERTH_TEST_TAG=... args...`.
-    fn run(&self, id: &str, args: &[&str]) -> Output {
-        self.b.track(id);
-        let tag = format!("BERTH_TEST_TAG={}", self.b.tag);
-        let mut all = vec!["run", "--name", id, "-e", &tag];
-        all.extend_from_slice(args);
-        self.cmd(&all)
     }
 
     fn ip_of(&self, id: &str) -> String {
@@ -105,17 +84,24 @@ fn sh(script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs `f` on a thread of its own (whose network namespace `Net::new` replaces).
-fn in_own_netns(f: impl FnOnce() + Send + 'static) {
-    std::thread::spawn(f).join().unwrap();
+/// One network test: on a thread of its own (whose network namespace [`Net::new`] replaces),
+/// runs `body` with a new [`Net`], then asserts that no network debris is left and removes the
+/// networks (asserting that their bridges and nftables go too).
+fn net_test(body: impl FnOnce(&Net) + Send + 'static) {
+    std::thread::spawn(|| {
+        let n = Net::new();
+        body(&n);
+        n.assert_no_network_debris();
+        n.remove_networks();
+    })
+    .join()
+    .unwrap();
 }
 
 #[test]
 fn two_containers_on_the_bridge_talk() {
-    in_own_netns(|| {
-        let n = Net::new();
-        let a = n.b.id("a");
-        n.run(&a, &["-d", "busybox", "sleep", "1000"]).ok();
+    net_test(|n| {
+        let a = n.run_sleeper("a", &[]);
         let ip = n.ip_of(&a);
         let b = n.b.id("b");
         let script = format!(
@@ -131,16 +117,13 @@ fn two_containers_on_the_bridge_talk() {
         // The container's name resolves in its own /etc/hosts, the bridge carries the gateway.
         let gw = sh("ip -4 -o addr show berth0");
         assert!(gw.contains("inet 10.90.0.1/16"), "{gw}");
-        n.b.cmd(&["delete", "--force", &a]).ok();
-        n.assert_no_network_debris();
-        n.remove_networks();
+        n.b.delete_force(&a);
     });
 }
 
 #[test]
 fn a_published_port_answers_and_goes_at_delete() {
-    in_own_netns(|| {
-        let n = Net::new();
+    net_test(|n| {
         let web = n.b.id("web");
         n.run(
             &web,
@@ -172,43 +155,32 @@ fn a_published_port_answers_and_goes_at_delete() {
         n.run(&other, &["-d", "-p", "8080:81", "busybox", "sleep", "1000"])
             .fails_with("8080");
         n.b.assert_no_state(&other);
-        n.b.cmd(&["delete", "--force", &web]).ok();
+        n.b.delete_force(&web);
         assert!(!sh("nft list table ip berth").contains("8080"));
-        n.assert_no_network_debris();
-        n.remove_networks();
     });
 }
 
 #[test]
 fn none_host_and_named_networks() {
-    in_own_netns(|| {
-        let n = Net::new();
-        let id = n.b.id("none");
-        let out = n
-            .run(
-                &id,
-                &[
-                    "--rm",
-                    "--network",
-                    "none",
-                    "busybox",
-                    "sh",
-                    "-c",
-                    "ip -o link | wc -l; ping -c1 -W1 127.0.0.1 | grep -c '1 packets received'",
-                ],
-            )
-            .ok()
-            .out();
+    net_test(|n| {
+        let out = n.run_ok(
+            "none",
+            &[
+                "--rm",
+                "--network",
+                "none",
+                "busybox",
+                "sh",
+                "-c",
+                "ip -o link | wc -l; ping -c1 -W1 127.0.0.1 | grep -c '1 packets received'",
+            ],
+        );
         assert_eq!(out, "1\n1\n");
         sh("ip link add bhtest0 type veth peer name bhtest1");
-        let id = n.b.id("host");
-        let out = n
-            .run(
-                &id,
-                &["--rm", "--network", "host", "busybox", "ip", "-o", "link"],
-            )
-            .ok()
-            .out();
+        let out = n.run_ok(
+            "host",
+            &["--rm", "--network", "host", "busybox", "ip", "-o", "link"],
+        );
         assert!(out.contains("bhtest0"), "{out}");
         sh("ip link del bhtest0");
         // A named network with its own bridge and subnet.
@@ -216,22 +188,18 @@ fn none_host_and_named_networks() {
             .ok();
         let ls = n.cmd(&["network", "ls"]).ok().out();
         assert!(ls.contains("lab") && ls.contains("10.123.0.0/24"), "{ls}");
-        let id = n.b.id("lab");
-        let out = n
-            .run(
-                &id,
-                &[
-                    "--rm",
-                    "--network",
-                    "lab",
-                    "busybox",
-                    "sh",
-                    "-c",
-                    "ip -4 -o addr show eth0",
-                ],
-            )
-            .ok()
-            .out();
+        let out = n.run_ok(
+            "lab",
+            &[
+                "--rm",
+                "--network",
+                "lab",
+                "busybox",
+                "sh",
+                "-c",
+                "ip -4 -o addr show eth0",
+            ],
+        );
         assert!(out.contains("inet 10.123.0."), "{out}");
         // Errors name what is wrong and leave nothing.
         let id = n.b.id("bad");
@@ -260,12 +228,7 @@ fn none_host_and_named_networks() {
             "overlapping",
         ])
         .fails_with("10.123.0.0");
-        n.assert_no_network_debris();
-        assert!(fs::read_dir(n.store.join("bundles"))
-            .unwrap()
-            .next()
-            .is_none());
-        n.remove_networks();
+        assert!(n.bundles().is_empty(), "bundles left: {:?}", n.bundles());
     });
 }
 
@@ -273,11 +236,8 @@ fn none_host_and_named_networks() {
 /// prune` removes its lease, veth, port rules and pinned namespace.
 #[test]
 fn prune_repairs_what_a_crash_left() {
-    in_own_netns(|| {
-        let n = Net::new();
-        let ghost = n.b.id("ghost");
-        n.run(&ghost, &["-d", "-p", "8082:80", "busybox", "sleep", "1000"])
-            .ok();
+    net_test(|n| {
+        let ghost = n.run_sleeper("ghost", &["-p", "8082:80"]);
         let pid: i32 = n.b.state(&ghost)["pid"]
             .as_i64()
             .unwrap()
@@ -299,9 +259,7 @@ fn prune_repairs_what_a_crash_left() {
         assert!(!sh("nft list table ip berth").contains("8082"));
         // Put the state back so the container's cgroup and bundle are removed as usual.
         fs::rename(&saved, &state_dir).unwrap();
-        n.b.cmd(&["delete", "--force", &ghost]).ok();
-        n.assert_no_network_debris();
-        n.remove_networks();
+        n.b.delete_force(&ghost);
     });
 }
 
@@ -310,21 +268,9 @@ fn prune_repairs_what_a_crash_left() {
 /// and pinned namespace in both cases.
 #[test]
 fn a_killed_delete_or_run_leaves_nothing_after_delete() {
-    use std::os::unix::process::ExitStatusExt;
-    in_own_netns(|| {
-        let n = Net::new();
-        let killed = |point: &str, args: &[&str]| {
-            let mut all = vec!["--store", n.store.to_str().unwrap()];
-            all.extend_from_slice(args);
-            let out = n.b.cmd_with(&all, |c| {
-                c.env("BERTH_FAILPOINT", point);
-            });
-            assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{}", out.err());
-        };
-        let first = n.b.id("killed-delete");
-        n.run(&first, &["-d", "-p", "8083:80", "busybox", "sleep", "1000"])
-            .ok();
-        killed("delete:stopped", &["delete", "--force", &first]);
+    net_test(|n| {
+        let first = n.run_sleeper("killed-delete", &["-p", "8083:80"]);
+        n.killed_at("delete:stopped", &["delete", "--force", &first]);
         assert!(
             sh("ip -o link").contains(" bv"),
             "the veth went before the state"
@@ -333,16 +279,9 @@ fn a_killed_delete_or_run_leaves_nothing_after_delete() {
 
         let second = n.b.id("killed-run");
         n.b.track(&second);
-        let tag = format!("BERTH_TEST_TAG={}", n.b.tag);
-        killed(
-            "run:attached",
-            &[
-                "run", "--name", &second, "-e", &tag, "-p", "8084:80", "busybox", "true",
-            ],
-        );
+        let args = n.run_args(&second, &["-p", "8084:80", "busybox", "true"]);
+        n.killed_at("run:attached", &args);
         assert!(sh("ip -o link").contains(" bv"), "no veth was attached");
         n.cmd(&["delete", "--force", &second]).ok();
-        n.assert_no_network_debris();
-        n.remove_networks();
     });
 }

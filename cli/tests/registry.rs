@@ -6,14 +6,12 @@
 //! stored, a dropped download resumed, and `berth run` of what was pulled.
 
 mod common;
-#[path = "common/registry.rs"]
-mod harness;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use common::registry::{add_arm64, Mode, Proxy, Registry};
 use common::{Berth, OutputExt};
-use harness::{Mode, Proxy, Registry};
 
 /// One test's berth with its own store and docker config directory.
 struct Env {
@@ -59,8 +57,23 @@ impl Env {
             .b
             .path()
             .join(format!("layout-{}", name.replace([':', '/'], "-")));
-        harness::busybox_layout(&dir, name, extra);
+        common::busybox_layout(&dir, name, extra);
         dir
+    }
+
+    /// A registry holding this test's busybox layout (see [`Env::layout`]) as `<repo>:v1`,
+    /// behind a [`Proxy`] in `mode`.
+    fn behind_proxy(&self, repo: &str, mode: Mode) -> Proxied {
+        let reg = Registry::start(None);
+        let layout = self.layout(&format!("{repo}:latest"), &[]);
+        reg.seed(&layout, repo, "v1", None);
+        let proxy = Proxy::start(reg.port, mode);
+        Proxied {
+            image: format!("{}/{repo}:v1", proxy.host()),
+            proxy,
+            reg,
+            layout,
+        }
     }
 
     /// Entries of a store directory (`blobs/sha256`, `layers`, `tmp`).
@@ -72,6 +85,16 @@ impl Env {
             Err(_) => Vec::new(),
         }
     }
+}
+
+/// What [`Env::behind_proxy`] starts (the proxy goes first, then the registry).
+struct Proxied {
+    /// The image as pulled through the proxy: `<proxy>/<repo>:v1`.
+    image: String,
+    proxy: Proxy,
+    reg: Registry,
+    /// The layout the registry was seeded with.
+    layout: PathBuf,
 }
 
 /// `N blobs downloaded, B bytes received, R resumed downloads` of a pull's summary line.
@@ -253,7 +276,7 @@ fn multi_platform_index_picks_the_platform() {
     let e = Env::new();
     let reg = Registry::start(None);
     let layout = e.layout("multi:latest", &[]);
-    harness::add_arm64(&layout);
+    add_arm64(&layout);
     reg.seed(&layout, "multi", "latest", None);
     let image = format!("{}/multi", reg.host());
     let out = e.cmd(&["pull", &image]).ok();
@@ -314,20 +337,16 @@ fn basic_auth_login_pull_push_logout() {
 #[test]
 fn bearer_tokens_from_the_token_endpoint() {
     let e = Env::new();
-    let reg = Registry::start(None);
-    let layout = e.layout("tok:latest", &[]);
-    reg.seed(&layout, "tok", "v1", None);
-    let proxy = Proxy::start(reg.port, Mode::Bearer);
-    let image = format!("{}/tok:v1", proxy.host());
+    let bearer = e.behind_proxy("tok", Mode::Bearer);
     // Anonymous: the token endpoint refuses.
-    e.cmd(&["pull", &image]).fails_with("UNAUTHORIZED");
-    e.cmd(&["login", &proxy.host(), "-u", "alice", "-p", "nope"])
+    e.cmd(&["pull", &bearer.image]).fails_with("UNAUTHORIZED");
+    e.cmd(&["login", &bearer.proxy.host(), "-u", "alice", "-p", "nope"])
         .fails_with("UNAUTHORIZED");
-    e.cmd(&["login", &proxy.host(), "-u", "alice", "-p", "secret"])
+    e.cmd(&["login", &bearer.proxy.host(), "-u", "alice", "-p", "secret"])
         .ok();
-    e.cmd(&["pull", &image]).ok();
-    let pushed = format!("{}/tok/again:v2", proxy.host());
-    e.cmd(&["tag", &image, &pushed]).ok();
+    e.cmd(&["pull", &bearer.image]).ok();
+    let pushed = format!("{}/tok/again:v2", bearer.proxy.host());
+    e.cmd(&["tag", &bearer.image, &pushed]).ok();
     let out = e.cmd(&["push", &pushed]).ok();
     assert!(out.err().contains("2 mounted"), "{}", out.err());
 }
@@ -335,12 +354,9 @@ fn bearer_tokens_from_the_token_endpoint() {
 #[test]
 fn corrupted_layer_is_rejected_and_nothing_is_stored() {
     let e = Env::new();
-    let reg = Registry::start(None);
-    let layout = e.layout("bad:latest", &[]);
-    reg.seed(&layout, "bad", "v1", None);
-    let proxy = Proxy::start(reg.port, Mode::CorruptBlob);
-    let image = format!("{}/bad:v1", proxy.host());
-    e.cmd(&["pull", &image]).fails_with("digest mismatch");
+    let corrupt = e.behind_proxy("bad", Mode::CorruptBlob);
+    e.cmd(&["pull", &corrupt.image])
+        .fails_with("digest mismatch");
     assert!(e.entries("layers").is_empty(), "a layer was kept");
     assert!(e.entries("tmp").is_empty(), "leftovers in tmp/");
     let images = e.cmd(&["images", "-q"]).ok();
@@ -351,14 +367,16 @@ fn corrupted_layer_is_rejected_and_nothing_is_stored() {
     );
     let layer = {
         let idx: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(corrupt.layout.join("index.json")).unwrap())
+                .unwrap();
         let m = idx["manifests"][0]["digest"]
             .as_str()
             .unwrap()
             .replace("sha256:", "");
-        let man: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(m)).unwrap())
-                .unwrap();
+        let man: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(corrupt.layout.join("blobs/sha256").join(m)).unwrap(),
+        )
+        .unwrap();
         man["layers"][0]["digest"]
             .as_str()
             .unwrap()
@@ -369,17 +387,15 @@ fn corrupted_layer_is_rejected_and_nothing_is_stored() {
         "the corrupted blob was kept"
     );
     // Straight from the registry it is fine.
-    e.cmd(&["pull", &format!("{}/bad:v1", reg.host())]).ok();
+    e.cmd(&["pull", &format!("{}/bad:v1", corrupt.reg.host())])
+        .ok();
 }
 
 #[test]
 fn dropped_download_resumes_with_range() {
     let e = Env::new();
-    let reg = Registry::start(None);
-    let layout = e.layout("drop:latest", &[]);
-    reg.seed(&layout, "drop", "v1", None);
-    let proxy = Proxy::start(reg.port, Mode::DropOnce);
-    let out = e.cmd(&["pull", &format!("{}/drop:v1", proxy.host())]).ok();
+    let drop_once = e.behind_proxy("drop", Mode::DropOnce);
+    let out = e.cmd(&["pull", &drop_once.image]).ok();
     let (blobs, _, resumed) = pulled(&out);
     assert_eq!((blobs, resumed), (2, 1), "{}", out.err());
     assert_eq!(e.entries("layers").len(), 1);
@@ -388,14 +404,11 @@ fn dropped_download_resumes_with_range() {
 #[test]
 fn killed_pull_leaves_no_partial_blob() {
     let e = Env::new();
-    let reg = Registry::start(None);
-    let layout = e.layout("kill:latest", &[]);
-    reg.seed(&layout, "kill", "v1", None);
-    let proxy = Proxy::start(reg.port, Mode::Stall);
+    let stall = e.behind_proxy("kill", Mode::Stall);
     let mut child = std::process::Command::new(common::BERTH)
         .arg("--store")
         .arg(&e.store)
-        .args(["pull", "-q", &format!("{}/kill:v1", proxy.host())])
+        .args(["pull", "-q", &stall.image])
         .env("DOCKER_CONFIG", &e.docker_config)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -421,6 +434,6 @@ fn killed_pull_leaves_no_partial_blob() {
     // The next command's store open removes the dead pull's leftovers.
     assert!(e.cmd(&["images", "-q"]).ok().out().is_empty());
     assert!(e.entries("tmp").is_empty(), "{:?}", e.entries("tmp"));
-    e.cmd(&["pull", "-q", &format!("{}/kill:v1", reg.host())])
+    e.cmd(&["pull", "-q", &format!("{}/kill:v1", stall.reg.host())])
         .ok();
 }

@@ -10,11 +10,14 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{busybox_rootfs, BERTH};
+use common::{busybox_rootfs, OutputExt, BERTH};
 use serde_json::{json, Value};
 
 const NOBODY: u32 = 65534;
 
+/// Runs `berth args...` as uid and gid 65534 in `dir`, with `dir/xdg` as its
+/// `XDG_RUNTIME_DIR`; asserts success (with both streams in the message) and returns the
+/// output.
 fn as_nobody(dir: &Path, args: &[&str]) -> Output {
     Command::new(BERTH)
         .args(args)
@@ -24,6 +27,14 @@ fn as_nobody(dir: &Path, args: &[&str]) -> Output {
         .gid(NOBODY)
         .output()
         .unwrap()
+        .ok()
+}
+
+/// A temporary directory (named `<prefix>…`) that uid 65534 may enter.
+fn enterable_tempdir(prefix: &str) -> tempfile::TempDir {
+    let tmp = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    tmp
 }
 
 fn chown_tree(path: &Path) {
@@ -37,22 +48,13 @@ fn chown_tree(path: &Path) {
 
 #[test]
 fn unprivileged_user_runs_a_container() {
-    let tmp = tempfile::Builder::new()
-        .prefix("berth-rootless-")
-        .tempdir()
-        .unwrap();
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = enterable_tempdir("berth-rootless-");
     let bundle = tmp.path().join("bundle");
     busybox_rootfs(&bundle.join("rootfs"));
     fs::create_dir(bundle.join("xdg")).unwrap();
     chown_tree(&bundle);
 
-    let out = as_nobody(&bundle, &["spec", "--rootless"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    as_nobody(&bundle, &["spec", "--rootless"]);
     let mut c: Value =
         serde_json::from_slice(&fs::read(bundle.join("config.json")).unwrap()).unwrap();
     assert_eq!(c["linux"]["uidMappings"][0]["hostID"], json!(NOBODY));
@@ -64,13 +66,7 @@ fn unprivileged_user_runs_a_container() {
     ]);
     fs::write(bundle.join("config.json"), serde_json::to_vec(&c).unwrap()).unwrap();
 
-    let out = as_nobody(&bundle, &["run", "rl"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = as_nobody(&bundle, &["run", "rl"]).out();
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("0"), "{text}");
     let map: Vec<&str> = lines
@@ -94,30 +90,15 @@ fn unprivileged_user_runs_a_container() {
 /// `--rm`.
 #[test]
 fn unprivileged_user_runs_an_image() {
-    let tmp = tempfile::Builder::new()
-        .prefix("berth-rootless-img-")
-        .tempdir()
-        .unwrap();
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = enterable_tempdir("berth-rootless-img-");
     let home = tmp.path().join("home");
     fs::create_dir_all(home.join("xdg")).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-image.py");
-    let st = Command::new("python3")
-        .arg(script)
-        .arg(home.join("layout"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    common::busybox_layout(&home.join("layout"), "busybox:latest", &[]);
     chown_tree(&home);
     let store = home.join("store");
     let store = store.to_str().unwrap();
-    let out = as_nobody(&home, &["--store", store, "image", "import", "layout"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = as_nobody(
+    as_nobody(&home, &["--store", store, "image", "import", "layout"]);
+    let text = as_nobody(
         &home,
         &[
             "--store",
@@ -129,13 +110,8 @@ fn unprivileged_user_runs_an_image() {
             "-c",
             "id -u; stat -c %u /bin/busybox; echo w > /root/f && cat /root/f",
         ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    )
+    .out();
     assert_eq!(text, "0\n0\nw\n");
     assert_eq!(fs::read_dir(home.join("store/bundles")).unwrap().count(), 0);
     assert_eq!(

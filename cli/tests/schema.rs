@@ -10,7 +10,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{Berth, OutputExt, SLEEPER};
+use common::{berth_test, Berth, OutputExt, SLEEPER};
 use serde_json::Value;
 
 fn schema_dir() -> PathBuf {
@@ -62,20 +62,20 @@ fn state_validates_against_the_state_schema() {
         !v.is_valid(&serde_json::json!({"id": "x"})),
         "the validator rejects an incomplete state"
     );
-    let b = Berth::new();
-    let id = b.id("schema");
-    let mut c = b.config(SLEEPER);
-    c["annotations"] = serde_json::json!({"org.example.key": "value"});
-    b.create(&id, &c);
-    assert_valid(&v, &b.state(&id), "created state");
-    b.start(&id);
-    let running = b.state(&id);
-    assert_eq!(running["annotations"]["org.example.key"], "value");
-    assert_valid(&v, &running, "running state");
-    b.kill_and_wait(&id, "KILL");
-    assert_valid(&v, &b.state(&id), "stopped state");
-    b.cmd(&["delete", &id]).ok();
-    b.assert_clean();
+    berth_test(|b| {
+        let id = b.id("schema");
+        let mut c = b.config(SLEEPER);
+        c["annotations"] = serde_json::json!({"org.example.key": "value"});
+        b.create(&id, &c);
+        assert_valid(&v, &b.state(&id), "created state");
+        b.start(&id);
+        let running = b.state(&id);
+        assert_eq!(running["annotations"]["org.example.key"], "value");
+        assert_valid(&v, &running, "running state");
+        b.kill_and_wait(&id, "KILL");
+        assert_valid(&v, &b.state(&id), "stopped state");
+        b.delete(&id);
+    });
 }
 
 #[test]
@@ -93,8 +93,7 @@ fn spec_validates_against_the_config_schema() {
     let v = validator("config-schema.json");
     let b = Berth::new();
     for rootless in [false, true] {
-        let dir = b.path().join(format!("spec-{rootless}"));
-        fs::create_dir(&dir).unwrap();
+        let dir = b.dir(&format!("spec-{rootless}"));
         let mut args = vec!["spec", "--bundle", dir.to_str().unwrap()];
         if rootless {
             args.push("--rootless");

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{Berth, OutputExt};
+use common::{berth_test, Berth, OutputExt};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::{json, Value};
 
@@ -103,67 +103,60 @@ fn read_master(master: OwnedFd, needle: &str) -> String {
 
 #[test]
 fn console_socket_receives_the_pty_master() {
-    let b = Berth::new();
-    let socket = b.path().join("console.sock");
-    let listener = UnixListener::bind(&socket).unwrap();
-    let id = b.id("tty");
-    let c = terminal_config(
-        &b,
-        &[
-            "sh",
-            "-c",
-            "tty; echo ctty=$(cut -d' ' -f7 /proc/self/stat); echo hi",
-        ],
-    );
-    let pid_file = b.path().join("pid");
-    create_with_console(
-        &b,
-        &id,
-        &c,
-        &socket,
-        &["--pid-file", pid_file.to_str().unwrap()],
-    )
-    .ok();
-    b.track_pid_file(&pid_file);
-    let (master, payload) = receive_fd(&listener);
-    assert!(payload.starts_with("/dev/pts/"), "payload {payload:?}");
-    b.start(&id);
-    let text = read_master(master, "hi");
-    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
-    assert!(
-        lines.iter().any(|l| l.starts_with("/dev/pts/")),
-        "tty did not print a pty: {text:?}"
-    );
-    assert!(lines.contains(&"hi"), "{text:?}");
-    let ctty = lines.iter().find_map(|l| l.strip_prefix("ctty="));
-    assert!(
-        ctty.is_some_and(|t| t != "0"),
-        "the pty is not the controlling terminal: {text:?}"
-    );
-    b.wait_status(&id, "stopped");
-    b.cmd(&["delete", &id]).ok();
-    b.assert_clean();
+    berth_test(|b| {
+        let (socket, listener) = b.console_socket();
+        let id = b.id("tty");
+        let c = terminal_config(
+            b,
+            &[
+                "sh",
+                "-c",
+                "tty; echo ctty=$(cut -d' ' -f7 /proc/self/stat); echo hi",
+            ],
+        );
+        let pid_file = b.path().join("pid");
+        create_with_console(
+            b,
+            &id,
+            &c,
+            &socket,
+            &["--pid-file", pid_file.to_str().unwrap()],
+        )
+        .ok();
+        b.track_pid_file(&pid_file);
+        let (master, payload) = receive_fd(&listener);
+        assert!(payload.starts_with("/dev/pts/"), "payload {payload:?}");
+        b.start(&id);
+        let text = read_master(master, "hi");
+        let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+        assert!(
+            lines.iter().any(|l| l.starts_with("/dev/pts/")),
+            "tty did not print a pty: {text:?}"
+        );
+        assert!(lines.contains(&"hi"), "{text:?}");
+        let ctty = lines.iter().find_map(|l| l.strip_prefix("ctty="));
+        assert!(
+            ctty.is_some_and(|t| t != "0"),
+            "the pty is not the controlling terminal: {text:?}"
+        );
+        b.wait_status(&id, "stopped");
+        b.delete(&id);
+    });
 }
 
+/// A terminal without a console socket, or with one that does not exist, is a `create`
+/// error naming `--console-socket`, and leaves no state.
 #[test]
-fn terminal_without_console_socket_is_a_create_error() {
-    let b = Berth::new();
-    let id = b.id("notty");
-    let c = terminal_config(&b, &["true"]);
-    let err = b.assert_create_fails(&id, &c, "--console-socket");
-    assert!(err.contains("process.terminal"), "{err}");
-    b.assert_clean();
-}
-
-#[test]
-fn console_socket_that_does_not_exist_is_a_create_error() {
-    let b = Berth::new();
-    let id = b.id("nosock");
-    let c = terminal_config(&b, &["true"]);
-    let missing = b.path().join("missing.sock");
-    create_with_console(&b, &id, &c, &missing, &[]).fails_with("--console-socket");
-    b.assert_no_state(&id);
-    b.assert_clean();
+fn terminal_without_a_usable_console_socket_is_a_create_error() {
+    berth_test(|b| {
+        let c = terminal_config(b, &["true"]);
+        let err = b.assert_create_fails(&b.id("notty"), &c, "--console-socket");
+        assert!(err.contains("process.terminal"), "{err}");
+        let id = b.id("nosock");
+        let missing = b.path().join("missing.sock");
+        create_with_console(b, &id, &c, &missing, &[]).fails_with("--console-socket");
+        b.assert_no_state(&id);
+    });
 }
 
 /// CVE-2025-52565 class: the pty is verified (a pty of a devpts, its slave opened from the
@@ -172,19 +165,18 @@ fn console_socket_that_does_not_exist_is_a_create_error() {
 /// `create` instead of becoming the container's console and stdio.
 #[test]
 fn a_redirected_ptmx_never_becomes_the_console() {
-    let b = Berth::new();
-    let rootfs = b.path().join("redirected-ptmx");
-    common::busybox_rootfs(&rootfs);
-    let socket = b.path().join("console.sock");
-    let _listener = UnixListener::bind(&socket).unwrap();
-    let id = b.id("ptmx");
-    let mut c = terminal_config(&b, &["true"]);
-    c["root"]["path"] = json!(rootfs);
-    let ptmx = rootfs.join("dev/ptmx");
-    c["hooks"] = json!({"createContainer": [{
-        "path": "/bin/sh",
-        "args": ["sh", "-c", format!("rm -f {0} && ln -s /proc/sys/kernel/domainname {0}", ptmx.display())],
-    }]});
-    create_with_console(&b, &id, &c, &socket, &[]).fails_with("not a pty of a devpts");
-    b.assert_clean();
+    berth_test(|b| {
+        let rootfs = b.path().join("redirected-ptmx");
+        common::busybox_rootfs(&rootfs);
+        let (socket, _listener) = b.console_socket();
+        let id = b.id("ptmx");
+        let mut c = terminal_config(b, &["true"]);
+        c["root"]["path"] = json!(rootfs);
+        let ptmx = rootfs.join("dev/ptmx");
+        c["hooks"] = json!({"createContainer": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("rm -f {0} && ln -s /proc/sys/kernel/domainname {0}", ptmx.display())],
+        }]});
+        create_with_console(b, &id, &c, &socket, &[]).fails_with("not a pty of a devpts");
+    });
 }

@@ -97,8 +97,7 @@ pub struct Overlay<'a> {
 /// Mounts `o` on `target`: through `fsopen` and `lowerdir+`, or a classic option string on
 /// kernels before 6.8.
 pub fn mount_overlay(o: &Overlay<'_>, target: &Path) -> Result<()> {
-    let Overlay { lowers, .. } = *o;
-    if lowers.is_empty() {
+    if o.lowers.is_empty() {
         return Err(Error::invalid(
             target.display().to_string(),
             "an overlay needs at least one lower layer",
@@ -113,25 +112,18 @@ pub fn mount_overlay(o: &Overlay<'_>, target: &Path) -> Result<()> {
 }
 
 fn mount_overlay_fd(o: &Overlay<'_>, target: &Path) -> rustix::io::Result<()> {
-    let Overlay {
-        lowers,
-        upper,
-        work,
-        userxattr,
-        inert,
-    } = *o;
     let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
     // lowerdir+ adds layers from the top down.
-    for l in lowers.iter().rev() {
+    for l in o.lowers.iter().rev() {
         fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
     }
-    fsconfig_set_string(&fs, "upperdir", upper)?;
-    fsconfig_set_string(&fs, "workdir", work)?;
-    if userxattr {
+    fsconfig_set_string(&fs, "upperdir", o.upper)?;
+    fsconfig_set_string(&fs, "workdir", o.work)?;
+    if o.userxattr {
         fsconfig_set_flag(&fs, "userxattr")?;
     }
     fsconfig_create(&fs)?;
-    let attrs = if inert {
+    let attrs = if o.inert {
         MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV
     } else {
         MountAttrFlags::empty()
@@ -147,14 +139,8 @@ fn mount_overlay_fd(o: &Overlay<'_>, target: &Path) -> rustix::io::Result<()> {
 }
 
 fn mount_overlay_legacy(o: &Overlay<'_>, target: &Path) -> Result<()> {
-    let Overlay {
-        lowers,
-        upper,
-        work,
-        userxattr,
-        inert,
-    } = *o;
-    let lower: Vec<String> = lowers
+    let lower: Vec<String> = o
+        .lowers
         .iter()
         .rev()
         .map(|p| p.display().to_string())
@@ -162,10 +148,10 @@ fn mount_overlay_legacy(o: &Overlay<'_>, target: &Path) -> Result<()> {
     let mut data = format!(
         "lowerdir={},upperdir={},workdir={}",
         lower.join(":"),
-        upper.display(),
-        work.display()
+        o.upper.display(),
+        o.work.display()
     );
-    if userxattr {
+    if o.userxattr {
         data.push_str(",userxattr");
     }
     let page = rustix::param::page_size();
@@ -174,7 +160,7 @@ fn mount_overlay_legacy(o: &Overlay<'_>, target: &Path) -> Result<()> {
             target.display().to_string(),
             format!(
                 "{} layers do not fit an overlay mount string of {page} bytes and this kernel lacks lowerdir+",
-                lowers.len()
+                o.lowers.len()
             ),
         ));
     }
@@ -184,7 +170,7 @@ fn mount_overlay_legacy(o: &Overlay<'_>, target: &Path) -> Result<()> {
             "a layer path contains a NUL byte",
         )
     })?;
-    let flags = if inert {
+    let flags = if o.inert {
         MountFlags::NOSUID | MountFlags::NODEV
     } else {
         MountFlags::empty()
@@ -250,7 +236,26 @@ pub fn create_bundle_with<E: From<Error>>(
         limits: Some(opts.limits.unwrap_or(*store.limits())),
         ..opts.clone()
     };
-    let res = build_bundle(store, &record, dir, template, &opts, finish);
+    let build = || -> std::result::Result<Bundle<Spec>, E> {
+        let config = store.image_config(&record)?;
+        let rootfs = make_rootfs(store, &record, dir, &opts)?;
+        let mut spec = image_spec(template, &config, &rootfs, dir, &opts)?;
+        finish(&mut spec)?;
+        let text = serde_json::to_vec_pretty(&spec).map_err(|source| Error::Json {
+            what: "config.json".into(),
+            source,
+        })?;
+        let path = dir.join("config.json");
+        fs::write(&path, text).map_err(io_at(&path, "write"))?;
+        Ok(Bundle {
+            dir: dir.to_path_buf(),
+            rootfs,
+            overlay: !opts.flat && !record.layers.is_empty(),
+            config: spec,
+        })
+    };
+    // What was made (the rootfs mounted or not) is undone on any error.
+    let res = build();
     if res.is_err() {
         discard_partial(dir, existed);
         let _ = store.release(&holder);
@@ -266,7 +271,7 @@ pub fn discard_unfinished(store: &Store, dir: &Path, holder: &str) -> Result<()>
     store.release(holder)
 }
 
-/// Removes what a failed [`build_bundle`] left: the whole directory if it created it, else
+/// Removes what a failed [`create_bundle_with`] left: the whole directory if it created it, else
 /// only the entries it makes (a directory the caller prepared keeps its other contents).
 fn discard_partial(dir: &Path, existed: bool) {
     let _ = rustix::mount::unmount(dir.join("rootfs"), UnmountFlags::DETACH);
@@ -290,15 +295,16 @@ fn mkdir(p: &Path, mode: u32) -> Result<()> {
         .map_err(io_at(p, "create directory"))
 }
 
-fn build_bundle<E: From<Error>>(
+/// Makes `dir` (0700) and the root filesystem in it: an overlay of the image's layers (with
+/// `upper/` and `work/`) or, when `opts.flat`, the layers extracted one onto the other (bound
+/// over itself `nosuid,nodev` for `opts.inspect`). Returns the rootfs' path; on an error the
+/// caller discards what was made.
+fn make_rootfs(
     store: &Store,
     record: &ImageRecord,
     dir: &Path,
-    template: Spec,
     opts: &BundleOptions,
-    finish: impl FnOnce(&mut Spec) -> std::result::Result<(), E>,
-) -> std::result::Result<Bundle<Spec>, E> {
-    let config = store.image_config(record)?;
+) -> Result<PathBuf> {
     // 0700: the rootfs may hold the image's setuid programs and device nodes; other users must
     // not reach them (a container's root has no nosuid, since the container needs it as is;
     // an `inspect` root has).
@@ -360,39 +366,14 @@ fn build_bundle<E: From<Error>>(
                     what: format!("layer {blob} (uncompressed)"),
                     expected: l.diff_id.clone(),
                     actual: stats.diff_id,
-                }
-                .into());
+                });
             }
         }
     }
-    let res = (|| {
-        if opts.inspect && !overlay {
-            inert_bind(&rootfs)?;
-        }
-        let mut spec = image_spec(template, &config, &rootfs, dir, opts)?;
-        finish(&mut spec)?;
-        let text = serde_json::to_vec_pretty(&spec).map_err(|source| Error::Json {
-            what: "config.json".into(),
-            source,
-        })?;
-        let path = dir.join("config.json");
-        fs::write(&path, text).map_err(io_at(&path, "write"))?;
-        Ok(spec)
-    })();
-    match res {
-        Ok(spec) => Ok(Bundle {
-            dir: dir.to_path_buf(),
-            rootfs,
-            overlay: overlay && !record.layers.is_empty(),
-            config: spec,
-        }),
-        Err(e) => {
-            if overlay || opts.inspect {
-                let _ = rustix::mount::unmount(&rootfs, UnmountFlags::DETACH);
-            }
-            Err(e)
-        }
+    if opts.inspect && !overlay {
+        inert_bind(&rootfs)?;
     }
+    Ok(rootfs)
 }
 
 /// Binds a flattened rootfs over itself `nosuid,nodev` (when root: an unprivileged user's

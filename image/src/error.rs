@@ -37,16 +37,8 @@ pub enum Error {
     #[error("reading the layer stream: {0}")]
     Read(#[source] io::Error),
     /// A filesystem operation on a named path failed.
-    #[error("{}: {op}: {source}", path.display())]
-    Io {
-        /// The path involved.
-        path: PathBuf,
-        /// The operation that failed.
-        op: &'static str,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(PathIoError),
     /// Content did not match the digest it was referenced by.
     #[error("{what}: digest mismatch: expected {expected}, computed {actual}")]
     DigestMismatch {
@@ -100,17 +92,38 @@ pub enum Error {
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A filesystem operation on a named path that failed, shown as `path: op: error`: the `Io`
+/// variant of this crate's [`Error`] and of berth-registry's.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {op}: {source}", path.display())]
+pub struct PathIoError {
+    /// The path involved.
+    pub path: PathBuf,
+    /// The operation that failed.
+    pub op: &'static str,
+    /// The underlying error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl PathIoError {
+    /// `op` on `path` failed with `source`.
+    pub fn new(path: impl Into<PathBuf>, op: &'static str, source: impl Into<io::Error>) -> Self {
+        PathIoError {
+            path: path.into(),
+            op,
+            source: source.into(),
+        }
+    }
+}
+
 impl Error {
     pub(crate) fn io(
         path: impl Into<PathBuf>,
         op: &'static str,
         source: impl Into<io::Error>,
     ) -> Self {
-        Error::Io {
-            path: path.into(),
-            op,
-            source: source.into(),
-        }
+        Error::Io(PathIoError::new(path, op, source))
     }
 
     /// An [`Error::Limit`] about a layer's stream, entry or offset, named within `context`

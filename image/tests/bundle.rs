@@ -7,11 +7,13 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use berth_image::bundle::{self, create_bundle, remove_bundle, resolve_user, BundleOptions};
-use berth_image::image::parse_config;
-use berth_image::store::{ImportOptions, Store};
+use berth_image::bundle::{
+    self, create_bundle, remove_bundle, resolve_user, Bundle, BundleOptions,
+};
+use berth_image::image::{parse_config, ImageConfig};
+use berth_image::store::Store;
 use common::layout::{Comp, Layout};
-use common::{assert_same, is_root, snapshot, Snap, Tar, T};
+use common::{assert_same, named, require_root, snapshot, temp_store, Snap, Tar, T};
 use serde_json::json;
 
 fn rootfs_with_users(dir: &Path) {
@@ -26,6 +28,33 @@ fn rootfs_with_users(dir: &Path) {
         "root:x:0:\napp:x:1001:\nwheel:x:10:app,root\naudio:x:29:app\n",
     )
     .unwrap();
+}
+
+/// An image config from its JSON.
+fn image_config(json: &serde_json::Value) -> ImageConfig {
+    parse_config(json.to_string().as_bytes(), "test config").unwrap()
+}
+
+/// The runtime config [`template`] and `cfg` give for the rootfs at `rootfs`, with volumes
+/// made in `dir`.
+fn runtime_config(
+    cfg: &ImageConfig,
+    rootfs: &Path,
+    dir: &Path,
+    opts: &BundleOptions,
+) -> serde_json::Value {
+    bundle::runtime_config(&template(), cfg, rootfs, dir, opts).unwrap()
+}
+
+/// A bundle of `image` in `dir` from [`template`]: a flattened rootfs or an overlay, held
+/// by `holder` (else by the directory).
+fn bundle_of(store: &Store, image: &str, dir: &Path, flat: bool, holder: Option<&str>) -> Bundle {
+    let opts = BundleOptions {
+        flat,
+        holder: holder.map(String::from),
+        ..BundleOptions::default()
+    };
+    create_bundle(store, image, dir, &template(), &opts).unwrap()
 }
 
 fn template() -> serde_json::Value {
@@ -44,30 +73,17 @@ fn config_from_image_config() {
     let tmp = tempfile::tempdir().unwrap();
     let rootfs = tmp.path().join("rootfs");
     rootfs_with_users(&rootfs);
-    let cfg = parse_config(
-        json!({
-            "architecture": "amd64", "os": "linux", "author": "me", "created": "2024-01-01T00:00:00Z",
-            "config": {
-                "User": "app", "Entrypoint": ["/entry"], "Cmd": ["--flag"], "Env": ["PATH=/app/bin", "A=1"],
-                "WorkingDir": "/srv", "ExposedPorts": {"80/tcp": {}, "53/udp": {}},
-                "Labels": {"org.opencontainers.image.author": "label-wins", "x": "y"},
-                "Volumes": {"/data": {}}, "StopSignal": "SIGQUIT"
-            },
-            "rootfs": {"type": "layers", "diff_ids": []}
-        })
-        .to_string()
-        .as_bytes(),
-        "test config",
-    )
-    .unwrap();
-    let spec = bundle::runtime_config(
-        &template(),
-        &cfg,
-        &rootfs,
-        tmp.path(),
-        &BundleOptions::default(),
-    )
-    .unwrap();
+    let cfg = image_config(&json!({
+        "architecture": "amd64", "os": "linux", "author": "me", "created": "2024-01-01T00:00:00Z",
+        "config": {
+            "User": "app", "Entrypoint": ["/entry"], "Cmd": ["--flag"], "Env": ["PATH=/app/bin", "A=1"],
+            "WorkingDir": "/srv", "ExposedPorts": {"80/tcp": {}, "53/udp": {}},
+            "Labels": {"org.opencontainers.image.author": "label-wins", "x": "y"},
+            "Volumes": {"/data": {}}, "StopSignal": "SIGQUIT"
+        },
+        "rootfs": {"type": "layers", "diff_ids": []}
+    }));
+    let spec = runtime_config(&cfg, &rootfs, tmp.path(), &BundleOptions::default());
     let p = &spec["process"];
     assert_eq!(p["args"], json!(["/entry", "--flag"]));
     assert_eq!(p["env"], json!(["TERM=xterm", "PATH=/app/bin", "A=1"]));
@@ -107,7 +123,7 @@ fn config_from_image_config() {
         workdir: Some("/tmp".into()),
         ..BundleOptions::default()
     };
-    let spec = bundle::runtime_config(&template(), &cfg, &rootfs, tmp.path(), &o).unwrap();
+    let spec = runtime_config(&cfg, &rootfs, tmp.path(), &o);
     assert_eq!(spec["process"]["args"], json!(["/bin/sh"]));
     assert_eq!(
         spec["process"]["env"],
@@ -119,7 +135,7 @@ fn config_from_image_config() {
         cmd: Some(vec!["x".into()]),
         ..BundleOptions::default()
     };
-    let spec = bundle::runtime_config(&template(), &cfg, &rootfs, tmp.path(), &o).unwrap();
+    let spec = runtime_config(&cfg, &rootfs, tmp.path(), &o);
     assert_eq!(spec["process"]["args"], json!(["/entry", "x"]));
 }
 
@@ -152,21 +168,19 @@ fn two_layer_image(tmp: &Path, store: &Store, name: &str) {
     let dir = tmp.join(format!("layout-{name}"));
     let mut lay = Layout::new(&dir);
     let mut base = Tar::new();
-    base.dir("etc/")
-        .file(
-            "etc/passwd",
-            b"root:x:0:0:root:/root:/bin/sh\nweb:x:33:33::/var/www:/bin/sh\n",
-        )
-        .file("etc/group", b"root:x:0:\nweb:x:33:\n")
-        .dir("var/")
-        .dir("var/www/")
-        .file("var/www/index.html", b"old")
-        .file("var/www/gone.html", b"gone")
-        .dir("opt/")
-        .file("opt/a", b"a")
-        .file_meta("bin/tool", b"bin", 0o4755, 0, 0)
-        .symlink("bin/link", "tool")
-        .hardlink("bin/hard", "bin/tool");
+    base.users(
+        "root:x:0:0:root:/root:/bin/sh\nweb:x:33:33::/var/www:/bin/sh\n",
+        "root:x:0:\nweb:x:33:\n",
+    )
+    .dir("var/")
+    .dir("var/www/")
+    .file("var/www/index.html", b"old")
+    .file("var/www/gone.html", b"gone")
+    .dir("opt/")
+    .file("opt/a", b"a")
+    .file_meta("bin/tool", b"bin", 0o4755, 0, 0)
+    .symlink("bin/link", "tool")
+    .hardlink("bin/hard", "bin/tool");
     let mut top = Tar::new();
     top.dir("var/www/")
         .file("var/www/index.html", b"new")
@@ -179,38 +193,16 @@ fn two_layer_image(tmp: &Path, store: &Store, name: &str) {
         "amd64",
     );
     lay.tag(desc, "1").write_index();
-    store
-        .import_oci_layout(
-            &dir,
-            &ImportOptions {
-                name: Some(name.into()),
-                ..ImportOptions::default()
-            },
-        )
-        .unwrap();
+    store.import_oci_layout(&dir, &named(name)).unwrap();
 }
 
 #[test]
 fn overlay_and_flat_bundles() {
-    if !is_root() {
-        eprintln!("needs root: skipped");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path().join("store")).unwrap();
+    require_root!();
+    let (tmp, store) = temp_store();
     two_layer_image(tmp.path(), &store, "web");
     let ob = tmp.path().join("bundle-overlay");
-    let b = create_bundle(
-        &store,
-        "web",
-        &ob,
-        &template(),
-        &BundleOptions {
-            holder: Some("c1".into()),
-            ..BundleOptions::default()
-        },
-    )
-    .unwrap();
+    let b = bundle_of(&store, "web", &ob, false, Some("c1"));
     assert!(b.overlay);
     // Other users cannot reach the image's setuid programs through the bundle.
     use std::os::unix::fs::PermissionsExt;
@@ -224,18 +216,7 @@ fn overlay_and_flat_bundles() {
         serde_json::from_slice(&fs::read(ob.join("config.json")).unwrap()).unwrap();
     assert_eq!(written, b.config);
     let fb = tmp.path().join("bundle-flat");
-    let f = create_bundle(
-        &store,
-        "web:latest",
-        &fb,
-        &template(),
-        &BundleOptions {
-            flat: true,
-            holder: Some("c2".into()),
-            ..BundleOptions::default()
-        },
-    )
-    .unwrap();
+    let f = bundle_of(&store, "web:latest", &fb, true, Some("c2"));
     assert!(!f.overlay);
     let snap = Snap {
         mtimes: true,
@@ -273,12 +254,8 @@ fn overlay_and_flat_bundles() {
 /// 150 layers: more than a classic overlay option string can name.
 #[test]
 fn deep_image_overlay() {
-    if !is_root() {
-        eprintln!("needs root: skipped");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path().join("store")).unwrap();
+    require_root!();
+    let (tmp, store) = temp_store();
     let dir = tmp.path().join("deep");
     let mut lay = Layout::new(&dir);
     let mut layers = Vec::new();
@@ -290,17 +267,9 @@ fn deep_image_overlay() {
     }
     let desc = lay.image(&layers, json!({"Cmd": ["/x"]}), "amd64");
     lay.tag(desc, "1").write_index();
-    store
-        .import_oci_layout(
-            &dir,
-            &ImportOptions {
-                name: Some("deep".into()),
-                ..ImportOptions::default()
-            },
-        )
-        .unwrap();
+    store.import_oci_layout(&dir, &named("deep")).unwrap();
     let bd = tmp.path().join("b");
-    let b = create_bundle(&store, "deep", &bd, &template(), &BundleOptions::default()).unwrap();
+    let b = bundle_of(&store, "deep", &bd, false, None);
     assert_eq!(fs::read(b.rootfs.join("top")).unwrap(), b"149");
     assert_eq!(fs::read(b.rootfs.join("layer0")).unwrap(), b"0");
     assert_eq!(fs::read_dir(&b.rootfs).unwrap().count(), 151);
@@ -311,10 +280,7 @@ fn deep_image_overlay() {
 /// layout.
 #[test]
 fn flat_rootfs_matches_umoci() {
-    if !is_root() || Command::new("umoci").arg("--version").output().is_err() {
-        eprintln!("umoci or root missing: skipped");
-        return;
-    }
+    require_root!("umoci", "--version");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("layout-umoci");
     let mut lay = Layout::new(&dir);
@@ -369,27 +335,9 @@ fn flat_rootfs_matches_umoci() {
         String::from_utf8_lossy(&out.stderr)
     );
     let store = Store::open(tmp.path().join("store")).unwrap();
-    store
-        .import_oci_layout(
-            &dir,
-            &ImportOptions {
-                name: Some("u".into()),
-                ..ImportOptions::default()
-            },
-        )
-        .unwrap();
+    store.import_oci_layout(&dir, &named("u")).unwrap();
     let bd = tmp.path().join("bundle");
-    let b = create_bundle(
-        &store,
-        "u",
-        &bd,
-        &template(),
-        &BundleOptions {
-            flat: true,
-            ..BundleOptions::default()
-        },
-    )
-    .unwrap();
+    let b = bundle_of(&store, "u", &bd, true, None);
     let snap = Snap {
         mtimes: true,
         ..Snap::default()
@@ -418,25 +366,12 @@ fn volumes_are_seeded_from_the_image() {
     fs::set_permissions(&data, fs::Permissions::from_mode(0o750)).unwrap();
     symlink("/etc/passwd", data.join("abs")).unwrap();
     symlink("../../../../../../etc", rootfs.join("climb")).unwrap();
-    let cfg = parse_config(
-        json!({
-            "architecture": "amd64", "os": "linux",
-            "config": {"Cmd": ["sh"], "Volumes": {"/data": {}, "/climb": {}, "/missing": {}}},
-            "rootfs": {"type": "layers", "diff_ids": []}
-        })
-        .to_string()
-        .as_bytes(),
-        "test config",
-    )
-    .unwrap();
-    let spec = bundle::runtime_config(
-        &template(),
-        &cfg,
-        &rootfs,
-        tmp.path(),
-        &BundleOptions::default(),
-    )
-    .unwrap();
+    let cfg = image_config(&json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["sh"], "Volumes": {"/data": {}, "/climb": {}, "/missing": {}}},
+        "rootfs": {"type": "layers", "diff_ids": []}
+    }));
+    let spec = runtime_config(&cfg, &rootfs, tmp.path(), &BundleOptions::default());
     let src = |dest: &str| {
         let m = spec["mounts"]
             .as_array()

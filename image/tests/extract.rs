@@ -8,63 +8,14 @@ mod common;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use berth_image::extract::{extract_layer, ExtractOptions, Limits, Mode};
 use berth_image::{Compression, Error, IdMap, IdRange};
-use common::{assert_same, is_root, snapshot, Snap, Tar, T};
+use common::sandbox::Sandbox;
+use common::{assert_same, is_root, require_root, snapshot, Snap, Tar, T};
 use sha2::{Digest, Sha256};
-
-/// A destination inside a base directory that also holds a sentinel directory; `check`
-/// asserts nothing appeared anywhere but in the destination.
-struct Sandbox {
-    _tmp: tempfile::TempDir,
-    base: PathBuf,
-    dest: PathBuf,
-    outside: PathBuf,
-}
-
-impl Sandbox {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let base = tmp.path().to_path_buf();
-        let dest = base.join("dest");
-        let outside = base.join("outside");
-        fs::create_dir(&dest).unwrap();
-        fs::create_dir(&outside).unwrap();
-        fs::write(outside.join("sentinel"), b"keep").unwrap();
-        Sandbox {
-            _tmp: tmp,
-            base,
-            dest,
-            outside,
-        }
-    }
-
-    fn check(&self) {
-        let mut names: Vec<_> = fs::read_dir(&self.base)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(
-            names,
-            ["dest", "outside"],
-            "something was created beside the destination"
-        );
-        let inside: Vec<_> = fs::read_dir(&self.outside)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(
-            inside,
-            ["sentinel"],
-            "something was written to the sentinel directory"
-        );
-        assert_eq!(fs::read(self.outside.join("sentinel")).unwrap(), b"keep");
-    }
-}
 
 fn opts(mode: Mode) -> ExtractOptions {
     ExtractOptions {
@@ -409,10 +360,7 @@ fn try_mount_overlay(lowers: &[&Path], target: &Path) -> bool {
 /// The overlay layers mounted together show exactly the flattened tree.
 #[test]
 fn overlay_mount_equals_flatten() {
-    if !is_root() {
-        eprintln!("needs root: skipped");
-        return;
-    }
+    require_root!();
     let tmp = tempfile::tempdir().unwrap();
     let l1 = tmp.path().join("l1");
     let l2 = tmp.path().join("l2");
@@ -693,9 +641,7 @@ fn rootless_skips_devices() {
 
 #[test]
 fn id_mapping_shifts_ownership() {
-    if !is_root() {
-        return;
-    }
+    require_root!();
     let sb = Sandbox::new();
     let mut t = Tar::new();
     t.file_meta("f", b"x", 0o4755, 0, 0)
@@ -887,9 +833,7 @@ fn matches_gnu_tar() {
 /// ownership and devices are skipped with notices.
 #[test]
 fn unprivileged_read_only_directories() {
-    if !is_root() {
-        return;
-    }
+    require_root!();
     let sb = Sandbox::new();
     rustix::fs::chown(
         &sb.dest,

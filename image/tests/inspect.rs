@@ -11,9 +11,8 @@ use std::path::Path;
 use std::process::Command;
 
 use berth_image::bundle::{create_bundle, remove_bundle, BundleOptions};
-use berth_image::store::{ImportOptions, Store};
 use common::layout::{Comp, Layout};
-use common::{is_root, Tar};
+use common::{import_layout, require_root, temp_store, Tar};
 use serde_json::json;
 
 fn template() -> serde_json::Value {
@@ -44,14 +43,10 @@ fn euid_as_nobody(rootfs: &Path) -> String {
 
 #[test]
 fn an_inspect_rootfs_is_nosuid_nodev() {
-    if !is_root() || Command::new("setpriv").arg("--help").output().is_err() {
-        eprintln!("needs root and setpriv: skipped");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+    require_root!("setpriv", "--help");
+    let (tmp, store) = temp_store();
     // Other users may walk down to the bundles, as they could before bundles were 0700.
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let store = Store::open(tmp.path().join("store")).unwrap();
     let id = fs::read("/usr/bin/id").unwrap();
     let layer = Tar::new()
         .dir("bin")
@@ -65,9 +60,7 @@ fn an_inspect_rootfs_is_nosuid_nodev() {
         std::env::consts::ARCH,
     );
     lay.tag(desc, "v1").write_index();
-    store
-        .import_oci_layout(&dir, &ImportOptions::default())
-        .unwrap();
+    import_layout(&store, &dir).unwrap();
     for (flat, inspect) in [(false, false), (false, true), (true, true)] {
         let bdir = tmp.path().join(format!("bundle-{flat}-{inspect}"));
         let opts = BundleOptions {

@@ -19,7 +19,7 @@ use berth_image::image::Digest;
 use berth_image::store::{BlobSource, ImportOptions, Store};
 use berth_image::Error;
 use common::layout::{self, Layout};
-use common::{is_root, Tar};
+use common::{import_layout, require_root, Tar};
 use serde_json::json;
 
 const MIB: u64 = 1 << 20;
@@ -255,9 +255,7 @@ fn an_image_s_layers_share_one_budget() {
         max_image_bytes: 15 * MIB,
         ..Limits::default()
     });
-    let err = store
-        .import_oci_layout(&dir, &ImportOptions::default())
-        .unwrap_err();
+    let err = import_layout(&store, &dir).unwrap_err();
     let (limit, text) = limit_of(&err);
     assert_eq!(limit, "BERTH_MAX_IMAGE_BYTES", "{text}");
     assert!(
@@ -271,9 +269,7 @@ fn an_image_s_layers_share_one_budget() {
         max_image_bytes: 20 * MIB,
         ..*store.limits()
     });
-    store
-        .import_oci_layout(&dir, &ImportOptions::default())
-        .unwrap();
+    import_layout(&store, &dir).unwrap();
 }
 
 /// Unmounts a test filesystem on drop.
@@ -287,10 +283,7 @@ impl Drop for Mounted {
 
 #[test]
 fn a_bomb_that_would_fill_the_disk_stops_at_the_reserve_with_default_limits() {
-    if !is_root() {
-        eprintln!("skipped: mounting a small filesystem needs root");
-        return;
-    }
+    require_root!();
     let tmp = tempfile::tempdir().unwrap();
     let mnt = tmp.path().join("small");
     fs::create_dir(&mnt).unwrap();

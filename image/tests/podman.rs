@@ -14,11 +14,11 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use berth_image::bundle::{create_bundle, remove_bundle, BundleOptions};
-use berth_image::store::{ImportOptions, Store};
+use berth_image::store::Store;
 use common::layout::{tar_dir, Comp, Layout};
 use common::{
-    assert_same, hardlink_groups, is_root, mounts_under, snapshot, unmount_all_under, Node, Snap,
-    Tar,
+    assert_same, hardlink_groups, mounts_under, named, require_root, snapshot, unmount_all_under,
+    Node, Snap, Tar,
 };
 use serde_json::json;
 
@@ -136,9 +136,14 @@ impl Layer {
         self
     }
 
+    /// A root-owned file of mode 0644, as most of an image's files are.
+    fn file(&mut self, path: &str, data: &[u8]) -> &mut Self {
+        self.put(path, K::File(data), 0o644, ROOT)
+    }
+
     /// A whiteout (`.wh.NAME`, or `.wh..wh..opq` for an opaque directory) for `path`.
     fn wh(&mut self, path: &str) -> &mut Self {
-        self.put(path, K::File(b""), 0o644, (0, 0))
+        self.file(path, b"")
     }
 
     fn finish(&mut self) -> Vec<u8> {
@@ -147,6 +152,10 @@ impl Layer {
 }
 
 const ROOT: (u64, u64) = (0, 0);
+
+/// The xattrs of the directory `srv/dirx`, in the layer that makes it and the one that makes
+/// it opaque.
+const DIRX_XATTRS: &[(&str, &[u8])] = &[("user.dir", b"on a directory")];
 
 fn long(prefix: &str, c: char, n: usize) -> String {
     format!("{prefix}{}", c.to_string().repeat(n))
@@ -162,18 +171,11 @@ fn layers() -> Vec<(Vec<u8>, Comp)> {
     // Base: modes, owners, symlinks, hardlinks, a FIFO, a device, xattrs, long names.
     let mut l1 = Layer::new(1_500_000_000);
     l1.put("etc", K::Dir, 0o755, ROOT)
-        .put(
+        .file(
             "etc/passwd",
-            K::File(b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"),
-            0o644,
-            ROOT,
+            b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
         )
-        .put(
-            "etc/group",
-            K::File(b"root:x:0:\napp:x:1000:\n"),
-            0o644,
-            ROOT,
-        )
+        .file("etc/group", b"root:x:0:\napp:x:1000:\n")
         .put("etc/shadow", K::File(b"root:*:1::::::\n"), 0o640, (0, 42))
         .put("bin", K::Dir, 0o755, ROOT)
         .put("bin/su", K::File(b"su binary"), 0o4755, ROOT)
@@ -192,13 +194,7 @@ fn layers() -> Vec<(Vec<u8>, Comp)> {
         .put("srv", K::Dir, 0o750, (1000, 1000))
         .put("srv/readonly", K::File(b"ro"), 0o444, (1000, 100))
         .put("srv/owned", K::File(b"owned v1"), 0o640, (1234, 5678))
-        .put_x(
-            "srv/dirx",
-            K::Dir,
-            0o755,
-            (1000, 1000),
-            &[("user.dir", b"on a directory")],
-        )
+        .put_x("srv/dirx", K::Dir, 0o755, (1000, 1000), DIRX_XATTRS)
         .put("srv/dirx/a", K::File(b"a"), 0o600, (1000, 1000))
         .put("srv/dirx/b", K::File(b"b"), 0o600, (1000, 1000))
         .put("usr", K::Dir, 0o755, ROOT)
@@ -223,16 +219,11 @@ fn layers() -> Vec<(Vec<u8>, Comp)> {
         .put("dev", K::Dir, 0o755, ROOT)
         .put("dev/null", K::Char(1, 3), 0o666, ROOT)
         .put("dev/loop0", K::Block(7, 0), 0o660, (0, 6))
-        .put(
-            "implicit/parent/file",
-            K::File(b"no parent entries"),
-            0o644,
-            ROOT,
-        )
+        .file("implicit/parent/file", b"no parent entries")
         .put("opq2", K::Dir, 0o700, (4, 4))
-        .put("opq2/x", K::File(b"x"), 0o644, ROOT)
+        .file("opq2/x", b"x")
         .put("gone2", K::Dir, 0o755, ROOT)
-        .put("gone2/old", K::File(b"old"), 0o644, ROOT)
+        .file("gone2/old", b"old")
         .put("deep", K::Dir, 0o755, ROOT)
         .put(&long_dir, K::Dir, 0o755, ROOT)
         .put(&long_file, K::File(b"long name"), 0o644, (7, 7))
@@ -244,29 +235,24 @@ fn layers() -> Vec<(Vec<u8>, Comp)> {
             (7, 7),
         )
         .put("gone", K::Dir, 0o755, ROOT)
-        .put("gone/file", K::File(b"gone"), 0o644, ROOT)
+        .file("gone/file", b"gone")
         .put("old", K::Dir, 0o755, ROOT)
-        .put("old/a", K::File(b"a"), 0o644, ROOT)
+        .file("old/a", b"a")
         .put("old/sub", K::Dir, 0o755, ROOT)
-        .put("old/sub/b", K::File(b"b"), 0o644, ROOT)
+        .file("old/sub/b", b"b")
         .put("opq", K::Dir, 0o755, (3, 3))
-        .put(
-            "opq/hidden",
-            K::File(b"hidden by the opaque marker"),
-            0o644,
-            ROOT,
-        )
+        .file("opq/hidden", b"hidden by the opaque marker")
         .put("opq/sub", K::Dir, 0o755, ROOT)
-        .put("opq/sub/x", K::File(b"x"), 0o644, ROOT)
-        .put("f2d", K::File(b"a file, then a directory"), 0o644, ROOT)
+        .file("opq/sub/x", b"x")
+        .file("f2d", b"a file, then a directory")
         .put("d2s", K::Dir, 0o755, ROOT)
-        .put("d2s/inner", K::File(b"inner"), 0o644, ROOT)
+        .file("d2s/inner", b"inner")
         .put("home", K::Dir, 0o755, ROOT)
         .put("home/app", K::Dir, 0o700, (1000, 1000))
         .put("home/app/.profile", K::File(b"PS1=$"), 0o644, (1000, 1000))
-        .put("twice", K::File(b"base"), 0o644, ROOT)
+        .file("twice", b"base")
         .put("hl", K::Dir, 0o755, ROOT)
-        .put("hl/target", K::File(b"target"), 0o644, ROOT)
+        .file("hl/target", b"target")
         .put_x(
             "hl/link",
             K::Link("hl/target"),
@@ -283,22 +269,22 @@ fn layers() -> Vec<(Vec<u8>, Comp)> {
         .wh("etc/.wh.group")
         .wh(".wh.old")
         .put("opq", K::Dir, 0o750, (3, 4))
-        .put("opq/new", K::File(b"new in the opaque dir"), 0o644, ROOT)
+        .file("opq/new", b"new in the opaque dir")
         .put("opq/newdir", K::Dir, 0o755, ROOT)
-        .put("opq/newdir/y", K::File(b"y"), 0o644, ROOT)
+        .file("opq/newdir/y", b"y")
         .wh("opq/.wh..wh..opq")
         .put("f2d", K::Dir, 0o700, (5, 5))
-        .put("f2d/inside", K::File(b"inside"), 0o644, ROOT)
+        .file("f2d/inside", b"inside")
         .put("d2s", K::Sym("srv/dirx"), 0o777, ROOT)
         .put("pair", K::Dir, 0o755, ROOT)
         .put("pair/one", K::File(b"one and two"), 0o600, (7, 8))
         .put("pair/two", K::Link("pair/one"), 0o600, (7, 8))
         .put("srv", K::Dir, 0o750, (1000, 1000))
         .put("srv/owned", K::File(b"owned v2"), 0o604, (4321, 8765))
-        .put("mid-only", K::File(b"mid"), 0o644, ROOT)
+        .file("mid-only", b"mid")
         .wh(".wh.gone2")
         .put("gone2", K::Dir, 0o755, (2, 2))
-        .put("gone2/new", K::File(b"new"), 0o644, ROOT)
+        .file("gone2/new", b"new")
         .put("twice", K::File(b"mid"), 0o600, (1, 1));
 
     // Top: whiteouts of things from two layers down and from the middle, a whiteout inside an
@@ -313,31 +299,15 @@ fn layers() -> Vec<(Vec<u8>, Comp)> {
         .wh(".wh.mid-only")
         .put("opq", K::Dir, 0o750, (3, 4))
         .wh("opq/.wh.new")
-        .put("old", K::File(b"old is a file now"), 0o644, ROOT)
+        .file("old", b"old is a file now")
         .put("etc", K::Dir, 0o755, ROOT)
-        .put(
-            "etc/group",
-            K::File(b"root:x:0:\napp:x:1000:\nnew:x:5:\n"),
-            0o644,
-            ROOT,
-        )
+        .file("etc/group", b"root:x:0:\napp:x:1000:\nnew:x:5:\n")
         .put("srv", K::Dir, 0o750, (1000, 1000))
-        .put_x(
-            "srv/dirx",
-            K::Dir,
-            0o755,
-            (1000, 1000),
-            &[("user.dir", b"on a directory")],
-        )
+        .put_x("srv/dirx", K::Dir, 0o755, (1000, 1000), DIRX_XATTRS)
         .wh("srv/dirx/.wh..wh..opq")
         .put("srv/dirx/c", K::File(b"c"), 0o640, (1000, 1000))
         .wh(".wh.never-existed")
-        .put(
-            "home/app/newfile",
-            K::File(b"parent not in this layer"),
-            0o644,
-            ROOT,
-        )
+        .file("home/app/newfile", b"parent not in this layer")
         .wh("opq2/.wh..wh..opq")
         .put("twice", K::File(b"top"), 0o640, (2, 2));
 
@@ -347,7 +317,7 @@ fn layers() -> Vec<(Vec<u8>, Comp)> {
         .wh("pair/.wh.two")
         .wh(".wh.d2s")
         .put("d2s", K::Dir, 0o711, (9, 9))
-        .put("d2s/again", K::File(b"again"), 0o644, ROOT);
+        .file("d2s/again", b"again");
 
     vec![
         (l1.finish(), Comp::Gzip),
@@ -562,19 +532,9 @@ fn template() -> serde_json::Value {
     })
 }
 
-fn podman_available() -> bool {
-    Command::new("podman")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn unpacks_exactly_like_podman() {
-    if !is_root() || !podman_available() {
-        eprintln!("podman or root missing: skipped");
-        return;
-    }
+    require_root!("podman", "--version");
     let start = Instant::now();
     let mut g = Guard {
         tmp: tempfile::tempdir().unwrap(),
@@ -606,15 +566,7 @@ fn unpacks_exactly_like_podman() {
 
     // berth: overlay and flat bundles of the same archive.
     let store = g.store.insert(Store::open(tmp.join("store")).unwrap());
-    store
-        .import_oci_archive(
-            &archive,
-            &ImportOptions {
-                name: Some("bar".into()),
-                ..ImportOptions::default()
-            },
-        )
-        .unwrap();
+    store.import_oci_archive(&archive, &named("bar")).unwrap();
     let mut rootfs = Vec::new();
     for flat in [false, true] {
         let dir = tmp.join(if flat {

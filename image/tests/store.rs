@@ -11,21 +11,19 @@ use berth_image::image::{Digest, Platform};
 use berth_image::store::{ImportOptions, Store};
 use berth_image::Error;
 use common::layout::{self, tar_dir, Comp, Layout};
-use common::Tar;
+use common::{count_entries, import_layout, named, temp_store, Tar};
 use serde_json::json;
 
 fn base_layer() -> Vec<u8> {
     let mut t = Tar::new();
-    t.dir("etc/")
-        .file(
-            "etc/passwd",
-            b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
-        )
-        .file("etc/group", b"root:x:0:\napp:x:1000:\nwheel:x:10:app\n")
-        .dir("bin/")
-        .file_meta("bin/sh", b"#!sh", 0o755, 0, 0)
-        .dir("data/")
-        .file("data/old", b"old");
+    t.users(
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        "root:x:0:\napp:x:1000:\nwheel:x:10:app\n",
+    )
+    .dir("bin/")
+    .file_meta("bin/sh", b"#!sh", 0o755, 0, 0)
+    .dir("data/")
+    .file("data/old", b"old");
     t.finish()
 }
 
@@ -48,14 +46,43 @@ fn config() -> serde_json::Value {
     json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]})
 }
 
+/// Writes an amd64 image of the gzipped base layer and `top_layer(tag)` compressed with `top`
+/// to `lay`; returns its descriptor.
+fn app_image(lay: &Layout, tag: &str, top: Comp) -> serde_json::Value {
+    lay.image(
+        &[(base_layer(), Comp::Gzip), (top_layer(tag), top)],
+        config(),
+        "amd64",
+    )
+}
+
 fn layers_in(store: &Store) -> usize {
-    fs::read_dir(store.root().join("layers")).unwrap().count()
+    count_entries(&store.root().join("layers"))
+}
+
+/// A JSON document of an OCI layout at `dir`: `index.json`, or the blob `digest`.
+fn read_json(dir: &Path, digest: Option<&str>) -> serde_json::Value {
+    let path = match digest {
+        Some(d) => dir.join("blobs/sha256").join(&d[7..]),
+        None => dir.join("index.json"),
+    };
+    serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+}
+
+/// The digest of the first manifest in the index of the OCI layout at `dir`, and the manifest.
+fn first_manifest(dir: &Path) -> (String, serde_json::Value) {
+    let index = read_json(dir, None);
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest = read_json(dir, Some(&digest));
+    (digest, manifest)
 }
 
 #[test]
 fn import_oci_layout_three_compressions() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path().join("store")).unwrap();
+    let (tmp, store) = temp_store();
     let dir = tmp.path().join("busy");
     let mut lay = Layout::new(&dir);
     let desc = lay.image(
@@ -68,9 +95,7 @@ fn import_oci_layout_three_compressions() {
         "amd64",
     );
     lay.tag(desc, "v1").write_index();
-    let imgs = store
-        .import_oci_layout(&dir, &ImportOptions::default())
-        .unwrap();
+    let imgs = import_layout(&store, &dir).unwrap();
     assert_eq!(imgs.len(), 1);
     let img = &imgs[0];
     assert_eq!(img.name, "busy:v1");
@@ -102,17 +127,14 @@ fn import_oci_layout_three_compressions() {
     );
     // Re-import: nothing extracted again.
     let before = fs::metadata(&top).unwrap().modified().unwrap();
-    store
-        .import_oci_layout(&dir, &ImportOptions::default())
-        .unwrap();
+    import_layout(&store, &dir).unwrap();
     assert_eq!(fs::metadata(&top).unwrap().modified().unwrap(), before);
     assert_eq!(layers_in(&store), 3);
 }
 
 #[test]
 fn platform_selection_from_an_index() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path().join("store")).unwrap();
+    let (tmp, store) = temp_store();
     let dir = tmp.path().join("multi");
     let mut lay = Layout::new(&dir);
     let amd = lay.image(&[(top_layer("amd64"), Comp::Gzip)], config(), "amd64");
@@ -121,15 +143,7 @@ fn platform_selection_from_an_index() {
     att["platform"] = json!({"os": "unknown", "architecture": "unknown"});
     let idx = lay.index_blob(vec![att, arm, amd]);
     lay.tag(idx, "latest").write_index();
-    let host = store
-        .import_oci_layout(
-            &dir,
-            &ImportOptions {
-                name: Some("multi".into()),
-                ..ImportOptions::default()
-            },
-        )
-        .unwrap();
+    let host = store.import_oci_layout(&dir, &named("multi")).unwrap();
     assert_eq!(host[0].name, "multi:latest");
     if Platform::host().architecture == "amd64" {
         assert_eq!(host[0].platform, "linux/amd64");
@@ -138,9 +152,8 @@ fn platform_selection_from_an_index() {
         .import_oci_layout(
             &dir,
             &ImportOptions {
-                name: Some("multi-arm".into()),
                 platform: Platform::parse("linux/arm64/v8").unwrap(),
-                ..ImportOptions::default()
+                ..named("multi-arm")
             },
         )
         .unwrap();
@@ -151,9 +164,8 @@ fn platform_selection_from_an_index() {
         .import_oci_layout(
             &dir,
             &ImportOptions {
-                name: Some("x".into()),
                 platform: Platform::parse("linux/s390x").unwrap(),
-                ..ImportOptions::default()
+                ..named("x")
             },
         )
         .unwrap_err();
@@ -167,19 +179,13 @@ fn platform_selection_from_an_index() {
 
 #[test]
 fn corrupt_blob_and_wrong_diff_id_are_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path().join("store")).unwrap();
+    let (tmp, store) = temp_store();
     let dir = tmp.path().join("bad");
     let mut lay = Layout::new(&dir);
     let desc = lay.image(&[(base_layer(), Comp::Gzip)], config(), "amd64");
     lay.tag(desc, "v1").write_index();
     // Corrupt the layer blob (same size).
-    let m: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
-    let md = m["manifests"][0]["digest"].as_str().unwrap().to_string();
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.join("blobs/sha256").join(&md[7..])).unwrap())
-            .unwrap();
+    let (_, manifest) = first_manifest(&dir);
     let ld = manifest["layers"][0]["digest"]
         .as_str()
         .unwrap()
@@ -189,9 +195,7 @@ fn corrupt_blob_and_wrong_diff_id_are_refused() {
     let n = data.len();
     data[n - 10] ^= 1;
     fs::write(&lp, &data).unwrap();
-    let err = store
-        .import_oci_layout(&dir, &ImportOptions::default())
-        .unwrap_err();
+    let err = import_layout(&store, &dir).unwrap_err();
     match &err {
         Error::DigestMismatch { what, expected, .. } => {
             assert!(what.contains(&ld), "{what}");
@@ -208,51 +212,30 @@ fn corrupt_blob_and_wrong_diff_id_are_refused() {
     let mut lay = Layout::new(&dir2);
     let desc = lay.image(&[(base_layer(), Comp::Zstd)], config(), "amd64");
     lay.tag(desc, "v1").write_index();
-    let m: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir2.join("index.json")).unwrap()).unwrap();
-    let md = m["manifests"][0]["digest"].as_str().unwrap().to_string();
-    let mut manifest: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir2.join("blobs/sha256").join(&md[7..])).unwrap())
-            .unwrap();
-    let cd = manifest["config"]["digest"].as_str().unwrap().to_string();
-    let mut cfg: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir2.join("blobs/sha256").join(&cd[7..])).unwrap())
-            .unwrap();
+    let (_, mut manifest) = first_manifest(&dir2);
+    let mut cfg = read_json(&dir2, manifest["config"]["digest"].as_str());
     cfg["rootfs"]["diff_ids"][0] = json!(layout::digest(b"something else"));
     let cb = serde_json::to_vec(&cfg).unwrap();
     manifest["config"] = json!({"mediaType": "application/vnd.oci.image.config.v1+json", "digest": lay.blob(&cb), "size": cb.len()});
     let mb = serde_json::to_vec(&manifest).unwrap();
     let mut lay2 = Layout::new(&dir2);
     lay2.tag(json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": lay2.blob(&mb), "size": mb.len()}), "v1").write_index();
-    let err = store
-        .import_oci_layout(&dir2, &ImportOptions::default())
-        .unwrap_err();
+    let err = import_layout(&store, &dir2).unwrap_err();
     assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
     assert!(err.to_string().contains("uncompressed"), "{err}");
     assert_eq!(layers_in(&store), 0);
-    assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+    assert_eq!(count_entries(&store.root().join("tmp")), 0);
 }
 
 #[test]
 fn shared_layers_refcounts_rmi_and_prune() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path().join("store")).unwrap();
+    let (tmp, store) = temp_store();
     let dir = tmp.path().join("two");
     let mut lay = Layout::new(&dir);
-    let a = lay.image(
-        &[(base_layer(), Comp::Gzip), (top_layer("a"), Comp::Gzip)],
-        config(),
-        "amd64",
-    );
-    let b = lay.image(
-        &[(base_layer(), Comp::Gzip), (top_layer("b"), Comp::Gzip)],
-        config(),
-        "amd64",
-    );
+    let a = app_image(&lay, "a", Comp::Gzip);
+    let b = app_image(&lay, "b", Comp::Gzip);
     lay.tag(a, "a").tag(b, "b").write_index();
-    let imgs = store
-        .import_oci_layout(&dir, &ImportOptions::default())
-        .unwrap();
+    let imgs = import_layout(&store, &dir).unwrap();
     assert_eq!(imgs.len(), 2);
     assert_eq!(imgs[0].layers[0].chain_id, imgs[1].layers[0].chain_id);
     assert_eq!(layers_in(&store), 3, "the base layer is extracted once");
@@ -275,38 +258,22 @@ fn shared_layers_refcounts_rmi_and_prune() {
     ));
     store.remove_image("two:b").unwrap();
     assert_eq!(layers_in(&store), 0);
-    assert_eq!(
-        fs::read_dir(store.root().join("blobs/sha256"))
-            .unwrap()
-            .count(),
-        0
-    );
-    assert_eq!(fs::read_dir(store.root().join("l")).unwrap().count(), 0);
+    assert_eq!(count_entries(&store.root().join("blobs/sha256")), 0);
+    assert_eq!(count_entries(&store.root().join("l")), 0);
 }
 
 #[test]
 fn oci_archive_and_docker_archive() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path().join("store")).unwrap();
+    let (tmp, store) = temp_store();
     // OCI archive: a tar of a layout.
     let dir = tmp.path().join("lay");
     let mut lay = Layout::new(&dir);
-    let d = lay.image(
-        &[(base_layer(), Comp::Gzip), (top_layer("oci"), Comp::Plain)],
-        config(),
-        "amd64",
-    );
+    let d = app_image(&lay, "oci", Comp::Plain);
     lay.tag(d, "1.0").write_index();
     let archive = tmp.path().join("img.tar");
     fs::write(&archive, tar_dir(&dir)).unwrap();
     let imgs = store
-        .import_oci_archive(
-            &archive,
-            &ImportOptions {
-                name: Some("example.com/app:1.0".into()),
-                ..ImportOptions::default()
-            },
-        )
+        .import_oci_archive(&archive, &named("example.com/app:1.0"))
         .unwrap();
     assert_eq!(imgs[0].name, "example.com/app:1.0");
 
@@ -373,7 +340,7 @@ fn stale_temporaries_are_cleaned_on_open() {
     fs::create_dir_all(root.join("tmp/999999999-0-layer/diff/usr")).unwrap();
     fs::write(root.join("tmp/999999999-1-blob"), b"half").unwrap();
     let store = Store::open(&root).unwrap();
-    assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+    assert_eq!(count_entries(&store.root().join("tmp")), 0);
 }
 
 /// The child side of `kill_9_mid_import_leaves_the_store_consistent`.
@@ -435,7 +402,7 @@ fn kill_9_mid_import_leaves_the_store_consistent() {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             assert_eq!(layout::digest(&fs::read(&p).unwrap())[7..], name);
         }
-        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+        assert_eq!(count_entries(&root.join("tmp")), 0);
         // An image is listed only if complete.
         for img in store.images().unwrap() {
             for l in &img.layers {
@@ -444,9 +411,7 @@ fn kill_9_mid_import_leaves_the_store_consistent() {
         }
     }
     let store = Store::open(&root).unwrap();
-    let imgs = store
-        .import_oci_layout(&dir, &ImportOptions::default())
-        .unwrap();
+    let imgs = import_layout(&store, &dir).unwrap();
     assert_eq!(imgs[0].layers.len(), 4);
     assert_eq!(layers_in(&store), 4);
 }

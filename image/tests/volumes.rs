@@ -11,10 +11,9 @@ use std::path::Path;
 use berth_image::bundle::{self, create_bundle, BundleOptions};
 use berth_image::extract::Limits;
 use berth_image::image::parse_config;
-use berth_image::store::{ImportOptions, Store};
 use berth_image::Error;
 use common::layout::{Comp, Layout};
-use common::Tar;
+use common::{import_layout, temp_store, Tar};
 use serde_json::json;
 
 const GIB: u64 = 1 << 30;
@@ -79,8 +78,7 @@ fn names(dir: &Path) -> Vec<String> {
 
 #[test]
 fn seeding_is_bounded_over_all_volumes_and_leaves_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut store = Store::open(tmp.path().join("store")).unwrap();
+    let (tmp, mut store) = temp_store();
     // 600 KiB of data, seeded twice (two spellings of one path): over a budget of 1 MiB.
     let layer = Tar::new()
         .dir("data")
@@ -91,9 +89,7 @@ fn seeding_is_bounded_over_all_volumes_and_leaves_nothing() {
     let cfg = json!({"Cmd": ["sh"], "Volumes": {"/data": {}, "/data/": {}}});
     let desc = lay.image(&[(layer, Comp::Gzip)], cfg, std::env::consts::ARCH);
     lay.tag(desc, "v1").write_index();
-    store
-        .import_oci_layout(&dir, &ImportOptions::default())
-        .unwrap();
+    import_layout(&store, &dir).unwrap();
     store.set_limits(Limits {
         max_volume_bytes: 1 << 20,
         ..Limits::default()

@@ -2,12 +2,11 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::error::{Error, Result};
-use crate::netlink::{is_exists, Handle};
+use crate::netlink::Handle;
 
 /// Adds `addr/prefix` to interface `index` (named `name` in errors). An address that is already
 /// there is fine.
@@ -33,19 +32,13 @@ pub(crate) fn add(
         )));
     }
     msg.attributes = attrs;
-    match h.request(
-        RouteNetlinkMessage::NewAddress(msg),
-        NLM_F_CREATE | NLM_F_EXCL,
-    ) {
-        Ok(()) => Ok(()),
-        Err(e) if is_exists(&e) => Ok(()),
-        Err(source) => Err(Error::Address {
+    h.create_or_keep(RouteNetlinkMessage::NewAddress(msg))
+        .map_err(|source| Error::Address {
             op: "adding",
             address: format!("{addr}/{prefix}"),
             interface: name.to_owned(),
             source,
-        }),
-    }
+        })
 }
 
 /// Every IPv4 address of the namespace: (interface index, address, prefix length).
@@ -60,22 +53,27 @@ pub(crate) fn list_v4(h: &mut Handle) -> Result<Vec<(u32, Ipv4Addr, u8)>> {
             interface: "*".into(),
             source,
         })?;
-    let mut out = Vec::new();
-    for m in msgs {
-        let RouteNetlinkMessage::NewAddress(a) = m else {
-            continue;
-        };
-        let local = a.attributes.iter().find_map(|x| match x {
-            AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewAddress(a) => v4_address(&a),
             _ => None,
-        });
-        let address = a.attributes.iter().find_map(|x| match x {
-            AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
-            _ => None,
-        });
-        if let Some(ip) = local.or(address) {
-            out.push((a.header.index, ip, a.header.prefix_len));
-        }
-    }
-    Ok(out)
+        })
+        .collect())
+}
+
+/// An address message's (interface index, address, prefix length): its local address, else
+/// its peer address; `None` when it has no IPv4 address.
+fn v4_address(a: &AddressMessage) -> Option<(u32, Ipv4Addr, u8)> {
+    let local = a.attributes.iter().find_map(|x| match x {
+        AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+        _ => None,
+    });
+    let address = a.attributes.iter().find_map(|x| match x {
+        AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+        _ => None,
+    });
+    local
+        .or(address)
+        .map(|ip| (a.header.index, ip, a.header.prefix_len))
 }

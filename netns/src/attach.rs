@@ -14,11 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, Error, Result};
 use crate::mac::MacAddr;
-use crate::netlink::Handle;
 use crate::network::{self, validate_name, Network};
 use crate::ports::PortMapping;
-use crate::state::{json_stems, read_json, remove_file, write_json};
-use crate::{addr, link, namespace, nat, route};
+use crate::state::{read_all_json, read_json, remove_file, write_json};
+use crate::{addr, link, namespace, nat, netlink, route};
 
 /// The container's interface name.
 pub const CONTAINER_IFNAME: &str = "eth0";
@@ -134,20 +133,7 @@ pub fn attachment(state: &Path, id: &str) -> Result<Option<Attachment>> {
 
 /// Every attachment record.
 pub fn records(state: &Path) -> Result<Vec<Attachment>> {
-    let mut out = Vec::new();
-    for id in json_stems(&records_dir(state))? {
-        if let Some(a) = read_json::<Attachment>(&record_path(state, &id))? {
-            out.push(a);
-        }
-    }
-    Ok(out)
-}
-
-fn netlink() -> Result<Handle> {
-    Handle::open().map_err(|source| Error::Netlink {
-        op: "opening a socket",
-        source,
-    })
+    read_all_json(&records_dir(state))
 }
 
 /// Attaches container `id` to network `network`: a pinned network namespace at
@@ -209,7 +195,7 @@ pub fn attach(state: &Path, network: &str, id: &str, opts: &AttachOptions) -> Re
 fn plumb(state: &Path, net: &Network, bridge_index: u32, a: &Attachment) -> Result<()> {
     namespace::create(&a.netns_path)?;
     let ns = namespace::open(&a.netns_path)?;
-    let mut h = netlink()?;
+    let mut h = netlink::open()?;
     link::create_veth(
         &mut h,
         &link::Veth {
@@ -224,7 +210,7 @@ fn plumb(state: &Path, net: &Network, bridge_index: u32, a: &Attachment) -> Resu
     )?;
     drop(ns);
     namespace::run_in(&a.netns_path, || {
-        let mut h = netlink()?;
+        let mut h = netlink::open()?;
         let links = link::list(&mut h)?;
         for l in &links {
             if l.name == "lo" && !l.up {
@@ -268,7 +254,7 @@ fn cleanup(state: &Path, id: &str, known: Option<&Attachment>) -> Result<()> {
         .as_ref()
         .map_or_else(|| veth_name(id), |a| a.veth_host.clone());
     keep(
-        netlink()
+        netlink::open()
             .and_then(|mut h| link::delete(&mut h, &veth))
             .map(drop),
     );
@@ -324,7 +310,7 @@ pub fn prune(state: &Path, is_live: impl Fn(&str) -> bool) -> Result<PruneReport
         }
     }
     let live_veths: BTreeSet<&str> = live.iter().map(|a| a.veth_host.as_str()).collect();
-    let mut h = netlink()?;
+    let mut h = netlink::open()?;
     for l in link::list(&mut h)? {
         if is_berth_veth(&l.name)
             && !live_veths.contains(l.name.as_str())

@@ -29,11 +29,18 @@ pub(crate) fn list(h: &mut Handle) -> Result<Vec<Link>> {
             op: "listing interfaces",
             source,
         })?;
-    let mut out = Vec::new();
-    for m in msgs {
-        let RouteNetlinkMessage::NewLink(link) = m else {
-            continue;
-        };
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(link) => Some(Link::from_message(link)),
+            _ => None,
+        })
+        .collect())
+}
+
+impl Link {
+    /// What a link message says about its interface.
+    fn from_message(link: LinkMessage) -> Link {
         let mut l = Link {
             index: link.header.index,
             name: String::new(),
@@ -53,9 +60,8 @@ pub(crate) fn list(h: &mut Handle) -> Result<Vec<Link>> {
                 _ => {}
             }
         }
-        out.push(l);
+        l
     }
-    Ok(out)
 }
 
 /// Finds one interface by name.

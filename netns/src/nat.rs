@@ -166,6 +166,15 @@ fn rule(
     })
 }
 
+/// The `ip berth` table.
+fn table() -> NfListObject<'static> {
+    NfListObject::Table(Table {
+        family: FAMILY,
+        name: TABLE.into(),
+        handle: None,
+    })
+}
+
 fn base_chain(name: &'static str, hook: NfHook, prio: i32) -> NfListObject<'static> {
     NfListObject::Chain(Chain {
         family: FAMILY,
@@ -184,11 +193,7 @@ pub(crate) fn ensure_table() -> Result<()> {
         return Ok(());
     }
     let mut b = Batch::new();
-    b.add(NfListObject::Table(Table {
-        family: FAMILY,
-        name: TABLE.into(),
-        handle: None,
-    }));
+    b.add(table());
     b.add(base_chain("prerouting", NfHook::Prerouting, -100));
     b.add(base_chain("output", NfHook::Output, -100));
     b.add(base_chain("postrouting", NfHook::Postrouting, 100));
@@ -226,11 +231,7 @@ pub(crate) fn delete_table() -> Result<()> {
         return Ok(());
     }
     let mut b = Batch::new();
-    b.delete(NfListObject::Table(Table {
-        family: FAMILY,
-        name: TABLE.into(),
-        handle: None,
-    }));
+    b.delete(table());
     apply(b, "deleting table ip berth")
 }
 

@@ -7,10 +7,13 @@
 use std::io;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use crate::error::{Error, Result};
 
 /// An open rtnetlink socket bound to the caller thread's network namespace.
 pub(crate) struct Handle {
@@ -90,6 +93,15 @@ impl Handle {
         self.receive(seq, |_| {})
     }
 
+    /// Sends a request that creates something (`NLM_F_CREATE | NLM_F_EXCL`) and waits for the
+    /// kernel's ACK; an object that exists already is fine (EEXIST is success).
+    pub(crate) fn create_or_keep(&mut self, msg: RouteNetlinkMessage) -> io::Result<()> {
+        match self.request(msg, NLM_F_CREATE | NLM_F_EXCL) {
+            Err(e) if is_exists(&e) => Ok(()),
+            r => r,
+        }
+    }
+
     /// Sends a dump request and collects every answer.
     pub(crate) fn dump(
         &mut self,
@@ -100,6 +112,14 @@ impl Handle {
         self.receive(seq, |m| out.push(m))?;
         Ok(out)
     }
+}
+
+/// [`Handle::open`], failing with the crate's error.
+pub(crate) fn open() -> Result<Handle> {
+    Handle::open().map_err(|source| Error::Netlink {
+        op: "opening a socket",
+        source,
+    })
 }
 
 /// Whether an error means "no such device/object" (what idempotent deletes tolerate).

@@ -11,10 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, Error, Result};
 use crate::ipam::Ipam;
-use crate::netlink::Handle;
-use crate::state::{json_stems, read_json, remove_file, write_json, Lock};
+use crate::state::{read_all_json, read_json, remove_file, write_json, Lock};
 use crate::subnet::Subnet;
-use crate::{addr, attach, link, nat};
+use crate::{addr, attach, link, nat, netlink};
 
 /// The network `berth run IMAGE` uses unless told otherwise.
 pub const DEFAULT_NETWORK: &str = "berth";
@@ -101,13 +100,7 @@ impl Network {
 
 /// Every network, sorted by name.
 pub fn list(state: &Path) -> Result<Vec<Network>> {
-    let mut out = Vec::new();
-    for name in json_stems(&networks_dir(state))? {
-        if let Some(n) = read_json::<Network>(&config_path(state, &name))? {
-            out.push(n);
-        }
-    }
-    Ok(out)
+    read_all_json(&networks_dir(state))
 }
 
 /// One network by name.
@@ -119,10 +112,7 @@ pub fn load(state: &Path, name: &str) -> Result<Network> {
 /// The subnets configured on this namespace's interfaces other than `except`, with the
 /// interface's name.
 fn host_subnets(except: &str) -> Result<Vec<(Subnet, Ipv4Addr, String)>> {
-    let mut h = Handle::open().map_err(|source| Error::Netlink {
-        op: "opening a socket",
-        source,
-    })?;
+    let mut h = netlink::open()?;
     let links = link::list(&mut h)?;
     let mut out = Vec::new();
     for (index, ip, prefix) in addr::list_v4(&mut h)? {
@@ -271,10 +261,7 @@ pub fn remove(state: &Path, name: &str) -> Result<()> {
 
 /// Removes the host-side objects of a network (bridge, NAT rules, pool files).
 fn teardown(state: &Path, net: &Network) -> Result<()> {
-    let mut h = Handle::open().map_err(|source| Error::Netlink {
-        op: "opening a socket",
-        source,
-    })?;
+    let mut h = netlink::open()?;
     link::delete(&mut h, &net.bridge)?;
     nat::remove_network(&net.name)?;
     net.ipam(state).remove_files()
@@ -283,10 +270,7 @@ fn teardown(state: &Path, net: &Network) -> Result<()> {
 /// Makes sure the network's bridge exists with the gateway address and is up, its NAT rules
 /// are in place and IPv4 forwarding is on. Idempotent.
 pub(crate) fn ensure_up(state: &Path, net: &Network) -> Result<u32> {
-    let mut h = Handle::open().map_err(|source| Error::Netlink {
-        op: "opening a socket",
-        source,
-    })?;
+    let mut h = netlink::open()?;
     let bridge = match link::by_name(&mut h, &net.bridge)? {
         Some(l) => l,
         None => {

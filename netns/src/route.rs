@@ -2,14 +2,13 @@
 
 use std::net::Ipv4Addr;
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::error::{Error, Result};
-use crate::netlink::{is_exists, Handle};
+use crate::netlink::Handle;
 
 /// Adds `default via gateway dev <index>` to the main table. An existing one is fine.
 pub(crate) fn add_default(h: &mut Handle, index: u32, name: &str, gateway: Ipv4Addr) -> Result<()> {
@@ -24,16 +23,10 @@ pub(crate) fn add_default(h: &mut Handle, index: u32, name: &str, gateway: Ipv4A
         RouteAttribute::Gateway(RouteAddress::Inet(gateway)),
         RouteAttribute::Oif(index),
     ];
-    match h.request(
-        RouteNetlinkMessage::NewRoute(msg),
-        NLM_F_CREATE | NLM_F_EXCL,
-    ) {
-        Ok(()) => Ok(()),
-        Err(e) if is_exists(&e) => Ok(()),
-        Err(source) => Err(Error::Route {
+    h.create_or_keep(RouteNetlinkMessage::NewRoute(msg))
+        .map_err(|source| Error::Route {
             gateway,
             interface: name.to_owned(),
             source,
-        }),
-    }
+        })
 }

@@ -54,18 +54,22 @@ pub(crate) fn remove_file(path: &Path) -> Result<()> {
     }
 }
 
-/// The names (file stems) of the `*.json` files in a directory, sorted.
-pub(crate) fn json_stems(dir: &Path) -> Result<Vec<String>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(Error::Io {
-                op: "listing",
-                path: dir.to_owned(),
-                source,
-            })
+/// Every `*.json` record in `dir`, in name order; a file removed meanwhile is skipped.
+pub(crate) fn read_all_json<T: DeserializeOwned>(dir: &Path) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for stem in json_stems(dir)? {
+        if let Some(record) = read_json(&dir.join(format!("{stem}.json")))? {
+            out.push(record);
         }
+    }
+    Ok(out)
+}
+
+/// The names (file stems) of the `*.json` files in a directory, sorted.
+fn json_stems(dir: &Path) -> Result<Vec<String>> {
+    let Some(entries) = berth_sys::fs::read_dir_if_exists(dir).map_err(io_err("listing", dir))?
+    else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for entry in entries {

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use berth_image::error::PathIoError;
+
 use crate::limits::{
     exact_size, human_duration, human_size, VAR_DISK_RESERVE, VAR_IDLE_TIMEOUT, VAR_MAX_BLOB_SIZE,
     VAR_MAX_LAYERS, VAR_MIN_RATE, VAR_TIMEOUT,
@@ -111,16 +113,8 @@ pub enum Error {
         reason: String,
     },
     /// A file operation (docker config, CA file).
-    #[error("{}: {op}: {source}", path.display())]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// The operation.
-        op: &'static str,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(PathIoError),
     /// A limit variable (`BERTH_PULL_*`, `BERTH_REGISTRY_*`) whose value does not parse.
     #[error("{variable}={value:?}: {reason}")]
     Config {
@@ -260,11 +254,7 @@ impl Error {
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str, source: io::Error) -> Error {
-        Error::Io {
-            path: path.into(),
-            op,
-            source,
-        }
+        Error::Io(PathIoError::new(path, op, source))
     }
 
     pub(crate) fn protocol(what: impl Into<String>, reason: impl Into<String>) -> Error {
@@ -339,11 +329,7 @@ mod tests {
         let other = raised.store(Error::protocol("manifest app:v1", "bad"));
         let io = raised.io(idle());
         assert_eq!(io.to_string(), idle().to_string());
-        let store = berth_image::Error::Io {
-            path: "/store/tmp/x".into(),
-            op: "read",
-            source: io,
-        };
+        let store = berth_image::Error::Io(PathIoError::new("/store/tmp/x", "read", io));
         assert!(matches!(
             raised.error_of(store),
             Error::Idle { offset: 1000, .. }

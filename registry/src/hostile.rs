@@ -127,6 +127,18 @@ fn one_layer(
     (layer, img, server)
 }
 
+/// [`one_layer`] declared 1 MiB, whose blob is answered with that `Content-Length` and a body
+/// a writer from `body` streams.
+fn one_streamed_layer<W>(body: impl Fn() -> W + Send + Sync + 'static) -> (String, Image, Server)
+where
+    W: FnOnce(&mut TcpStream, &AtomicBool) + Send + 'static,
+{
+    const SIZE: u64 = 1 << 20;
+    one_layer(SIZE, move |_| {
+        Reply::streaming("200 OK", &[("Content-Length", &SIZE.to_string())], body())
+    })
+}
+
 /// Serves `img`'s manifest as it is.
 fn honest_manifest(img: &Image) -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
     let m = img.manifest.clone();
@@ -262,6 +274,21 @@ fn assert_clean(store: &Store, docs: &[Digest]) {
     assert!(store.holds().unwrap().is_empty());
 }
 
+/// Asserts that the error `$e` matches the pattern (and guard) that follows, showing the
+/// error when it does not.
+macro_rules! assert_error {
+    ($e:expr, $($pattern:tt)+) => {
+        assert!(matches!(&$e, $($pattern)+), "{}", $e)
+    };
+}
+
+/// Asserts that a failed pull took less than the time budget (3 s) and left nothing behind
+/// but the documents `docs` ([`assert_clean`]).
+fn assert_quick_and_clean(elapsed: Duration, store: &Store, docs: &[Digest]) {
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert_clean(store, docs);
+}
+
 /// Blob requests the server received.
 fn blob_requests(server: &Server) -> Vec<String> {
     server
@@ -288,11 +315,8 @@ fn a_tebibyte_blob_is_refused_before_it_is_requested() {
     });
     let (e, elapsed, store, _dir) = pull_from(&server, limits()).err();
     let text = e.to_string();
-    assert!(
-        matches!(&e, Error::BlobTooLarge { digest, size, limit }
-            if *digest == layer && *size == TIB && *limit == 64 << 30),
-        "{text}"
-    );
+    assert_error!(e, Error::BlobTooLarge { digest, size, limit }
+        if *digest == layer && *size == TIB && *limit == 64 << 30);
     assert!(
         text.contains("1 TiB")
             && text.contains("64 GiB")
@@ -304,8 +328,7 @@ fn a_tebibyte_blob_is_refused_before_it_is_requested() {
         "{:?}",
         blob_requests(&server)
     );
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
-    assert_clean(&store, &[]);
+    assert_quick_and_clean(elapsed, &store, &[]);
 
     // With the size limit out of the way, the free space refuses it.
     let pulled = pull_from(
@@ -325,15 +348,11 @@ fn a_tebibyte_blob_is_refused_before_it_is_requested() {
     }
     let (e, elapsed, store, _dir) = pulled.err();
     let text = e.to_string();
-    assert!(
-        matches!(&e, Error::NoSpace { digest, size, .. } if *digest == layer && *size == TIB),
-        "{text}"
-    );
+    assert_error!(e, Error::NoSpace { digest, size, .. } if *digest == layer && *size == TIB);
     assert!(text.contains("BERTH_PULL_DISK_RESERVE"), "{text}");
     let asked = blob_requests(&server);
     assert!(!asked.iter().any(|p| p.ends_with(&layer)), "{asked:?}");
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
-    assert_clean(&store, &img.documents());
+    assert_quick_and_clean(elapsed, &store, &img.documents());
 }
 
 /// A layer whose body never ends is cut one byte past its declared size: no more than the
@@ -347,10 +366,8 @@ fn an_endless_blob_is_cut_at_its_declared_size() {
     let handed = Arc::clone(&pulled.handed);
     let (e, elapsed, store, _dir) = pulled.err();
     let text = e.to_string();
-    assert!(
-        matches!(&e, Error::BlobOverrun { digest, declared } if *digest == layer && *declared == size),
-        "{text}"
-    );
+    assert_error!(e, Error::BlobOverrun { digest, declared }
+        if *digest == layer && *declared == size);
     // The config, then at most the layer's declared size.
     let handed = handed.0.load(Ordering::Relaxed);
     assert!(handed <= img.config.len() as u64 + size, "{handed}");
@@ -358,8 +375,7 @@ fn an_endless_blob_is_cut_at_its_declared_size() {
         text.contains("size mismatch") && text.contains(&layer),
         "{text}"
     );
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
-    assert_clean(&store, &img.documents());
+    assert_quick_and_clean(elapsed, &store, &img.documents());
 }
 
 /// A `Content-Length` that is not the descriptor's size is refused before a byte is written,
@@ -372,14 +388,10 @@ fn a_content_length_other_than_the_descriptor_is_refused() {
         });
         let (e, elapsed, store, _dir) = pull_from(&server, limits()).err();
         let text = e.to_string();
-        assert!(
-            matches!(&e, Error::ContentLength { digest, declared, content_length }
-                if *digest == layer && *declared == 1000 && *content_length == sent as u64),
-            "{text}"
-        );
+        assert_error!(e, Error::ContentLength { digest, declared, content_length }
+            if *digest == layer && *declared == 1000 && *content_length == sent as u64);
         assert!(text.contains("size mismatch"), "{text}");
-        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
-        assert_clean(&store, &img.documents());
+        assert_quick_and_clean(elapsed, &store, &img.documents());
     }
 }
 
@@ -394,15 +406,11 @@ fn an_endless_manifest_is_cut_at_four_mebibytes() {
     );
     let (e, elapsed, store, _dir) = pull_from(&server, limits()).err();
     let text = e.to_string();
-    assert!(
-        matches!(&e, Error::DocumentTooLarge { what, limit }
-            if what == "manifest app:v1" && *limit == MAX_DOCUMENT),
-        "{text}"
-    );
+    assert_error!(e, Error::DocumentTooLarge { what, limit }
+        if what == "manifest app:v1" && *limit == MAX_DOCUMENT);
     assert!(text.contains("4 MiB"), "{text}");
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
     assert!(blob_requests(&server).is_empty());
-    assert_clean(&store, &[]);
+    assert_quick_and_clean(elapsed, &store, &[]);
 
     let server = registry(
         &img,
@@ -432,16 +440,11 @@ fn a_trickled_manifest_hits_the_deadline() {
     );
     let (e, elapsed, store, _dir) = pull_from(&server, limits()).err();
     let text = e.to_string();
-    assert!(
-        matches!(&e, Error::Timeout { what, limit } if what == "manifest app:v1" && *limit == Duration::from_secs(1)),
-        "{text}"
-    );
+    assert_error!(e, Error::Timeout { what, limit }
+        if what == "manifest app:v1" && *limit == Duration::from_secs(1));
     assert!(text.contains("BERTH_REGISTRY_TIMEOUT"), "{text}");
-    assert!(
-        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3),
-        "{elapsed:?}"
-    );
-    assert_clean(&store, &[]);
+    assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
+    assert_quick_and_clean(elapsed, &store, &[]);
 }
 
 /// A blob whose response headers are trickled fails at the request deadline, although each
@@ -456,63 +459,38 @@ fn trickled_blob_headers_hit_the_deadline() {
         ))
     });
     let (e, elapsed, store, _dir) = pull_from(&server, limits()).err();
-    let text = e.to_string();
-    assert!(
-        matches!(&e, Error::Timeout { what, .. } if *what == format!("blob {layer}")),
-        "{text}"
-    );
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
-    assert_clean(&store, &img.documents());
+    assert_error!(e, Error::Timeout { what, .. } if *what == format!("blob {layer}"));
+    assert_quick_and_clean(elapsed, &store, &img.documents());
 }
 
 /// A blob that stops sending mid-way fails at the idle timeout, naming where it stopped.
 #[test]
 fn a_stalled_blob_hits_the_idle_timeout() {
-    let (layer, img, server) = one_layer(1 << 20, |_| {
-        Reply::streaming(
-            "200 OK",
-            &[("Content-Length", &(1u64 << 20).to_string())],
-            stall(vec![0; 1000], Duration::from_secs(30)),
-        )
-    });
+    let (layer, img, server) = one_streamed_layer(|| stall(vec![0; 1000], Duration::from_secs(30)));
     let (e, elapsed, store, _dir) = pull_from(&server, limits()).err();
     let text = e.to_string();
-    assert!(
-        matches!(&e, Error::Idle { what, offset, limit }
-            if *what == format!("blob {layer}") && *offset == 1000 && *limit == Duration::from_millis(500)),
-        "{text}"
-    );
+    assert_error!(e, Error::Idle { what, offset, limit }
+        if *what == format!("blob {layer}") && *offset == 1000
+            && *limit == Duration::from_millis(500));
     assert!(text.contains("BERTH_REGISTRY_IDLE_TIMEOUT"), "{text}");
-    assert!(
-        elapsed >= Duration::from_millis(450) && elapsed < Duration::from_secs(3),
-        "{elapsed:?}"
-    );
-    assert_clean(&store, &img.documents());
+    assert!(elapsed >= Duration::from_millis(450), "{elapsed:?}");
+    assert_quick_and_clean(elapsed, &store, &img.documents());
 }
 
 /// A blob trickled below the minimum rate (each chunk within the idle timeout) fails once
 /// the grace period has passed.
 #[test]
 fn a_trickled_blob_below_the_minimum_rate_fails() {
-    let (layer, img, server) = one_layer(1 << 20, |_| {
-        Reply::streaming(
-            "200 OK",
-            &[("Content-Length", &(1u64 << 20).to_string())],
-            // About 10 KiB/s, a sixth of the minimum.
-            trickle(vec![0; 512], 512, Duration::from_millis(50)),
-        )
-    });
+    // About 10 KiB/s, a sixth of the minimum.
+    let (layer, img, server) =
+        one_streamed_layer(|| trickle(vec![0; 512], 512, Duration::from_millis(50)));
     let (e, elapsed, store, _dir) = pull_from(&server, limits()).err();
     let text = e.to_string();
-    assert!(
-        matches!(&e, Error::TooSlow { what, received, min_rate, elapsed }
-            if *what == format!("blob {layer}") && *received < 64 << 10 && *min_rate == 64 << 10
-                && *elapsed > Duration::from_millis(300)),
-        "{text}"
-    );
+    assert_error!(e, Error::TooSlow { what, received, min_rate, elapsed }
+        if *what == format!("blob {layer}") && *received < 64 << 10 && *min_rate == 64 << 10
+            && *elapsed > Duration::from_millis(300));
     assert!(text.contains("BERTH_REGISTRY_MIN_RATE"), "{text}");
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
-    assert_clean(&store, &img.documents());
+    assert_quick_and_clean(elapsed, &store, &img.documents());
 }
 
 /// The third attack: 20,000 layers (and 129, one past the limit, also behind an
@@ -525,11 +503,9 @@ fn too_many_layers_are_refused_before_any_blob_is_requested() {
         let server = registry(&img, honest_manifest(&img), no_blob);
         let (e, elapsed, store, _dir) = pull_from(&server, limits()).err();
         let text = e.to_string();
-        assert!(
-            matches!(&e, Error::TooManyLayers { layers, limit, digest, .. }
-                if *layers == n && *limit == 128 && *digest == Digest::of(&img.manifest).to_string()),
-            "{text}"
-        );
+        assert_error!(e, Error::TooManyLayers { layers, limit, digest, .. }
+            if *layers == n && *limit == 128
+                && *digest == Digest::of(&img.manifest).to_string());
         assert!(
             text.contains(&format!("{n} layers"))
                 && text.contains("128")
@@ -537,8 +513,7 @@ fn too_many_layers_are_refused_before_any_blob_is_requested() {
             "{text}"
         );
         assert_eq!(blob_requests(&server), Vec::<String>::new());
-        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
-        assert_clean(&store, &[]);
+        assert_quick_and_clean(elapsed, &store, &[]);
     }
 
     // Behind an index: the platform's manifest is checked before any blob too.
@@ -571,10 +546,8 @@ fn too_many_layers_are_refused_before_any_blob_is_requested() {
         no_blob,
     );
     let (e, _, store, _dir) = pull_from(&server, limits()).err();
-    assert!(
-        matches!(&e, Error::TooManyLayers { layers: 129, digest, .. } if *digest == child.to_string()),
-        "{e}"
-    );
+    assert_error!(e, Error::TooManyLayers { layers: 129, digest, .. }
+        if *digest == child.to_string());
     assert_eq!(blob_requests(&server), Vec::<String>::new());
     assert_clean(&store, &[]);
 
@@ -607,16 +580,13 @@ fn insufficient_free_space_is_refused() {
     .err();
     let text = e.to_string();
     // The config is the first blob asked for.
-    assert!(
-        matches!(&e, Error::NoSpace { digest, size, reserve: r, .. }
-            if *digest == img.config_digest.to_string() && *size == img.config.len() as u64 && *r == reserve),
-        "{text}"
-    );
+    assert_error!(e, Error::NoSpace { digest, size, reserve: r, .. }
+        if *digest == img.config_digest.to_string() && *size == img.config.len() as u64
+            && *r == reserve);
     assert!(
         text.contains("BERTH_PULL_DISK_RESERVE") && text.contains("free"),
         "{text}"
     );
     assert_eq!(blob_requests(&server), Vec::<String>::new());
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
-    assert_clean(&store, &img.documents());
+    assert_quick_and_clean(elapsed, &store, &img.documents());
 }

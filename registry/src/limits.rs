@@ -217,39 +217,37 @@ impl Limits {
     }
 
     fn parse_vars(var: impl Fn(&str) -> Option<String>) -> Result<Limits, Bad> {
-        let mut l = Limits::default();
-        let get =
-            |variable: &'static str, reason: &'static str, parse: &dyn Fn(&str) -> bool| match var(
-                variable,
-            ) {
-                Some(value) if !parse(&value) => Err(Bad {
-                    variable,
-                    value,
-                    reason,
-                }),
-                other => Ok(other),
-            };
-        if let Some(v) = get(VAR_MAX_BLOB_SIZE, SIZE, &|v| parse_size(v).is_some())? {
-            l.max_blob_size = parse_size(&v).unwrap_or(l.max_blob_size);
-        }
-        let count = |v: &str| v.trim().parse::<usize>().is_ok_and(|n| n >= 1);
-        if let Some(v) = get(VAR_MAX_LAYERS, COUNT, &count)? {
-            l.max_layers = v.trim().parse().unwrap_or(l.max_layers);
-        }
-        if let Some(v) = get(VAR_DISK_RESERVE, SIZE, &|v| parse_size(v).is_some())? {
-            l.disk_reserve = parse_size(&v).unwrap_or(l.disk_reserve);
-        }
-        let positive = |v: &str| parse_duration(v).is_some_and(|d| !d.is_zero());
-        if let Some(v) = get(VAR_IDLE_TIMEOUT, DURATION, &positive)? {
-            l.idle_timeout = parse_duration(&v).unwrap_or(l.idle_timeout);
-        }
-        if let Some(v) = get(VAR_TIMEOUT, DURATION, &positive)? {
-            l.request_timeout = parse_duration(&v).unwrap_or(l.request_timeout);
-        }
-        if let Some(v) = get(VAR_MIN_RATE, RATE, &|v| parse_rate(v).is_some())? {
-            l.min_rate = parse_rate(&v).unwrap_or(l.min_rate);
-        }
-        Ok(l)
+        let d = Limits::default();
+        let count = |v: &str| v.trim().parse::<usize>().ok().filter(|&n| n >= 1);
+        let positive = |v: &str| parse_duration(v).filter(|d| !d.is_zero());
+        Ok(Limits {
+            max_blob_size: setting(&var, VAR_MAX_BLOB_SIZE, SIZE, parse_size, d.max_blob_size)?,
+            max_layers: setting(&var, VAR_MAX_LAYERS, COUNT, count, d.max_layers)?,
+            disk_reserve: setting(&var, VAR_DISK_RESERVE, SIZE, parse_size, d.disk_reserve)?,
+            idle_timeout: setting(&var, VAR_IDLE_TIMEOUT, DURATION, positive, d.idle_timeout)?,
+            request_timeout: setting(&var, VAR_TIMEOUT, DURATION, positive, d.request_timeout)?,
+            min_rate: setting(&var, VAR_MIN_RATE, RATE, parse_rate, d.min_rate)?,
+            rate_grace: d.rate_grace,
+        })
+    }
+}
+
+/// The value of `variable` (as `var` gives it) read with `parse`, or `default` when it is
+/// unset; a value `parse` refuses is a [`Bad`] saying it is `reason`.
+fn setting<T>(
+    var: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    reason: &'static str,
+    parse: impl Fn(&str) -> Option<T>,
+    default: T,
+) -> Result<T, Bad> {
+    match var(variable) {
+        None => Ok(default),
+        Some(value) => parse(&value).ok_or(Bad {
+            variable,
+            value,
+            reason,
+        }),
     }
 }
 
@@ -257,27 +255,28 @@ impl Limits {
 mod tests {
     use super::*;
 
+    /// Rates and durations (sizes are the image crate's `parse_size`, tested there).
     #[test]
     fn values_parse() {
-        assert_eq!(parse_size("65536"), Some(65536));
-        assert_eq!(parse_size("64K"), Some(64 << 10));
-        assert_eq!(parse_size("64KiB"), Some(64 << 10));
-        assert_eq!(parse_size("64 kb"), Some(64 << 10));
-        assert_eq!(parse_size("1GiB"), Some(1 << 30));
-        assert_eq!(parse_size("1T"), Some(1 << 40));
-        assert_eq!(parse_size("0"), Some(0));
-        for bad in ["", "K", "1X", "-1", "1.5G", "1 GiBs", "99999999999T"] {
-            assert_eq!(parse_size(bad), None, "{bad}");
+        let rates = [("64KiB/s", 64 << 10), ("64K", 64 << 10), ("0", 0)];
+        for (text, n) in rates {
+            assert_eq!(parse_rate(text), Some(n), "{text:?}");
         }
-        assert_eq!(parse_rate("64KiB/s"), Some(64 << 10));
-        assert_eq!(parse_rate("0"), Some(0));
-        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        for bad in ["", "/s", "fast", "1X/s"] {
+            assert_eq!(parse_rate(bad), None, "{bad:?}");
+        }
+        let durations = [
+            ("30", Duration::from_secs(30)),
+            ("30s", Duration::from_secs(30)),
+            ("500ms", Duration::from_millis(500)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+        ];
+        for (text, d) in durations {
+            assert_eq!(parse_duration(text), Some(d), "{text:?}");
+        }
         for bad in ["", "s", "1.5s", "3d", "-3"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
         assert_eq!(human_size(1 << 40), "1 TiB");
         assert_eq!(human_size(1536), "1.5 KiB");

@@ -9,7 +9,7 @@
 //! up) or when the server is dropped.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -131,50 +131,44 @@ pub(crate) struct Server {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Reads one request: the request line, the headers up to the blank line and a body of
+/// `Content-Length` bytes (fewer if the client hangs up). `None` for a TLS ClientHello or a
+/// connection that ends or stalls before the headers do.
 fn read_request(s: &mut TcpStream) -> Option<Request> {
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = s.read(&mut chunk).ok()?;
-        if n == 0 || (buf.is_empty() && chunk[0] == 0x16) {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.lines();
-    let mut first = lines.next()?.split_whitespace();
+    let mut r = BufReader::new(s);
+    if r.fill_buf().ok()?.first() == Some(&0x16) {
+        return None;
+    }
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    let mut first = line.split_whitespace();
     let method = first.next()?.to_string();
     let path = first.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            Some((k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < len {
-        let n = s.read(&mut chunk).ok()?;
-        if n == 0 {
-            break;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
         }
-        body.extend_from_slice(&chunk[..n]);
+        match line.trim_end().split_once(':') {
+            Some((k, v)) => headers.push((k.trim().to_string(), v.trim().to_string())),
+            None if line.trim_end().is_empty() => break,
+            None => {}
+        }
     }
-    Some(Request {
+    let mut req = Request {
         method,
         path,
         headers,
-        body,
-    })
+        body: Vec::new(),
+    };
+    let len = req
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    r.take(len).read_to_end(&mut req.body).ok()?;
+    Some(req)
 }
 
 impl Server {

@@ -71,38 +71,38 @@ pub fn plan(c: &LinuxCapabilities) -> Result<CapsPlan> {
 /// effective within permitted, inheritable within the bounding set (plus what is already
 /// inheritable).
 fn check_capset(p: &CapsPlan, inherited: &CapsHashSet) -> Result<()> {
-    let outside = |set: &CapsHashSet, allowed: &dyn Fn(&Capability) -> bool| {
-        let mut names: Vec<String> = set
-            .iter()
-            .filter(|c| !allowed(c))
-            .map(ToString::to_string)
-            .collect();
-        names.sort();
-        names
-    };
-    let bad = outside(&p.effective, &|c| p.permitted.contains(c));
-    if !bad.is_empty() {
-        return Err(Error::config(
-            "process.capabilities.effective",
-            format!(
-                "{} not in the permitted set: capset would fail (operation not permitted)",
-                bad.join(", ")
-            ),
-        ));
-    }
-    let bad = outside(&p.inheritable, &|c| {
+    check_within("effective", &p.effective, "permitted", |c| {
+        p.permitted.contains(c)
+    })?;
+    check_within("inheritable", &p.inheritable, "bounding", |c| {
         p.bounding.contains(c) || inherited.contains(c)
-    });
-    if !bad.is_empty() {
-        return Err(Error::config(
-            "process.capabilities.inheritable",
-            format!(
-                "{} not in the bounding set: capset would fail (operation not permitted)",
-                bad.join(", ")
-            ),
-        ));
+    })
+}
+
+/// A [`check_capset`] rule: every capability of `process.capabilities.<field>` (`set`) must be
+/// `allowed` by the `within` set, else the error lists those outside it, sorted.
+fn check_within(
+    field: &str,
+    set: &CapsHashSet,
+    within: &str,
+    allowed: impl Fn(&Capability) -> bool,
+) -> Result<()> {
+    let mut bad: Vec<String> = set
+        .iter()
+        .filter(|c| !allowed(c))
+        .map(ToString::to_string)
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    bad.sort();
+    Err(Error::config(
+        format!("process.capabilities.{field}"),
+        format!(
+            "{} not in the {within} set: capset would fail (operation not permitted)",
+            bad.join(", ")
+        ),
+    ))
 }
 
 fn err(what: &str) -> impl FnOnce(caps::errors::CapsError) -> Error + '_ {

@@ -392,6 +392,17 @@ mod tests {
         )
     }
 
+    /// [`minimal`] whose `process` also has `fields` (`"name":value`, comma-separated).
+    fn with_process(fields: &str) -> String {
+        minimal("").replace(r#""cwd":"/""#, &format!(r#""cwd":"/",{fields}"#))
+    }
+
+    /// Asserts that `doc` is refused with an error naming `field`.
+    fn assert_rejected(doc: &str, field: &str) {
+        let e = parse(doc.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains(field), "{field} not named: {e}");
+    }
+
     #[test]
     fn accepts_supported_versions() {
         for v in [
@@ -412,41 +423,39 @@ mod tests {
 
     #[test]
     fn names_the_field_of_a_type_error() {
-        let doc = minimal(r#","mounts":[{"destination":"/a","options":[1]}]"#);
-        let e = parse(doc.as_bytes()).unwrap_err().to_string();
-        assert!(e.contains("mounts[0].options[0]"), "{e}");
+        assert_rejected(
+            &minimal(r#","mounts":[{"destination":"/a","options":[1]}]"#),
+            "mounts[0].options[0]",
+        );
     }
 
     #[test]
     fn rejects_relative_mount_destination() {
-        let doc = minimal(r#","mounts":[{"destination":"tmp","type":"tmpfs"}]"#);
-        let e = parse(doc.as_bytes()).unwrap_err().to_string();
-        assert!(e.contains("mounts[0].destination"), "{e}");
+        assert_rejected(
+            &minimal(r#","mounts":[{"destination":"tmp","type":"tmpfs"}]"#),
+            "mounts[0].destination",
+        );
     }
 
     #[test]
     fn rejects_unknown_namespace() {
-        let doc = minimal(r#","linux":{"namespaces":[{"type":"bogus"}]}"#);
-        let e = parse(doc.as_bytes()).unwrap_err().to_string();
-        assert!(e.contains("linux.namespaces[0]"), "{e}");
+        assert_rejected(
+            &minimal(r#","linux":{"namespaces":[{"type":"bogus"}]}"#),
+            "linux.namespaces[0]",
+        );
     }
 
     #[test]
     fn rejects_unknown_rlimit() {
-        let doc = minimal("").replace(
-            r#""cwd":"/""#,
-            r#""cwd":"/","rlimits":[{"type":"RLIMIT_BOGUS","hard":1,"soft":1}]"#,
+        assert_rejected(
+            &with_process(r#""rlimits":[{"type":"RLIMIT_BOGUS","hard":1,"soft":1}]"#),
+            "process.rlimits[0]",
         );
-        let e = parse(doc.as_bytes()).unwrap_err().to_string();
-        assert!(e.contains("process.rlimits[0]"), "{e}");
     }
 
     #[test]
     fn unknown_capability_is_dropped_not_fatal() {
-        let doc = minimal("").replace(
-            r#""cwd":"/""#,
-            r#""cwd":"/","capabilities":{"bounding":["CAP_CHOWN","CAP_FUTURE"]}"#,
-        );
+        let doc = with_process(r#""capabilities":{"bounding":["CAP_CHOWN","CAP_FUTURE"]}"#);
         let spec = parse(doc.as_bytes()).unwrap();
         let caps = spec
             .process()
@@ -467,12 +476,10 @@ mod tests {
 
     #[test]
     fn apparmor_profile_is_a_clear_error_here() {
-        let doc = minimal("").replace(
-            r#""cwd":"/""#,
-            r#""cwd":"/","apparmorProfile":"docker-default""#,
+        assert_rejected(
+            &with_process(r#""apparmorProfile":"docker-default""#),
+            "process.apparmorProfile",
         );
-        let e = parse(doc.as_bytes()).unwrap_err().to_string();
-        assert!(e.contains("process.apparmorProfile"), "{e}");
     }
 
     #[test]

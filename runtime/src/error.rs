@@ -63,16 +63,8 @@ pub enum Error {
     Seccomp(#[from] berth_seccomp::Error),
 }
 
-/// An OS error as runc words it: the C library's text, lower-case, without "(os error N)".
-pub fn describe(err: &io::Error) -> String {
-    let text = err.to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text);
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().collect::<String>() + chars.as_str(),
-        None => String::new(),
-    }
-}
+/// An OS error as runc words it (the one wording, shared with the cgroups crate).
+pub use berth_sys::errno::describe;
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

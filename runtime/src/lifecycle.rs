@@ -278,6 +278,11 @@ pub fn update(
     Ok(cg.apply(&without_zero_values(resources))?)
 }
 
+/// `value`, except that a zero ("leave as is") becomes `None`.
+fn nonzero<T: PartialEq + Default>(value: Option<T>) -> Option<T> {
+    value.filter(|v| *v != T::default())
+}
+
 /// Engines send zeros for what they do not change (docker: `"quota":0,"period":0`,
 /// `"blockIO":{"weight":0}`); runc reads a zero as "leave as is", and so does berth.
 pub fn without_zero_values(
@@ -285,37 +290,21 @@ pub fn without_zero_values(
 ) -> oci_spec::runtime::LinuxResources {
     let mut r = r.clone();
     if let Some(mut cpu) = r.cpu().clone() {
-        if cpu.shares() == Some(0) {
-            cpu.set_shares(None);
-        }
-        if cpu.quota() == Some(0) {
-            cpu.set_quota(None);
-        }
-        if cpu.period() == Some(0) {
-            cpu.set_period(None);
-        }
+        cpu.set_shares(nonzero(cpu.shares()));
+        cpu.set_quota(nonzero(cpu.quota()));
+        cpu.set_period(nonzero(cpu.period()));
         r.set_cpu(Some(cpu));
     }
     if let Some(mut mem) = *r.memory() {
-        if mem.reservation() == Some(0) {
-            mem.set_reservation(None);
-        }
+        mem.set_reservation(nonzero(mem.reservation()));
         #[allow(deprecated)]
-        if mem.kernel() == Some(0) {
-            mem.set_kernel(None);
-        }
-        if mem.limit() == Some(0) {
-            mem.set_limit(None);
-        }
-        if mem.swap() == Some(0) {
-            mem.set_swap(None);
-        }
+        mem.set_kernel(nonzero(mem.kernel()));
+        mem.set_limit(nonzero(mem.limit()));
+        mem.set_swap(nonzero(mem.swap()));
         r.set_memory(Some(mem));
     }
     if let Some(mut io) = r.block_io().clone() {
-        if io.weight() == Some(0) {
-            io.set_weight(None);
-        }
+        io.set_weight(nonzero(io.weight()));
         r.set_block_io(Some(io));
     }
     if r.pids().as_ref().is_some_and(|p| p.limit() == 0) {

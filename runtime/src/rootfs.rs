@@ -105,6 +105,17 @@ fn sys(what: impl FnOnce() -> String) -> impl FnOnce(nix::Error) -> Error {
     }
 }
 
+/// Changes the propagation type of the mount at `target` (`flags`: `MS_SHARED`, `MS_SLAVE`,
+/// `MS_PRIVATE` or `MS_UNBINDABLE`, perhaps with `MS_REC`); `context` words the error.
+fn set_propagation<P: ?Sized + nix::NixPath>(
+    target: &P,
+    flags: MsFlags,
+    context: &str,
+) -> Result<()> {
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        .map_err(sys(|| context.to_string()))
+}
+
 /// Step 1 (new mount namespace, before hooks): propagation, rootfs bind, mounts, /dev.
 /// `idmapped` holds the detached trees of the `idmap`/`ridmap` mounts, in mount order.
 pub fn prepare(plan: &RootfsPlan, idmapped: Vec<OwnedFd>) -> Result<()> {
@@ -114,8 +125,7 @@ pub fn prepare(plan: &RootfsPlan, idmapped: Vec<OwnedFd>) -> Result<()> {
         Some(p) if p.contains(MsFlags::MS_PRIVATE) => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
         _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
-    mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
-        .map_err(sys(|| "making / a slave mount".into()))?;
+    set_propagation("/", prop, "making / a slave mount")?;
     // pivot_root needs the new root to be a mount point.
     mount(
         Some(&plan.rootfs),
@@ -182,16 +192,13 @@ fn mount_entry(
         }
         let extra = m.options.bind_remount_flags();
         if !extra.is_empty() {
-            let top = in_root::open_path(root, dest).ctx(|| "reopening mount point".to_string())?;
-            let locked = locked_flags(&top);
-            mount(
-                None::<&str>,
-                in_root::proc_fd_path(&top).as_c_str(),
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | locked,
-                None::<&str>,
-            )
-            .map_err(sys(|| "remounting bind mount with its options".into()))?;
+            remount_bind(
+                root,
+                dest,
+                extra,
+                "reopening mount point",
+                "remounting bind mount with its options",
+            )?;
         }
     } else if m.fstype == "cgroup" || m.fstype == "cgroup2" {
         mount_cgroup(root, m, plan)?;
@@ -358,14 +365,11 @@ fn apply_propagation_and_attrs(root: BorrowedFd<'_>, dest: &Path, o: &MountOptio
     }
     let top = in_root::open_path(root, dest).ctx(|| "reopening mount point".to_string())?;
     for p in &o.propagation {
-        mount(
-            None::<&str>,
+        set_propagation(
             in_root::proc_fd_path(&top).as_c_str(),
-            None::<&str>,
             *p,
-            None::<&str>,
-        )
-        .map_err(sys(|| "changing mount propagation".into()))?;
+            "changing mount propagation",
+        )?;
     }
     if o.recursive != crate::mount_options::RecursiveAttrs::default() {
         let attr = MountAttr {
@@ -377,6 +381,28 @@ fn apply_propagation_and_attrs(root: BorrowedFd<'_>, dest: &Path, o: &MountOptio
             .ctx(|| "mount_setattr (recursive mount options)".to_string())?;
     }
     Ok(())
+}
+
+/// Remounts the bind mount at `path` with `flags` added to `MS_BIND | MS_REMOUNT`, keeping the
+/// flags it has that the kernel locked. `path` is resolved in `root` again, so that the remount
+/// names the new mount and not the directory under it (EINVAL: not a mount root). The two
+/// contexts word the errors of reopening and of remounting.
+fn remount_bind(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    flags: MsFlags,
+    reopen_context: &str,
+    remount_context: &str,
+) -> Result<()> {
+    let top = in_root::open_path(root, path).ctx(|| reopen_context.to_string())?;
+    mount(
+        None::<&str>,
+        in_root::proc_fd_path(&top).as_c_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | locked_flags(&top),
+        None::<&str>,
+    )
+    .map_err(sys(|| remount_context.to_string()))
 }
 
 /// Flags a mount already has that an unprivileged remount may not clear.
@@ -518,16 +544,13 @@ fn mount_one_cgroup(
         if flags.contains(MsFlags::MS_RDONLY) {
             // The remount must name the new bind mount, not the directory under it that
             // `target` still refers to (EINVAL: not a mount root).
-            let top = in_root::open_path(root, dest)
-                .ctx(|| "reopening the cgroup hierarchy's bind mount".to_string())?;
-            mount(
-                None::<&str>,
-                in_root::proc_fd_path(&top).as_c_str(),
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(&top),
-                None::<&str>,
-            )
-            .map_err(sys(|| "remounting cgroup hierarchy read-only".into()))?;
+            remount_bind(
+                root,
+                dest,
+                MsFlags::MS_RDONLY,
+                "reopening the cgroup hierarchy's bind mount",
+                "remounting cgroup hierarchy read-only",
+            )?;
         }
         return Ok(());
     }
@@ -741,14 +764,11 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
         nix::unistd::pivot_root(".", ".").map_err(sys(|| "pivot_root".into()))?;
         nix::unistd::fchdir(old_root.as_raw_fd()).map_err(sys(|| "chdir to old root".into()))?;
         // Detach the old root without letting the unmount propagate to the host.
-        mount(
-            None::<&str>,
+        set_propagation(
             ".",
-            None::<&str>,
             MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(sys(|| "making old root a slave".into()))?;
+            "making old root a slave",
+        )?;
         umount2(".", MntFlags::MNT_DETACH).map_err(sys(|| "detaching old root".into()))?;
     }
     nix::unistd::chdir("/").map_err(sys(|| "chdir /".into()))?;
@@ -793,8 +813,7 @@ pub fn finish(
         .map_err(sys(|| "remounting / read-only (root.readonly)".into()))?;
     }
     if let Some(p) = root_propagation {
-        mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
-            .map_err(sys(|| "linux.rootfsPropagation".into()))?;
+        set_propagation("/", p, "linux.rootfsPropagation")?;
     }
     Ok(())
 }
@@ -823,16 +842,13 @@ fn readonly_path(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
         None::<&str>,
     )
     .map_err(sys(|| "bind-mounting".into()))?;
-    let top = in_root::open_path(root, path).ctx(|| "reopening".to_string())?;
-    let locked = locked_flags(&top);
-    mount(
-        None::<&str>,
-        in_root::proc_fd_path(&top).as_c_str(),
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | locked,
-        None::<&str>,
+    remount_bind(
+        root,
+        path,
+        MsFlags::MS_RDONLY | MsFlags::MS_REC,
+        "reopening",
+        "remounting read-only",
     )
-    .map_err(sys(|| "remounting read-only".into()))
 }
 
 fn mask_path(root: BorrowedFd<'_>, null: &OwnedFd, path: &Path) -> Result<()> {

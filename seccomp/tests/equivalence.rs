@@ -14,15 +14,10 @@ use serde_json::{json, Value};
 fn actions() -> &'static [&'static str] {
     berth_seccomp::supported_actions()
 }
-const OPS: &[&str] = &[
-    "SCMP_CMP_NE",
-    "SCMP_CMP_LT",
-    "SCMP_CMP_LE",
-    "SCMP_CMP_EQ",
-    "SCMP_CMP_GE",
-    "SCMP_CMP_GT",
-    "SCMP_CMP_MASKED_EQ",
-];
+/// Every comparison operator: the library's own list, like [`actions`].
+fn ops() -> &'static [&'static str] {
+    berth_seccomp::supported_operators()
+}
 const ARCHS: &[&str] = &[
     "SCMP_ARCH_X86_64",
     "SCMP_ARCH_X86",
@@ -63,13 +58,19 @@ fn action(allow_notify: bool) -> impl Strategy<Value = (String, Option<u32>)> {
 }
 
 fn arg() -> impl Strategy<Value = Value> {
-    (0usize..3, 0..OPS.len(), value(), prop::option::of(value())).prop_map(|(index, op, v, v2)| {
-        let mut a = json!({"index": index, "value": v, "op": OPS[op]});
-        if let Some(v2) = v2 {
-            a["valueTwo"] = json!(v2);
-        }
-        a
-    })
+    (
+        0usize..3,
+        0..ops().len(),
+        value(),
+        prop::option::of(value()),
+    )
+        .prop_map(|(index, op, v, v2)| {
+            let mut a = json!({"index": index, "value": v, "op": ops()[op]});
+            if let Some(v2) = v2 {
+                a["valueTwo"] = json!(v2);
+            }
+            a
+        })
 }
 
 fn entry() -> impl Strategy<Value = Value> {

@@ -46,6 +46,26 @@ fn in_child(child: impl FnOnce() -> i32) -> Exit {
     wait(pid)
 }
 
+/// Runs `probe` in a forked child once `f` is installed there (after `PR_SET_NO_NEW_PRIVS`:
+/// exit 10 when that fails, 11 when the install fails or hands back a listener); the probe's
+/// return value is the exit code.
+fn under_filter(f: &Filter, probe: impl FnOnce() -> i32) -> Exit {
+    in_child(|| {
+        if !no_new_privs() {
+            return 10;
+        }
+        if !matches!(f.install(), Ok(None)) {
+            return 11;
+        }
+        probe()
+    })
+}
+
+/// Whether a raw syscall's return value `r` is a failure with `expected` as errno.
+fn failed_with(r: libc::c_long, expected: i32) -> bool {
+    r == -1 && errno() == expected
+}
+
 fn no_new_privs() -> bool {
     // SAFETY: plain prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 }
@@ -66,22 +86,12 @@ fn sys0(nr: libc::c_long) -> i64 {
     }
 }
 
-#[test]
-fn errno_rule_applies_after_install() {
-    let f = Filter::compile(&profile(
-        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-            {"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 42}]}"#,
-    ))
-    .unwrap();
-    let exit = in_child(|| {
-        if !no_new_privs() {
-            return 10;
-        }
-        match f.install() {
-            Ok(None) => {}
-            _ => return 11,
-        }
-        if sys0(libc::SYS_getppid) != -42 {
+/// Installs `json` (a profile that allows everything but answers getppid with `errno`) in a
+/// child, where getppid must fail with that errno and getpid still work.
+fn assert_getppid_fails_with(json: &str, errno: i64) {
+    let f = Filter::compile(&profile(json)).unwrap();
+    let exit = under_filter(&f, || {
+        if sys0(libc::SYS_getppid) != -errno {
             return 12;
         }
         if sys0(libc::SYS_getpid) <= 0 {
@@ -89,39 +99,46 @@ fn errno_rule_applies_after_install() {
         }
         0
     });
-    assert_eq!(exit, Exit::Code(0));
+    assert_eq!(exit, Exit::Code(0), "{json}");
+}
+
+#[test]
+fn errno_rule_applies_after_install() {
+    assert_getppid_fails_with(
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 42}]}"#,
+        42,
+    );
 }
 
 #[test]
 fn docker_profile_in_a_child() {
     let profile = common::engine_profile("docker").unwrap();
     let f = Filter::compile(&profile).unwrap();
-    let exit = in_child(|| {
-        if !no_new_privs() || f.install().is_err() {
-            return 10;
-        }
+    let exit = under_filter(&f, || {
         // SAFETY: unshare with a flags integer.
-        if unsafe { libc::unshare(libc::CLONE_NEWUTS) } != -1 || errno() != libc::EPERM {
-            return 11; // root could do this without the filter
+        let r = unsafe { libc::unshare(libc::CLONE_NEWUTS) };
+        if !failed_with(r.into(), libc::EPERM) {
+            return 12; // root could do this without the filter
         }
         // SAFETY: clone3 with a null args pointer fails before touching memory.
         let r = unsafe { libc::syscall(libc::SYS_clone3, 0usize, 0usize) };
-        if r != -1 || errno() != libc::ENOSYS {
-            return 12;
+        if !failed_with(r, libc::ENOSYS) {
+            return 13;
         }
         // SAFETY: keyctl(KEYCTL_GET_KEYRING_ID, ...) with integer arguments.
         let r = unsafe { libc::syscall(libc::SYS_keyctl, 0, -3, 0) };
-        if r != -1 || errno() != libc::EPERM {
-            return 13;
+        if !failed_with(r, libc::EPERM) {
+            return 14;
         }
         // fchmodat2 is newer than the profile: ENOSYS, so libc can fall back.
         // SAFETY: the null path is never read, the filter answers first.
         let r = unsafe { libc::syscall(452, libc::AT_FDCWD, 0usize, 0, 0) };
-        if r != -1 || errno() != libc::ENOSYS {
-            return 14;
+        if !failed_with(r, libc::ENOSYS) {
+            return 15;
         }
         if sys0(libc::SYS_getpid) <= 0 {
-            return 15;
+            return 16;
         }
         0
     });
@@ -130,25 +147,12 @@ fn docker_profile_in_a_child() {
 
 #[test]
 fn flags_tsync_and_log_are_accepted() {
-    let f = Filter::compile(&profile(
+    assert_getppid_fails_with(
         r#"{"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_TSYNC",
             "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"], "syscalls": [
             {"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 3}]}"#,
-    ))
-    .unwrap();
-    let exit = in_child(|| {
-        if !no_new_privs() {
-            return 10;
-        }
-        if !matches!(f.install(), Ok(None)) {
-            return 11;
-        }
-        if sys0(libc::SYS_getppid) != -3 {
-            return 12;
-        }
-        0
-    });
-    assert_eq!(exit, Exit::Code(0));
+        3,
+    );
 }
 
 #[test]
@@ -157,10 +161,7 @@ fn x32_syscall_is_killed_when_x32_not_listed() {
         r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"]}"#,
     ))
     .unwrap();
-    let exit = in_child(|| {
-        if !no_new_privs() || f.install().is_err() {
-            return 10;
-        }
+    let exit = under_filter(&f, || {
         sys0(0x4000_0000 | libc::SYS_getpid);
         20
     });
@@ -196,10 +197,7 @@ fn i386_syscalls_follow_the_x86_table() {
     }
     // Not listed: killed.
     let f = Filter::compile(&profile(r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#)).unwrap();
-    let exit = in_child(|| {
-        if !no_new_privs() || f.install().is_err() {
-            return 10;
-        }
+    let exit = under_filter(&f, || {
         int80_getpid();
         20
     });
@@ -211,16 +209,37 @@ fn i386_syscalls_follow_the_x86_table() {
             "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 77}]}"#,
     ))
     .unwrap();
-    let exit = in_child(|| {
-        if !no_new_privs() || f.install().is_err() {
-            return 10;
-        }
+    let exit = under_filter(&f, || {
         if int80_getpid() != -77 {
-            return 11;
+            return 12;
         }
         0
     });
     assert_eq!(exit, Exit::Code(0));
+}
+
+/// A structure that a seccomp user-notification ioctl reads or fills.
+trait NotifIoctl {
+    /// That ioctl, and its name for failures.
+    const REQUEST: (libc::Ioctl, &'static str);
+}
+
+impl NotifIoctl for libc::seccomp_notif {
+    const REQUEST: (libc::Ioctl, &'static str) = (libc::SECCOMP_IOCTL_NOTIF_RECV, "NOTIF_RECV");
+}
+
+impl NotifIoctl for libc::seccomp_notif_resp {
+    const REQUEST: (libc::Ioctl, &'static str) = (libc::SECCOMP_IOCTL_NOTIF_SEND, "NOTIF_SEND");
+}
+
+/// The user-notification ioctl for `arg` on `listener` (receiving into a `seccomp_notif`,
+/// sending a `seccomp_notif_resp`), asserting that it succeeds.
+fn notif_ioctl<T: NotifIoctl>(listener: &OwnedFd, arg: &mut T) {
+    let (request, name) = T::REQUEST;
+    // SAFETY: `arg` is live and exclusively ours for the call, and it is the structure that
+    // `request` reads or fills (NotifIoctl pairs them).
+    let r = unsafe { libc::ioctl(listener.as_raw_fd(), request, std::ptr::from_mut(arg)) };
+    assert_eq!(r, 0, "{name}: {}", std::io::Error::last_os_error());
 }
 
 #[test]
@@ -289,15 +308,7 @@ fn notify_round_trip() {
     assert!(ready == 1, "no notification within 10s: {:?}", kill_child());
     // SAFETY: seccomp_notif is plain data; zeroed is the required initial state.
     let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
-    // SAFETY: the ioctl fills `req`.
-    let r = unsafe {
-        libc::ioctl(
-            listener.as_raw_fd(),
-            libc::SECCOMP_IOCTL_NOTIF_RECV,
-            &raw mut req,
-        )
-    };
-    assert_eq!(r, 0, "NOTIF_RECV: {}", std::io::Error::last_os_error());
+    notif_ioctl(&listener, &mut req);
     assert_eq!(i64::from(req.data.nr), libc::SYS_getppid);
     assert_eq!(req.pid, pid as u32);
     let mut resp = libc::seccomp_notif_resp {
@@ -306,15 +317,7 @@ fn notify_round_trip() {
         error: 0,
         flags: 0,
     };
-    // SAFETY: the ioctl reads `resp`.
-    let r = unsafe {
-        libc::ioctl(
-            listener.as_raw_fd(),
-            libc::SECCOMP_IOCTL_NOTIF_SEND,
-            &raw mut resp,
-        )
-    };
-    assert_eq!(r, 0, "NOTIF_SEND: {}", std::io::Error::last_os_error());
+    notif_ioctl(&listener, &mut resp);
     assert_eq!(wait(pid), Exit::Code(0));
 }
 

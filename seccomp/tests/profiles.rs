@@ -12,11 +12,29 @@ fn sys(nr: libc::c_long) -> u32 {
     nr as u32
 }
 
-fn docker() -> Filter {
-    let profile = engine_profile("docker").expect("docker config has linux.seccomp");
+/// The seccomp profile an engine sent, compiled and validated.
+fn engine_filter(engine: &str) -> Filter {
+    let profile =
+        engine_profile(engine).unwrap_or_else(|| panic!("{engine} config has linux.seccomp"));
     let filter = Filter::compile(&profile).unwrap();
     validate(filter.program()).unwrap();
     filter
+}
+
+fn docker() -> Filter {
+    engine_filter("docker")
+}
+
+/// Asserts that `program` decides `want` for each x86_64 syscall of `nrs`, made without
+/// arguments.
+fn assert_each(program: &[libc::sock_filter], nrs: &[libc::c_long], want: u32) {
+    for &nr in nrs {
+        assert_eq!(
+            run(program, &Data::x86_64(sys(nr), &[])),
+            want,
+            "syscall {nr}"
+        );
+    }
 }
 
 #[test]
@@ -25,7 +43,7 @@ fn docker_basic_decisions() {
     let p = f.program();
     let x = |nr: libc::c_long, args: &[u64]| run(p, &Data::x86_64(sys(nr), args));
 
-    for nr in [
+    let allowed = [
         libc::SYS_read,
         libc::SYS_write,
         libc::SYS_openat,
@@ -36,11 +54,10 @@ fn docker_basic_decisions() {
         libc::SYS_ptrace,
         libc::SYS_arch_prctl,
         libc::SYS_chroot,
-    ] {
-        assert_eq!(x(nr, &[]), ALLOW, "syscall {nr}");
-    }
+    ];
+    assert_each(p, &allowed, ALLOW);
     // Not in the profile: the default action, SCMP_ACT_ERRNO without errnoRet = EPERM.
-    for nr in [
+    let denied = [
         libc::SYS_unshare,
         libc::SYS_mount,
         libc::SYS_keyctl,
@@ -49,9 +66,8 @@ fn docker_basic_decisions() {
         libc::SYS_umount2,
         libc::SYS_reboot,
         libc::SYS_open_by_handle_at,
-    ] {
-        assert_eq!(x(nr, &[]), errno(EPERM), "syscall {nr}");
-    }
+    ];
+    assert_each(p, &denied, errno(EPERM));
     // Explicit errnoRet.
     assert_eq!(x(libc::SYS_clone3, &[]), errno(ENOSYS));
     // Newer than anything the profile names (its highest is futex_waitv, 449): ENOSYS.
@@ -203,13 +219,11 @@ fn docker_compile_time() {
 
 #[test]
 fn podman_decisions() {
-    let profile = engine_profile("podman").expect("podman config has linux.seccomp");
-    let f = Filter::compile(&profile).unwrap();
-    validate(f.program()).unwrap();
+    let f = engine_filter("podman");
     let p = f.program();
     let x = |nr: libc::c_long, args: &[u64]| run(p, &Data::x86_64(sys(nr), args));
 
-    for nr in [
+    let allowed = [
         libc::SYS_read,
         libc::SYS_write,
         libc::SYS_mount,
@@ -219,10 +233,9 @@ fn podman_decisions() {
         libc::SYS_socket,
         // In the allow list before an ERRNO rule: the first unconditional rule wins.
         libc::SYS_setns,
-    ] {
-        assert_eq!(x(nr, &[]), ALLOW, "syscall {nr}");
-    }
-    for nr in [
+    ];
+    assert_each(p, &allowed, ALLOW);
+    let denied = [
         libc::SYS_bpf,
         libc::SYS_open_by_handle_at,
         libc::SYS_kexec_load,
@@ -232,9 +245,8 @@ fn podman_decisions() {
         libc::SYS_settimeofday,
         libc::SYS_vhangup,
         libc::SYS_perf_event_open,
-    ] {
-        assert_eq!(x(nr, &[]), errno(EPERM), "syscall {nr}");
-    }
+    ];
+    assert_each(p, &denied, errno(EPERM));
     // defaultErrnoRet is ENOSYS.
     assert_eq!(x(libc::SYS_io_uring_setup, &[]), errno(ENOSYS));
     assert_eq!(x(452, &[]), errno(ENOSYS));

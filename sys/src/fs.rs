@@ -1,8 +1,9 @@
 //! The one atomic file write: readers see the old content or the new, never a mix or a
 //! truncated file. A temporary file with a unique name is written in the target's directory
-//! and renamed over the target; on any error the temporary file is removed.
+//! and renamed over the target; on any error the temporary file is removed. Also the listing
+//! of a directory that may not exist yet (a state directory, a cgroup removed meanwhile).
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, ReadDir};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,15 @@ pub enum Durability {
     /// loses anyway, and caches whose readers validate entries: the hot path of
     /// `create`/`start` gains no fsync.
     Volatile,
+}
+
+/// `read_dir(dir)`, with a directory that does not exist read as `None`.
+pub fn read_dir_if_exists(dir: &Path) -> io::Result<Option<ReadDir>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Per-process counter making temporary names unique across threads.
@@ -88,12 +98,12 @@ fn create_temp(path: &Path, dir: &Path, mode: u32) -> io::Result<(PathBuf, File)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::scratch;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn replaces_and_leaves_no_temporaries() {
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("state.json");
+        let (tmp, p) = scratch("state.json");
         for (i, d) in [Durability::Volatile, Durability::Durable]
             .into_iter()
             .enumerate()
@@ -110,8 +120,7 @@ mod tests {
 
     #[test]
     fn leftover_temporaries_are_skipped() {
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("f");
+        let (tmp, p) = scratch("f");
         let next = TMP_COUNTER.load(Ordering::Relaxed);
         // A crashed writer of the same pid left the next few names behind (as symlinks, which
         // must not be followed).
@@ -127,21 +136,25 @@ mod tests {
 
     #[test]
     fn errors_clean_up() {
-        let tmp = tempfile::tempdir().unwrap();
         // The target is a non-empty directory: the rename fails, the temporary goes.
-        let p = tmp.path().join("d");
+        let (tmp, p) = scratch("d");
         std::fs::create_dir(&p).unwrap();
         std::fs::write(p.join("x"), b"").unwrap();
         assert!(write_atomic(&p, b"x", 0o600, Durability::Durable).is_err());
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
         let missing = tmp.path().join("no/such/dir/f");
         assert!(write_atomic(&missing, b"x", 0o600, Durability::Volatile).is_err());
+        assert!(read_dir_if_exists(&tmp.path().join("no"))
+            .unwrap()
+            .is_none());
+        assert!(read_dir_if_exists(&p).unwrap().is_some());
+        let e = read_dir_if_exists(&p.join("x")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTDIR), "{e}");
     }
 
     #[test]
     fn concurrent_writers_never_tear() {
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("f");
+        let (_tmp, p) = scratch("f");
         write_atomic(&p, &[b'a'; 4096], 0o600, Durability::Volatile).unwrap();
         std::thread::scope(|s| {
             for c in [b'b', b'c', b'd'] {

@@ -221,15 +221,13 @@ pub fn proc_fd_path(fd: impl AsFd) -> CString {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::scratch_dirs;
     use std::os::unix::fs::symlink;
 
     #[test]
     fn symlinks_cannot_escape() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root_dir = tmp.path().join("root");
-        std::fs::create_dir_all(root_dir.join("inner")).unwrap();
-        let outside = tmp.path().join("outside");
-        std::fs::create_dir(&outside).unwrap();
+        let (_tmp, [root_dir, outside]) = scratch_dirs(["root", "outside"]);
+        std::fs::create_dir(root_dir.join("inner")).unwrap();
         symlink("/inner", root_dir.join("abs")).unwrap();
         symlink("../../inner", root_dir.join("rel")).unwrap();
         symlink(&outside, root_dir.join("host")).unwrap();

@@ -56,14 +56,11 @@ pub fn writes_beneath(dir: &Path) -> io::Result<Confinement> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::scratch_dirs;
 
     #[test]
     fn writes_outside_are_denied() {
-        let tmp = tempfile::tempdir().unwrap();
-        let inside = tmp.path().join("in");
-        let outside = tmp.path().join("out");
-        std::fs::create_dir(&inside).unwrap();
-        std::fs::create_dir(&outside).unwrap();
+        let (_tmp, [inside, outside]) = scratch_dirs(["in", "out"]);
         // Confine a separate thread so the test harness stays unconfined.
         let (i, o) = (inside.clone(), outside.clone());
         let result = std::thread::spawn(move || {

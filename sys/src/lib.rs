@@ -21,10 +21,10 @@
 //! | [`security`] | capability sets (`capset`) and seccomp filter installation |
 //! | [`keyring`] | session keyrings (`keyctl`) |
 //! | [`bpf`] | the `bpf(2)` call |
-//! | [`fs`] | the one atomic file write (`write_atomic`, two durability policies) |
+//! | [`fs`] | the one atomic file write (`write_atomic`, two durability policies); listing a directory that may be missing |
 //! | [`lock`] | the one advisory file lock (`flock`, RAII) |
 //! | [`landlock`] | Landlock self-confinement of filesystem writes |
-//! | [`errno`] | turning raw syscall results into [`std::io::Error`]s |
+//! | [`errno`] | turning raw syscall results into [`std::io::Error`]s, and wording them as runc does |
 //! | [`proc_info`] | `/proc/<pid>/stat` readers (start time, zombie) that tell a live process from a reused pid |
 //! | [`failpoint`] | crash points for tests (`BERTH_FAILPOINT`, debug builds only): a leaf every crate can call |
 //!
@@ -48,3 +48,5 @@ pub mod proc_info;
 pub mod process;
 pub mod sched;
 pub mod security;
+#[cfg(test)]
+mod testutil;

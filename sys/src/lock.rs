@@ -89,11 +89,11 @@ impl AsRawFd for Lock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::scratch;
 
     #[test]
     fn exclusive_and_shared() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("lock");
+        let (tmp, path) = scratch("lock");
         let first = Lock::create(&path, 0o600, Kind::Shared, Wait::Block).unwrap();
         let second = Lock::existing(&path, Kind::Shared, Wait::Try).unwrap();
         let err = Lock::existing(&path, Kind::Exclusive, Wait::Try).unwrap_err();
@@ -111,8 +111,7 @@ mod tests {
 
     #[test]
     fn blocking_waits_for_the_holder() {
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("lock");
+        let (_tmp, p) = scratch("lock");
         let held = Lock::create(&p, 0o600, Kind::Exclusive, Wait::Block).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let p2 = p.clone();

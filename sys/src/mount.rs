@@ -116,6 +116,7 @@ pub fn move_mount(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::scratch;
     use std::os::fd::AsFd;
 
     fn is_root() -> bool {
@@ -133,8 +134,8 @@ mod tests {
             eprintln!("skipped: needs root");
             return;
         }
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(tmp.path().join("f"), b"x").unwrap();
+        let (tmp, file) = scratch("f");
+        std::fs::write(file, b"x").unwrap();
         let tree = match clone_tree(tmp.path(), Tree::Single) {
             Ok(t) => t,
             Err(e) => {

@@ -203,23 +203,14 @@ pub fn default_rules() -> Vec<Rule> {
     ]
 }
 
-/// A device list as the v1 kernel keeps it: a default verdict and exceptions to it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A device list as the v1 kernel keeps it: a default verdict and exceptions to it. The
+/// default value denies everything (the starting point of runc's emulator and of ours).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeviceState {
     /// Whether devices not named by an exception are allowed.
     pub default_allow: bool,
     /// Rules with `allow == !default_allow`, at most one per device (type, major, minor).
     pub exceptions: Vec<Rule>,
-}
-
-impl Default for DeviceState {
-    /// Deny everything (the starting point of runc's emulator and of ours).
-    fn default() -> Self {
-        DeviceState {
-            default_allow: false,
-            exceptions: Vec::new(),
-        }
-    }
 }
 
 impl DeviceState {

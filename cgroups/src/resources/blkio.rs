@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxBlockIo, LinuxThrottleDevice};
+use oci_spec::runtime::{LinuxBlockIo, LinuxThrottleDevice, LinuxWeightDevice};
 
 use super::{dev_number, Target};
 use crate::convert::blkio_weight_to_io_weight;
@@ -124,45 +124,77 @@ fn v1(dir: &Path, b: &LinuxBlockIo, throttles: &Throttles<'_>) -> Result<()> {
         }
         fsutil::write(dir, "blkio.leaf_weight", &w.to_string())?;
     }
-    for (i, wd) in b.weight_device().iter().flatten().enumerate() {
-        let field = format!("blockIO.weightDevice[{i}]");
-        let (maj, min) = (
-            dev_number(&field, wd.major())?,
-            dev_number(&field, wd.minor())?,
-        );
+    for_each_weight_device(b, |field, dev, wd| {
         if let Some(w) = wd.weight() {
-            check_weight(&field, w)?;
-            let file = v1_weight_file(
-                dir,
-                &field,
-                "blkio.bfq.weight_device",
-                "blkio.weight_device",
-            )?;
-            fsutil::write(dir, file, &format!("{maj}:{min} {w}"))?;
+            check_weight(field, w)?;
+            let file =
+                v1_weight_file(dir, field, "blkio.bfq.weight_device", "blkio.weight_device")?;
+            fsutil::write(dir, file, &format!("{dev} {w}"))?;
         }
         if let Some(w) = wd.leaf_weight() {
-            check_weight(&field, w)?;
+            check_weight(field, w)?;
             if !fsutil::exists(dir, "blkio.leaf_weight_device") {
                 return Err(Error::unsupported(
                     field,
                     "no blkio.leaf_weight_device (CFQ only)",
                 ));
             }
-            fsutil::write(dir, "blkio.leaf_weight_device", &format!("{maj}:{min} {w}"))?;
+            fsutil::write(dir, "blkio.leaf_weight_device", &format!("{dev} {w}"))?;
         }
-    }
+        Ok(())
+    })?;
     for (name, file, _, list) in throttles {
-        for (i, td) in list.iter().flatten().enumerate() {
-            let field = format!("blockIO.{name}[{i}]");
-            let (maj, min) = (
-                dev_number(&field, td.major())?,
-                dev_number(&field, td.minor())?,
-            );
-            fsutil::write(dir, file, &format!("{maj}:{min} {}", td.rate()))
-                .map_err(|e| device_error(&field, e))?;
-        }
+        for_each_device(name, list.as_deref(), throttle_number, |field, dev, td| {
+            fsutil::write(dir, file, &format!("{dev} {}", td.rate()))
+                .map_err(|e| device_error(field, e))
+        })?;
     }
     Ok(())
+}
+
+/// Calls `f` for each entry of the per-device list `blockIO.<name>`, with the entry's field name
+/// (`blockIO.<name>[i]`, for errors) and its `major:minor` (from `number`), both numbers checked
+/// first.
+fn for_each_device<D>(
+    name: &str,
+    list: Option<&[D]>,
+    number: impl Fn(&D) -> (i64, i64),
+    mut f: impl FnMut(&str, &str, &D) -> Result<()>,
+) -> Result<()> {
+    for (i, d) in list.into_iter().flatten().enumerate() {
+        let field = format!("blockIO.{name}[{i}]");
+        let (major, minor) = number(d);
+        let dev = format!(
+            "{}:{}",
+            dev_number(&field, major)?,
+            dev_number(&field, minor)?
+        );
+        f(&field, &dev, d)?;
+    }
+    Ok(())
+}
+
+/// [`for_each_device`] of `blockIO.weightDevice`.
+fn for_each_weight_device(
+    b: &LinuxBlockIo,
+    f: impl FnMut(&str, &str, &LinuxWeightDevice) -> Result<()>,
+) -> Result<()> {
+    for_each_device(
+        "weightDevice",
+        b.weight_device().as_deref(),
+        weight_number,
+        f,
+    )
+}
+
+/// A weight device's `(major, minor)`.
+fn weight_number(d: &LinuxWeightDevice) -> (i64, i64) {
+    (d.major(), d.minor())
+}
+
+/// A throttle device's `(major, minor)`.
+fn throttle_number(d: &LinuxThrottleDevice) -> (i64, i64) {
+    (d.major(), d.minor())
 }
 
 /// ENODEV from a per-device file: the config names a device that is not a block device here.
@@ -186,38 +218,29 @@ fn v2(dir: &Path, b: &LinuxBlockIo, throttles: &Throttles<'_>) -> Result<()> {
     if b.leaf_weight().is_some() {
         tracing::warn!("linux.resources.blockIO.leafWeight is ignored on cgroup v2");
     }
-    for (i, wd) in b.weight_device().iter().flatten().enumerate() {
-        let field = format!("blockIO.weightDevice[{i}]");
-        let (maj, min) = (
-            dev_number(&field, wd.major())?,
-            dev_number(&field, wd.minor())?,
-        );
+    for_each_weight_device(b, |field, dev, wd| {
         if let Some(w) = wd.weight() {
-            check_weight(&field, w)?;
+            check_weight(field, w)?;
             let r = if bfq {
-                fsutil::write(dir, "io.bfq.weight", &format!("{maj}:{min} {w}"))
+                fsutil::write(dir, "io.bfq.weight", &format!("{dev} {w}"))
             } else {
                 let w = blkio_weight_to_io_weight(w);
-                fsutil::write(dir, "io.weight", &format!("{maj}:{min} {w}"))
+                fsutil::write(dir, "io.weight", &format!("{dev} {w}"))
             };
-            r.map_err(|e| device_error(&field, e))?;
+            r.map_err(|e| device_error(field, e))?;
         }
-    }
+        Ok(())
+    })?;
     for (name, _, key, list) in throttles {
-        for (i, td) in list.iter().flatten().enumerate() {
-            let field = format!("blockIO.{name}[{i}]");
-            let (maj, min) = (
-                dev_number(&field, td.major())?,
-                dev_number(&field, td.minor())?,
-            );
+        for_each_device(name, list.as_deref(), throttle_number, |field, dev, td| {
             let rate = if td.rate() == 0 {
                 "max".to_owned()
             } else {
                 td.rate().to_string()
             };
-            fsutil::write(dir, "io.max", &format!("{maj}:{min} {key}={rate}"))
-                .map_err(|e| device_error(&field, e))?;
-        }
+            fsutil::write(dir, "io.max", &format!("{dev} {key}={rate}"))
+                .map_err(|e| device_error(field, e))
+        })?;
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use berth_cgroups::{Cgroup, Mode};
+use berth_cgroups::{Cgroup, Error, Mode, Stats};
 
 /// Whether we run as root (the suites skip otherwise).
 pub fn is_root() -> bool {
@@ -88,6 +88,16 @@ impl TestCg {
         self.run(action).exit_code()
     }
 
+    /// Runs a child that forks `n` sleeping children and exits (checked), and waits until its
+    /// `n` orphans are in the cgroup.
+    pub fn run_orphans(&self, n: u32) {
+        let mut child = self.run(&Action::ForkLoop(n));
+        assert_eq!(child.exit_code(), n as i32, "forks that worked");
+        eventually(&format!("{n} orphans"), || {
+            self.cg.pids().unwrap().len() == n as usize
+        });
+    }
+
     /// Runs an [`Action::Spin`] child in this cgroup and waits until it counts; returns the
     /// child and a reader of its counter.
     pub fn spinner(&self) -> (Child, impl Fn() -> u64) {
@@ -109,6 +119,99 @@ impl TestCg {
         std::thread::sleep(hold);
         assert_eq!(read(), frozen, "a frozen process made progress");
         frozen
+    }
+
+    /// Applies `linux.resources` given as JSON; panics naming the JSON when that fails.
+    pub fn apply(&self, json: &str) {
+        if let Err(e) = self.cg.apply(&resources(json)) {
+            panic!("apply {json}: {e}");
+        }
+    }
+
+    /// Applies `linux.resources` given as JSON, which must be refused; the error.
+    pub fn apply_err(&self, json: &str) -> Error {
+        match self.cg.apply(&resources(json)) {
+            Ok(()) => panic!("{json} was accepted"),
+            Err(e) => e,
+        }
+    }
+
+    /// [`TestCg::apply_err`], asserting that the error's message contains `names` (the field
+    /// or controller at fault); the error.
+    pub fn refused(&self, json: &str, names: &str) -> Error {
+        let e = self.apply_err(json);
+        assert!(
+            e.to_string().contains(names),
+            "refusing {json}: {e:?} does not name {names:?}"
+        );
+        e
+    }
+
+    /// With `pids.max` 5, a child that tries `forks` forks manages 4 (it counts too), and
+    /// `pids.events` counts the refusals.
+    pub fn assert_pids_limit_stops_a_fork_loop(&self, forks: u32) {
+        self.apply(r#"{"pids": {"limit": 5}}"#);
+        let mut child = self.run(&Action::ForkLoop(forks));
+        let forked = child.exit_code();
+        assert_eq!(forked, 4, "the child plus 4 forks fill pids.max=5");
+        let events = self.read("pids", "pids.events");
+        assert!(
+            events.contains("max") && !events.ends_with(" 0"),
+            "pids.events: {events}"
+        );
+    }
+
+    /// With a 32 MiB memory limit (and no swap beyond it), a child touching `bytes` is
+    /// SIGKILLed within `timeout` and counted as an OOM kill; the stats afterwards.
+    pub fn assert_oom_killed(&self, bytes: usize, timeout: Duration) -> Stats {
+        self.apply(r#"{"memory": {"limit": 33554432, "swap": 33554432}}"#);
+        let mut child = self.run(&Action::Alloc(bytes));
+        let st = child.wait_timeout(timeout).expect("child ended");
+        assert!(
+            libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL,
+            "not SIGKILLed: status {st:#x}"
+        );
+        assert!(self.cg.oom_kills().unwrap() >= 1);
+        self.cg.stats().unwrap()
+    }
+
+    /// Freezes a [`TestCg::spinner`] (checked still for `hold`, and `while_frozen`), thaws it
+    /// and waits for progress; returns the spinner and its counter.
+    pub fn freeze_and_thaw(
+        &self,
+        hold: Duration,
+        while_frozen: impl FnOnce(),
+    ) -> (Child, impl Fn() -> u64) {
+        let (child, read) = self.spinner();
+        let frozen = self.freeze_and_assert_still(&read, hold);
+        while_frozen();
+        self.cg.thaw().unwrap();
+        assert!(!self.cg.is_frozen().unwrap());
+        eventually("progress after thaw", || read() > frozen);
+        (child, read)
+    }
+
+    /// The container's v2 directory, on a v2-only host or view (every controller's files are
+    /// there).
+    pub fn leaf(&self) -> &Path {
+        assert_eq!(self.cg.mode(), Mode::Unified, "not a v2-only cgroup");
+        self.cg.dirs().next().expect("a v2 directory")
+    }
+
+    /// Reads a file of [`TestCg::leaf`], trimmed.
+    pub fn read_leaf(&self, file: &str) -> String {
+        std::fs::read_to_string(self.leaf().join(file))
+            .unwrap_or_else(|e| panic!("read {file}: {e}"))
+            .trim()
+            .to_owned()
+    }
+
+    /// The controllers enabled for the v2 leaf (its `cgroup.controllers`).
+    pub fn controllers(&self) -> Vec<String> {
+        self.read_leaf("cgroup.controllers")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Reads a file of `controller`'s directory, trimmed.
@@ -166,20 +269,41 @@ pub struct Child {
 
 /// A page of memory shared with children (for [`Action::Spin`]).
 pub fn shared_counter() -> *mut u64 {
-    // SAFETY: an anonymous shared mapping, no aliasing concerns; it is never unmapped (the
-    // tests are short-lived).
-    let p = unsafe {
+    // Never unmapped (the tests are short-lived).
+    let p = map_anonymous(4096, libc::MAP_SHARED);
+    assert_ne!(p, libc::MAP_FAILED);
+    p.cast()
+}
+
+/// A fresh anonymous read-write mapping of `len` bytes, `sharing` being `MAP_SHARED` or
+/// `MAP_PRIVATE`; `MAP_FAILED` on failure. Async-signal-safe (one system call), so forked
+/// children may use it.
+fn map_anonymous(len: usize, sharing: i32) -> *mut libc::c_void {
+    // SAFETY: an anonymous mapping at an address the kernel picks aliases nothing.
+    unsafe {
         libc::mmap(
             std::ptr::null_mut(),
-            4096,
+            len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            sharing | libc::MAP_ANONYMOUS,
             -1,
             0,
         )
-    };
-    assert_ne!(p, libc::MAP_FAILED);
-    p.cast()
+    }
+}
+
+/// Writes one byte in every page of `len` bytes at `p`, so that the memory is charged.
+///
+/// # Safety
+///
+/// `p` must be valid for writes of `len` bytes.
+unsafe fn touch_pages(p: *mut u8, len: usize) {
+    let mut i = 0;
+    while i < len {
+        // SAFETY: i < len, and the caller vouches for p..p+len.
+        unsafe { std::ptr::write_volatile(p.add(i), 1) };
+        i += 4096;
+    }
 }
 
 fn child_main(read_fd: i32, action: &Action) -> ! {
@@ -206,23 +330,11 @@ fn child_main(read_fd: i32, action: &Action) -> ! {
                 ok
             }
             Action::Alloc(bytes) => {
-                let p = libc::mmap(
-                    std::ptr::null_mut(),
-                    *bytes,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                );
+                let p = map_anonymous(*bytes, libc::MAP_PRIVATE);
                 if p == libc::MAP_FAILED {
                     libc::_exit(2);
                 }
-                let p: *mut u8 = p.cast();
-                let mut i = 0;
-                while i < *bytes {
-                    std::ptr::write_volatile(p.add(i), 1);
-                    i += 4096;
-                }
+                touch_pages(p.cast(), *bytes);
                 0
             }
             Action::Spin(c) => loop {
@@ -242,14 +354,7 @@ fn child_main(read_fd: i32, action: &Action) -> ! {
                     libc::_exit(*libc::__errno_location());
                 }
                 let chunk = 64 << 10;
-                let buf = libc::mmap(
-                    std::ptr::null_mut(),
-                    chunk,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                );
+                let buf = map_anonymous(chunk, libc::MAP_PRIVATE);
                 let mut off = 0;
                 let mut code = 0;
                 while off < *bytes {
@@ -268,21 +373,9 @@ fn child_main(read_fd: i32, action: &Action) -> ! {
             }
             Action::Burn(ms) => {
                 let len = 8 << 20;
-                let p = libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                );
+                let p = map_anonymous(len, libc::MAP_PRIVATE);
                 if p != libc::MAP_FAILED {
-                    let p: *mut u8 = p.cast();
-                    let mut i = 0;
-                    while i < len {
-                        std::ptr::write_volatile(p.add(i), 1);
-                        i += 4096;
-                    }
+                    touch_pages(p.cast(), len);
                 }
                 let mut ts = libc::timespec {
                     tv_sec: 0,

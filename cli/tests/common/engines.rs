@@ -146,6 +146,12 @@ impl EngineEnv {
         }
     }
 
+    /// [`available`]`(suite, programs)` then [`EngineEnv::new`]`(engine)`: `None` (after
+    /// printing why) when the suite is skipped.
+    pub fn if_available(suite: &str, programs: &[&str], engine: &str) -> Option<EngineEnv> {
+        available(suite, programs).then(|| EngineEnv::new(engine))
+    }
+
     /// The temporary directory.
     pub fn path(&self) -> &Path {
         self.tmp.path()
@@ -602,6 +608,14 @@ pub fn v1_cgroup_dir(pid: i32, controller: &str) -> Option<PathBuf> {
     })
 }
 
+/// The content of `file`, trimmed, in the host pid's cgroup of the v1 `controller`
+/// hierarchy (see [`v1_cgroup_dir`]).
+pub fn v1_cgroup_value(pid: i32, controller: &str, file: &str) -> String {
+    let dir = v1_cgroup_dir(pid, controller)
+        .unwrap_or_else(|| panic!("{pid} has no cgroup in the v1 {controller} hierarchy"));
+    super::read_trimmed(&dir, file)
+}
+
 /// Polls `f` until it returns `want` (20 s), returning the last value.
 pub fn wait_for(what: &str, want: &str, mut f: impl FnMut() -> String) -> String {
     let mut last = String::new();
@@ -611,6 +625,221 @@ pub fn wait_for(what: &str, want: &str, mut f: impl FnMut() -> String) -> String
     });
     assert!(reached, "{what}: stayed {last:?}, wanted {want:?}");
     last
+}
+
+/// A container command that loops until it is killed and writes `usr1` to `/tmp/usr1` when
+/// it gets SIGUSR1; as pid 1 without a handler for TERM, it ignores TERM.
+pub const USR1_LOOP: &[&str] = &[
+    "sh",
+    "-c",
+    "trap 'echo usr1 > /tmp/usr1' USR1; while :; do sleep 0.1; done",
+];
+
+/// How an engine's client is run: the program, the global flags that go in front of every
+/// command's own, and the environment variables that point it at the test's configuration.
+pub struct Client {
+    /// The client program.
+    pub program: String,
+    /// Its global flags.
+    pub flags: Vec<String>,
+    /// Its environment.
+    pub vars: Vec<(&'static str, PathBuf)>,
+}
+
+impl Client {
+    /// The client with its global flags, `args` and its environment, as a command of `env`
+    /// (stdin from /dev/null, the test's tag in its environment).
+    pub fn command(&self, env: &EngineEnv, args: &[&str]) -> Command {
+        let mut c = env.command(&self.program);
+        c.args(&self.flags)
+            .args(args)
+            .envs(self.vars.iter().cloned());
+        c
+    }
+}
+
+/// An engine driven through docker's command line (dockerd's client, podman): the steps its
+/// tests share.
+pub trait DockerCli {
+    /// The test's engine environment.
+    fn engine_env(&self) -> &EngineEnv;
+
+    /// How the engine's client is run.
+    fn client(&self) -> Client;
+
+    /// The flags that every container of the test is run with (runtime, pull policy,
+    /// cgroup parent).
+    fn run_flags(&self) -> Vec<String>;
+
+    /// The busybox image as the engine names it.
+    fn image(&self) -> &'static str;
+
+    /// The arguments of `run` with [`DockerCli::run_flags`], then `flags`, the image and
+    /// `cmd`.
+    fn run_args(&self, flags: &[&str], cmd: &[&str]) -> Vec<String> {
+        let mut args = vec!["run".to_string()];
+        args.extend(self.run_flags());
+        args.extend(flags.iter().map(|f| (*f).to_string()));
+        args.push(self.image().to_string());
+        args.extend(cmd.iter().map(|c| (*c).to_string()));
+        args
+    }
+
+    /// Runs the client with its global flags and `args` (see [`EngineEnv::run`]), letting
+    /// `adjust` change the command (stdin) first.
+    fn cli_with(&self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Out {
+        let client = self.client();
+        let all: Vec<&str> = client
+            .flags
+            .iter()
+            .map(String::as_str)
+            .chain(args.iter().copied())
+            .collect();
+        self.engine_env().run(&client.program, &all, |c| {
+            c.envs(client.vars.iter().cloned());
+            adjust(c);
+        })
+    }
+
+    /// [`DockerCli::cli_with`] without adjusting the command.
+    fn cli(&self, args: &[&str]) -> Out {
+        self.cli_with(args, |_| {})
+    }
+
+    /// `run` of [`DockerCli::run_args`].
+    fn run(&self, flags: &[&str], cmd: &[&str]) -> Out {
+        let args = self.run_args(flags, cmd);
+        self.cli(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// `inspect --format FORMAT name`, trimmed.
+    fn inspect(&self, name: &str, format: &str) -> String {
+        self.cli(&["inspect", "--format", format, name])
+            .ok()
+            .trimmed()
+            .to_string()
+    }
+
+    /// The container's init pid on the host.
+    fn pid(&self, name: &str) -> i32 {
+        self.inspect(name, "{{.State.Pid}}").parse().unwrap()
+    }
+
+    /// Attached runs with `flags`: output, an exit code, berth's exec errors mapped to 127
+    /// and 126, a terminal (`-t`), stdin (`-i`) and both (`-it`, from a pty).
+    fn assert_attached_runs(&self, flags: &[&str]) {
+        let with =
+            |more: &'static str| -> Vec<&str> { flags.iter().copied().chain([more]).collect() };
+        assert_eq!(self.run(flags, &["echo", "hello"]).ok().out, "hello\n");
+        self.run(flags, &["sh", "-c", "exit 3"]).code_is(3);
+        let missing = self.run(flags, &["/nonexistent"]).code_is(127);
+        assert!(
+            missing.err.contains("no such file or directory"),
+            "{missing:?}"
+        );
+        let denied = self.run(flags, &["/etc/passwd"]).code_is(126);
+        assert!(denied.err.contains("permission denied"), "{denied:?}");
+        let tty = self
+            .run(&with("-t"), &["sh", "-c", "tty; exit 4"])
+            .code_is(4);
+        assert!(tty.out.contains("/dev/pts/0"), "{tty:?}");
+        let input = self.engine_env().path().join("stdin");
+        fs::write(&input, "from stdin\n").unwrap();
+        let cat = self.run_args(&with("-i"), &["cat"]);
+        let cat = self.cli_with(&cat.iter().map(String::as_str).collect::<Vec<_>>(), |c| {
+            c.stdin(File::open(&input).unwrap());
+        });
+        assert_eq!(cat.ok().out, "from stdin\n");
+        // run_in_pty sets no environment of its own: the client's goes through `env`.
+        let client = self.client();
+        let mut it: Vec<String> = client
+            .vars
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.display()))
+            .collect();
+        it.push(client.program);
+        it.extend(client.flags);
+        it.extend(self.run_args(&with("-it"), &["sh", "-c", "tty; read x; echo got-$x"]));
+        let it: Vec<&str> = it.iter().map(String::as_str).collect();
+        let it = self.engine_env().run_in_pty("env", &it, b"typed\n");
+        assert_eq!(it.code, 0, "{it:?}");
+        assert!(it.out.contains("/dev/pts/0"), "{it:?}");
+        assert!(it.out.contains("got-typed"), "{it:?}");
+    }
+
+    /// `exec` into the running container `name`: its output, exit code `code`, and `-t`
+    /// giving it a pty.
+    fn assert_exec_basics(&self, name: &str, code: i32) {
+        assert_eq!(
+            self.cli(&["exec", name, "sh", "-c", "echo in-exec"])
+                .ok()
+                .out,
+            "in-exec\n"
+        );
+        let exit = format!("exit {code}");
+        self.cli(&["exec", name, "sh", "-c", &exit]).code_is(code);
+        let tty = self.cli(&["exec", "-t", name, "tty"]).ok();
+        assert!(tty.out.starts_with("/dev/pts/"), "{tty:?}");
+    }
+
+    /// `pause` and `unpause` of the running container `name`, with its status after each.
+    fn assert_pause_unpause(&self, name: &str) {
+        self.cli(&["pause", name]).ok();
+        assert_eq!(self.inspect(name, "{{.State.Status}}"), "paused");
+        self.cli(&["unpause", name]).ok();
+        assert_eq!(self.inspect(name, "{{.State.Status}}"), "running");
+    }
+
+    /// `kill --signal=USR1` of the container `name`, which runs [`USR1_LOOP`]: waits until
+    /// its trap ran.
+    fn assert_usr1_trap(&self, name: &str) {
+        self.cli(&["kill", "--signal=USR1", name]).ok();
+        wait_for("the USR1 trap", "usr1", || {
+            self.cli(&["exec", name, "cat", "/tmp/usr1"])
+                .out
+                .trim()
+                .to_string()
+        });
+    }
+
+    /// `stop --time=1` of the container `name`, which runs [`USR1_LOOP`] (TERM ignored by
+    /// pid 1): KILL ends it (exit 137) and its init `pid`; then `start` and
+    /// `restart --time=1` each give it a new init. Returns the last init's pid.
+    fn assert_stop_start_restart(&self, name: &str, pid: i32) -> i32 {
+        self.cli(&["stop", "--time=1", name]).ok();
+        assert_eq!(
+            self.inspect(name, "{{.State.Status}} {{.State.ExitCode}}"),
+            "exited 137"
+        );
+        assert!(!is_alive(pid), "the init survived stop");
+        self.cli(&["start", name]).ok();
+        let started = self.pid(name);
+        assert_ne!(started, pid);
+        self.cli(&["restart", "--time=1", name]).ok();
+        assert_eq!(self.inspect(name, "{{.State.Status}}"), "running");
+        let restarted = self.pid(name);
+        assert_ne!(restarted, started);
+        restarted
+    }
+}
+
+/// An engine that one test starts for itself and tears down at its end.
+pub trait Engine: Sized {
+    /// Starts the engine with everything in a temporary directory; `None` (after printing
+    /// "skipped") when it is not installed.
+    fn start() -> Option<Self>;
+
+    /// Removes every container, stops the engine and asserts that nothing is left behind.
+    fn finish(self);
+}
+
+/// One engine test: starts `E` (and returns at once when it is skipped), runs `body`, prints
+/// how long the body took as `what`, then finishes the engine, asserting that nothing is
+/// left. A failing body leaves the cleanup to the engine's and [`EngineEnv`]'s `Drop`.
+pub fn engine_test<E: Engine>(what: &str, body: impl FnOnce(&E)) {
+    let Some(engine) = E::start() else { return };
+    timed(what, || body(&engine));
+    engine.finish();
 }
 
 /// The time a closure took, printed for the report.

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 pub mod engines;
+pub mod registry;
 
 /// The debug `berth` binary under test.
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
@@ -132,8 +134,10 @@ pub trait OutputExt {
     fn err(&self) -> String;
     /// Exit code; 128+N for a signal death.
     fn code(&self) -> i32;
-    /// Panics with both streams unless the command succeeded.
+    /// Panics with both streams unless the command (berth) succeeded.
     fn ok(self) -> Self;
+    /// Panics with both streams unless the command, called `what` in the message, succeeded.
+    fn succeeded(self, what: &str) -> Self;
     /// Panics unless the command failed with `needle` in its standard error; returns stderr.
     fn fails_with(&self, needle: &str) -> String;
 }
@@ -151,9 +155,12 @@ impl OutputExt for Output {
             .unwrap_or_else(|| 128 + self.status.signal().unwrap_or(0))
     }
     fn ok(self) -> Self {
+        self.succeeded("berth")
+    }
+    fn succeeded(self, what: &str) -> Self {
         assert!(
             self.status.success(),
-            "berth failed ({}):\nstdout: {}\nstderr: {}",
+            "{what} failed ({}):\nstdout: {}\nstderr: {}",
             self.status,
             self.out(),
             self.err()
@@ -242,13 +249,39 @@ impl Berth {
     pub fn config(&self, args: &[&str]) -> Value {
         let mut c = self.template.clone();
         c["root"]["path"] = json!(self.rootfs);
-        c["process"]["terminal"] = json!(false);
-        c["process"]["args"] = json!(args);
-        c["process"]["env"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!(format!("BERTH_TEST_TAG={}", self.tag)));
+        self.set_process(&mut c, args);
         c
+    }
+
+    /// Makes `config`'s process run `args` without a terminal, with this test's tag in its
+    /// environment (so [`Berth::assert_clean`] finds it if it is left behind).
+    pub fn set_process(&self, config: &mut Value, args: &[&str]) {
+        config["process"]["terminal"] = json!(false);
+        config["process"]["args"] = json!(args);
+        add_env(config, &format!("BERTH_TEST_TAG={}", self.tag));
+    }
+
+    /// A new directory `<tmp>/<name>` (with its parents), for files of the test's own.
+    pub fn dir(&self, name: &str) -> PathBuf {
+        let dir = self.path().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Binds a console socket at `<tmp>/console.sock` (for `create --console-socket`), as
+    /// conmon and containerd's shim do; returns its path and the listener.
+    pub fn console_socket(&self) -> (PathBuf, std::os::unix::net::UnixListener) {
+        let socket = self.path().join("console.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        (socket, listener)
+    }
+
+    /// Another busybox root filesystem, at `<tmp>/<name>`, for a test that changes what the
+    /// image holds without touching the shared one; returns its path.
+    pub fn new_rootfs(&self, name: &str) -> PathBuf {
+        let dir = self.path().join(name);
+        busybox_rootfs(&dir);
+        dir
     }
 
     /// Runs `script` with `sh -c` in a container configured by `edit`; asserts exit 0 and
@@ -256,7 +289,14 @@ impl Berth {
     pub fn run_script(&self, name: &str, script: &str, edit: impl FnOnce(&mut Value)) -> String {
         let mut c = self.config(&["sh", "-c", script]);
         edit(&mut c);
-        let out = self.run(&self.id(name), &c);
+        self.run_ok(name, &c).out()
+    }
+
+    /// `berth run` of `config` as the container `name` (made unique by [`Berth::id`]);
+    /// asserts exit 0, with both streams in the message, and returns the output.
+    #[track_caller]
+    pub fn run_ok(&self, name: &str, config: &Value) -> Output {
+        let out = self.run(&self.id(name), config);
         assert_eq!(
             out.code(),
             0,
@@ -265,7 +305,7 @@ impl Berth {
             out.out(),
             out.err()
         );
-        out.out()
+        out
     }
 
     /// Writes `config` as the bundle of `id` and returns the bundle directory.
@@ -362,6 +402,45 @@ impl Berth {
     pub fn kill_and_wait(&self, id: &str, signal: &str) {
         self.cmd(&["kill", id, signal]).ok();
         self.wait_status(id, "stopped");
+    }
+
+    /// `berth kill --all <id> <signal>` (every process of the container), asserting success,
+    /// then waits for the status `stopped`.
+    pub fn kill_all_and_wait(&self, id: &str, signal: &str) {
+        self.cmd(&["kill", "--all", id, signal]).ok();
+        self.wait_status(id, "stopped");
+    }
+
+    /// `berth delete` (without `--force`), asserting success.
+    pub fn delete(&self, id: &str) {
+        self.cmd(&["delete", id]).ok();
+    }
+
+    /// `berth ps --format json`: the host pids of the container's processes.
+    pub fn ps(&self, id: &str) -> Vec<i32> {
+        let out = self.cmd(&["ps", "--format", "json", id]).ok().out();
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("ps of {id} is not JSON ({e}): {out}"))
+    }
+
+    /// `berth events --stats`: one stats document of the container.
+    pub fn stats(&self, id: &str) -> Value {
+        let out = self.cmd(&["events", "--stats", id]).ok().out();
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("stats of {id} are not JSON ({e}): {out}"))
+    }
+
+    /// `berth exec --detach --pid-file <tmp>/<name>.pid [flags...] <id> args...`, asserting
+    /// success; returns the new process's host pid, recorded for reaping (it is reparented
+    /// to the test process, the subreaper).
+    pub fn exec_detached(&self, id: &str, flags: &[&str], args: &[&str]) -> i32 {
+        let n = self.outputs.fetch_add(1, Ordering::Relaxed);
+        let pid_file = self.path().join(format!("out/{n}.exec-pid"));
+        let mut all = vec!["exec", "--detach", "--pid-file", pid_file.to_str().unwrap()];
+        all.extend_from_slice(flags);
+        all.push(id);
+        all.extend_from_slice(args);
+        self.cmd(&all).ok();
+        self.track_pid_file(&pid_file)
     }
 
     /// Asserts that `berth state` no longer knows `id`.
@@ -525,6 +604,212 @@ impl Drop for Berth {
     }
 }
 
+/// Adds a new namespace of type `typ` to `config`'s `linux.namespaces`.
+pub fn add_namespace(config: &mut Value, typ: &str) {
+    config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "type": typ }));
+}
+
+/// Adds a user namespace to `config` that maps the container's uids and gids 0 to 65535 to
+/// the host's `host_id` and up.
+pub fn user_namespace(config: &mut Value, host_id: u32) {
+    add_namespace(config, "user");
+    let map = json!([{"containerID": 0, "hostID": host_id, "size": 65536}]);
+    config["linux"]["uidMappings"] = map.clone();
+    config["linux"]["gidMappings"] = map;
+}
+
+/// Adds the capability `cap` to the bounding, effective and permitted sets of `config`'s
+/// process.
+pub fn add_capability(config: &mut Value, cap: &str) {
+    for set in ["bounding", "effective", "permitted"] {
+        config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!(cap));
+    }
+}
+
+/// Adds `var` (`NAME=value`) to the environment of `config`'s process.
+pub fn add_env(config: &mut Value, var: &str) {
+    config["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!(var));
+}
+
+/// Appends `mount` (a runtime-spec mount object) to `config`'s mounts.
+pub fn add_mount(config: &mut Value, mount: Value) {
+    config["mounts"].as_array_mut().unwrap().push(mount);
+}
+
+/// The content of the file `name` in the directory `dir` (a cgroup's, say), without the
+/// surrounding whitespace.
+pub fn read_trimmed(dir: &Path, name: &str) -> String {
+    let path = dir.join(name);
+    fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// Runs `python3 args...` (scripts/setup.sh installs it); panics with its standard error
+/// unless it exits 0.
+pub fn python3<S: AsRef<OsStr>>(args: &[S]) {
+    Command::new("python3")
+        .args(args)
+        .output()
+        .expect("python3 (scripts/setup.sh installs it)")
+        .succeeded("python3");
+}
+
+/// Builds a busybox OCI image layout in `dir` with scripts/busybox-image.py: the image
+/// `name` (`busybox:latest` by default), with `extra` layers (uncompressed tars) stacked on
+/// top.
+pub fn busybox_layout(dir: &Path, name: &str, extra: &[&Path]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-image.py");
+    let mut args = vec![script.as_os_str(), dir.as_os_str(), OsStr::new(name)];
+    args.extend(extra.iter().map(|p| p.as_os_str()));
+    python3(&args);
+}
+
+/// A [`Berth`] with an image store of its own (`--store`) holding the busybox image
+/// `busybox:latest`, for the tests of `berth run IMAGE` and of the image commands.
+pub struct ImageStore {
+    /// The test's berth (state root, cleanup guard).
+    pub b: Berth,
+    /// The `--store` directory.
+    pub store: PathBuf,
+    /// Flags that every [`ImageStore::run`] passes in front of the caller's.
+    run_flags: &'static [&'static str],
+}
+
+impl ImageStore {
+    /// A fresh store into which busybox, built in `<tmp>/layout` with `extra` layers on top
+    /// (see [`busybox_layout`]), is imported; `run_flags` go in front of every `run`'s own.
+    pub fn new(extra: &[&Path], run_flags: &'static [&'static str]) -> ImageStore {
+        let b = Berth::new();
+        let store = b.path().join("store");
+        let layout = b.path().join("layout");
+        busybox_layout(&layout, "busybox:latest", extra);
+        let s = ImageStore {
+            b,
+            store,
+            run_flags,
+        };
+        let out = s.cmd(&["image", "import", layout.to_str().unwrap()]).ok();
+        assert!(
+            out.out().starts_with("busybox:latest sha256:"),
+            "{}",
+            out.out()
+        );
+        s
+    }
+
+    /// `berth --store <store> args...` to completion.
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        self.cmd_with(args, |_| {})
+    }
+
+    /// Like [`ImageStore::cmd`], letting the caller adjust the command first (see
+    /// [`Berth::cmd_with`]).
+    pub fn cmd_with(&self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Output {
+        let mut all = vec!["--store", self.store.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.b.cmd_with(&all, adjust)
+    }
+
+    /// The arguments of `run <run flags> --name ID -e BERTH_TEST_TAG=<tag> args...` (the tag
+    /// lets the cleanup guard find strays).
+    pub fn run_args(&self, id: &str, args: &[&str]) -> Vec<String> {
+        let mut all = vec!["run"];
+        all.extend_from_slice(self.run_flags);
+        let tag = format!("BERTH_TEST_TAG={}", self.b.tag);
+        all.extend(["--name", id, "-e", &tag]);
+        all.extend_from_slice(args);
+        all.into_iter().map(String::from).collect()
+    }
+
+    /// `berth run` of [`ImageStore::run_args`], with `id` registered for the cleanup guard.
+    pub fn run(&self, id: &str, args: &[&str]) -> Output {
+        self.b.track(id);
+        let all = self.run_args(id, args);
+        self.cmd(&all.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// [`ImageStore::run`] as the container `name` (made unique by [`Berth::id`]) with
+    /// `args`, asserting success; returns its standard output.
+    pub fn run_ok(&self, name: &str, args: &[&str]) -> String {
+        self.run(&self.b.id(name), args).ok().out()
+    }
+
+    /// `run -d <flags> busybox sleep 1000` as the container `name` (made unique by
+    /// [`Berth::id`]), asserting success; returns the container's ID.
+    pub fn run_sleeper(&self, name: &str, flags: &[&str]) -> String {
+        let id = self.b.id(name);
+        let mut args = vec!["-d"];
+        args.extend_from_slice(flags);
+        args.extend(["busybox", "sleep", "1000"]);
+        self.run(&id, &args).ok();
+        id
+    }
+
+    /// Runs `berth --store <store> args...` as a debug berth that kills itself with SIGKILL
+    /// at `point` (`BERTH_FAILPOINT`), and asserts that it was killed there.
+    pub fn killed_at<S: AsRef<str>>(&self, point: &str, args: &[S]) {
+        let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+        let out = self.cmd_with(&args, |c| {
+            c.env("BERTH_FAILPOINT", point);
+        });
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGKILL),
+            "berth was not killed at {point}: {}",
+            out.err()
+        );
+    }
+
+    /// The names in the store's `bundles` directory (those of `run IMAGE`).
+    pub fn bundles(&self) -> Vec<String> {
+        fs::read_dir(self.store.join("bundles"))
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// How many holds on layers the store records (one per container or unpacked bundle).
+    pub fn holds(&self) -> usize {
+        let state: Value =
+            serde_json::from_slice(&fs::read(self.store.join("state.json")).unwrap()).unwrap();
+        state["holds"].as_object().map_or(0, serde_json::Map::len)
+    }
+
+    /// Nothing left: no container, process, mount, bundle or hold ([`Berth::assert_clean`]
+    /// and the store's own).
+    pub fn assert_clean(&self) {
+        self.b.assert_clean();
+        assert!(
+            self.bundles().is_empty(),
+            "bundles left: {:?}",
+            self.bundles()
+        );
+        assert_eq!(self.holds(), 0, "holds left in the store");
+    }
+}
+
+/// One test of the runtime: runs `body` with a fresh [`Berth`], then asserts that the test
+/// left nothing behind ([`Berth::assert_clean`]). A failing body leaves the cleanup to the
+/// guard's `Drop`.
+pub fn berth_test(body: impl FnOnce(&Berth)) {
+    let b = Berth::new();
+    body(&b);
+    b.assert_clean();
+}
+
 /// Drops the namespace of type `typ` from `config`'s `linux.namespaces`.
 pub fn remove_namespace(config: &mut Value, typ: &str) {
     config["linux"]["namespaces"]
@@ -574,7 +859,8 @@ pub fn read_pid_file(pid_file: &Path) -> i32 {
 /// Adds a read-write bind mount (`rbind`) of the host's `source` at `destination` to
 /// `config`'s mounts.
 pub fn bind_mount(config: &mut Value, source: &Path, destination: &str) {
-    config["mounts"].as_array_mut().unwrap().push(
+    add_mount(
+        config,
         json!({"destination": destination, "type": "bind", "source": source, "options": ["rbind"]}),
     );
 }
@@ -621,6 +907,13 @@ pub fn inherit_fd(cmd: &mut Command, from: std::os::fd::RawFd, to: std::os::fd::
             }
             Ok(())
         });
+    }
+}
+
+/// [`inherit_fd`] of `from` as each descriptor in `targets`.
+pub fn inherit_fds(cmd: &mut Command, from: std::os::fd::RawFd, targets: &[std::os::fd::RawFd]) {
+    for &to in targets {
+        inherit_fd(cmd, from, to);
     }
 }
 

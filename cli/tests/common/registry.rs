@@ -4,17 +4,18 @@
 //! and a small HTTP proxy in front of it that can require Bearer tokens from its own token
 //! endpoint, flip a byte of a layer blob, or drop a blob download half-way once.
 
-#![allow(dead_code)]
-
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use super::python3;
 
 /// A running registry.
 pub struct Registry {
@@ -357,27 +358,6 @@ impl Drop for Proxy {
     }
 }
 
-/// scripts/busybox-image.py.
-pub fn image_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-image.py")
-}
-
-/// Builds the busybox OCI layout `dir` (image `name`, ref `latest`) with `extra` layers.
-pub fn busybox_layout(dir: &Path, name: &str, extra: &[&Path]) {
-    let out = Command::new("python3")
-        .arg(image_script())
-        .arg(dir)
-        .arg(name)
-        .args(extra)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Makes the layout at `dir` a two-platform image: the index's single linux/amd64 manifest
 /// plus a linux/arm64 one (same layers, a config saying arm64).
 pub fn add_arm64(dir: &Path) {
@@ -404,14 +384,5 @@ xd, xn = wr(json.dumps(inner, sort_keys=True).encode())
 idx["manifests"] = [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": xd, "size": xn, "annotations": amd.get("annotations", {})}]
 json.dump(idx, open(os.path.join(d, "index.json"), "w"))
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(dir)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python3(&[OsStr::new("-c"), OsStr::new(script), dir.as_os_str()]);
 }

@@ -89,53 +89,21 @@ impl Default for Limits {
     }
 }
 
-/// A limit's field and the environment variable that sets it.
-struct Knob {
-    var: &'static str,
-    field: fn(&mut Limits) -> &mut u64,
-}
+/// One of the limits, as a field of [`Limits`] to set.
+type Field = fn(&mut Limits) -> &mut u64;
 
-const KNOBS: &[Knob] = &[
-    Knob {
-        var: "BERTH_MAX_LAYER_BYTES",
-        field: |l| &mut l.max_layer_bytes,
-    },
-    Knob {
-        var: "BERTH_MAX_IMAGE_BYTES",
-        field: |l| &mut l.max_image_bytes,
-    },
-    Knob {
-        var: "BERTH_MAX_ENTRIES",
-        field: |l| &mut l.max_entries,
-    },
-    Knob {
-        var: "BERTH_MAX_ENTRY_META",
-        field: |l| &mut l.max_entry_meta,
-    },
-    Knob {
-        var: "BERTH_MAX_LAYER_META",
-        field: |l| &mut l.max_layer_meta,
-    },
-    Knob {
-        var: "BERTH_MAX_FILE_SIZE",
-        field: |l| &mut l.max_file_size,
-    },
-    Knob {
-        var: "BERTH_MAX_TOTAL_SIZE",
-        field: |l| &mut l.max_total_size,
-    },
-    Knob {
-        var: "BERTH_MAX_VOLUME_BYTES",
-        field: |l| &mut l.max_volume_bytes,
-    },
-    Knob {
-        var: "BERTH_MIN_FREE_BYTES",
-        field: |l| &mut l.min_free_bytes,
-    },
-    Knob {
-        var: "BERTH_MIN_FREE_INODES",
-        field: |l| &mut l.min_free_inodes,
-    },
+/// The environment variable that sets each limit, and the field it sets.
+const KNOBS: &[(&str, Field)] = &[
+    ("BERTH_MAX_LAYER_BYTES", |l| &mut l.max_layer_bytes),
+    ("BERTH_MAX_IMAGE_BYTES", |l| &mut l.max_image_bytes),
+    ("BERTH_MAX_ENTRIES", |l| &mut l.max_entries),
+    ("BERTH_MAX_ENTRY_META", |l| &mut l.max_entry_meta),
+    ("BERTH_MAX_LAYER_META", |l| &mut l.max_layer_meta),
+    ("BERTH_MAX_FILE_SIZE", |l| &mut l.max_file_size),
+    ("BERTH_MAX_TOTAL_SIZE", |l| &mut l.max_total_size),
+    ("BERTH_MAX_VOLUME_BYTES", |l| &mut l.max_volume_bytes),
+    ("BERTH_MIN_FREE_BYTES", |l| &mut l.min_free_bytes),
+    ("BERTH_MIN_FREE_INODES", |l| &mut l.min_free_inodes),
 ];
 
 /// Parses a size: `123`, `64K`, `64KiB`, `64 kb`, `100G`, `1TB` (binary multiples; an
@@ -169,16 +137,16 @@ impl Limits {
     /// is an error naming the variable.
     pub fn from_env() -> Result<Limits> {
         let mut limits = Limits::default();
-        for k in KNOBS {
-            if let Some(v) = std::env::var_os(k.var) {
+        for &(var, field) in KNOBS {
+            if let Some(v) = std::env::var_os(var) {
                 let text = v.to_string_lossy();
                 let n = parse_size(&text).ok_or_else(|| {
                     Error::invalid(
-                        k.var,
+                        var,
                         format!("{text:?} is not a number with an optional K, M, G or T suffix"),
                     )
                 })?;
-                *(k.field)(&mut limits) = n;
+                *field(&mut limits) = n;
             }
         }
         Ok(limits)
@@ -329,13 +297,32 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("123"), Some(123));
-        assert_eq!(parse_size("64K"), Some(64 << 10));
-        assert_eq!(parse_size("100G"), Some(100 << 30));
-        assert_eq!(parse_size("2GiB"), Some(2 << 30));
-        assert_eq!(parse_size("1t"), Some(1 << 40));
-        assert_eq!(parse_size("1X"), None);
-        assert_eq!(parse_size(""), None);
-        assert_eq!(parse_size("99999999999999T"), None);
+        let good = [
+            ("0", 0),
+            ("123", 123),
+            ("64K", 64 << 10),
+            ("64KiB", 64 << 10),
+            ("64 kb", 64 << 10),
+            ("100G", 100 << 30),
+            ("2GiB", 2 << 30),
+            ("1t", 1 << 40),
+            ("1T", 1 << 40),
+        ];
+        for (text, n) in good {
+            assert_eq!(parse_size(text), Some(n), "{text:?}");
+        }
+        let bad = [
+            "",
+            "K",
+            "1X",
+            "-1",
+            "1.5G",
+            "1 GiBs",
+            "99999999999T",
+            "99999999999999T",
+        ];
+        for text in bad {
+            assert_eq!(parse_size(text), None, "{text:?}");
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use proptest::prelude::*;
 
@@ -69,46 +69,12 @@ impl Tar {
     }
 }
 
-/// A destination beside a sentinel directory that must stay untouched.
-struct Sandbox {
-    _tmp: tempfile::TempDir,
-    dest: PathBuf,
-    outside: PathBuf,
-}
+/// The integration tests' sandbox: a destination beside a sentinel directory that must stay
+/// untouched.
+#[path = "../../tests/common/sandbox.rs"]
+mod sandbox;
 
-impl Sandbox {
-    fn new() -> Sandbox {
-        let tmp = tempfile::tempdir().unwrap();
-        let dest = tmp.path().join("dest");
-        let outside = tmp.path().join("outside");
-        fs::create_dir(&dest).unwrap();
-        fs::create_dir(&outside).unwrap();
-        fs::write(outside.join("sentinel"), b"keep").unwrap();
-        Sandbox {
-            _tmp: tmp,
-            dest,
-            outside,
-        }
-    }
-
-    fn check(&self) {
-        let names: Vec<_> = fs::read_dir(self.dest.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(
-            names.len(),
-            2,
-            "something was created beside the destination"
-        );
-        let inside: Vec<_> = fs::read_dir(&self.outside)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(inside, ["sentinel"], "something was written outside");
-        assert_eq!(fs::read(self.outside.join("sentinel")).unwrap(), b"keep");
-    }
-}
+use sandbox::{sorted_names, Sandbox};
 
 /// Everything observable about a tree: per path its type, mode, owner, size, content or link
 /// target, mtime (directories: only when `dir_times`), device number and hardlink group.
@@ -120,12 +86,7 @@ fn snapshot(root: &Path, dir_times: bool) -> BTreeMap<String, String> {
         inodes: &mut HashMap<u64, String>,
         out: &mut BTreeMap<String, String>,
     ) {
-        let mut names: Vec<_> = fs::read_dir(p)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        names.sort();
-        for n in names {
+        for n in sorted_names(p) {
             let path = p.join(&n);
             let rel = path.strip_prefix(root).unwrap().display().to_string();
             let m = fs::symlink_metadata(&path).unwrap();
@@ -210,6 +171,23 @@ fn same_as_serial(
     serial.unwrap_or_else(|| Err("lower layer failed".into()))
 }
 
+/// The error extracting `tar` in `mode` with `workers` workers into a new sandbox gives
+/// (which must hold nothing outside the destination afterwards).
+fn extraction_error(tar: &[u8], mode: Mode, workers: usize) -> Error {
+    let sb = Sandbox::new();
+    let err = extract_layer_with_workers(tar, &sb.dest, &opts(mode), workers).unwrap_err();
+    sb.check();
+    err
+}
+
+/// Asserts that the description of `path` in `tree` has each of `parts`.
+fn assert_has(tree: &BTreeMap<String, String>, path: &str, parts: &[&str]) {
+    let found = &tree[path];
+    for part in parts {
+        assert!(found.contains(part), "{path}: no {part} in {found}");
+    }
+}
+
 fn dirs_of_files(t: &mut Tar, dirs: usize, files: usize, tag: &str) {
     for d in 0..dirs {
         t.dir(&format!("d{d}/"), 0o755);
@@ -265,39 +243,26 @@ fn hardlinks_to_files_written_by_other_workers() {
         let o = (d + 5) % 16;
         // To a file in another directory (most likely another worker), then a chain whose
         // headers set the shared inode's metadata: the last entry wins.
-        t.hard(
-            &format!("d{d}/h"),
-            &format!("d{o}/f3"),
-            0o600,
-            1_600_000_000,
-        );
-        t.hard(
-            &format!("d{o}/h2"),
-            &format!("d{d}/h"),
-            0o640,
-            1_600_000_000 + d,
-        );
-        t.hard(
-            &format!("d{d}/h3"),
-            &format!("d{o}/f3"),
-            0o604,
-            1_700_000_000 + d,
-        );
-        t.hard(
-            &format!("d{d}/same"),
-            &format!("d{d}/f7"),
-            0o644,
-            1_500_000_000,
-        );
+        let path = |(dir, name): (u64, &str)| format!("d{dir}/{name}");
+        for (link, target, mode, mtime) in [
+            ((d, "h"), (o, "f3"), 0o600, 1_600_000_000),
+            ((o, "h2"), (d, "h"), 0o640, 1_600_000_000 + d),
+            ((d, "h3"), (o, "f3"), 0o604, 1_700_000_000 + d),
+            ((d, "same"), (d, "f7"), 0o644, 1_500_000_000),
+        ] {
+            t.hard(&path(link), &path(target), mode, mtime);
+        }
     }
     let tar = t.finish();
     for w in [2, 3] {
         let tree = same_as_serial(None, &tar, &opts(Mode::Overlay), w, true).unwrap();
         // d15 is the last directory to link d4/f3: d15/h3's header wins.
-        assert!(tree["d4/f3"].contains("mode=100604"), "{}", tree["d4/f3"]);
-        assert!(tree["d4/f3"].contains("mtime=1700000015.0"));
-        assert!(tree["d4/f3"].contains("nlink=4"));
-        assert!(tree["d15/h"].contains("group=d15/h"));
+        assert_has(
+            &tree,
+            "d4/f3",
+            &["mode=100604", "mtime=1700000015.0", "nlink=4"],
+        );
+        assert_has(&tree, "d15/h", &["group=d15/h"]);
     }
 }
 
@@ -314,19 +279,18 @@ fn read_only_directory_full_of_files() {
     let tar = t.finish();
     let tree = same_as_serial(None, &tar, &opts(Mode::Overlay), 2, true).unwrap();
     assert_eq!(tree.len(), 3003);
-    assert!(tree["ro"].contains("mode=40551"), "{}", tree["ro"]);
-    assert!(tree["ro"].contains("mtime=1400000000"));
-    assert!(tree["ro/sub"].contains("mode=40500"));
-    assert!(tree["ro/sub/inner"].contains("mtime=1234567890.0"));
+    assert_has(&tree, "ro", &["mode=40551", "mtime=1400000000"]);
+    assert_has(&tree, "ro/sub", &["mode=40500"]);
+    assert_has(&tree, "ro/sub/inner", &["mtime=1234567890.0"]);
 }
 
-#[test]
-fn symlinks_created_then_traversed() {
+/// Symlinks to directories with entries through them (then the target's own name
+/// replaced), symlinks out of the destination with entries through them and, if `looping`,
+/// a symlink to itself with an entry below it.
+fn symlinks_archive(looping: bool) -> Vec<u8> {
     let mut t = Tar::default();
     dirs_of_files(&mut t, 8, 20, "a");
     for d in 0..8 {
-        // A symlink to a directory, then entries through it (they land in the target), then
-        // the target's own name replaced.
         t.sym(&format!("l{d}"), &format!("d{d}"));
         t.file(&format!("l{d}/via-link"), b"through the link");
         t.file(&format!("l{d}/f2"), b"f2 through the link");
@@ -344,25 +308,20 @@ fn symlinks_created_then_traversed() {
     t.sym("abs", "/");
     t.dir("abs/etc/", 0o755);
     t.file("abs/etc/passwd", b"not the host's");
-    t.sym("d0/loop", "loop");
-    t.file("d0/loop/x", b"loops");
-    let tar = t.finish();
-    let r = same_as_serial(None, &tar, &opts(Mode::Overlay), 2, false);
-    let err = r.unwrap_err();
+    if looping {
+        t.sym("d0/loop", "loop");
+        t.file("d0/loop/x", b"loops");
+    }
+    t.finish()
+}
+
+#[test]
+fn symlinks_created_then_traversed() {
+    let o = opts(Mode::Overlay);
+    let err = same_as_serial(None, &symlinks_archive(true), &o, 2, false).unwrap_err();
     assert!(err.contains("d0/loop/x"), "{err}");
     // Without the looping entry, everything applies.
-    let mut t = Tar::default();
-    dirs_of_files(&mut t, 8, 20, "a");
-    for d in 0..8 {
-        t.sym(&format!("l{d}"), &format!("d{d}"));
-        t.file(&format!("l{d}/via-link"), b"through the link");
-        t.file(&format!("d{d}/f2"), b"f2 directly");
-    }
-    t.sym("up", "../../../../..");
-    t.file("up/escaped", b"stays inside");
-    t.sym("abs", "/");
-    t.file("abs/etc/passwd", b"not the host's");
-    let tree = same_as_serial(None, &t.finish(), &opts(Mode::Overlay), 2, false).unwrap();
+    let tree = same_as_serial(None, &symlinks_archive(false), &o, 2, false).unwrap();
     assert!(tree["d5/via-link"].starts_with("file \"through the link\""));
     assert!(tree["escaped"].starts_with("file \"stays inside\""));
     assert!(tree["etc/passwd"].starts_with("file \"not the host's\""));
@@ -405,14 +364,11 @@ fn first_failing_entry_is_reported() {
     t.file("bad/../name", b"");
     let tar = t.finish();
     for w in [0, 1, 2, 4] {
-        let sb = Sandbox::new();
-        let err =
-            extract_layer_with_workers(&tar[..], &sb.dest, &opts(Mode::Overlay), w).unwrap_err();
+        let err = extraction_error(&tar, Mode::Overlay, w);
         assert!(
             matches!(&err, Error::Entry { entry, .. } if entry == "d2/broken"),
             "{w} workers: {err}"
         );
-        sb.check();
     }
     // The coordinator's error first, a worker's later: the coordinator's is reported.
     let mut t = Tar::default();
@@ -421,10 +377,11 @@ fn first_failing_entry_is_reported() {
     t.sym("d2/broken", "");
     let tar = t.finish();
     for w in [0, 2] {
-        let sb = Sandbox::new();
-        let err =
-            extract_layer_with_workers(&tar[..], &sb.dest, &opts(Mode::Overlay), w).unwrap_err();
-        assert!(err.to_string().contains("bad/../name"), "{err}");
+        let err = extraction_error(&tar, Mode::Overlay, w);
+        assert!(
+            err.to_string().contains("bad/../name"),
+            "{w} workers: {err}"
+        );
     }
     // A hardlink to a file that is missing, in a directory a worker fills.
     let mut t = Tar::default();
@@ -433,9 +390,7 @@ fn first_failing_entry_is_reported() {
     t.sym("d0/broken", "");
     let tar = t.finish();
     for w in [0, 2] {
-        let sb = Sandbox::new();
-        let err =
-            extract_layer_with_workers(&tar[..], &sb.dest, &opts(Mode::Overlay), w).unwrap_err();
+        let err = extraction_error(&tar, Mode::Overlay, w);
         assert!(
             matches!(&err, Error::Entry { entry, .. } if entry == "d1/h"),
             "{w} workers: {err}"
@@ -454,14 +409,11 @@ fn a_directory_hardlinked_to_itself_is_refused() {
     t.dir("a/b/", 0o700);
     let tar = t.finish();
     for w in [0, 3] {
-        let sb = Sandbox::new();
-        let err =
-            extract_layer_with_workers(&tar[..], &sb.dest, &opts(Mode::Flatten), w).unwrap_err();
+        let err = extraction_error(&tar, Mode::Flatten, w);
         assert!(
             matches!(&err, Error::Entry { entry, reason } if entry == "./a" && reason.contains("directory")),
             "{w} workers: {err}"
         );
-        sb.check();
     }
 }
 

@@ -2,6 +2,7 @@
 //! ones the `tar` crate refuses to write) and a tree snapshot to compare extraction results.
 #![allow(
     dead_code,
+    unused_macros,
     clippy::many_single_char_names,
     clippy::too_many_arguments,
     clippy::needless_pass_by_value
@@ -15,6 +16,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
+
+pub mod sandbox;
 
 /// A tar stream under construction.
 pub struct Tar {
@@ -162,6 +165,14 @@ impl Tar {
         )
     }
 
+    /// The `etc/` directory with the users and groups of an image: `etc/passwd` and
+    /// `etc/group` holding `passwd` and `group`.
+    pub fn users(&mut self, passwd: &str, group: &str) -> &mut Self {
+        self.dir("etc/")
+            .file("etc/passwd", passwd.as_bytes())
+            .file("etc/group", group.as_bytes())
+    }
+
     /// A file with PAX records (xattrs, long names).
     pub fn pax_file(&mut self, name: &str, data: &[u8], records: &[(&str, &[u8])]) -> &mut Self {
         self.b
@@ -239,13 +250,14 @@ fn xattrs(p: &Path, opts: Snap) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// A device's number, `major:minor`.
+fn device_number(md: &fs::Metadata) -> String {
+    let dev = md.rdev();
+    format!("{}:{}", rustix::fs::major(dev), rustix::fs::minor(dev))
+}
+
 fn walk(root: &Path, dir: &Path, opts: Snap, out: &mut BTreeMap<String, Node>) {
-    let mut names: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    names.sort();
-    for name in names {
+    for name in sandbox::sorted_names(dir) {
         let p = dir.join(&name);
         // overlayfs lists a whiteout in a directory of one layer, but it cannot be looked up.
         let Ok(md) = fs::symlink_metadata(&p) else {
@@ -272,23 +284,9 @@ fn walk(root: &Path, dir: &Path, opts: Snap, out: &mut BTreeMap<String, Node>) {
                 ),
             )
         } else if ft.is_char_device() {
-            (
-                "char",
-                format!(
-                    "{}:{}",
-                    rustix::fs::major(md.rdev()),
-                    rustix::fs::minor(md.rdev())
-                ),
-            )
+            ("char", device_number(&md))
         } else if ft.is_block_device() {
-            (
-                "block",
-                format!(
-                    "{}:{}",
-                    rustix::fs::major(md.rdev()),
-                    rustix::fs::minor(md.rdev())
-                ),
-            )
+            ("block", device_number(&md))
         } else if ft.is_fifo() {
             ("fifo", String::new())
         } else {
@@ -346,6 +344,63 @@ pub fn os(b: &[u8]) -> &OsStr {
 
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// Whether `program` runs (`program arg` succeeds), for tests of what other tools do.
+pub fn has_program(program: &str, arg: &str) -> bool {
+    std::process::Command::new(program)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Returns from the calling test, after printing why it is skipped, unless it runs as root
+/// (and, when a program is named, `$program $arg` succeeds: the program is installed).
+macro_rules! require_root {
+    () => {
+        if !$crate::common::is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+    ($program:literal, $arg:literal) => {
+        if !($crate::common::is_root() && $crate::common::has_program($program, $arg)) {
+            eprintln!("skipped: needs root and {}", $program);
+            return;
+        }
+    };
+}
+#[allow(unused_imports)] // Not every test binary skips tests.
+pub(crate) use require_root;
+
+/// How many entries the directory `dir` holds.
+pub fn count_entries(dir: &Path) -> usize {
+    fs::read_dir(dir).unwrap().count()
+}
+
+/// Import options that record the image as `name`.
+pub fn named(name: &str) -> berth_image::store::ImportOptions {
+    berth_image::store::ImportOptions {
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+/// Imports the OCI layout at `dir` into `store` with the default options (each image named
+/// after the directory and its tag).
+pub fn import_layout(
+    store: &berth_image::store::Store,
+    dir: &Path,
+) -> berth_image::Result<Vec<berth_image::ImageRecord>> {
+    store.import_oci_layout(dir, &berth_image::store::ImportOptions::default())
+}
+
+/// A store in a new temporary directory (at `store/` in it), which the test may fill with
+/// anything else it needs.
+pub fn temp_store() -> (tempfile::TempDir, berth_image::store::Store) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = berth_image::store::Store::open(tmp.path().join("store")).unwrap();
+    (tmp, store)
 }
 
 /// Builds OCI image layouts (and archives of them) for store and bundle tests.
@@ -534,31 +589,10 @@ pub fn hardlink_groups(root: &Path) -> std::collections::BTreeSet<Vec<String>> {
 
 /// Mount points at or below `dir` in this process's mount namespace, deepest (latest) first.
 pub fn mounts_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    // Field 5 of mountinfo, with spaces, tabs, newlines and backslashes octal-escaped.
-    fn unescape(s: &str) -> std::path::PathBuf {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            let esc = b
-                .get(i + 1..i + 4)
-                .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-            if let (b'\\', Some(d)) = (b[i], esc) {
-                let v = d.iter().fold(0u32, |a, c| a * 8 + u32::from(c - b'0'));
-                out.push(v as u8);
-                i += 4;
-            } else {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-        std::path::PathBuf::from(OsStr::from_bytes(&out))
-    }
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let mut out: Vec<_> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape)
+    let mut out: Vec<_> = berth_sys::mountinfo::read_self()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.mount_point)
         .filter(|p| p.starts_with(dir))
         .collect();
     out.reverse();
