@@ -6,6 +6,7 @@ pub mod create;
 pub mod exec;
 pub mod images;
 pub mod logs;
+pub mod networks;
 pub mod stats;
 pub mod system;
 
@@ -46,6 +47,7 @@ pub async fn route(d: Arc<Daemon>, ctx: Ctx, req: Request<Incoming>) -> ApiResul
         ["exec", id, "start"] if post => exec::start(&d, id, req).await,
         ["exec", id, "resize"] if post => exec::resize(&d, &ctx, id).await,
         ["exec", id, "json"] if get => exec::inspect(&d, id),
+        ["networks", rest @ ..] => networks::route(&d, &ctx, rest, req).await,
         ["images", rest @ ..] => images::route(&d, &ctx, rest, req).await,
         _ => Err(no_route(&ctx)),
     }
