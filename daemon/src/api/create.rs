@@ -325,6 +325,13 @@ pub async fn create(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRe
         }
     }
     let holder = format!("berthd:{id}");
+    let vols = volumes_dir(d);
+    let volume_binds: Vec<(String, PathBuf)> = host
+        .binds
+        .iter()
+        .filter(|b| b.source.starts_with(&vols))
+        .map(|b| (b.destination.clone(), b.source.clone()))
+        .collect();
     let request = ContainerRequest {
         id: id.clone(),
         image: img.name.clone(),
@@ -340,9 +347,22 @@ pub async fn create(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRe
         .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
     let engine = d.engine.clone();
     let bundle = dir.join("bundle");
-    let made = tokio::task::spawn_blocking(move || engine.make_container(&bundle, &request))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let made = tokio::task::spawn_blocking(move || {
+        let made = engine.make_container(&bundle, &request)?;
+        // A named volume's first use: seeded with what the image has at its path.
+        let store = engine.open_store()?;
+        let mut budget = berth_image::volume::SeedBudget::new(store.limits());
+        for (dest, source) in &volume_binds {
+            if let Err(e) =
+                berth_image::volume::seed(&made.bundle.join("rootfs"), dest, source, &mut budget)
+            {
+                tracing::warn!("seeding volume {}: {e}", source.display());
+            }
+        }
+        Ok::<_, berth_engine::Error>(made)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
     let made = match made {
         Ok(m) => m,
         Err(e) => {

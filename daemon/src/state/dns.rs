@@ -4,7 +4,8 @@
 //! on the network starts or stops. The default `bridge` network has no name resolution, as
 //! with docker.
 
-use std::io::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::record::ContainerRecord;
@@ -22,7 +23,7 @@ pub fn entries(network: &str, members: &[&ContainerRecord]) -> String {
     let mut out = format!("# berthd: containers on network {network}\n");
     for m in members {
         if let Some(ip) = &m.network.ip {
-            out.push_str(&format!("{ip}\t{}\t{}\n", m.name, &m.id[..12]));
+            let _ = writeln!(out, "{ip}\t{}\t{}", m.name, &m.id[..12]);
         }
     }
     out
