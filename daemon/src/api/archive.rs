@@ -151,8 +151,17 @@ pub async fn put(d: &Arc<Daemon>, ctx: &Ctx, key: &str, req: Request<Incoming>) 
     // Spool the body (bounded) to a file: the extractor reads synchronously.
     let spool_dir = d.config.data_root.join("berthd").join("tmp");
     std::fs::create_dir_all(&spool_dir).map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut spool =
-        tempfile::tempfile_in(&spool_dir).map_err(|e| ApiError::internal(e.to_string()))?;
+    // An unnamed file (O_TMPFILE): nothing to clean up if berthd dies mid-upload.
+    let mut spool = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE)
+            .open(&spool_dir)
+            .map_err(|e| ApiError::internal(format!("{}: {e}", spool_dir.display())))?
+    };
     let limit = max_upload();
     let mut body = req.into_body();
     let mut total = 0u64;
