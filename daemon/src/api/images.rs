@@ -40,7 +40,7 @@ pub async fn route(
         [name @ .., "tag"] if post && !name.is_empty() => tag(d, ctx, &name.join("/")),
         [name @ .., "push"] if post && !name.is_empty() => {
             drop(req);
-            push(d, ctx, &name.join("/")).await
+            push(d, ctx, &name.join("/"))
         }
         name if delete && !name.is_empty() => remove(d, ctx, &name.join("/")).await,
         _ => Err(no_route(ctx)),
@@ -627,19 +627,6 @@ pub fn created(value: &Value) -> Resp {
     json_resp(StatusCode::CREATED, value)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reference_globs() {
-        assert!(glob_match("busy*", "busybox:latest"));
-        assert!(!glob_match("busy*", "x/busybox:latest"));
-        assert!(glob_match("*:latest", "busybox:latest"));
-        assert!(!glob_match("busybox", "busybox"));
-    }
-}
-
 /// `GET /images/search?term=REGISTRY/TERM&limit=`: the repositories of a registry's catalog
 /// whose names hold TERM. Only registry-qualified terms are answered (the catalog is the
 /// distribution API's; Docker Hub's search service is not spoken here).
@@ -710,7 +697,7 @@ impl Progress for PushProgress {
 
 /// `POST /images/{name}/push?tag=`: pushes the stored image to the registry its name names,
 /// streaming docker's progress lines; errors after the first line are `error` lines.
-async fn push(d: &Arc<Daemon>, ctx: &Ctx, name: &str) -> ApiResult<Resp> {
+fn push(d: &Arc<Daemon>, ctx: &Ctx, name: &str) -> ApiResult<Resp> {
     let tag = ctx.query.get("tag").filter(|t| !t.is_empty());
     let full = match tag {
         Some(t) => format!("{name}:{t}"),
@@ -787,4 +774,17 @@ async fn push(d: &Arc<Daemon>, ctx: &Ctx, name: &str) -> ApiResult<Resp> {
         }
     });
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_globs() {
+        assert!(glob_match("busy*", "busybox:latest"));
+        assert!(!glob_match("busy*", "x/busybox:latest"));
+        assert!(glob_match("*:latest", "busybox:latest"));
+        assert!(!glob_match("busybox", "busybox"));
+    }
 }
