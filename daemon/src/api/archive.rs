@@ -23,7 +23,7 @@ use crate::http::{ApiError, ApiResult, Ctx};
 use crate::state::Daemon;
 
 /// The largest tar `PUT` accepts (`BERTHD_MAX_ARCHIVE`, default 4 GiB).
-fn max_upload() -> u64 {
+pub fn max_upload() -> u64 {
     std::env::var("BERTHD_MAX_ARCHIVE")
         .ok()
         .and_then(|v| berth_image::extract::parse_size(&v))
@@ -136,6 +136,43 @@ pub fn get(d: &Arc<Daemon>, ctx: &Ctx, key: &str, head: bool) -> ApiResult<Resp>
     Ok(resp)
 }
 
+/// Writes a request body of at most `limit` bytes to an unnamed file (`O_TMPFILE` in
+/// `<data-root>/berthd/tmp`: nothing to clean up if berthd dies mid-upload), rewound.
+pub async fn spool(d: &Daemon, mut body: Incoming, limit: u64) -> ApiResult<std::fs::File> {
+    let spool_dir = d.config.data_root.join("berthd").join("tmp");
+    std::fs::create_dir_all(&spool_dir).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut spool = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE)
+            .open(&spool_dir)
+            .map_err(|e| ApiError::internal(format!("{}: {e}", spool_dir.display())))?
+    };
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the upload: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            total += data.len() as u64;
+            if total > limit {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("upload larger than {limit} bytes (BERTHD_MAX_ARCHIVE)"),
+                ));
+            }
+            spool
+                .write_all(data)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+        }
+    }
+    spool
+        .rewind()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(spool)
+}
+
 /// `PUT /containers/{id}/archive?path=DIR`: extracts the uploaded tar into DIR.
 pub async fn put(d: &Arc<Daemon>, ctx: &Ctx, key: &str, req: Request<Incoming>) -> ApiResult<Resp> {
     let c = d.find(key)?;
@@ -148,42 +185,8 @@ pub async fn put(d: &Arc<Daemon>, ctx: &Ctx, key: &str, req: Request<Incoming>) 
             e
         }
     })?;
-    // Spool the body (bounded) to a file: the extractor reads synchronously.
-    let spool_dir = d.config.data_root.join("berthd").join("tmp");
-    std::fs::create_dir_all(&spool_dir).map_err(|e| ApiError::internal(e.to_string()))?;
-    // An unnamed file (O_TMPFILE): nothing to clean up if berthd dies mid-upload.
-    let mut spool = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_TMPFILE)
-            .open(&spool_dir)
-            .map_err(|e| ApiError::internal(format!("{}: {e}", spool_dir.display())))?
-    };
-    let limit = max_upload();
-    let mut body = req.into_body();
-    let mut total = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|e| ApiError::bad_request(format!("reading the archive: {e}")))?;
-        if let Some(data) = frame.data_ref() {
-            total += data.len() as u64;
-            if total > limit {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("archive larger than {limit} bytes (BERTHD_MAX_ARCHIVE)"),
-                ));
-            }
-            spool
-                .write_all(data)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-        }
-    }
-    spool
-        .rewind()
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    // Spooled (bounded) to a file: the extractor reads synchronously.
+    let spool = spool(d, req.into_body(), max_upload()).await?;
     let limits = d
         .engine
         .open_store()

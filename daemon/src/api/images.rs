@@ -34,7 +34,18 @@ pub async fn route(
         ["create"] if post => pull(d, ctx).await,
         ["prune"] if post => prune(d).await,
         ["search"] if get => search(ctx).await,
-        ["get" | "load"] => Err(ApiError::not_implemented("image save/load")),
+        ["get"] if get => super::image_archive::save(
+            d,
+            ctx.query
+                .all("names")
+                .iter()
+                .map(|s| (*s).to_string())
+                .collect(),
+        ),
+        ["load"] if post => super::image_archive::load(d, ctx, req).await,
+        [name @ .., "get"] if get && !name.is_empty() => {
+            super::image_archive::save(d, vec![name.join("/")])
+        }
         [name @ .., "json"] if get && !name.is_empty() => inspect(d, &name.join("/")),
         [name @ .., "history"] if get && !name.is_empty() => history(d, &name.join("/")),
         [name @ .., "tag"] if post && !name.is_empty() => tag(d, ctx, &name.join("/")),

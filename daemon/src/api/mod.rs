@@ -6,6 +6,7 @@ pub mod attach;
 pub mod containers;
 pub mod create;
 pub mod exec;
+pub mod image_archive;
 pub mod images;
 pub mod logs;
 pub mod networks;
