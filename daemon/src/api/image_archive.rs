@@ -41,13 +41,13 @@ fn append_bytes<W: Write>(b: &mut tar::Builder<W>, name: &str, data: &[u8]) -> s
 }
 
 /// `GET /images/get?names=A&names=B` (and `GET /images/{name}/get`).
-pub fn save(d: &Arc<Daemon>, names: Vec<String>) -> ApiResult<Resp> {
+pub fn save(d: &Arc<Daemon>, names: &[String]) -> ApiResult<Resp> {
     if names.is_empty() {
         return Err(ApiError::bad_request("names is required"));
     }
     let store = d.engine.open_store()?;
     let mut images = Vec::new();
-    for n in &names {
+    for n in names {
         let (r, _) = super::images::find(&store, n)?;
         images.push((n.clone(), r));
     }

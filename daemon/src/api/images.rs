@@ -44,7 +44,7 @@ pub async fn route(
         ),
         ["load"] if post => super::image_archive::load(d, ctx, req).await,
         [name @ .., "get"] if get && !name.is_empty() => {
-            super::image_archive::save(d, vec![name.join("/")])
+            super::image_archive::save(d, &[name.join("/")])
         }
         [name @ .., "json"] if get && !name.is_empty() => inspect(d, &name.join("/")),
         [name @ .., "history"] if get && !name.is_empty() => history(d, &name.join("/")),
