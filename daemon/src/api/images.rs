@@ -34,14 +34,15 @@ pub async fn route(
         ["create"] if post => pull(d, ctx).await,
         ["prune"] if post => prune(d).await,
         ["search"] if get => search(ctx).await,
-        ["get"] if get => super::image_archive::save(
-            d,
-            ctx.query
+        ["get"] if get => {
+            let names: Vec<String> = ctx
+                .query
                 .all("names")
                 .iter()
                 .map(|s| (*s).to_string())
-                .collect(),
-        ),
+                .collect();
+            super::image_archive::save(d, &names)
+        }
         ["load"] if post => super::image_archive::load(d, ctx, req).await,
         [name @ .., "get"] if get && !name.is_empty() => {
             super::image_archive::save(d, &[name.join("/")])
