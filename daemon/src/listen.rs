@@ -75,7 +75,8 @@ pub async fn bind(
         let addr: SocketAddr = addr
             .parse()
             .with_context(|| format!("-H {host}: expected tcp://ADDR:PORT"))?;
-        if !addr.ip().is_loopback() && !(tls.is_some() && verify) {
+        let mutual_tls = tls.is_some() && verify;
+        if !(addr.ip().is_loopback() || mutual_tls) {
             bail!("-H {host}: TCP beyond loopback is served only with mutual TLS (--tlsverify --tlscacert --tlscert --tlskey): whoever reaches the API is root on this host");
         }
         let l = TcpListener::bind(addr)
