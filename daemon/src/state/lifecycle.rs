@@ -177,6 +177,7 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
     });
     d.container_event(&rec, "start", &[]);
     super::dns::refresh(d, &rec.network.mode, None);
+    super::health::start(d, c);
     spawn_watch(d.clone(), c.clone(), ready.monitor_pid);
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod dns;
 pub mod events;
 pub mod exec;
+pub mod health;
 pub mod lifecycle;
 pub mod monitor;
 pub mod record;
@@ -70,6 +71,8 @@ pub struct Container {
     pub op: tokio::sync::Mutex<()>,
     /// Where attach clients connect (the running monitor's directory), or who waits for it.
     pub attach: Mutex<lifecycle::AttachHub>,
+    /// Its health, while a health check runs.
+    pub health: Mutex<Option<health::Health>>,
 }
 
 impl Container {
@@ -80,6 +83,7 @@ impl Container {
             changed: watch::channel(0).0,
             op: tokio::sync::Mutex::new(()),
             attach: Mutex::new(lifecycle::AttachHub::default()),
+            health: Mutex::new(None),
         })
     }
 
