@@ -59,6 +59,7 @@ fn main() -> Result<()> {
     let _pidfile = write_pidfile(&args.pidfile)?;
     let data_root = berth_engine::roots::store_root(args.data_root.as_deref());
     let config = Config {
+        init: berthd::args::init_binary(args.init_path.as_deref()),
         data_root,
         exec_root: args.exec_root.clone(),
         runtime: args

@@ -158,6 +158,13 @@ fn host_options(d: &Daemon, hc: &HostConfig) -> ApiResult<HostOptions> {
                 .collect(),
         });
     }
+    if hc.init.unwrap_or(false) {
+        h.init = Some(d.config.init.clone().ok_or_else(|| {
+            ApiError::bad_request(
+                "--init: no init binary found (install catatonit or tini, or start berthd with --init-path)",
+            )
+        })?);
+    }
     h.readonly_rootfs = hc.readonly_rootfs.unwrap_or(false);
     h.console_size = hc
         .console_size

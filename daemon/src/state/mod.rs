@@ -32,6 +32,8 @@ pub struct Config {
     pub runtime: PathBuf,
     /// The `berth-monitor` binary.
     pub monitor: PathBuf,
+    /// The static init `--init` binds into containers (catatonit, docker-init).
+    pub init: Option<PathBuf>,
 }
 
 impl Config {
