@@ -253,6 +253,34 @@ fn network_choice(hc: &HostConfig, exposed: &[String]) -> ApiResult<NetworkChoic
     Ok(choice)
 }
 
+/// `HostConfig.LogConfig`: the json-file driver (`max-size`, `max-file`) or `none`.
+fn check_log_config(hc: &HostConfig) -> ApiResult<()> {
+    let Some(lc) = &hc.log_config else {
+        return Ok(());
+    };
+    match lc.typ.as_deref().unwrap_or("") {
+        "" | "json-file" | "none" => {}
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "logging driver {other:?} is not supported by berthd (json-file or none)"
+            )))
+        }
+    }
+    for (k, v) in lc.config.iter().flatten() {
+        let ok = match k.as_str() {
+            "max-size" => berth_image::extract::parse_size(v).is_some_and(|n| n > 0),
+            "max-file" => v.parse::<u32>().is_ok_and(|n| n > 0),
+            _ => false,
+        };
+        if !ok {
+            return Err(ApiError::bad_request(format!(
+                "invalid log option {k}={v:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A free port on the host (for `-p 80` and `-P`).
 fn free_port() -> ApiResult<u16> {
     std::net::TcpListener::bind("0.0.0.0:0")
@@ -309,6 +337,7 @@ pub async fn create(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRe
     {
         exposed.extend(img_ports);
     }
+    check_log_config(&hc)?;
     let network = network_choice(&hc, &exposed)?;
     let host = host_options(d, &hc)?;
     let id = record::new_id();

@@ -147,6 +147,8 @@ mod tests {
             stdin_once: false,
             log: None,
             hold_output: false,
+            log_max_size: None,
+            log_max_files: 1,
             mode: Mode::Create {
                 bundle: "/b".into(),
             },
