@@ -163,11 +163,20 @@ pub async fn start(d: &Arc<Daemon>, id: &str, mut req: Request<Incoming>) -> Api
     };
     let tty = e.config.tty;
     let (resp, io) = hijack(&mut req, tty);
+    // The exit is recorded before the client's stream ends: `docker exec` inspects the exec
+    // for its exit code as soon as its output ends.
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        watcher.await;
+        let _ = ended_tx.send(());
+    });
     tokio::spawn(async move {
         if let Ok(client) = io.await {
-            pump(client, sock, tty, streams).await;
+            let ended = async {
+                let _ = ended_rx.await;
+            };
+            pump(client, sock, tty, streams, ended).await;
         }
-        watcher.await;
     });
     Ok(resp)
 }
