@@ -58,7 +58,29 @@ impl WaitCondition {
 }
 
 fn runtime_error(e: &berth_runtime::Error) -> String {
-    crate::http::error::chain(e)
+    plain_message(&crate::http::error::chain(e))
+}
+
+/// A runtime message without the logrus framing the container's init reports failures in
+/// (`time="..." level=error msg="exec: \"x\": ..."` becomes `exec: "x": ...`), so docker
+/// prints the message itself.
+fn plain_message(message: &str) -> String {
+    let Some(start) = message.find("time=\"") else {
+        return message.to_string();
+    };
+    let Some(msg) = message[start..].find(" msg=\"") else {
+        return message.to_string();
+    };
+    let mut out = message[..start].to_string();
+    let mut chars = message[start + msg + 6..].chars();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\\' => out.extend(chars.next()),
+            '"' => break,
+            ch => out.push(ch),
+        }
+    }
+    out
 }
 
 /// Whether a start error is the user's (a command that cannot run): docker's CLI turns
@@ -74,10 +96,22 @@ fn is_user_error(message: &str) -> bool {
     .any(|m| message.contains(m))
 }
 
-/// Starts a created or exited container.
+/// Starts a created or exited container. One with `AutoRemove` whose start fails is
+/// removed, as dockerd does: `docker run --rm` waits for that removal.
 pub async fn start(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
-    let _op = c.op.lock().await;
-    start_locked(d, c).await
+    let res = {
+        let _op = c.op.lock().await;
+        start_locked(d, c).await
+    };
+    if let Err(e) = &res {
+        let auto_remove = c.snapshot().host_config.auto_remove.unwrap_or(false);
+        if auto_remove && e.status != hyper::StatusCode::NOT_MODIFIED {
+            if let Err(e) = remove(d, c, true).await {
+                tracing::warn!("auto-removing {} after a failed start: {}", c.id, e.message);
+            }
+        }
+    }
+    res
 }
 
 async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
@@ -119,6 +153,7 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
     let ready = match monitor::spawn(&spawn).await {
         Ok(r) => r,
         Err(message) => {
+            let message = plain_message(&message);
             c.update(&cdir, |r| {
                 r.state.error.clone_from(&message);
                 r.state.exit_code = if is_user_error(&message) { 127 } else { 128 };
@@ -589,5 +624,12 @@ mod tests {
         assert!(is_user_error(
             "exec: \"nosuch\": executable file not found in $PATH"
         ));
+        assert_eq!(
+            plain_message(
+                "time=\"2026-01-01T00:00:00Z\" level=error msg=\"exec: \\\"nosuch\\\": executable file not found in $PATH\""
+            ),
+            "exec: \"nosuch\": executable file not found in $PATH"
+        );
+        assert_eq!(plain_message("plain failure"), "plain failure");
     }
 }
