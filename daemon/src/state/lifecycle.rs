@@ -64,7 +64,7 @@ fn runtime_error(e: &berth_runtime::Error) -> String {
 /// A runtime message without the logrus framing the container's init reports failures in
 /// (`time="..." level=error msg="exec: \"x\": ..."` becomes `exec: "x": ...`), so docker
 /// prints the message itself.
-fn plain_message(message: &str) -> String {
+pub(crate) fn plain_message(message: &str) -> String {
     let Some(start) = message.find("time=\"") else {
         return message.to_string();
     };
