@@ -321,6 +321,19 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// Where container `id`'s cgroups may be: `/berth-<id>` (what the engine asks for) or
+/// `/berth/<id>` (the runtime's default), in the v2 root and in each v1 hierarchy.
+pub fn cgroups_of(id: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut dirs = vec![root.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(root) {
+        dirs.extend(entries.flatten().map(|e| e.path()));
+    }
+    dirs.iter()
+        .flat_map(|d| [d.join(format!("berth-{id}")), d.join("berth").join(id)])
+        .collect()
+}
+
 /// Runs `f` on a thread that has entered the network namespace at `ns_path` (the test's
 /// own threads stay in the host's).
 pub fn in_netns<T: Send>(ns_path: &Path, f: impl FnOnce() -> T + Send) -> T {
@@ -742,7 +755,35 @@ impl Daemon {
     pub fn finish(mut self) {
         let dir = self.dir.path().to_path_buf();
         // Through the API first: what a clean `docker rm -f` leaves is what is checked.
+        // Every container this berthd (since its last start) made: listed, or in its events.
+        let until = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string();
+        let mut ids = self.docker_ok(&["ps", "-aq", "--no-trunc"]);
+        ids += &self.docker_ok(&[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            &until,
+            "--filter",
+            "type=container",
+            "--format",
+            "{{.Actor.ID}}",
+        ]);
         self.remove_all_containers();
+        let cgroups: Vec<PathBuf> = ids
+            .split_whitespace()
+            .flat_map(cgroups_of)
+            .filter(|p| p.exists())
+            .collect();
+        assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+        let runtime: Vec<_> = std::fs::read_dir(self.exec_root.join("runtime"))
+            .map(|r| r.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(runtime.is_empty(), "runtime state left: {runtime:?}");
         let monitors = self.monitors();
         let ok = poll_until(STATE_TIMEOUT, || self.monitors().is_empty());
         assert!(ok, "monitors left after docker rm -f: {monitors:?}");
