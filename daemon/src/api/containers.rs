@@ -323,6 +323,12 @@ pub async fn action(
             }
             lifecycle::kill(d, &c, sig).await?;
             d.container_event(&c.snapshot(), "kill", &[("signal", sig.to_string())]);
+            if sig == libc::SIGKILL {
+                // As dockerd: a SIGKILL returns once the container has stopped, so
+                // `docker kill c && docker rm c` works.
+                let stopped = lifecycle::wait(d, &c, WaitCondition::NotRunning);
+                let _ = tokio::time::timeout(Duration::from_secs(10), stopped).await;
+            }
             Ok(no_content(StatusCode::NO_CONTENT))
         }
         "pause" => {
