@@ -342,7 +342,8 @@ async fn wait_stopped(c: &Container, timeout: Duration) -> bool {
     }
 }
 
-/// Stops a container: its stop signal, then SIGKILL after `timeout`.
+/// Stops a container: its stop signal, then SIGKILL after `timeout`; a `stop` event, as
+/// dockerd emits.
 pub async fn stop(
     d: &Arc<Daemon>,
     c: &Arc<Container>,
@@ -350,7 +351,9 @@ pub async fn stop(
     timeout: Duration,
 ) -> ApiResult<()> {
     let _op = c.op.lock().await;
-    stop_locked(d, c, signal, timeout).await
+    stop_locked(d, c, signal, timeout).await?;
+    d.container_event(&c.snapshot(), "stop", &[]);
+    Ok(())
 }
 
 async fn stop_locked(
@@ -405,7 +408,7 @@ async fn stop_locked(
 pub async fn restart(d: &Arc<Daemon>, c: &Arc<Container>, timeout: Duration) -> ApiResult<()> {
     let _op = c.op.lock().await;
     match stop_locked(d, c, None, timeout).await {
-        Ok(()) => {}
+        Ok(()) => d.container_event(&c.snapshot(), "stop", &[]),
         Err(e) if e.status == hyper::StatusCode::NOT_MODIFIED => {}
         Err(e) => return Err(e),
     }
