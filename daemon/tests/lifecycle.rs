@@ -278,5 +278,106 @@ fn events_list_create_start_die_destroy_of_a_run() {
         "{{.Action}}",
     ]);
     assert_eq!(by_name, "create\nstart\ndie\ndestroy\n");
+
+    // docker stop: die, then stop (dockerd also sends a kill event first).
+    let since = unix_now().to_string();
+    d.docker_ok(&["run", "-d", "--name", "ev2", IMAGE, "sleep", "1000"]);
+    d.docker_ok(&["stop", "-t", "1", "ev2"]);
+    d.docker_ok(&["rm", "ev2"]);
+    let until = (unix_now() + 1).to_string();
+    let out = d.docker_ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "container=ev2",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let actions: Vec<&str> = out.lines().filter(|a| *a != "kill").collect();
+    assert_eq!(
+        actions,
+        ["create", "start", "die", "stop", "destroy"],
+        "{out}"
+    );
+    d.finish();
+}
+
+#[test]
+fn kill_returns_once_the_container_is_dead() {
+    let d = Daemon::with_image();
+    for i in 0..3 {
+        let name = format!("victim{i}");
+        d.docker_ok(&["run", "-d", "--name", &name, IMAGE, "sleep", "1000"]);
+        d.docker_ok(&["kill", &name]);
+        // No race with the exit: it is recorded when kill returns.
+        assert_eq!(
+            d.inspect(&name, "{{.State.Status}} {{.State.ExitCode}}"),
+            "exited 137"
+        );
+        d.docker_ok(&["rm", &name]);
+    }
+    // Another signal is only sent.
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hup",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'echo got-hup' HUP; while :; do sleep 0.1; done",
+    ]);
+    d.docker_ok(&["kill", "-s", "HUP", "hup"]);
+    d.wait_logs("hup", "got-hup");
+    assert_eq!(d.inspect("hup", "{{.State.Status}}"), "running");
+    let stopped = d.docker(&["kill", "-s", "HUP", "nosuch"]);
+    assert!(
+        stopped.err().contains("No such container"),
+        "{}",
+        stopped.err()
+    );
+    d.finish();
+}
+
+#[test]
+fn a_published_port_reaches_the_container() {
+    let d = Daemon::with_image();
+    // busybox httpd serves /etc.
+    d.docker_ok(&[
+        "run", "-d", "--name", "web", "-p", "8080:80", IMAGE, "httpd", "-f", "-p", "80", "-h",
+        "/etc",
+    ]);
+    let port = d.docker_ok(&["port", "web", "80"]);
+    assert!(port.contains(":8080"), "{port}");
+    // Loopback is not DNATed (no userland proxy): a host address of the namespace is.
+    let addrs = d
+        .nsenter(&["ip", "-4", "-o", "addr", "show"])
+        .ok("ip addr")
+        .out();
+    let host_ip = addrs
+        .split_whitespace()
+        .filter_map(|w| w.split_once('/').map(|(ip, _)| ip.to_string()))
+        .find(|ip| {
+            ip.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|a| !a.is_loopback())
+        })
+        .unwrap_or_else(|| panic!("no host address in the namespace:\n{addrs}"));
+    let mut page = String::new();
+    let served = common::in_netns(&d.netns_path(), || {
+        poll_until(STATE_TIMEOUT, || {
+            let Ok(mut s) = std::net::TcpStream::connect((host_ip.as_str(), 8080)) else {
+                return false;
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = std::io::Write::write_all(&mut s, b"GET /group HTTP/1.0\r\n\r\n");
+            page.clear();
+            let _ = s.read_to_string(&mut page);
+            page.contains("root:x:0:")
+        })
+    });
+    assert!(served, "{host_ip}:8080 did not serve /etc/group: {page:?}");
     d.finish();
 }

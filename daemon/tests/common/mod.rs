@@ -21,6 +21,7 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
@@ -654,10 +655,11 @@ impl Daemon {
     pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> HttpResponse {
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n");
         if let Some(b) = body {
-            req.push_str(&format!(
+            let _ = write!(
+                req,
                 "Content-Type: application/json\r\nContent-Length: {}\r\n",
                 b.len()
-            ));
+            );
         }
         req.push_str("\r\n");
         let mut bytes = req.into_bytes();
