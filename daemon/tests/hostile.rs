@@ -223,3 +223,23 @@ fn the_socket_is_root_only() {
     assert!(out.err().contains("permission denied"), "{}", out.err());
     d.finish();
 }
+
+#[test]
+fn racing_creates_of_one_name_leave_one_container_and_nothing_else() {
+    let d = Daemon::with_image();
+    let outs: Vec<std::process::Output> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| d.docker(&["create", "--name", "same", IMAGE, "sleep", "1000"])))
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let won = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(won, 1, "{outs:?}");
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        assert!(o.err().contains("is already in use"), "{}", o.err());
+    }
+    assert_eq!(d.docker_ok(&["ps", "-aq"]).lines().count(), 1);
+    d.docker_ok(&["start", "same"]);
+    // finish() checks that the losers left no mount (rootfs, network namespace) behind.
+    d.finish();
+}
