@@ -30,7 +30,15 @@ pub struct Streams {
 /// Joins a client to a monitor's attach socket until the process's output ends: frames
 /// from the monitor go out as they are (multiplexed) or unframed (`tty`), filtered by
 /// `streams`; the client's input goes in, and its end closes the monitor's input side.
-pub async fn pump(client: Hijacked, sock: UnixStream, tty: bool, streams: Streams) {
+/// The client's connection is closed only once `ended` completes (for exec: its exit code
+/// recorded, which the client inspects as soon as its stream ends).
+pub async fn pump(
+    client: Hijacked,
+    sock: UnixStream,
+    tty: bool,
+    streams: Streams,
+    ended: impl std::future::Future<Output = ()>,
+) {
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut sr, mut sw) = sock.into_split();
     let output = async {
@@ -59,6 +67,7 @@ pub async fn pump(client: Hijacked, sock: UnixStream, tty: bool, streams: Stream
             }
         }
         let _ = cw.flush().await;
+        ended.await;
         let _ = cw.shutdown().await;
     };
     let input = async {
@@ -132,7 +141,7 @@ pub fn attach(
         if let Some(ack) = ack {
             let _ = ack.send(());
         }
-        pump(client, sock, tty, streams).await;
+        pump(client, sock, tty, streams, std::future::ready(())).await;
     });
     Ok(resp)
 }

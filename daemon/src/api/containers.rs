@@ -249,7 +249,7 @@ pub fn inspect(d: &Daemon, key: &str) -> ApiResult<Resp> {
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": if execs.is_empty() { Value::Null } else { json!(execs) },
-        "HostConfig": r.host_config,
+        "HostConfig": host_config_json(&r),
         "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": bundle.join("rootfs")}},
         "Mounts": mounts,
         "Config": r.config,
@@ -259,6 +259,25 @@ pub fn inspect(d: &Daemon, key: &str) -> ApiResult<Resp> {
             "Gateway": "", "MacAddress": "", "Networks": networks_of(&r),
         },
     })))
+}
+
+/// The host config as inspect shows it, with the log driver berthd uses filled in as dockerd
+/// does (docker-py's `containers.run` reads `HostConfig.LogConfig.Type`).
+fn host_config_json(r: &ContainerRecord) -> Value {
+    let mut hc = serde_json::to_value(&r.host_config).unwrap_or_else(|_| json!({}));
+    if let Some(o) = hc.as_object_mut() {
+        let typ = o
+            .get("LogConfig")
+            .and_then(|l| l.get("Type"))
+            .and_then(Value::as_str);
+        if typ.is_none_or(str::is_empty) {
+            o.insert(
+                "LogConfig".into(),
+                json!({"Type": "json-file", "Config": {}}),
+            );
+        }
+    }
+    hc
 }
 
 fn timeout_of(ctx: &Ctx, r: &ContainerRecord) -> ApiResult<Duration> {
@@ -319,6 +338,12 @@ pub async fn action(
             }
             lifecycle::kill(d, &c, sig).await?;
             d.container_event(&c.snapshot(), "kill", &[("signal", sig.to_string())]);
+            if sig == libc::SIGKILL {
+                // As dockerd: a SIGKILL returns once the container has stopped, so
+                // `docker kill c && docker rm c` works.
+                let stopped = lifecycle::wait(d, &c, WaitCondition::NotRunning);
+                let _ = tokio::time::timeout(Duration::from_secs(10), stopped).await;
+            }
             Ok(no_content(StatusCode::NO_CONTENT))
         }
         "pause" => {

@@ -481,11 +481,19 @@ pub async fn create(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRe
         return Err(ApiError::internal(format!("saving the container: {e}")));
     }
     let name = r.name.clone();
+    let (holder, net) = (r.holder.clone(), r.network.state.clone());
     let c = match d.insert(r) {
         Ok(c) => c,
         Err(other) => {
-            let c = d.find(&id);
-            drop(c);
+            // Another create took the name meanwhile: this one's bundle, network and
+            // directory go.
+            let engine = d.engine.clone();
+            let (id2, bundle) = (id.clone(), dir.join("bundle"));
+            let _ = tokio::task::spawn_blocking(move || {
+                engine.remove_container(&id2, &bundle, &holder, net.as_deref())
+            })
+            .await;
+            let _ = std::fs::remove_dir_all(&dir);
             return Err(ApiError::conflict(format!(
                 "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
             )));

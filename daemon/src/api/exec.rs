@@ -7,6 +7,7 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
 
 use super::attach::{pump, Streams};
 use crate::http::body::{json_body, no_content, ok_json, Resp};
@@ -125,15 +126,43 @@ pub async fn start(d: &Arc<Daemon>, id: &str, mut req: Request<Incoming>) -> Api
             mode: Mode::Exec { process },
         },
     };
-    let ready = monitor::spawn(&spawn).await.map_err(|m| {
-        let err = fail(m);
-        if err.message.contains("executable file not found") || err.message.contains("no such file")
-        {
-            ApiError::bad_request(err.message)
-        } else {
-            err
+    let ready = match monitor::spawn(&spawn).await {
+        Ok(ready) => ready,
+        Err(m) => {
+            let m = crate::state::lifecycle::plain_message(&m);
+            let not_found = m.contains("executable file not found") || m.contains("no such file");
+            let err = fail(m);
+            let _ = std::fs::remove_dir_all(&dir);
+            if not_found {
+                e.state.lock().expect("exec lock").exit_code = Some(127);
+            }
+            if detach {
+                return Err(if not_found {
+                    ApiError::bad_request(err.message)
+                } else {
+                    err
+                });
+            }
+            // As dockerd: the client's stream carries the message and the exec's exit code
+            // the failure (`docker exec c nosuch` prints it and exits 127).
+            let (resp, io) = hijack(&mut req, e.config.tty);
+            let tty = e.config.tty;
+            tokio::spawn(async move {
+                if let Ok(mut client) = io.await {
+                    let text = format!("{}\r\n", err.message).into_bytes();
+                    let mut out = Vec::with_capacity(text.len() + 8);
+                    if !tty {
+                        out.extend_from_slice(&[1, 0, 0, 0]);
+                        out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+                    }
+                    out.extend_from_slice(&text);
+                    let _ = client.write_all(&out).await;
+                    let _ = client.shutdown().await;
+                }
+            });
+            return Ok(resp);
         }
-    })?;
+    };
     e.state.lock().expect("exec lock").pid = ready.pid;
     d.container_event(&c.snapshot(), "exec_start", &[("execID", e.id.clone())]);
     let watcher = {
@@ -165,11 +194,20 @@ pub async fn start(d: &Arc<Daemon>, id: &str, mut req: Request<Incoming>) -> Api
     };
     let tty = e.config.tty;
     let (resp, io) = hijack(&mut req, tty);
+    // The exit is recorded before the client's stream ends: `docker exec` inspects the exec
+    // for its exit code as soon as its output ends.
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        watcher.await;
+        let _ = ended_tx.send(());
+    });
     tokio::spawn(async move {
         if let Ok(client) = io.await {
-            pump(client, sock, tty, streams).await;
+            let ended = async {
+                let _ = ended_rx.await;
+            };
+            pump(client, sock, tty, streams, ended).await;
         }
-        watcher.await;
     });
     Ok(resp)
 }

@@ -77,8 +77,20 @@ pub fn find(store: &Store, name: &str) -> ApiResult<(ImageRecord, Vec<String>)> 
             .map(|r| r.name.clone())
             .collect()
     };
+    // As given, or by familiar form (the CLI sends `docker.io/library/app:v1` for `app:v1`).
+    let familiar = |n: &str| {
+        berth_registry::Reference::parse(n)
+            .ok()
+            .map(|r| r.familiar())
+    };
+    let wanted = familiar(name);
     if let Ok(n) = berth_image::store::normalize_name(name) {
-        if let Some(r) = all.iter().find(|r| r.name == n) {
+        let hit = all.iter().find(|r| r.name == n).or_else(|| {
+            wanted
+                .as_ref()
+                .and_then(|w| all.iter().find(|r| familiar(&r.name).as_ref() == Some(w)))
+        });
+        if let Some(r) = hit {
             return Ok((r.clone(), names_of(image_id(r))));
         }
     }
@@ -333,9 +345,10 @@ fn tag(d: &Daemon, ctx: &Ctx, name: &str) -> ApiResult<Resp> {
         .get("tag")
         .filter(|t| !t.is_empty())
         .unwrap_or("latest");
-    let dst = format!("{repo}:{tag}");
-    berth_registry::Reference::parse(&dst)
-        .map_err(|e| ApiError::bad_request(crate::http::error::chain(&e)))?;
+    // Stored under its familiar name, as pulls are (`docker.io/library/app:v1` is `app:v1`).
+    let dst = berth_registry::Reference::parse(&format!("{repo}:{tag}"))
+        .map_err(|e| ApiError::bad_request(crate::http::error::chain(&e)))?
+        .familiar();
     let store = store(d)?;
     let (r, _) = find(&store, name)?;
     store.tag_image(&r.name, &dst).map_err(ApiError::from)?;

@@ -58,7 +58,29 @@ impl WaitCondition {
 }
 
 fn runtime_error(e: &berth_runtime::Error) -> String {
-    crate::http::error::chain(e)
+    plain_message(&crate::http::error::chain(e))
+}
+
+/// A runtime message without the logrus framing the container's init reports failures in
+/// (`time="..." level=error msg="exec: \"x\": ..."` becomes `exec: "x": ...`), so docker
+/// prints the message itself.
+pub(crate) fn plain_message(message: &str) -> String {
+    let Some(start) = message.find("time=\"") else {
+        return message.to_string();
+    };
+    let Some(msg) = message[start..].find(" msg=\"") else {
+        return message.to_string();
+    };
+    let mut out = message[..start].to_string();
+    let mut chars = message[start + msg + 6..].chars();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\\' => out.extend(chars.next()),
+            '"' => break,
+            ch => out.push(ch),
+        }
+    }
+    out
 }
 
 /// Whether a start error is the user's (a command that cannot run): docker's CLI turns
@@ -94,10 +116,22 @@ pub fn log_options(r: &super::record::ContainerRecord) -> (bool, Option<u64>, u3
     (true, size, files)
 }
 
-/// Starts a created or exited container.
+/// Starts a created or exited container. One with `AutoRemove` whose start fails is
+/// removed, as dockerd does: `docker run --rm` waits for that removal.
 pub async fn start(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
-    let _op = c.op.lock().await;
-    start_locked(d, c).await
+    let res = {
+        let _op = c.op.lock().await;
+        start_locked(d, c).await
+    };
+    if let Err(e) = &res {
+        let auto_remove = c.snapshot().host_config.auto_remove.unwrap_or(false);
+        if auto_remove && e.status != hyper::StatusCode::NOT_MODIFIED {
+            if let Err(e) = remove(d, c, true).await {
+                tracing::warn!("auto-removing {} after a failed start: {}", c.id, e.message);
+            }
+        }
+    }
+    res
 }
 
 async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
@@ -142,6 +176,7 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
     let ready = match monitor::spawn(&spawn).await {
         Ok(r) => r,
         Err(message) => {
+            let message = plain_message(&message);
             c.update(&cdir, |r| {
                 r.state.error.clone_from(&message);
                 r.state.exit_code = if is_user_error(&message) { 127 } else { 128 };
@@ -333,7 +368,8 @@ async fn wait_stopped(c: &Container, timeout: Duration) -> bool {
     }
 }
 
-/// Stops a container: its stop signal, then SIGKILL after `timeout`.
+/// Stops a container: its stop signal, then SIGKILL after `timeout`; a `stop` event, as
+/// dockerd emits.
 pub async fn stop(
     d: &Arc<Daemon>,
     c: &Arc<Container>,
@@ -341,7 +377,9 @@ pub async fn stop(
     timeout: Duration,
 ) -> ApiResult<()> {
     let _op = c.op.lock().await;
-    stop_locked(d, c, signal, timeout).await
+    stop_locked(d, c, signal, timeout).await?;
+    d.container_event(&c.snapshot(), "stop", &[]);
+    Ok(())
 }
 
 async fn stop_locked(
@@ -396,7 +434,7 @@ async fn stop_locked(
 pub async fn restart(d: &Arc<Daemon>, c: &Arc<Container>, timeout: Duration) -> ApiResult<()> {
     let _op = c.op.lock().await;
     match stop_locked(d, c, None, timeout).await {
-        Ok(()) => {}
+        Ok(()) => d.container_event(&c.snapshot(), "stop", &[]),
         Err(e) if e.status == hyper::StatusCode::NOT_MODIFIED => {}
         Err(e) => return Err(e),
     }
@@ -615,5 +653,12 @@ mod tests {
         assert!(is_user_error(
             "exec: \"nosuch\": executable file not found in $PATH"
         ));
+        assert_eq!(
+            plain_message(
+                "time=\"2026-01-01T00:00:00Z\" level=error msg=\"exec: \\\"nosuch\\\": executable file not found in $PATH\""
+            ),
+            "exec: \"nosuch\": executable file not found in $PATH"
+        );
+        assert_eq!(plain_message("plain failure"), "plain failure");
     }
 }
