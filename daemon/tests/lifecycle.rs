@@ -383,7 +383,7 @@ fn a_published_port_reaches_the_container() {
 }
 
 #[test]
-#[ignore = "open bug: the host port berthd picks for -p 80 (and -P) is not recorded: inspect's NetworkSettings.Ports and docker port show an empty HostPort"]
+
 fn a_port_published_on_a_free_host_port_is_reported() {
     let d = Daemon::with_image();
     d.docker_ok(&[

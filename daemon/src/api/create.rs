@@ -210,7 +210,9 @@ fn host_options(d: &Daemon, hc: &HostConfig) -> ApiResult<HostOptions> {
     Ok(h)
 }
 
-fn network_choice(hc: &HostConfig, exposed: &[String]) -> ApiResult<NetworkChoice> {
+/// The network, and the host ports chosen for `-p PORT` and `-P` written back into
+/// `hc.PortBindings` (so inspect and `docker port` show them).
+fn network_choice(hc: &mut HostConfig, exposed: &[String]) -> ApiResult<NetworkChoice> {
     let mode = match hc.network_mode.as_deref().unwrap_or("default") {
         "" | "default" | "bridge" => NetworkMode::Bridge,
         "none" => NetworkMode::None,
@@ -223,13 +225,28 @@ fn network_choice(hc: &HostConfig, exposed: &[String]) -> ApiResult<NetworkChoic
         name => NetworkMode::Named(name.to_string()),
     };
     let mut specs = Vec::new();
-    for (port, bindings) in hc.port_bindings.iter().flatten() {
+    if hc.publish_all_ports.unwrap_or(false) {
+        let bindings = hc.port_bindings.get_or_insert_with(Default::default);
+        for port in exposed {
+            bindings.entry(port.clone()).or_insert_with(|| {
+                Some(vec![bollard_stubs::models::PortBinding {
+                    host_ip: None,
+                    host_port: None,
+                }])
+            });
+        }
+    }
+    for (port, bindings) in hc.port_bindings.iter_mut().flatten() {
         let (cport, proto) = port.split_once('/').unwrap_or((port, "tcp"));
-        for b in bindings.iter().flatten() {
+        for b in bindings.iter_mut().flatten() {
             let host_port = b.host_port.clone().filter(|p| !p.is_empty());
             let host_port = match host_port {
                 Some(p) => p,
-                None => free_port()?.to_string(),
+                None => {
+                    let p = free_port()?.to_string();
+                    b.host_port = Some(p.clone());
+                    p
+                }
             };
             let ip = b
                 .host_ip
@@ -239,12 +256,6 @@ fn network_choice(hc: &HostConfig, exposed: &[String]) -> ApiResult<NetworkChoic
                 Some(ip) => format!("{ip}:{host_port}:{cport}/{proto}"),
                 None => format!("{host_port}:{cport}/{proto}"),
             });
-        }
-    }
-    if hc.publish_all_ports.unwrap_or(false) {
-        for port in exposed {
-            let (cport, proto) = port.split_once('/').unwrap_or((port, "tcp"));
-            specs.push(format!("{}:{cport}/{proto}", free_port()?));
         }
     }
     let publish = berth_engine::network::parse_publish(&specs).map_err(ApiError::from)?;
@@ -323,7 +334,7 @@ pub async fn create(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRe
         }
     })?;
     let image_cfg = store.image_config(&img).map_err(ApiError::from)?;
-    let hc = body.host_config.clone().unwrap_or_default();
+    let mut hc = body.host_config.clone().unwrap_or_default();
     if let Some(id) = d.name_taken(&name) {
         return Err(ApiError::conflict(format!(
             "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
@@ -338,7 +349,7 @@ pub async fn create(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRe
         exposed.extend(img_ports);
     }
     check_log_config(&hc)?;
-    let network = network_choice(&hc, &exposed)?;
+    let network = network_choice(&mut hc, &exposed)?;
     let host = host_options(d, &hc)?;
     let id = record::new_id();
     let hostname = body
