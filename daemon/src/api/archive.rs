@@ -68,19 +68,25 @@ fn open_in(root: &Path, path: &str, flags: OFlags) -> ApiResult<std::os::fd::Own
     })
 }
 
-fn stat_header(path: &str, meta: &std::fs::Metadata) -> String {
-    use std::os::unix::fs::MetadataExt;
+/// The `X-Docker-Container-Path-Stat` header: base64 of the path's stat, in Go's shapes.
+fn stat_header(path: &str, st: &nix::sys::stat::FileStat, link: Option<&str>) -> String {
+    use nix::sys::stat::SFlag;
     let name = Path::new(path)
         .file_name()
         .map_or_else(|| "/".to_string(), |n| n.to_string_lossy().into_owned());
-    // Go's FileMode: the directory bit is 1<<31.
-    let mut mode = u64::from(meta.mode() & 0o777);
-    if meta.is_dir() {
+    // Go's FileMode: the directory bit is 1<<31, the symlink bit 1<<27.
+    let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    let mut mode = u64::from(st.st_mode & 0o777);
+    if kind == SFlag::S_IFDIR {
         mode |= 1 << 31;
+    } else if kind == SFlag::S_IFLNK {
+        mode |= 1 << 27;
     }
-    let mtime = crate::time::rfc3339(meta.modified().unwrap_or(std::time::UNIX_EPOCH));
-    let stat =
-        json!({"name": name, "size": meta.size(), "mode": mode, "mtime": mtime, "linkTarget": ""});
+    let mtime = crate::time::rfc3339(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(st.st_mtime.max(0) as u64),
+    );
+    let stat = json!({"name": name, "size": st.st_size, "mode": mode, "mtime": mtime,
+                      "linkTarget": link.unwrap_or("")});
     base64::engine::general_purpose::STANDARD.encode(stat.to_string())
 }
 
@@ -105,11 +111,13 @@ pub fn get(d: &Arc<Daemon>, ctx: &Ctx, key: &str, head: bool) -> ApiResult<Resp>
     let c = d.find(key)?;
     let path = path_param(ctx)?;
     let root = rootfs(d, &c);
-    let fd = open_in(&root, &path, OFlags::PATH)?;
-    let fd = tree::reopen(&fd).map_err(|e| ApiError::internal(format!("{path}: {e}")))?;
-    let proc_path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-    let meta = std::fs::metadata(&proc_path).map_err(|e| ApiError::internal(e.to_string()))?;
-    let header = stat_header(&path, &meta);
+    // The last component is not followed (as docker without -L): a symlink is copied as
+    // one; the components before it resolve inside the container's root.
+    let fd = open_in(&root, &path, OFlags::PATH | OFlags::NOFOLLOW)?;
+    let fail = |e: std::io::Error| ApiError::internal(format!("{path}: {e}"));
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| fail(e.into()))?;
+    let link = tree::symlink_target(&fd, &st).map_err(fail)?;
+    let header = stat_header(&path, &st, link.as_deref());
     if head {
         return Ok(Response::builder()
             .status(StatusCode::OK)
@@ -117,6 +125,10 @@ pub fn get(d: &Arc<Daemon>, ctx: &Ctx, key: &str, head: bool) -> ApiResult<Resp>
             .body(crate::http::body::empty())
             .expect("a valid response"));
     }
+    let readable = match &link {
+        Some(_) => None,
+        None => Some(tree::reopen(&fd).map_err(fail)?),
+    };
     let (mut resp, tx) = streamed(StatusCode::OK, "application/x-tar");
     resp.headers_mut().insert(
         "X-Docker-Container-Path-Stat",
@@ -129,7 +141,12 @@ pub fn get(d: &Arc<Daemon>, ctx: &Ctx, key: &str, head: bool) -> ApiResult<Resp>
         .map_or_else(|| ".".into(), std::ffi::OsStr::to_os_string);
     tokio::task::spawn_blocking(move || {
         let mut b = tar::Builder::new(ChannelWriter(tx));
-        if let Err(e) = tree::append(&mut b, fd, Path::new(&name)).and_then(|()| b.finish()) {
+        let res = match (readable, link) {
+            (Some(fd), _) => tree::append(&mut b, fd, Path::new(&name)),
+            (None, Some(target)) => tree::append_symlink(&mut b, &st, Path::new(&name), &target),
+            (None, None) => Ok(()),
+        };
+        if let Err(e) = res.and_then(|()| b.finish()) {
             tracing::debug!("archive of {}: {e}", path);
         }
     });

@@ -31,6 +31,26 @@ pub fn reopen(fd: &OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
+/// The target of `fd` (an `O_PATH | O_NOFOLLOW` descriptor) when it is a symlink.
+pub fn symlink_target(fd: &OwnedFd, st: &nix::sys::stat::FileStat) -> io::Result<Option<String>> {
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFLNK {
+        return Ok(None);
+    }
+    let target = readlinkat(Some(fd.as_raw_fd()), "")?;
+    Ok(Some(target.to_string_lossy().into_owned()))
+}
+
+/// Appends a symlink entry `name` → `target`.
+pub fn append_symlink<W: Write>(
+    b: &mut tar::Builder<W>,
+    st: &nix::sys::stat::FileStat,
+    name: &Path,
+    target: &str,
+) -> io::Result<()> {
+    let mut h = header_from(st, tar::EntryType::Symlink, 0);
+    b.append_link(&mut h, name, Path::new(target))
+}
+
 fn header_from(st: &nix::sys::stat::FileStat, kind: tar::EntryType, size: u64) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
