@@ -41,6 +41,14 @@ mkdir -p fuzz/corpus/state_parse
 printf '%s' '{"ociVersion":"1.3.0","id":"c","status":"created","pid":42,"bundle":"/b","rootfs":"/b/rootfs","created":"2026-01-01T00:00:00Z"}' > fuzz/corpus/state_parse/created
 mkdir -p fuzz/corpus/mountinfo && cp /proc/self/mountinfo fuzz/corpus/mountinfo/host
 mkdir -p fuzz/corpus/mount_options && printf 'nosuid,noexec,newinstance,ptmxmode=0666,mode=0620,gid=5' > fuzz/corpus/mount_options/devpts
+# berthd's request parsers (api_request): the first byte picks path, query, create body,
+# filters and times, or a name.
+mkdir -p fuzz/corpus/api_request
+printf '\x00/v1.47/images/localhost%%3A5000%%2Fapp/json' > fuzz/corpus/api_request/path
+printf '\x01all=1&filters=%%7B%%22label%%22%%3A%%5B%%22a%%3Db%%22%%5D%%7D&tail=10' > fuzz/corpus/api_request/query
+printf '\x02{"Image":"busybox","Cmd":["sh","-c","echo hi"],"Tty":true,"HostConfig":{"Binds":["/a:/b:ro"],"PortBindings":{"80/tcp":[{"HostPort":"8080"}]},"Memory":67108864}}' > fuzz/corpus/api_request/create
+printf '\x03{"status":{"running":true},"name":["web"]}' > fuzz/corpus/api_request/filters
+printf '\x04web-1.a_b' > fuzz/corpus/api_request/name
 
 # Seeds of the image, registry and volume targets, generated here (small: under libFuzzer's
 # default input size): real tar streams, compressed layers, docker and OCI archives,
