@@ -26,6 +26,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# docker-py, a real Docker API client for berthd's tests (daemon/tests), into the python3 on
+# PATH (a Debian python3 refuses plain pip installs: then --break-system-packages).
+if ! python3 -c 'import docker' 2>/dev/null; then
+  python3 -m pip install --quiet 'docker>=7,<8' 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages 'docker>=7,<8' \
+    || { apt-get install -y -qq --no-install-recommends python3-pip >/dev/null \
+         && python3 -m pip install --quiet --break-system-packages 'docker>=7,<8'; }
+fi
+
 # Rust. Cargo.toml's rust-version (1.85) is what berth's own code needs; the dependencies
 # pinned in Cargo.lock need more: 1.89 (uuid 1.29, through jsonschema, a dev-dependency).
 # Debian bookworm's rustc (1.63) is far too old.

@@ -49,6 +49,25 @@ pub struct Args {
     /// The monitor binary (default: `berth-monitor` beside berthd, else on PATH).
     #[arg(long = "monitor")]
     pub monitor: Option<PathBuf>,
+    /// The static init binary `docker run --init` runs as pid 1 (default: the first of
+    /// /usr/bin/catatonit, /usr/bin/docker-init, /usr/bin/tini-static).
+    #[arg(long = "init-path")]
+    pub init_path: Option<PathBuf>,
+}
+
+/// The init binary for `--init`: the one given, else the first installed.
+pub fn init_binary(given: Option<&std::path::Path>) -> Option<PathBuf> {
+    if let Some(p) = given {
+        return Some(p.to_path_buf());
+    }
+    [
+        "/usr/bin/catatonit",
+        "/usr/bin/docker-init",
+        "/usr/bin/tini-static",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
 }
 
 impl Args {

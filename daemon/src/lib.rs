@@ -36,3 +36,4 @@ pub mod http;
 pub mod listen;
 pub mod state;
 pub mod time;
+pub mod tls;

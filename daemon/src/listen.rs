@@ -1,6 +1,7 @@
 //! Listeners: unix sockets (mode 0600, or 0660 with `--group`; a stale socket replaced, a
-//! live one refused) and TCP (loopback only: berthd does not serve the API unencrypted to
-//! other hosts; mutual TLS for remote hosts is not built yet and is refused clearly).
+//! live one refused) and TCP: plain only on loopback (whoever reaches the API is root on this
+//! host), any address with TLS, and with `--tlsverify` only for clients whose certificate the
+//! CA signed.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -13,8 +14,8 @@ use tokio::net::{TcpListener, UnixListener};
 pub enum Listener {
     /// A unix socket.
     Unix(UnixListener, PathBuf),
-    /// A TCP socket.
-    Tcp(TcpListener, SocketAddr),
+    /// A TCP socket, with TLS when configured.
+    Tcp(TcpListener, SocketAddr, Option<tokio_rustls::TlsAcceptor>),
 }
 
 fn group_id(group: &str) -> Result<u32> {
@@ -54,8 +55,14 @@ fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener> {
     Ok(l)
 }
 
-/// Binds `host` (`unix:///path`, `/path`, `tcp://addr:port`, `fd://` refused).
-pub async fn bind(host: &str, group: Option<&str>, tls: bool) -> Result<Listener> {
+/// Binds `host` (`unix:///path`, `/path`, `tcp://addr:port`, `fd://` refused); `tls`: the
+/// TLS configuration for TCP listeners.
+pub async fn bind(
+    host: &str,
+    group: Option<&str>,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    verify: bool,
+) -> Result<Listener> {
     if let Some(path) = host.strip_prefix("unix://") {
         let path = PathBuf::from(path);
         return Ok(Listener::Unix(bind_unix(&path, group)?, path));
@@ -68,16 +75,18 @@ pub async fn bind(host: &str, group: Option<&str>, tls: bool) -> Result<Listener
         let addr: SocketAddr = addr
             .parse()
             .with_context(|| format!("-H {host}: expected tcp://ADDR:PORT"))?;
-        if tls {
-            bail!("-H {host}: TLS listeners are not built into berthd yet; serve on a unix socket or loopback");
-        }
-        if !addr.ip().is_loopback() {
-            bail!("-H {host}: plain TCP is only served on loopback (anyone who reaches the API is root on this host); use --tlsverify with certificates, or a unix socket");
+        let mutual_tls = tls.is_some() && verify;
+        if !(addr.ip().is_loopback() || mutual_tls) {
+            bail!("-H {host}: TCP beyond loopback is served only with mutual TLS (--tlsverify --tlscacert --tlscert --tlskey): whoever reaches the API is root on this host");
         }
         let l = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
-        return Ok(Listener::Tcp(l, addr));
+        return Ok(Listener::Tcp(
+            l,
+            addr,
+            tls.map(tokio_rustls::TlsAcceptor::from),
+        ));
     }
     bail!("-H {host}: expected unix:///PATH or tcp://ADDR:PORT")
 }

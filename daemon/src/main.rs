@@ -46,6 +46,7 @@ fn init_logging(level: &str) -> Result<()> {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_target(false),
         )
         .init();
@@ -58,6 +59,7 @@ fn main() -> Result<()> {
     let _pidfile = write_pidfile(&args.pidfile)?;
     let data_root = berth_engine::roots::store_root(args.data_root.as_deref());
     let config = Config {
+        init: berthd::args::init_binary(args.init_path.as_deref()),
         data_root,
         exec_root: args.exec_root.clone(),
         runtime: args
@@ -81,9 +83,22 @@ async fn serve(args: Args, config: Config) -> Result<()> {
         .with_context(|| format!("--data-root {}", config.data_root.display()))?;
     let daemon = Daemon::new(config).context("loading containers")?;
     lifecycle::recover(&daemon).await;
+    let tls = match (&args.tlscert, &args.tlskey) {
+        (Some(cert), Some(key)) => Some(berthd::tls::server_config(&berthd::tls::TlsFiles {
+            ca: args.tlscacert.as_deref(),
+            cert,
+            key,
+            verify: args.tlsverify,
+        })?),
+        (None, None) if args.tlsverify => {
+            anyhow::bail!("--tlsverify needs --tlscert and --tlskey (and --tlscacert)")
+        }
+        (None, None) => None,
+        _ => anyhow::bail!("--tlscert and --tlskey go together"),
+    };
     let mut listeners = Vec::new();
     for host in args.hosts() {
-        listeners.push(bind(&host, args.group.as_deref(), args.tlsverify).await?);
+        listeners.push(bind(&host, args.group.as_deref(), tls.clone(), args.tlsverify).await?);
     }
     let mut sockets = Vec::new();
     for l in listeners {
@@ -103,13 +118,29 @@ async fn serve(args: Args, config: Config) -> Result<()> {
                     }
                 });
             }
-            Listener::Tcp(l, addr) => {
-                tracing::info!("API listen on {addr}");
+            Listener::Tcp(l, addr, tls) => {
+                tracing::info!(
+                    "API listen on {addr}{}",
+                    if tls.is_some() { " (TLS)" } else { "" }
+                );
                 tokio::spawn(async move {
                     loop {
                         match l.accept().await {
-                            Ok((s, _)) => {
-                                tokio::spawn(berthd::http::serve_connection(s, d.clone()));
+                            Ok((s, peer)) => {
+                                let d = d.clone();
+                                match tls.clone() {
+                                    None => {
+                                        tokio::spawn(berthd::http::serve_connection(s, d));
+                                    }
+                                    Some(acceptor) => {
+                                        tokio::spawn(async move {
+                                            match acceptor.accept(s).await {
+                                                Ok(t) => berthd::http::serve_connection(t, d).await,
+                                                Err(e) => tracing::info!("TLS from {peer}: {e}"),
+                                            }
+                                        });
+                                    }
+                                }
                             }
                             Err(e) => tracing::warn!("accept: {e}"),
                         }

@@ -352,7 +352,7 @@ fn a_published_port_reaches_the_container() {
     ]);
     let port = d.docker_ok(&["port", "web", "80"]);
     assert!(port.contains(":8080"), "{port}");
-    // Loopback is not DNATed (no userland proxy): a host address of the namespace is.
+    // A host address of the namespace (features.rs checks the loopback).
     let addrs = d
         .nsenter(&["ip", "-4", "-o", "addr", "show"])
         .ok("ip addr")
@@ -383,7 +383,7 @@ fn a_published_port_reaches_the_container() {
 }
 
 #[test]
-#[ignore = "open bug: the host port berthd picks for -p 80 (and -P) is not recorded: inspect's NetworkSettings.Ports and docker port show an empty HostPort"]
+
 fn a_port_published_on_a_free_host_port_is_reported() {
     let d = Daemon::with_image();
     d.docker_ok(&[

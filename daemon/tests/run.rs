@@ -144,7 +144,7 @@ fn run_with_a_terminal() {
 }
 
 #[test]
-#[ignore = "open bug (berth-monitor): the runtime runs with the container's stderr, so its own warnings land in the container's output and log"]
+
 fn runtime_warnings_stay_out_of_the_containers_output() {
     let d = Daemon::with_image();
     // --privileged asks for every capability: where berth lacks one it warns.
@@ -156,7 +156,7 @@ fn runtime_warnings_stay_out_of_the_containers_output() {
 }
 
 #[test]
-#[ignore = "open bug (engine): the environment is the runtime template's (TERM=xterm without a terminal, no HOSTNAME), not docker's"]
+
 fn the_environment_is_dockers() {
     let d = Daemon::with_image();
     let env = d.docker_ok(&["run", "--rm", "-h", "box", IMAGE, "env"]);

@@ -56,6 +56,24 @@ pub struct MadeContainer {
     pub ip: Option<Ipv4Addr>,
 }
 
+/// The environment docker gives a container: `HOSTNAME` (unless the image or the caller set
+/// it), and `TERM=xterm` only with a terminal.
+fn docker_environment(spec: &mut berth_runtime::oci::Spec, hostname: &str, tty: bool) {
+    let Some(p) = spec.process_mut().as_mut() else {
+        return;
+    };
+    let mut env = p.env().clone().unwrap_or_default();
+    if !tty {
+        env.retain(|e| e != "TERM=xterm");
+    } else if !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        env.insert(0, format!("HOSTNAME={hostname}"));
+    }
+    p.set_env(Some(env));
+}
+
 impl Engine {
     /// Makes container `req.id`'s bundle in `dir` (which must not hold one): on any error,
     /// whatever was made is undone.
@@ -72,6 +90,7 @@ impl Engine {
         let mut ip = None;
         let made = bundle::create_bundle_with(&store, &image.name, dir, template, &opts, |s| {
             req.host.apply(s)?;
+            docker_environment(s, &hostname, req.tty);
             let setup = network::attach(&net_state, dir, &req.id, &hostname, &req.network)?;
             attached.clone_from(&setup.attached);
             ip = setup.ip;

@@ -64,7 +64,14 @@ pub struct HostOptions {
     pub no_new_privileges: bool,
     /// The terminal's first size (rows, columns), for a process with a terminal.
     pub console_size: Option<(u32, u32)>,
+    /// An init (a static binary on the host, as tini or catatonit) bound read-only at
+    /// [`INIT_PATH`] and run as pid 1 in front of the process: it reaps zombies and passes
+    /// signals on (`docker run --init`).
+    pub init: Option<PathBuf>,
 }
+
+/// Where [`HostOptions::init`] appears in the container (docker's path).
+pub const INIT_PATH: &str = "/sbin/docker-init";
 
 fn spec_error(field: &str, reason: impl std::fmt::Display) -> Error {
     Error::Spec {
@@ -125,6 +132,7 @@ impl HostOptions {
     /// Applies these options to `spec`; an error names the field at fault.
     pub fn apply(&self, spec: &mut Spec) -> Result<()> {
         self.apply_mounts(spec)?;
+        self.apply_init(spec)?;
         if self.readonly_rootfs {
             if let Some(root) = spec.root_mut() {
                 root.set_readonly(Some(true));
@@ -215,6 +223,37 @@ impl HostOptions {
             );
         }
         spec.set_mounts(Some(mounts));
+        Ok(())
+    }
+
+    fn apply_init(&self, spec: &mut Spec) -> Result<()> {
+        let Some(init) = &self.init else {
+            return Ok(());
+        };
+        if !init.is_absolute() || !init.is_file() {
+            return Err(spec_error(
+                "Init",
+                format!("{} is not an executable file on the host", init.display()),
+            ));
+        }
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        mounts.push(
+            MountBuilder::default()
+                .destination(INIT_PATH)
+                .typ("bind")
+                .source(init)
+                .options(vec!["bind".to_string(), "ro".to_string()])
+                .build()
+                .map_err(|e| spec_error("Init", e))?,
+        );
+        spec.set_mounts(Some(mounts));
+        let process = spec
+            .process_mut()
+            .as_mut()
+            .ok_or_else(|| spec_error("process", "missing"))?;
+        let mut args = vec![INIT_PATH.to_string(), "--".to_string()];
+        args.extend(process.args().clone().unwrap_or_default());
+        process.set_args(Some(args));
         Ok(())
     }
 

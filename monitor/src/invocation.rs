@@ -48,6 +48,10 @@ pub struct Invocation {
     pub stdin_once: bool,
     /// The json-file log; `None`: nothing is logged.
     pub log: Option<PathBuf>,
+    /// Rotate the log once it would pass this many bytes.
+    pub log_max_size: Option<u64>,
+    /// How many log files rotation keeps (the current one included; at least 1).
+    pub log_max_files: u32,
     /// Output is held (not read, so the process waits on a full pipe) until the first attach
     /// client connects, which gets all of it: for an exec whose client attaches only after
     /// the ready line, when the process already runs.
@@ -78,6 +82,12 @@ impl Invocation {
             if on {
                 a.push(flag.into());
             }
+        }
+        if let Some(max) = self.log_max_size {
+            a.push("--log-max-size".into());
+            a.push(max.to_string().into());
+            a.push("--log-max-files".into());
+            a.push(self.log_max_files.to_string().into());
         }
         if let Some(log) = &self.log {
             a.push("--log".into());

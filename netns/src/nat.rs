@@ -3,13 +3,19 @@
 //! ```text
 //! table ip berth {
 //!   chain prerouting  { type nat hook prerouting priority dstnat; fib daddr type local jump published }
-//!   chain output      { type nat hook output priority -100; ip daddr != 127.0.0.0/8 fib daddr type local jump published }
+//!   chain output      { type nat hook output priority -100; fib daddr type local jump published }
 //!   chain published   { [ip daddr HOSTIP] tcp dport 8080 dnat to 10.88.0.2:80 comment "ctr:ID" ... }
 //!   chain postrouting { type nat hook postrouting priority srcnat;
 //!                       ip saddr SUBNET oifname != BRIDGE masquerade comment "net:NAME"
-//!                       ip saddr SUBNET oifname BRIDGE ct status dnat masquerade comment "net:NAME" }
+//!                       ip saddr SUBNET oifname BRIDGE ct status dnat masquerade comment "net:NAME"
+//!                       ip saddr 127.0.0.0/8 oifname BRIDGE masquerade comment "net:NAME" }
 //! }
 //! ```
+//!
+//! Published ports answer on the host's loopback too (`curl 127.0.0.1:8080`), as docker's do:
+//! the output chain DNATs loopback connections as well, the bridge routes loopback-addressed
+//! packets (`route_localnet`, set on berth's bridges only), and the last postrouting rule gives
+//! them the bridge's address as source, so the container's answer comes back.
 //!
 //! The second postrouting rule is the hairpin: a container reaching a neighbour's published port
 //! through a host address is answered through the host rather than directly
@@ -209,19 +215,7 @@ pub(crate) fn ensure_table() -> Result<()> {
         })
     };
     b.add(rule("prerouting", vec![fib_daddr_is_local(), jump()], None));
-    b.add(rule(
-        "output",
-        vec![
-            matches(
-                payload("ip", "daddr"),
-                Operator::NEQ,
-                prefix(Ipv4Addr::new(127, 0, 0, 0), 8),
-            ),
-            fib_daddr_is_local(),
-            jump(),
-        ],
-        None,
-    ));
+    b.add(rule("output", vec![fib_daddr_is_local(), jump()], None));
     apply(b, "creating table ip berth")
 }
 
@@ -298,6 +292,19 @@ pub(crate) fn ensure_network(name: &str, subnet: Subnet, bridge: &str) -> Result
                 Operator::IN,
                 Expression::String("dnat".into()),
             ),
+            masquerade(),
+        ],
+        Some(tag.clone()),
+    ));
+    b.add(rule(
+        "postrouting",
+        vec![
+            matches(
+                payload("ip", "saddr"),
+                Operator::EQ,
+                prefix(Ipv4Addr::new(127, 0, 0, 0), 8),
+            ),
+            matches(meta(MetaKey::Oifname), Operator::EQ, string(bridge)),
             masquerade(),
         ],
         Some(tag),

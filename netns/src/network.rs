@@ -302,6 +302,10 @@ pub(crate) fn ensure_up(state: &Path, net: &Network) -> Result<u32> {
     if !bridge.up {
         link::set_up(&mut h, bridge.index, &net.bridge)?;
     }
+    // Loopback-addressed packets may be routed out of the bridge: published ports answer on
+    // the host's 127.0.0.1 (see crate::nat). The setting goes with the bridge.
+    let localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", net.bridge);
+    fs::write(&localnet, "1").map_err(io_err("enabling", PathBuf::from(&localnet)))?;
     nat::ensure_network(&net.name, net.subnet, &net.bridge)?;
     enable_forwarding(state)?;
     Ok(bridge.index)

@@ -39,6 +39,7 @@
 //! ```
 
 pub mod auth;
+pub mod catalog;
 pub mod client;
 pub mod error;
 #[cfg(test)]

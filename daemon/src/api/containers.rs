@@ -18,15 +18,22 @@ use crate::state::Daemon;
 
 pub use super::create::create;
 
-/// "Up 5 minutes", "Exited (0) 3 seconds ago", "Created".
-fn human_status(r: &ContainerRecord) -> String {
+/// "Up 5 minutes (healthy)", "Exited (0) 3 seconds ago", "Created".
+fn human_status(r: &ContainerRecord, health: Option<&str>) -> String {
+    let health = health.map_or_else(String::new, |h| {
+        if h == "starting" {
+            " (health: starting)".to_string()
+        } else {
+            format!(" ({h})")
+        }
+    });
     let ago = |t: &str| {
         crate::time::parse(t)
             .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
             .map_or_else(|| "a while".to_string(), human_duration)
     };
     match r.state.status {
-        Status::Running => format!("Up {}", ago(&r.state.started_at)),
+        Status::Running => format!("Up {}{health}", ago(&r.state.started_at)),
         Status::Paused => format!("Up {} (Paused)", ago(&r.state.started_at)),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
@@ -103,7 +110,14 @@ fn command_of(r: &ContainerRecord) -> String {
 }
 
 /// A container as `/containers/json` lists it.
-pub fn summary(_d: &Daemon, r: &ContainerRecord) -> Value {
+pub fn summary(d: &Daemon, r: &ContainerRecord) -> Value {
+    let health = d.find(&r.id).ok().and_then(|c| {
+        c.health
+            .lock()
+            .expect("health lock")
+            .as_ref()
+            .map(|h| h.status.clone())
+    });
     json!({
         "Id": r.id,
         "Names": [format!("/{}", r.name)],
@@ -114,7 +128,7 @@ pub fn summary(_d: &Daemon, r: &ContainerRecord) -> Value {
         "Ports": ports_of(r),
         "Labels": r.config.labels.clone().unwrap_or_default(),
         "State": r.state.status.as_str(),
-        "Status": human_status(r),
+        "Status": human_status(r, health.as_deref()),
         "HostConfig": {"NetworkMode": r.host_config.network_mode.clone().unwrap_or_else(|| "bridge".into())},
         "NetworkSettings": {"Networks": networks_of(r)},
         "Mounts": [],
@@ -220,6 +234,7 @@ pub fn inspect(d: &Daemon, key: &str) -> ApiResult<Resp> {
             "Error": r.state.error,
             "StartedAt": r.state.started_at,
             "FinishedAt": r.state.finished_at,
+            "Health": c.health.lock().expect("health lock").clone().filter(|_| s.is_live()),
         },
         "Image": r.image_id,
         "ResolvConfPath": bundle.join("net/resolv.conf"),

@@ -158,6 +158,13 @@ fn host_options(d: &Daemon, hc: &HostConfig) -> ApiResult<HostOptions> {
                 .collect(),
         });
     }
+    if hc.init.unwrap_or(false) {
+        h.init = Some(d.config.init.clone().ok_or_else(|| {
+            ApiError::bad_request(
+                "--init: no init binary found (install catatonit or tini, or start berthd with --init-path)",
+            )
+        })?);
+    }
     h.readonly_rootfs = hc.readonly_rootfs.unwrap_or(false);
     h.console_size = hc
         .console_size
@@ -203,7 +210,9 @@ fn host_options(d: &Daemon, hc: &HostConfig) -> ApiResult<HostOptions> {
     Ok(h)
 }
 
-fn network_choice(hc: &HostConfig, exposed: &[String]) -> ApiResult<NetworkChoice> {
+/// The network, and the host ports chosen for `-p PORT` and `-P` written back into
+/// `hc.PortBindings` (so inspect and `docker port` show them).
+fn network_choice(hc: &mut HostConfig, exposed: &[String]) -> ApiResult<NetworkChoice> {
     let mode = match hc.network_mode.as_deref().unwrap_or("default") {
         "" | "default" | "bridge" => NetworkMode::Bridge,
         "none" => NetworkMode::None,
@@ -216,13 +225,28 @@ fn network_choice(hc: &HostConfig, exposed: &[String]) -> ApiResult<NetworkChoic
         name => NetworkMode::Named(name.to_string()),
     };
     let mut specs = Vec::new();
-    for (port, bindings) in hc.port_bindings.iter().flatten() {
+    if hc.publish_all_ports.unwrap_or(false) {
+        let bindings = hc.port_bindings.get_or_insert_with(Default::default);
+        for port in exposed {
+            bindings.entry(port.clone()).or_insert_with(|| {
+                Some(vec![bollard_stubs::models::PortBinding {
+                    host_ip: None,
+                    host_port: None,
+                }])
+            });
+        }
+    }
+    for (port, bindings) in hc.port_bindings.iter_mut().flatten() {
         let (cport, proto) = port.split_once('/').unwrap_or((port, "tcp"));
-        for b in bindings.iter().flatten() {
+        for b in bindings.iter_mut().flatten() {
             let host_port = b.host_port.clone().filter(|p| !p.is_empty());
             let host_port = match host_port {
                 Some(p) => p,
-                None => free_port()?.to_string(),
+                None => {
+                    let p = free_port()?.to_string();
+                    b.host_port = Some(p.clone());
+                    p
+                }
             };
             let ip = b
                 .host_ip
@@ -234,16 +258,38 @@ fn network_choice(hc: &HostConfig, exposed: &[String]) -> ApiResult<NetworkChoic
             });
         }
     }
-    if hc.publish_all_ports.unwrap_or(false) {
-        for port in exposed {
-            let (cport, proto) = port.split_once('/').unwrap_or((port, "tcp"));
-            specs.push(format!("{}:{cport}/{proto}", free_port()?));
-        }
-    }
     let publish = berth_engine::network::parse_publish(&specs).map_err(ApiError::from)?;
     let choice = NetworkChoice { mode, publish };
     choice.validate().map_err(ApiError::from)?;
     Ok(choice)
+}
+
+/// `HostConfig.LogConfig`: the json-file driver (`max-size`, `max-file`) or `none`.
+fn check_log_config(hc: &HostConfig) -> ApiResult<()> {
+    let Some(lc) = &hc.log_config else {
+        return Ok(());
+    };
+    match lc.typ.as_deref().unwrap_or("") {
+        "" | "json-file" | "none" => {}
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "logging driver {other:?} is not supported by berthd (json-file or none)"
+            )))
+        }
+    }
+    for (k, v) in lc.config.iter().flatten() {
+        let ok = match k.as_str() {
+            "max-size" => berth_image::extract::parse_size(v).is_some_and(|n| n > 0),
+            "max-file" => v.parse::<u32>().is_ok_and(|n| n > 0),
+            _ => false,
+        };
+        if !ok {
+            return Err(ApiError::bad_request(format!(
+                "invalid log option {k}={v:?}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A free port on the host (for `-p 80` and `-P`).
@@ -288,7 +334,7 @@ pub async fn create(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRe
         }
     })?;
     let image_cfg = store.image_config(&img).map_err(ApiError::from)?;
-    let hc = body.host_config.clone().unwrap_or_default();
+    let mut hc = body.host_config.clone().unwrap_or_default();
     if let Some(id) = d.name_taken(&name) {
         return Err(ApiError::conflict(format!(
             "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
@@ -302,7 +348,8 @@ pub async fn create(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRe
     {
         exposed.extend(img_ports);
     }
-    let network = network_choice(&hc, &exposed)?;
+    check_log_config(&hc)?;
+    let network = network_choice(&mut hc, &exposed)?;
     let host = host_options(d, &hc)?;
     let id = record::new_id();
     let hostname = body
@@ -325,6 +372,13 @@ pub async fn create(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRe
         }
     }
     let holder = format!("berthd:{id}");
+    let vols = volumes_dir(d);
+    let volume_binds: Vec<(String, PathBuf)> = host
+        .binds
+        .iter()
+        .filter(|b| b.source.starts_with(&vols))
+        .map(|b| (b.destination.clone(), b.source.clone()))
+        .collect();
     let request = ContainerRequest {
         id: id.clone(),
         image: img.name.clone(),
@@ -340,9 +394,22 @@ pub async fn create(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRe
         .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
     let engine = d.engine.clone();
     let bundle = dir.join("bundle");
-    let made = tokio::task::spawn_blocking(move || engine.make_container(&bundle, &request))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let made = tokio::task::spawn_blocking(move || {
+        let made = engine.make_container(&bundle, &request)?;
+        // A named volume's first use: seeded with what the image has at its path.
+        let store = engine.open_store()?;
+        let mut budget = berth_image::volume::SeedBudget::new(store.limits());
+        for (dest, source) in &volume_binds {
+            if let Err(e) =
+                berth_image::volume::seed(&made.bundle.join("rootfs"), dest, source, &mut budget)
+            {
+                tracing::warn!("seeding volume {}: {e}", source.display());
+            }
+        }
+        Ok::<_, berth_engine::Error>(made)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
     let made = match made {
         Ok(m) => m,
         Err(e) => {

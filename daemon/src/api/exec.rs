@@ -121,6 +121,8 @@ pub async fn start(d: &Arc<Daemon>, id: &str, mut req: Request<Incoming>) -> Api
             stdin_once: true,
             log: None,
             hold_output: !detach,
+            log_max_size: None,
+            log_max_files: 1,
             mode: Mode::Exec { process },
         },
     };

@@ -33,14 +33,26 @@ pub async fn route(
         ["json"] if get => list(d, ctx),
         ["create"] if post => pull(d, ctx).await,
         ["prune"] if post => prune(d).await,
-        ["search"] if get => Err(ApiError::not_implemented("image search")),
-        ["get" | "load"] => Err(ApiError::not_implemented("image save/load")),
+        ["search"] if get => search(ctx).await,
+        ["get"] if get => {
+            let names: Vec<String> = ctx
+                .query
+                .all("names")
+                .iter()
+                .map(|s| (*s).to_string())
+                .collect();
+            super::image_archive::save(d, &names)
+        }
+        ["load"] if post => super::image_archive::load(d, ctx, req).await,
+        [name @ .., "get"] if get && !name.is_empty() => {
+            super::image_archive::save(d, &[name.join("/")])
+        }
         [name @ .., "json"] if get && !name.is_empty() => inspect(d, &name.join("/")),
         [name @ .., "history"] if get && !name.is_empty() => history(d, &name.join("/")),
         [name @ .., "tag"] if post && !name.is_empty() => tag(d, ctx, &name.join("/")),
         [name @ .., "push"] if post && !name.is_empty() => {
-            let _ = req;
-            Err(ApiError::not_implemented("image push"))
+            drop(req);
+            push(d, ctx, &name.join("/"))
         }
         name if delete && !name.is_empty() => remove(d, ctx, &name.join("/")).await,
         _ => Err(no_route(ctx)),
@@ -638,6 +650,155 @@ async fn pull(d: &Arc<Daemon>, ctx: &Ctx) -> ApiResult<Resp> {
 /// 201 with JSON (used by create endpoints).
 pub fn created(value: &Value) -> Resp {
     json_resp(StatusCode::CREATED, value)
+}
+
+/// `GET /images/search?term=REGISTRY/TERM&limit=`: the repositories of a registry's catalog
+/// whose names hold TERM. Only registry-qualified terms are answered (the catalog is the
+/// distribution API's; Docker Hub's search service is not spoken here).
+async fn search(ctx: &Ctx) -> ApiResult<Resp> {
+    let term = ctx
+        .query
+        .get("term")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::bad_request("term is required"))?
+        .to_string();
+    let limit = ctx.query.int("limit")?.unwrap_or(25).clamp(1, 100) as usize;
+    let (registry, needle) = match term.split_once('/') {
+        Some((r, rest)) if r.contains('.') || r.contains(':') || r == "localhost" => {
+            (r.to_string(), rest.to_string())
+        }
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "search {term:?}: give a registry-qualified term (REGISTRY/NAME); berthd searches a registry's catalog"
+            )))
+        }
+    };
+    let opts = client_options(ctx);
+    let reg = registry.clone();
+    let repos = tokio::task::spawn_blocking(move || {
+        let client = berth_registry::Client::new(&reg, opts)?;
+        berth_registry::catalog::catalog(&client, berth_registry::catalog::MAX_ENTRIES)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::new(pull_status(&e), crate::http::error::chain(&e)))?;
+    let out: Vec<Value> = repos
+        .into_iter()
+        .filter(|r| r.contains(needle.as_str()))
+        .take(limit)
+        .map(|r| {
+            json!({"name": format!("{registry}/{r}"), "description": "", "star_count": 0,
+                   "is_official": false, "is_automated": false})
+        })
+        .collect();
+    Ok(ok_json(&out))
+}
+
+/// Renders push progress as docker's JSON lines.
+struct PushProgress {
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl Progress for PushProgress {
+    fn event(&self, event: &Event<'_>) {
+        let msg = match *event {
+            Event::Uploading { digest, size } => {
+                json!({"status": "Pushing", "progressDetail": {"current": 0, "total": size}, "id": short(digest)})
+            }
+            Event::Done { digest } => {
+                json!({"status": "Pushed", "progressDetail": {}, "id": short(digest)})
+            }
+            Event::Exists { digest } => {
+                json!({"status": "Layer already exists", "progressDetail": {}, "id": short(digest)})
+            }
+            Event::Mounted { digest, from } => {
+                json!({"status": format!("Mounted from {from}"), "progressDetail": {}, "id": short(digest)})
+            }
+            _ => return,
+        };
+        let _ = self.tx.blocking_send(line(&msg));
+    }
+}
+
+/// `POST /images/{name}/push?tag=`: pushes the stored image to the registry its name names,
+/// streaming docker's progress lines; errors after the first line are `error` lines.
+fn push(d: &Arc<Daemon>, ctx: &Ctx, name: &str) -> ApiResult<Resp> {
+    let tag = ctx.query.get("tag").filter(|t| !t.is_empty());
+    let full = match tag {
+        Some(t) => format!("{name}:{t}"),
+        None => name.to_string(),
+    };
+    let reference = berth_registry::Reference::parse(&full)
+        .map_err(|e| ApiError::bad_request(crate::http::error::chain(&e)))?;
+    let local = reference.familiar();
+    let store = store(d)?;
+    store.image(&local).map_err(|_| {
+        ApiError::not_found(format!(
+            "An image does not exist locally with the tag: {}",
+            reference.familiar_repository()
+        ))
+    })?;
+    let opts = client_options(ctx);
+    let (resp, out) = streamed(StatusCode::OK, "application/json");
+    let (tx, mut rx) = mpsc::channel::<Bytes>(256);
+    let progress: Arc<dyn Progress> = Arc::new(PushProgress { tx });
+    let repo_line = format!(
+        "The push refers to repository [{}]",
+        reference.familiar_repository()
+    );
+    let tag_name = reference.tag.clone().unwrap_or_else(|| "latest".into());
+    let d = d.clone();
+    tokio::spawn(async move {
+        let _ = out.send(line(&json!({"status": repo_line}))).await;
+        let job = tokio::task::spawn_blocking(move || {
+            let client = berth_registry::client_for(&reference, opts)?;
+            let report = berth_registry::push::push(
+                &client,
+                &store,
+                &local,
+                &reference,
+                &berth_registry::push::PushOptions::default(),
+                &progress,
+            );
+            drop(progress);
+            report
+        });
+        while let Some(b) = rx.recv().await {
+            let _ = out.send(b).await;
+        }
+        match job.await {
+            Ok(Ok(report)) => {
+                let digest = report.digest.to_string();
+                let _ = out
+                    .send(line(
+                        &json!({"status": format!("{tag_name}: digest: {digest} size: 0")}),
+                    ))
+                    .await;
+                let _ = out
+                    .send(line(&json!({"progressDetail": {}, "aux": {"Tag": tag_name, "Digest": digest, "Size": 0}})))
+                    .await;
+                d.events.emit(
+                    "image",
+                    "push",
+                    &full,
+                    BTreeMap::from([("name".to_string(), full.clone())]),
+                );
+            }
+            Ok(Err(e)) => {
+                let m = crate::http::error::chain(&e);
+                let _ = out
+                    .send(line(&json!({"errorDetail": {"message": m}, "error": m})))
+                    .await;
+            }
+            Err(e) => {
+                let m = e.to_string();
+                let _ = out
+                    .send(line(&json!({"errorDetail": {"message": m}, "error": m})))
+                    .await;
+            }
+        }
+    });
+    Ok(resp)
 }
 
 #[cfg(test)]

@@ -136,25 +136,30 @@ pub fn logs(d: &Arc<Daemon>, ctx: &Ctx, key: &str) -> ApiResult<Resp> {
         .container_dir(&r.id)
         .join(format!("{}-json.log", r.id));
     let (resp, tx) = streamed(StatusCode::OK, content_type(want.tty));
+    let (_, _, max_files) = crate::state::lifecycle::log_options(&r);
     tokio::spawn(async move {
-        let Ok(file) = std::fs::File::open(&path) else {
-            if !follow {
-                return;
-            }
-            // No output yet: wait for the file while the container lives.
-            return;
-        };
-        let mut reader = BufReader::new(file);
-        let mut offset = 0u64;
+        // Rotated files first, oldest first, then the current one (tail counts across all).
         let mut first: VecDeque<Bytes> = VecDeque::new();
-        offset += read_entries(&mut reader, |e| {
+        let mut keep = |e: LogEntry| {
             if let Some(b) = want.frame(&e) {
                 first.push_back(b);
                 if tail.is_some_and(|t| first.len() > t) {
                     first.pop_front();
                 }
             }
-        });
+        };
+        for i in (1..max_files.max(1)).rev() {
+            let mut p = path.clone().into_os_string();
+            p.push(format!(".{i}"));
+            if let Ok(f) = std::fs::File::open(&p) {
+                read_entries(&mut BufReader::new(f), &mut keep);
+            }
+        }
+        let mut reader = std::fs::File::open(&path).ok().map(BufReader::new);
+        let mut offset = 0u64;
+        if let Some(r) = reader.as_mut() {
+            offset = read_entries(r, &mut keep);
+        }
         for b in first {
             if tx.send(b).await.is_err() {
                 return;
@@ -168,15 +173,34 @@ pub fn logs(d: &Arc<Daemon>, ctx: &Ctx, key: &str) -> ApiResult<Resp> {
                 c.status(),
                 Status::Running | Status::Paused | Status::Restarting
             );
-            if reader.seek(SeekFrom::Start(offset)).is_err() {
-                return;
+            // The log rotated (a new file, or a shorter one): read the new one from its start.
+            let current = std::fs::metadata(&path).ok();
+            let open_ino = reader
+                .as_ref()
+                .and_then(|r| r.get_ref().metadata().ok())
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+            let rotated = match (&current, open_ino) {
+                (Some(m), Some(ino)) => {
+                    std::os::unix::fs::MetadataExt::ino(m) != ino || m.len() < offset
+                }
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if rotated {
+                reader = std::fs::File::open(&path).ok().map(BufReader::new);
+                offset = 0;
             }
             let mut batch = Vec::new();
-            offset += read_entries(&mut reader, |e| {
-                if let Some(b) = want.frame(&e) {
-                    batch.push(b);
+            if let Some(r) = reader.as_mut() {
+                if r.seek(SeekFrom::Start(offset)).is_err() {
+                    return;
                 }
-            });
+                offset += read_entries(r, |e| {
+                    if let Some(b) = want.frame(&e) {
+                        batch.push(b);
+                    }
+                });
+            }
             let had = !batch.is_empty();
             for b in batch {
                 if tx.send(b).await.is_err() {

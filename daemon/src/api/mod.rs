@@ -1,13 +1,18 @@
 //! The endpoints, one module per family; [`route`] sends each request to its handler.
 
+pub mod archive;
+pub mod archive_tree;
 pub mod attach;
 pub mod containers;
 pub mod create;
 pub mod exec;
+pub mod image_archive;
 pub mod images;
 pub mod logs;
+pub mod networks;
 pub mod stats;
 pub mod system;
+pub mod volumes;
 
 use std::sync::Arc;
 
@@ -39,6 +44,8 @@ pub async fn route(d: Arc<Daemon>, ctx: Ctx, req: Request<Incoming>) -> ApiResul
         ["containers", "prune"] if post => containers::prune(&d, &ctx).await,
         ["containers", id, "json"] if get => containers::inspect(&d, id),
         ["containers", id, action] if post => containers::action(&d, &ctx, id, action, req).await,
+        ["containers", id, "archive"] if get || head => archive::get(&d, &ctx, id, head),
+        ["containers", id, "archive"] if m == Method::PUT => archive::put(&d, &ctx, id, req).await,
         ["containers", id, "logs"] if get => containers::logs(&d, &ctx, id),
         ["containers", id, "top"] if get => containers::top(&d, &ctx, id).await,
         ["containers", id, "stats"] if get => containers::stats(&d, &ctx, id).await,
@@ -46,6 +53,8 @@ pub async fn route(d: Arc<Daemon>, ctx: Ctx, req: Request<Incoming>) -> ApiResul
         ["exec", id, "start"] if post => exec::start(&d, id, req).await,
         ["exec", id, "resize"] if post => exec::resize(&d, &ctx, id).await,
         ["exec", id, "json"] if get => exec::inspect(&d, id),
+        ["volumes", rest @ ..] => volumes::route(&d, &ctx, rest, req).await,
+        ["networks", rest @ ..] => networks::route(&d, &ctx, rest, req).await,
         ["images", rest @ ..] => images::route(&d, &ctx, rest, req).await,
         _ => Err(no_route(&ctx)),
     }

@@ -96,6 +96,26 @@ fn is_user_error(message: &str) -> bool {
     .any(|m| message.contains(m))
 }
 
+/// The json-file log's settings from the container's `LogConfig`: whether to log (type
+/// `none` does not), `max-size` in bytes and `max-file` (validated at create).
+pub fn log_options(r: &super::record::ContainerRecord) -> (bool, Option<u64>, u32) {
+    let Some(lc) = &r.host_config.log_config else {
+        return (true, None, 1);
+    };
+    if lc.typ.as_deref() == Some("none") {
+        return (false, None, 1);
+    }
+    let cfg = lc.config.clone().unwrap_or_default();
+    let size = cfg
+        .get("max-size")
+        .and_then(|v| berth_image::extract::parse_size(v));
+    let files = cfg
+        .get("max-file")
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(1);
+    (true, size, files)
+}
+
 /// Starts a created or exited container. One with `AutoRemove` whose start fails is
 /// removed, as dockerd does: `docker run --rm` waits for that removal.
 pub async fn start(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
@@ -133,6 +153,7 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
     let id = r.id.clone();
     let _ = tokio::task::spawn_blocking(move || berth_runtime::delete(&root, &id, true)).await;
     let _ = std::fs::remove_dir_all(&mdir);
+    let (log, max_size, max_files) = log_options(&r);
     let spawn = Spawn {
         monitor: d.config.monitor.clone(),
         invocation: Invocation {
@@ -143,7 +164,9 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
             tty: r.tty(),
             stdin: r.config.open_stdin.unwrap_or(false),
             stdin_once: r.config.stdin_once.unwrap_or(false),
-            log: Some(cdir.join(format!("{}-json.log", r.id))),
+            log: log.then(|| cdir.join(format!("{}-json.log", r.id))),
+            log_max_size: max_size,
+            log_max_files: max_files,
             hold_output: false,
             mode: Mode::Create {
                 bundle: cdir.join("bundle"),
@@ -178,6 +201,7 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
             let _ = tokio::time::timeout(Duration::from_secs(5), ack_rx).await;
         }
     }
+    super::dns::refresh(d, &r.network.mode, Some(&r.id));
     let root = d.engine.root().clone();
     let id = r.id.clone();
     let started = tokio::task::spawn_blocking(move || berth_runtime::start(&root, &id))
@@ -210,6 +234,8 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
         r.clone()
     });
     d.container_event(&rec, "start", &[]);
+    super::dns::refresh(d, &rec.network.mode, None);
+    super::health::start(d, c);
     spawn_watch(d.clone(), c.clone(), ready.monitor_pid);
     Ok(())
 }

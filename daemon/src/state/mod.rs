@@ -1,8 +1,10 @@
 //! The daemon's state: its containers (in memory, each persisted as `container.json` and
 //! recovered at start), exec instances, the event stream, and where everything lives.
 
+pub mod dns;
 pub mod events;
 pub mod exec;
+pub mod health;
 pub mod lifecycle;
 pub mod monitor;
 pub mod record;
@@ -30,6 +32,8 @@ pub struct Config {
     pub runtime: PathBuf,
     /// The `berth-monitor` binary.
     pub monitor: PathBuf,
+    /// The static init `--init` binds into containers (catatonit, docker-init).
+    pub init: Option<PathBuf>,
 }
 
 impl Config {
@@ -69,6 +73,8 @@ pub struct Container {
     pub op: tokio::sync::Mutex<()>,
     /// Where attach clients connect (the running monitor's directory), or who waits for it.
     pub attach: Mutex<lifecycle::AttachHub>,
+    /// Its health, while a health check runs.
+    pub health: Mutex<Option<health::Health>>,
 }
 
 impl Container {
@@ -79,6 +85,7 @@ impl Container {
             changed: watch::channel(0).0,
             op: tokio::sync::Mutex::new(()),
             attach: Mutex::new(lifecycle::AttachHub::default()),
+            health: Mutex::new(None),
         })
     }
 
@@ -127,6 +134,7 @@ pub struct Daemon {
     pub events: Events,
     /// When berthd started.
     pub started: std::time::SystemTime,
+    labels_lock: Mutex<()>,
 }
 
 impl Daemon {
@@ -159,6 +167,7 @@ impl Daemon {
             execs: Mutex::new(HashMap::new()),
             events: Events::default(),
             started: std::time::SystemTime::now(),
+            labels_lock: Mutex::new(()),
         }))
     }
 
@@ -239,6 +248,46 @@ impl Daemon {
     /// A receiver that sees removals.
     pub fn watch_removed(&self) -> watch::Receiver<Vec<String>> {
         self.removed.subscribe()
+    }
+
+    fn network_labels_path(&self) -> PathBuf {
+        self.config
+            .data_root
+            .join("berthd")
+            .join("network-labels.json")
+    }
+
+    /// The labels given to network `name` when it was created.
+    pub fn network_labels(&self, name: &str) -> BTreeMap<String, String> {
+        let all: BTreeMap<String, BTreeMap<String, String>> =
+            std::fs::read(self.network_labels_path())
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+        all.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Records network `name`'s labels (empty: forgets them).
+    pub fn set_network_labels(&self, name: &str, labels: BTreeMap<String, String>) {
+        let _guard = self.labels_lock.lock().expect("labels lock");
+        let path = self.network_labels_path();
+        let mut all: BTreeMap<String, BTreeMap<String, String>> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        if labels.is_empty() {
+            all.remove(name);
+        } else {
+            all.insert(name.to_string(), labels);
+        }
+        if let Ok(bytes) = serde_json::to_vec(&all) {
+            let _ = berth_sys::fs::write_atomic(
+                &path,
+                &bytes,
+                0o600,
+                berth_sys::fs::Durability::Durable,
+            );
+        }
     }
 
     /// Emits a container event with its name and image (and `extra`).

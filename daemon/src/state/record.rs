@@ -143,7 +143,7 @@ impl ContainerRecord {
 pub fn new_id() -> String {
     loop {
         let mut b = [0u8; 32];
-        getrandom::fill(&mut b).expect("the kernel's random numbers");
+        getrandom::getrandom(&mut b).expect("the kernel's random numbers");
         let id: String = b.iter().fold(String::with_capacity(64), |mut s, x| {
             use std::fmt::Write as _;
             let _ = write!(s, "{x:02x}");
@@ -197,7 +197,7 @@ pub fn generate_name() -> String {
         "tern",
     ];
     let mut b = [0u8; 4];
-    getrandom::fill(&mut b).expect("the kernel's random numbers");
+    getrandom::getrandom(&mut b).expect("the kernel's random numbers");
     format!(
         "{}_{}_{}",
         LEFT[usize::from(b[0]) % LEFT.len()],

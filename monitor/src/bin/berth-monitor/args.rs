@@ -38,6 +38,12 @@ struct Cli {
     /// Hold the output until the first attach client connects.
     #[arg(long = "hold-output")]
     hold_output: bool,
+    /// Rotate the log once it would pass BYTES.
+    #[arg(long = "log-max-size")]
+    log_max_size: Option<u64>,
+    /// How many log files rotation keeps.
+    #[arg(long = "log-max-files", default_value_t = 1)]
+    log_max_files: u32,
     #[command(subcommand)]
     mode: ModeArg,
 }
@@ -95,6 +101,8 @@ where
         stdin_once: cli.stdin_once,
         log: cli.log.as_deref().map(abs).transpose()?,
         hold_output: cli.hold_output,
+        log_max_size: cli.log_max_size,
+        log_max_files: cli.log_max_files,
         mode,
     })
 }
@@ -114,6 +122,8 @@ mod tests {
             stdin_once: false,
             log: Some("/var/lib/berthd/web/log.json".into()),
             hold_output: false,
+            log_max_size: None,
+            log_max_files: 1,
             mode,
         }
     }
@@ -129,6 +139,8 @@ mod tests {
                 stdin_once: true,
                 log: None,
                 hold_output: false,
+                log_max_size: None,
+                log_max_files: 1,
                 ..sample(Mode::Exec {
                     process: "/p.json".into(),
                 })

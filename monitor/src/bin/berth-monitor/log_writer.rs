@@ -4,6 +4,10 @@
 //!
 //! A failing log (disk full, ...) is reported once on stderr and otherwise ignored: the
 //! container's output still reaches attach clients, and the container is never blocked.
+//!
+//! With a size bound (`--log-max-size`, docker's `max-size`) the log rotates as docker's
+//! json-file driver does: the full file becomes `FILE.1`, `FILE.1` becomes `FILE.2`, ..., and
+//! at most `--log-max-files` files (`max-file`, the current one included) are kept.
 
 use std::fs::File;
 use std::io::Write;
@@ -20,6 +24,10 @@ pub struct LogWriter {
     /// The unterminated line of stdout and of stderr.
     partial: [Vec<u8>; 2],
     failed: bool,
+    /// Rotation: the largest file and how many files are kept.
+    rotate: Option<(u64, u32)>,
+    /// The current file's size.
+    size: u64,
 }
 
 fn index(stream: LogStream) -> usize {
@@ -32,19 +40,44 @@ fn index(stream: LogStream) -> usize {
 impl LogWriter {
     /// Opens (creates, mode 0640) `path` for appending.
     pub fn open(path: &Path) -> std::io::Result<LogWriter> {
-        let file = File::options()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let file = open_append(path)?;
+        let size = file.metadata().map_or(0, |m| m.len());
         Ok(LogWriter {
             file,
             path: path.to_path_buf(),
             partial: [Vec::new(), Vec::new()],
             failed: false,
+            rotate: None,
+            size,
         })
+    }
+
+    /// Rotates once the file would pass `max_size` bytes, keeping `max_files` files.
+    pub fn with_rotation(mut self, max_size: Option<u64>, max_files: u32) -> LogWriter {
+        self.rotate = max_size.filter(|m| *m > 0).map(|m| (m, max_files.max(1)));
+        self
+    }
+
+    /// Moves the full file aside (`FILE.1`, older ones up by one, the oldest dropped) and
+    /// starts an empty one.
+    fn rotate_now(&mut self, max_files: u32) -> std::io::Result<()> {
+        let numbered = |i: u32| {
+            let mut p = self.path.clone().into_os_string();
+            p.push(format!(".{i}"));
+            PathBuf::from(p)
+        };
+        if max_files <= 1 {
+            self.file.set_len(0)?;
+        } else {
+            let _ = std::fs::remove_file(numbered(max_files - 1));
+            for i in (1..max_files - 1).rev() {
+                let _ = std::fs::rename(numbered(i), numbered(i + 1));
+            }
+            std::fs::rename(&self.path, numbered(1))?;
+            self.file = open_append(&self.path)?;
+        }
+        self.size = 0;
+        Ok(())
     }
 
     /// Logs `data` of `stream`: every complete line, and the pending partial line once it
@@ -88,6 +121,28 @@ impl LogWriter {
         if lines.is_empty() {
             return;
         }
+        if let Some((max, files)) = self.rotate {
+            // Line by line: a file never passes the bound by more than one line.
+            if self.size + lines.len() as u64 > max {
+                for line in lines.split_inclusive('\n') {
+                    if self.size > 0 && self.size + line.len() as u64 > max {
+                        if let Err(e) = self.rotate_now(files) {
+                            eprintln!(
+                                "berth-monitor: rotating the log {}: {e}",
+                                self.path.display()
+                            );
+                        }
+                    }
+                    self.write_out(line);
+                }
+                return;
+            }
+        }
+        self.write_out(lines);
+    }
+
+    fn write_out(&mut self, lines: &str) {
+        self.size += lines.len() as u64;
         if let Err(e) = self.file.write_all(lines.as_bytes()) {
             if !self.failed {
                 eprintln!(
@@ -98,6 +153,16 @@ impl LogWriter {
             }
         }
     }
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    File::options()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -146,5 +211,23 @@ mod tests {
         let mut w2 = LogWriter::open(&path).unwrap();
         w2.write(LogStream::Stderr, b"again\n");
         assert_eq!(entries(&path).len(), 8);
+    }
+
+    #[test]
+    fn rotates_keeping_max_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-json.log");
+        let mut w = LogWriter::open(&path).unwrap().with_rotation(Some(200), 3);
+        for i in 0..40 {
+            w.write(LogStream::Stdout, format!("line {i}\n").as_bytes());
+        }
+        assert!(path.exists() && dir.path().join("c-json.log.1").exists());
+        assert!(dir.path().join("c-json.log.2").exists());
+        assert!(!dir.path().join("c-json.log.3").exists());
+        for f in ["c-json.log", "c-json.log.1", "c-json.log.2"] {
+            assert!(std::fs::metadata(dir.path().join(f)).unwrap().len() <= 200);
+        }
+        let last = entries(&path);
+        assert_eq!(last.last().unwrap().1, "line 39\n");
     }
 }

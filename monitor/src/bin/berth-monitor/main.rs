@@ -125,7 +125,13 @@ fn run(inv: &Invocation) -> ExitCode {
         let signals = detach::signals().context("signals")?;
         let attach = Attach::new(sockets::listen(&inv.dir.join(ATTACH_SOCKET))?);
         let control = Control::new(sockets::listen(&inv.dir.join(CONTROL_SOCKET))?);
-        let log = inv.log.as_deref().map(LogWriter::open).transpose()?;
+        let log = inv
+            .log
+            .as_deref()
+            .map(|p| {
+                LogWriter::open(p).map(|w| w.with_rotation(inv.log_max_size, inv.log_max_files))
+            })
+            .transpose()?;
         Ok((signals, attach, control, log))
     })();
     let (signals, attach, control, log) = match setup {

@@ -21,9 +21,17 @@ pub struct RuntimeStdio {
     pub stderr: Stdio,
 }
 
-/// The arguments of `berth --root ROOT create|exec ... ID`.
+/// The arguments of `berth --root ROOT --log DIR/runtime.log create|exec ... ID`. The
+/// runtime's own log lines (warnings) go to that file, not to the container's stderr, which
+/// the runtime shares with the container; its errors are still echoed on stderr, where the
+/// monitor reads the reason of a failed create.
 pub fn start_args(inv: &Invocation) -> Vec<OsString> {
-    let mut a: Vec<OsString> = vec!["--root".into(), inv.runtime_root.clone().into()];
+    let mut a: Vec<OsString> = vec![
+        "--root".into(),
+        inv.runtime_root.clone().into(),
+        "--log".into(),
+        inv.dir.join(RUNTIME_LOG).into(),
+    ];
     match &inv.mode {
         Mode::Create { bundle } => {
             a.extend(["create".into(), "--bundle".into(), bundle.clone().into()]);
@@ -47,6 +55,9 @@ pub fn start_args(inv: &Invocation) -> Vec<OsString> {
     a.push(inv.id.clone().into());
     a
 }
+
+/// The runtime's log in the monitor's directory.
+pub const RUNTIME_LOG: &str = "runtime.log";
 
 /// Makes `cmd`'s child start with every signal at its default disposition and none blocked,
 /// whatever the monitor did with its own (the runtime passes them on to the container).
@@ -147,6 +158,8 @@ mod tests {
             stdin_once: false,
             log: None,
             hold_output: false,
+            log_max_size: None,
+            log_max_files: 1,
             mode: Mode::Create {
                 bundle: "/b".into(),
             },
@@ -159,7 +172,7 @@ mod tests {
         };
         assert_eq!(
             s(start_args(&inv)),
-            "--root /run/r create --bundle /b --pid-file /run/m/init.pid c1"
+            "--root /run/r --log /run/m/runtime.log create --bundle /b --pid-file /run/m/init.pid c1"
         );
         inv.tty = true;
         inv.mode = Mode::Exec {
@@ -167,8 +180,8 @@ mod tests {
         };
         assert_eq!(
             s(start_args(&inv)),
-            "--root /run/r exec --detach --process /p.json --pid-file /run/m/init.pid \
-             --console-socket /run/m/console.sock c1"
+            "--root /run/r --log /run/m/runtime.log exec --detach --process /p.json \
+             --pid-file /run/m/init.pid --console-socket /run/m/console.sock c1"
         );
     }
 }
