@@ -33,6 +33,21 @@ fn run_rm_prints_output_and_propagates_the_exit_code() {
 }
 
 #[test]
+fn short_runs_never_lose_their_output() {
+    let d = Daemon::with_image();
+    // The container may end before berthd's attach has been taken in by its monitor: its
+    // output must still reach the client.
+    for i in 0..20 {
+        let word = format!("word{i}");
+        let out = d
+            .docker(&["run", "--rm", IMAGE, "echo", &word])
+            .ok("run echo");
+        assert_eq!(out.out(), format!("{word}\n"), "run {i}: {}", out.err());
+    }
+    d.finish();
+}
+
+#[test]
 fn run_of_a_missing_command_exits_127_with_dockers_message() {
     let d = Daemon::with_image();
     let out = d.docker(&["run", "--rm", IMAGE, "nosuchcmd"]);
@@ -84,7 +99,7 @@ fn run_interactive_takes_piped_stdin() {
     let out = d
         .docker_stdin(&["run", "--rm", IMAGE, "wc", "-c"], b"ignored\n")
         .ok("run wc -c");
-    assert_eq!(out.out().trim(), "0");
+    assert_eq!(out.out().trim(), "0", "stderr: {}", out.err());
     d.finish();
 }
 

@@ -211,12 +211,16 @@ impl Monitor {
             }
             return;
         }
-        let ready: Vec<(Slot, PollFlags)> = slots
+        let mut ready: Vec<(Slot, PollFlags)> = slots
             .into_iter()
             .zip(&fds)
             .filter_map(|(s, f)| f.revents().filter(|r| !r.is_empty()).map(|r| (s, r)))
             .collect();
         drop(fds);
+        // New attach clients before output: berthd attaches before it starts the container,
+        // and when one poll reports both the connection and the first output (the monitor
+        // was not scheduled in between), that output is the client's too.
+        ready.sort_by_key(|(slot, _)| !matches!(slot, Slot::AttachListener));
         for (slot, revents) in ready {
             self.handle(slot, revents);
         }
