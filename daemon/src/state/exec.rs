@@ -78,13 +78,32 @@ impl Exec {
     }
 }
 
+/// Reads `path` resolved inside `root` (`openat2(RESOLVE_IN_ROOT)`), at most 1 MiB.
+fn read_in_root(root: &Path, path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let dir = std::fs::File::open(root)?;
+    let fd = berth_sys::in_root::open(
+        dir.as_fd(),
+        Path::new(path),
+        berth_sys::in_root::OFlags::RDONLY,
+        berth_sys::in_root::Resolve::InRoot,
+    )?;
+    let mut text = String::new();
+    std::fs::File::from(fd)
+        .take(1 << 20)
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// Resolves `user` (`name|uid[:group|gid]`) in the container's root.
 fn resolve_user(rootfs: &Path, user: &str) -> ApiResult<(u32, u32, Option<u32>)> {
     let (u, g) = match user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
-    let read = |file: &str| std::fs::read_to_string(rootfs.join(file)).unwrap_or_default();
+    // Read inside the container's root: a symlinked /etc/passwd cannot lead to a host file.
+    let read = |file: &str| read_in_root(rootfs, file).unwrap_or_default();
     let passwd = read("etc/passwd");
     let (uid, primary) = match u.parse::<u32>() {
         Ok(uid) => {
