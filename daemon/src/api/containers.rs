@@ -215,7 +215,7 @@ pub fn inspect(d: &Daemon, key: &str) -> ApiResult<Resp> {
         .port_bindings
         .iter()
         .flatten()
-        .map(|(k, v)| (k.clone(), json!(v.iter().flatten().map(|b| json!({"HostIp": b.host_ip.clone().unwrap_or_default(), "HostPort": b.host_port.clone().unwrap_or_default()})).collect::<Vec<_>>())))
+        .map(|(k, v)| (k.clone(), json!(v.iter().flatten().map(|b| json!({"HostIp": b.host_ip.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| "0.0.0.0".into()), "HostPort": b.host_port.clone().unwrap_or_default()})).collect::<Vec<_>>())))
         .collect();
     Ok(ok_json(&json!({
         "Id": r.id,

@@ -415,7 +415,10 @@ async fn stop_locked(
             .and_then(|s| berth_runtime::signal::parse(s).ok())
             .unwrap_or(libc::SIGTERM),
     };
-    let _ = kill(d, c, signal).await;
+    if kill(d, c, signal).await.is_ok() {
+        // As dockerd: the stop signal is a `kill` event before the `die`.
+        d.container_event(&c.snapshot(), "kill", &[("signal", signal.to_string())]);
+    }
     if wait_stopped(c, timeout).await {
         return Ok(());
     }
