@@ -126,90 +126,106 @@ pub async fn start(d: &Arc<Daemon>, id: &str, mut req: Request<Incoming>) -> Api
             mode: Mode::Exec { process },
         },
     };
-    let ready = match monitor::spawn(&spawn).await {
-        Ok(ready) => ready,
-        Err(m) => {
+    if detach {
+        let ready = monitor::spawn(&spawn).await.map_err(|m| {
             let m = crate::state::lifecycle::plain_message(&m);
             let not_found = m.contains("executable file not found") || m.contains("no such file");
             let err = fail(m);
             let _ = std::fs::remove_dir_all(&dir);
             if not_found {
                 e.state.lock().expect("exec lock").exit_code = Some(127);
+                ApiError::bad_request(err.message)
+            } else {
+                err
             }
-            if detach {
-                return Err(if not_found {
-                    ApiError::bad_request(err.message)
-                } else {
-                    err
-                });
-            }
-            // As dockerd: the client's stream carries the message and the exec's exit code
-            // the failure (`docker exec c nosuch` prints it and exits 127).
-            let (resp, io) = hijack(&mut req, e.config.tty);
-            let tty = e.config.tty;
-            tokio::spawn(async move {
-                if let Ok(mut client) = io.await {
-                    let text = format!("{}\r\n", err.message).into_bytes();
-                    let mut out = Vec::with_capacity(text.len() + 8);
-                    if !tty {
-                        out.extend_from_slice(&[1, 0, 0, 0]);
-                        out.extend_from_slice(&(text.len() as u32).to_be_bytes());
-                    }
-                    out.extend_from_slice(&text);
-                    let _ = client.write_all(&out).await;
-                    let _ = client.shutdown().await;
-                }
-            });
-            return Ok(resp);
-        }
-    };
-    e.state.lock().expect("exec lock").pid = ready.pid;
-    d.container_event(&c.snapshot(), "exec_start", &[("execID", e.id.clone())]);
-    let watcher = {
-        let e = e.clone();
-        let dir = dir.clone();
-        async move {
-            monitor::wait_gone(ready.monitor_pid).await;
-            let code = monitor::read_exit(&dir).map_or(126, |x| i64::from(x.exit_code));
-            let mut st = e.state.lock().expect("exec lock");
-            st.running = false;
-            st.done = true;
-            st.exit_code = Some(code);
-            st.pid = 0;
-            drop(st);
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-    };
-    if detach {
-        tokio::spawn(watcher);
+        })?;
+        e.state.lock().expect("exec lock").pid = ready.pid;
+        d.container_event(&c.snapshot(), "exec_start", &[("execID", e.id.clone())]);
+        tokio::spawn(watch_exit(e.clone(), dir, ready.monitor_pid));
         return Ok(no_content(StatusCode::OK));
     }
-    let sock = monitor::connect_attach(&dir)
-        .await
-        .map_err(|err| ApiError::internal(format!("the exec's monitor: {err}")))?;
+    // Attached: the process starts once the client holds the upgraded connection, as with
+    // dockerd (a client that reads the 101 through a buffer, as docker-py does, would lose
+    // output that arrived with it).
+    let tty = e.config.tty;
     let streams = Streams {
         stdin: e.config.attach_stdin,
         stdout: e.config.attach_stdout,
         stderr: e.config.attach_stderr,
     };
-    let tty = e.config.tty;
     let (resp, io) = hijack(&mut req, tty);
-    // The exit is recorded before the client's stream ends: `docker exec` inspects the exec
-    // for its exit code as soon as its output ends.
-    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
+    let d = d.clone();
     tokio::spawn(async move {
-        watcher.await;
-        let _ = ended_tx.send(());
-    });
-    tokio::spawn(async move {
-        if let Ok(client) = io.await {
-            let ended = async {
-                let _ = ended_rx.await;
-            };
-            pump(client, sock, tty, streams, ended).await;
-        }
+        let Ok(mut client) = io.await else {
+            let mut st = e.state.lock().expect("exec lock");
+            st.running = false;
+            st.done = true;
+            return;
+        };
+        let ready = match monitor::spawn(&spawn).await {
+            Ok(ready) => ready,
+            Err(m) => {
+                let m = crate::state::lifecycle::plain_message(&m);
+                let not_found =
+                    m.contains("executable file not found") || m.contains("no such file");
+                {
+                    let mut st = e.state.lock().expect("exec lock");
+                    st.running = false;
+                    st.done = true;
+                    st.exit_code = Some(if not_found { 127 } else { 126 });
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+                // As dockerd: the client's stream carries the message and the exec's exit
+                // code the failure (`docker exec c nosuch` prints it and exits 127).
+                let text = format!("{m}\r\n").into_bytes();
+                let mut out = Vec::with_capacity(text.len() + 8);
+                if !tty {
+                    out.extend_from_slice(&[1, 0, 0, 0]);
+                    out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+                }
+                out.extend_from_slice(&text);
+                let _ = client.write_all(&out).await;
+                let _ = client.shutdown().await;
+                return;
+            }
+        };
+        e.state.lock().expect("exec lock").pid = ready.pid;
+        d.container_event(&c.snapshot(), "exec_start", &[("execID", e.id.clone())]);
+        let sock = match monitor::connect_attach(&dir).await {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::warn!("exec {}: the monitor's attach socket: {err}", e.id);
+                watch_exit(e, dir, ready.monitor_pid).await;
+                return;
+            }
+        };
+        // The exit is recorded before the client's stream ends: `docker exec` inspects the
+        // exec for its exit code as soon as its output ends.
+        let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            watch_exit(e, dir, ready.monitor_pid).await;
+            let _ = ended_tx.send(());
+        });
+        let ended = async {
+            let _ = ended_rx.await;
+        };
+        pump(client, sock, tty, streams, ended).await;
     });
     Ok(resp)
+}
+
+/// Waits for an exec's monitor to end and records the exit it wrote.
+async fn watch_exit(e: Arc<Exec>, dir: std::path::PathBuf, monitor_pid: i32) {
+    monitor::wait_gone(monitor_pid).await;
+    let code = monitor::read_exit(&dir).map_or(126, |x| i64::from(x.exit_code));
+    {
+        let mut st = e.state.lock().expect("exec lock");
+        st.running = false;
+        st.done = true;
+        st.exit_code = Some(code);
+        st.pid = 0;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `POST /exec/{id}/resize?h=&w=`.
