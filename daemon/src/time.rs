@@ -32,10 +32,10 @@ pub fn unix_seconds(s: &str) -> i64 {
 /// fraction), an RFC 3339 time, or a duration before now (`10m`, `1h30m`).
 pub fn parse_query_time(s: &str) -> Option<SystemTime> {
     if let Ok(secs) = s.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Some(UNIX_EPOCH + std::time::Duration::from_secs_f64(secs));
-        }
-        return None;
+        // try_from: a number too large for a Duration (1e300) is refused, never a panic.
+        return std::time::Duration::try_from_secs_f64(secs)
+            .ok()
+            .and_then(|d| UNIX_EPOCH.checked_add(d));
     }
     if let Some(t) = parse(s) {
         return Some(t);
@@ -63,6 +63,9 @@ mod tests {
         );
         assert!(parse_query_time("10m").unwrap() < SystemTime::now());
         assert!(parse_query_time("-5").is_none());
+        assert!(parse_query_time("1e300").is_none());
+        assert!(parse_query_time("NaN").is_none());
+        assert!(parse_query_time("99999999999999999999").is_none());
         assert!(parse_query_time("soon").is_none());
     }
 }

@@ -82,8 +82,11 @@ fn stat_header(path: &str, st: &nix::sys::stat::FileStat, link: Option<&str>) ->
     } else if kind == SFlag::S_IFLNK {
         mode |= 1 << 27;
     }
+    // A container sets its files' mtimes: an absurd one must not overflow the addition.
     let mtime = crate::time::rfc3339(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(st.st_mtime.max(0) as u64),
+        std::time::UNIX_EPOCH
+            .checked_add(std::time::Duration::from_secs(st.st_mtime.max(0) as u64))
+            .unwrap_or(std::time::UNIX_EPOCH),
     );
     let stat = json!({"name": name, "size": st.st_size, "mode": mode, "mtime": mtime,
                       "linkTarget": link.unwrap_or("")});

@@ -287,11 +287,14 @@ fn timeout_of(ctx: &Ctx, r: &ContainerRecord) -> ApiResult<Duration> {
         .or(ctx.query.int("timeout")?)
         .or(r.config.stop_timeout)
         .unwrap_or(10);
-    Ok(if t < 0 {
-        Duration::from_secs(3600 * 24 * 365)
+    // -1 waits "forever" (a year); a larger wait is that year too, so that a deadline never
+    // overflows the clock.
+    const YEAR: u64 = 3600 * 24 * 365;
+    Ok(Duration::from_secs(if t < 0 {
+        YEAR
     } else {
-        Duration::from_secs(t as u64)
-    })
+        (t as u64).min(YEAR)
+    }))
 }
 
 fn signal_of(ctx: &Ctx) -> ApiResult<Option<i32>> {
