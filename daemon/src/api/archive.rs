@@ -11,14 +11,13 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use berth_sys::in_root::{self, OFlags, Resolve};
-use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 
 use super::archive_tree as tree;
-use crate::http::body::{no_content, streamed, Resp};
+use crate::http::body::{no_content, streamed, BodyWriter, Resp};
 use crate::http::{ApiError, ApiResult, Ctx};
 use crate::state::Daemon;
 
@@ -93,22 +92,6 @@ fn stat_header(path: &str, st: &nix::sys::stat::FileStat, link: Option<&str>) ->
     base64::engine::general_purpose::STANDARD.encode(stat.to_string())
 }
 
-/// Sends what is written to a response body.
-struct ChannelWriter(tokio::sync::mpsc::Sender<Bytes>);
-
-impl Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(Bytes::copy_from_slice(buf))
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// `HEAD` and `GET /containers/{id}/archive?path=`.
 pub fn get(d: &Arc<Daemon>, ctx: &Ctx, key: &str, head: bool) -> ApiResult<Resp> {
     let c = d.find(key)?;
@@ -143,7 +126,7 @@ pub fn get(d: &Arc<Daemon>, ctx: &Ctx, key: &str, head: bool) -> ApiResult<Resp>
         .file_name()
         .map_or_else(|| ".".into(), std::ffi::OsStr::to_os_string);
     tokio::task::spawn_blocking(move || {
-        let mut b = tar::Builder::new(ChannelWriter(tx));
+        let mut b = tar::Builder::new(BodyWriter(tx));
         let res = match (readable, link) {
             (Some(fd), _) => tree::append(&mut b, fd, Path::new(&name)),
             (None, Some(target)) => tree::append_symlink(&mut b, &st, Path::new(&name), &target),

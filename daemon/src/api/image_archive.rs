@@ -12,25 +12,9 @@ use hyper::{Request, StatusCode};
 use serde_json::json;
 
 use super::archive::{max_upload, spool};
-use crate::http::body::{streamed, Resp};
+use crate::http::body::{streamed, BodyWriter, Resp};
 use crate::http::{ApiError, ApiResult, Ctx};
 use crate::state::Daemon;
-
-/// Sends what is written to a response body.
-struct ChannelWriter(tokio::sync::mpsc::Sender<Bytes>);
-
-impl Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(Bytes::copy_from_slice(buf))
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn append_bytes<W: Write>(b: &mut tar::Builder<W>, name: &str, data: &[u8]) -> std::io::Result<()> {
     let mut h = tar::Header::new_gnu();
@@ -54,7 +38,7 @@ pub fn save(d: &Arc<Daemon>, names: &[String]) -> ApiResult<Resp> {
     let (resp, tx) = streamed(StatusCode::OK, "application/x-tar");
     tokio::task::spawn_blocking(move || {
         let res = (|| -> std::io::Result<()> {
-            let mut b = tar::Builder::new(ChannelWriter(tx));
+            let mut b = tar::Builder::new(BodyWriter(tx));
             let mut manifest = Vec::new();
             let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
             let mut written = std::collections::BTreeSet::new();

@@ -136,6 +136,23 @@ pub fn streamed(status: StatusCode, content_type: &str) -> (Resp, mpsc::Sender<B
     (resp, tx)
 }
 
+/// A blocking writer into a [`streamed`] response (a tar built on a blocking thread): each
+/// write waits for room in the channel; a client gone is `BrokenPipe`.
+pub struct BodyWriter(pub mpsc::Sender<Bytes>);
+
+impl std::io::Write for BodyWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Bytes::copy_from_slice(buf))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
