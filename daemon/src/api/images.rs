@@ -609,8 +609,8 @@ async fn pull(d: &Arc<Daemon>, ctx: &Ctx) -> ApiResult<Resp> {
         while let Some(b) = rx.recv().await {
             let _ = out.send(b).await;
         }
-        match job.await {
-            Ok(Ok(report)) => {
+        match joined(job.await) {
+            Ok(report) => {
                 let fetched = report.stats.blobs_fetched > 0;
                 let _ = out
                     .send(line(
@@ -630,21 +630,26 @@ async fn pull(d: &Arc<Daemon>, ctx: &Ctx) -> ApiResult<Resp> {
                     BTreeMap::from([("name".to_string(), familiar.clone())]),
                 );
             }
-            Ok(Err(e)) => {
-                let m = crate::http::error::chain(&e);
-                let _ = out
-                    .send(line(&json!({"errorDetail": {"message": m}, "error": m})))
-                    .await;
-            }
-            Err(e) => {
-                let m = e.to_string();
-                let _ = out
-                    .send(line(&json!({"errorDetail": {"message": m}, "error": m})))
-                    .await;
+            Err(m) => {
+                let _ = out.send(error_line(&m)).await;
             }
         }
     });
     Ok(resp)
+}
+
+/// docker's error line in a progress stream (once the 200 has gone out).
+fn error_line(message: &str) -> Bytes {
+    line(&json!({"errorDetail": {"message": message}, "error": message}))
+}
+
+/// A registry job's result, its error (or the task's) as the message the client prints.
+fn joined<T>(r: Result<berth_registry::Result<T>, tokio::task::JoinError>) -> Result<T, String> {
+    match r {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(crate::http::error::chain(&e)),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// 201 with JSON (used by create endpoints).
@@ -766,8 +771,8 @@ fn push(d: &Arc<Daemon>, ctx: &Ctx, name: &str) -> ApiResult<Resp> {
         while let Some(b) = rx.recv().await {
             let _ = out.send(b).await;
         }
-        match job.await {
-            Ok(Ok(report)) => {
+        match joined(job.await) {
+            Ok(report) => {
                 let digest = report.digest.to_string();
                 let _ = out
                     .send(line(
@@ -784,17 +789,8 @@ fn push(d: &Arc<Daemon>, ctx: &Ctx, name: &str) -> ApiResult<Resp> {
                     BTreeMap::from([("name".to_string(), full.clone())]),
                 );
             }
-            Ok(Err(e)) => {
-                let m = crate::http::error::chain(&e);
-                let _ = out
-                    .send(line(&json!({"errorDetail": {"message": m}, "error": m})))
-                    .await;
-            }
-            Err(e) => {
-                let m = e.to_string();
-                let _ = out
-                    .send(line(&json!({"errorDetail": {"message": m}, "error": m})))
-                    .await;
+            Err(m) => {
+                let _ = out.send(error_line(&m)).await;
             }
         }
     });
