@@ -129,14 +129,15 @@ pub async fn start(d: &Arc<Daemon>, id: &str, mut req: Request<Incoming>) -> Api
     if detach {
         let ready = monitor::spawn(&spawn).await.map_err(|m| {
             let m = crate::state::lifecycle::plain_message(&m);
-            let not_found = m.contains("executable file not found") || m.contains("no such file");
+            let code = crate::state::lifecycle::user_error_code(&m);
             let err = fail(m);
             let _ = std::fs::remove_dir_all(&dir);
-            if not_found {
-                e.state.lock().expect("exec lock").exit_code = Some(127);
-                ApiError::bad_request(err.message)
-            } else {
-                err
+            match code {
+                Some(code) => {
+                    e.state.lock().expect("exec lock").exit_code = Some(code);
+                    ApiError::bad_request(err.message)
+                }
+                None => err,
             }
         })?;
         e.state.lock().expect("exec lock").pid = ready.pid;
@@ -166,13 +167,12 @@ pub async fn start(d: &Arc<Daemon>, id: &str, mut req: Request<Incoming>) -> Api
             Ok(ready) => ready,
             Err(m) => {
                 let m = crate::state::lifecycle::plain_message(&m);
-                let not_found =
-                    m.contains("executable file not found") || m.contains("no such file");
                 {
                     let mut st = e.state.lock().expect("exec lock");
                     st.running = false;
                     st.done = true;
-                    st.exit_code = Some(if not_found { 127 } else { 126 });
+                    st.exit_code =
+                        Some(crate::state::lifecycle::user_error_code(&m).unwrap_or(126));
                 }
                 let _ = std::fs::remove_dir_all(&dir);
                 // As dockerd: the client's stream carries the message and the exec's exit

@@ -23,12 +23,7 @@ const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
 
 /// A network's ID: stable, derived from its name.
 pub fn network_id(name: &str) -> String {
-    let d = Sha256::digest(format!("berthd-network:{name}").as_bytes());
-    d.iter().fold(String::with_capacity(64), |mut s, b| {
-        use std::fmt::Write as _;
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    crate::state::record::hex(&Sha256::digest(format!("berthd-network:{name}").as_bytes()))
 }
 
 /// berth's name for a docker network name (`bridge` is berth's default network).

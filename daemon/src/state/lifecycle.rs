@@ -83,17 +83,39 @@ pub(crate) fn plain_message(message: &str) -> String {
     out
 }
 
-/// Whether a start error is the user's (a command that cannot run): docker's CLI turns
-/// these messages into exit codes 126 and 127.
-fn is_user_error(message: &str) -> bool {
-    [
+/// The exit code of a process that could not start because of the user's command, as docker
+/// gives it (127: not found, 126: not executable); `None` for other failures. docker's CLI
+/// reads the same messages.
+pub fn user_error_code(message: &str) -> Option<i64> {
+    if [
         "executable file not found",
         "no such file or directory",
-        "permission denied",
         "No such file",
     ]
     .iter()
     .any(|m| message.contains(m))
+    {
+        Some(127)
+    } else if message.contains("permission denied") {
+        Some(126)
+    } else {
+        None
+    }
+}
+
+/// Records a failed start of `c` and the error for the client: 400 when the command is the
+/// user's mistake, 500 otherwise.
+fn failed_start(c: &Container, cdir: &std::path::Path, message: String) -> ApiError {
+    let code = user_error_code(&message);
+    c.update(cdir, |r| {
+        r.state.error.clone_from(&message);
+        r.state.exit_code = code.unwrap_or(128);
+    });
+    if code.is_some() {
+        ApiError::bad_request(message)
+    } else {
+        ApiError::internal(message)
+    }
 }
 
 /// The json-file log's settings from the container's `LogConfig`: whether to log (type
@@ -176,17 +198,8 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
     let ready = match monitor::spawn(&spawn).await {
         Ok(r) => r,
         Err(message) => {
-            let message = plain_message(&message);
-            c.update(&cdir, |r| {
-                r.state.error.clone_from(&message);
-                r.state.exit_code = if is_user_error(&message) { 127 } else { 128 };
-            });
             let _ = std::fs::remove_dir_all(&mdir);
-            return Err(if is_user_error(&message) {
-                ApiError::bad_request(message)
-            } else {
-                ApiError::internal(message)
-            });
+            return Err(failed_start(c, &cdir, plain_message(&message)));
         }
     };
     // Attach clients that came before the start connect now, before the process runs.
@@ -214,15 +227,7 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
         let _ = tokio::task::spawn_blocking(move || berth_runtime::delete(&root, &id, true)).await;
         monitor::wait_gone(ready.monitor_pid).await;
         c.attach.lock().expect("attach lock").dir = None;
-        c.update(&cdir, |r| {
-            r.state.error.clone_from(&message);
-            r.state.exit_code = if is_user_error(&message) { 127 } else { 128 };
-        });
-        return Err(if is_user_error(&message) {
-            ApiError::bad_request(message)
-        } else {
-            ApiError::internal(message)
-        });
+        return Err(failed_start(c, &cdir, message));
     }
     let rec = c.update(&cdir, |r| {
         r.state.status = Status::Running;
@@ -653,9 +658,15 @@ mod tests {
         assert_eq!(restart_delay(0), Duration::from_millis(100));
         assert_eq!(restart_delay(3), Duration::from_millis(800));
         assert_eq!(restart_delay(100), Duration::from_secs(60));
-        assert!(is_user_error(
-            "exec: \"nosuch\": executable file not found in $PATH"
-        ));
+        assert_eq!(
+            user_error_code("exec: \"nosuch\": executable file not found in $PATH"),
+            Some(127)
+        );
+        assert_eq!(
+            user_error_code("exec /etc/passwd: permission denied"),
+            Some(126)
+        );
+        assert_eq!(user_error_code("cgroup: device busy"), None);
         assert_eq!(
             plain_message(
                 "time=\"2026-01-01T00:00:00Z\" level=error msg=\"exec: \\\"nosuch\\\": executable file not found in $PATH\""

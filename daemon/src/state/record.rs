@@ -138,17 +138,24 @@ impl ContainerRecord {
     }
 }
 
+/// `bytes` as lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, x| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+}
+
 /// A new container ID: 64 random hex digits (never all digits, as docker ensures, so that a
 /// prefix is never mistaken for a number).
 pub fn new_id() -> String {
     loop {
         let mut b = [0u8; 32];
         getrandom::getrandom(&mut b).expect("the kernel's random numbers");
-        let id: String = b.iter().fold(String::with_capacity(64), |mut s, x| {
-            use std::fmt::Write as _;
-            let _ = write!(s, "{x:02x}");
-            s
-        });
+        let id = hex(&b);
         if !id[..12].bytes().all(|c| c.is_ascii_digit()) {
             return id;
         }
