@@ -90,3 +90,46 @@ pub async fn bind(
     }
     bail!("-H {host}: expected unix:///PATH or tcp://ADDR:PORT")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(host: &str) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        match rt.block_on(bind(host, None, None, false)) {
+            Ok(_) => panic!("{host} was bound"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn plain_tcp_beyond_loopback_and_unknown_schemes_are_refused() {
+        assert!(refused("tcp://0.0.0.0:2375").contains("mutual TLS"));
+        assert!(refused("tcp://not-an-address").contains("tcp://ADDR:PORT"));
+        assert!(refused("fd://").contains("unix:///PATH"));
+    }
+
+    #[test]
+    fn a_live_socket_is_not_taken_over_and_a_new_one_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sock");
+        let host = format!("unix://{}", path.display());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let first = rt.block_on(bind(&host, None, None, false)).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let err = format!(
+            "{:#}",
+            rt.block_on(bind(&host, None, None, false)).err().unwrap()
+        );
+        assert!(err.contains("another daemon"), "{err}");
+        drop(first);
+    }
+}

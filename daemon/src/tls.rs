@@ -67,3 +67,28 @@ pub fn server_config(files: &TlsFiles<'_>) -> Result<Arc<ServerConfig>> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_files_name_their_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let files = |verify, ca| TlsFiles {
+            ca,
+            cert: &junk,
+            key: &junk,
+            verify,
+        };
+        let err = format!("{:#}", server_config(&files(false, None)).unwrap_err());
+        assert!(err.contains("--tlscert"), "{err}");
+        let err = format!("{:#}", server_config(&files(true, None)).unwrap_err());
+        assert!(
+            err.contains("--tlscert") || err.contains("--tlscacert"),
+            "{err}"
+        );
+    }
+}
