@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::io::Read;
-use std::time::Duration;
-
 use common::{poll_until, Daemon, OutputExt, IMAGE, STATE_TIMEOUT};
 
 #[test]
@@ -150,19 +147,7 @@ fn a_published_port_answers_on_the_hosts_loopback() {
         "run", "-d", "--name", "web", "-p", "8081:80", IMAGE, "httpd", "-f", "-p", "80", "-h",
         "/etc",
     ]);
-    let mut page = String::new();
-    let served = common::in_netns(&d.netns_path(), || {
-        poll_until(STATE_TIMEOUT, || {
-            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", 8081)) else {
-                return false;
-            };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-            let _ = std::io::Write::write_all(&mut s, b"GET /group HTTP/1.0\r\n\r\n");
-            page.clear();
-            let _ = s.read_to_string(&mut page);
-            page.contains("root:x:0:")
-        })
-    });
+    let (served, page) = d.http_get_until("127.0.0.1", 8081, "group", "root:x:0:");
     assert!(served, "127.0.0.1:8081 did not serve /etc/group: {page:?}");
     d.finish();
 }

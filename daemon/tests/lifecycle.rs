@@ -236,6 +236,13 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
+/// `docker events` between `since` and `until` (Unix seconds) with one filter, formatted.
+fn events(d: &Daemon, since: &str, until: &str, filter: &str, format: &str) -> String {
+    d.docker_ok(&[
+        "events", "--since", since, "--until", until, "--filter", filter, "--format", format,
+    ])
+}
+
 #[test]
 fn events_list_create_start_die_destroy_of_a_run() {
     let d = Daemon::with_image();
@@ -247,17 +254,13 @@ fn events_list_create_start_die_destroy_of_a_run() {
     d.wait_inspect("ev", "{{.State.Status}}", "exited");
     d.docker_ok(&["rm", "ev"]);
     let until = (unix_now() + 1).to_string();
-    let out = d.docker_ok(&[
-        "events",
-        "--since",
+    let out = events(
+        &d,
         &since,
-        "--until",
         &until,
-        "--filter",
         "type=container",
-        "--format",
         "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}",
-    ]);
+    );
     let actions: Vec<&str> = out
         .lines()
         .filter(|l| l.contains(&id))
@@ -266,17 +269,7 @@ fn events_list_create_start_die_destroy_of_a_run() {
     assert_eq!(actions, ["create", "start", "die", "destroy"], "{out}");
     assert!(out.lines().any(|l| l == format!("die {id} ev 2")), "{out}");
     // Filtered by the container's name.
-    let by_name = d.docker_ok(&[
-        "events",
-        "--since",
-        &since,
-        "--until",
-        &until,
-        "--filter",
-        "container=ev",
-        "--format",
-        "{{.Action}}",
-    ]);
+    let by_name = events(&d, &since, &until, "container=ev", "{{.Action}}");
     assert_eq!(by_name, "create\nstart\ndie\ndestroy\n");
 
     // docker stop: die, then stop (dockerd also sends a kill event first).
@@ -285,17 +278,7 @@ fn events_list_create_start_die_destroy_of_a_run() {
     d.docker_ok(&["stop", "-t", "1", "ev2"]);
     d.docker_ok(&["rm", "ev2"]);
     let until = (unix_now() + 1).to_string();
-    let out = d.docker_ok(&[
-        "events",
-        "--since",
-        &since,
-        "--until",
-        &until,
-        "--filter",
-        "container=ev2",
-        "--format",
-        "{{.Action}}",
-    ]);
+    let out = events(&d, &since, &until, "container=ev2", "{{.Action}}");
     let actions: Vec<&str> = out.lines().filter(|a| *a != "kill").collect();
     assert_eq!(
         actions,
@@ -365,19 +348,7 @@ fn a_published_port_reaches_the_container() {
                 .is_ok_and(|a| !a.is_loopback())
         })
         .unwrap_or_else(|| panic!("no host address in the namespace:\n{addrs}"));
-    let mut page = String::new();
-    let served = common::in_netns(&d.netns_path(), || {
-        poll_until(STATE_TIMEOUT, || {
-            let Ok(mut s) = std::net::TcpStream::connect((host_ip.as_str(), 8080)) else {
-                return false;
-            };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-            let _ = std::io::Write::write_all(&mut s, b"GET /group HTTP/1.0\r\n\r\n");
-            page.clear();
-            let _ = s.read_to_string(&mut page);
-            page.contains("root:x:0:")
-        })
-    });
+    let (served, page) = d.http_get_until(&host_ip, 8080, "group", "root:x:0:");
     assert!(served, "{host_ip}:8080 did not serve /etc/group: {page:?}");
     d.finish();
 }

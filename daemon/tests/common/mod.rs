@@ -433,6 +433,32 @@ impl Daemon {
         d
     }
 
+    /// Polls `GET /{path}` on `host:port` from inside the namespace until the answer holds
+    /// `needle` (up to [`STATE_TIMEOUT`]); returns whether it did and the last answer.
+    pub fn http_get_until(
+        &self,
+        host: &str,
+        port: u16,
+        path: &str,
+        needle: &str,
+    ) -> (bool, String) {
+        let mut page = String::new();
+        let served = in_netns(&self.netns_path(), || {
+            poll_until(STATE_TIMEOUT, || {
+                let Ok(mut s) = std::net::TcpStream::connect((host, port)) else {
+                    return false;
+                };
+                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                let request = format!("GET /{path} HTTP/1.0\r\n\r\n");
+                let _ = std::io::Write::write_all(&mut s, request.as_bytes());
+                page.clear();
+                let _ = std::io::Read::read_to_string(&mut s, &mut page);
+                page.contains(needle)
+            })
+        });
+        (served, page)
+    }
+
     /// `/run/netns/NAME`.
     pub fn netns_path(&self) -> PathBuf {
         Path::new("/run/netns").join(&self.netns)
