@@ -26,6 +26,8 @@
 //! - [`container`]: containers a front-end (berthd) manages itself: the bundle made, the
 //!   network attached, nothing run ([`Engine::make_container`]); [`host`]: what such a
 //!   container gets of the host (binds, limits, capabilities), applied to the typed spec.
+//! - [`step`]: the container of one build step (`RUN`), over a root filesystem the builder
+//!   mounted.
 //! - [`names`]: container names: generated, checked, claimed.
 //! - [`roots`]: default state and store roots.
 //!
@@ -72,6 +74,7 @@ pub mod record;
 pub mod roots;
 pub mod run;
 pub mod spec;
+pub mod step;
 pub mod teardown;
 
 pub use container::{ContainerRequest, MadeContainer};
@@ -82,6 +85,7 @@ pub use network::{NetworkChoice, NetworkMode};
 pub use record::RunRecord;
 pub use run::{ImageRun, RunRequest};
 pub use spec::ProcessOverrides;
+pub use step::{PreparedStep, StepRequest};
 
 /// Where the engine keeps containers' state (the runtime's root) and images (the store).
 #[derive(Debug, Clone)]

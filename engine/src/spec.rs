@@ -33,7 +33,7 @@ pub const DOCKER_CAPS: [Capability; 14] = [
     Capability::AuditWrite,
 ];
 
-fn spec_error(field: &str, reason: impl std::fmt::Display) -> Error {
+pub(crate) fn spec_error(field: &str, reason: impl std::fmt::Display) -> Error {
     Error::Spec {
         field: field.to_string(),
         reason: reason.to_string(),

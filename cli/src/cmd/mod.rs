@@ -1,6 +1,7 @@
 //! The commands: one module per family, each parsing its arguments (clap), calling the engine
 //! or the runtime, and printing.
 
+pub mod build;
 pub mod bundle;
 pub mod exec;
 pub mod images;
@@ -146,6 +147,8 @@ pub enum Command {
     Logout(registry::LogoutArgs),
     /// Give an image another name.
     Tag(registry::TagArgs),
+    /// Build an image from a Dockerfile.
+    Build(build::BuildArgs),
 }
 
 /// Runs `command`; its exit status.
@@ -186,6 +189,7 @@ pub fn dispatch(cx: &Ctx, command: Command) -> Result<u8> {
         Command::Login(a) => registry::login(&a)?,
         Command::Logout(a) => registry::logout(&a)?,
         Command::Tag(a) => registry::tag(cx, &a)?,
+        Command::Build(a) => build::build(cx, &a)?,
     }
     Ok(0)
 }

@@ -235,6 +235,17 @@ pub fn pull(cx: &Ctx, a: &PullArgs) -> Result<()> {
     Ok(())
 }
 
+/// Pulls `reference` with default options and no progress output (for `berth build`'s
+/// base images).
+pub fn pull_quietly(cx: &Ctx, reference: &str, connect: &ConnectArgs) -> Result<()> {
+    let r = parse_ref(reference)?;
+    let store = cx.engine.open_store()?;
+    let client = berth_registry::client_for(&r, connect.options())?;
+    pull::pull(&client, &store, &r, &pull::PullOptions::default(), progress(true))
+        .with_context(|| format!("pulling {}", r.familiar()))?;
+    Ok(())
+}
+
 /// `berth push REF`: prints `REF@DIGEST`.
 pub fn push(cx: &Ctx, a: &PushArgs) -> Result<()> {
     let r = parse_ref(&a.reference)?;

@@ -3,6 +3,7 @@
 pub mod archive;
 pub mod archive_tree;
 pub mod attach;
+pub mod build;
 pub mod containers;
 pub mod create;
 pub mod exec;
@@ -39,6 +40,8 @@ pub async fn route(d: Arc<Daemon>, ctx: Ctx, req: Request<Incoming>) -> ApiResul
         ["events"] if get => system::events(&d, &ctx),
         ["system", "df"] if get => system::df(&d),
         ["auth"] if post => system::auth(req).await,
+        ["build"] if post => build::build(&d, &ctx, req).await,
+        ["build", "prune"] if post => build::prune(&d).await,
         ["containers", "create"] if post => containers::create(&d, &ctx, req).await,
         ["containers", "json"] if get => containers::list(&d, &ctx),
         ["containers", "prune"] if post => containers::prune(&d, &ctx).await,

@@ -1,0 +1,252 @@
+//! `berth build`: Dockerfiles built on the real kernel (RUN steps are real containers over
+//! overlay mounts), the results run and inspected, the cache checked by image IDs, and
+//! failing or hostile builds leaving nothing behind. RUN steps get `--network none`: these
+//! tests run in the host's network namespace.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::{ImageStore, OutputExt};
+use serde_json::Value;
+
+/// A build test: a store with busybox, a context directory with `files`, and cleanup checks
+/// (no container, mount, hold or scratch directory left).
+fn build_test(files: &[(&str, &str)], body: impl FnOnce(&ImageStore, &Path)) {
+    let i = ImageStore::new(&[], &["--network", "none"]);
+    let ctx = i.b.dir("ctx");
+    for (name, content) in files {
+        let p = ctx.join(name);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+    body(&i, &ctx);
+    i.assert_clean();
+    let tmp: Vec<PathBuf> = fs::read_dir(i.store.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(tmp.is_empty(), "store scratch left: {tmp:?}");
+}
+
+fn build(i: &ImageStore, ctx: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["build", "--network", "none"];
+    args.extend_from_slice(extra);
+    args.push(ctx.to_str().unwrap());
+    i.cmd(&args)
+}
+
+/// The ID a build printed (`Successfully built <12 hex>`).
+fn built_id(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("Successfully built "))
+        .unwrap_or_else(|| panic!("no image ID in:\n{out}"))
+        .trim()
+        .to_string()
+}
+
+fn inspect(i: &ImageStore, name: &str) -> Value {
+    serde_json::from_str(&i.cmd(&["image", "inspect", name]).ok().out()).unwrap()
+}
+
+fn run_out(i: &ImageStore, image: &str, script: &str) -> String {
+    i.cmd(&["run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c", script])
+        .ok()
+        .out()
+}
+
+const DOCKERFILE: &str = r#"# a comment
+ARG BASE=busybox
+FROM ${BASE}
+ARG GREETING=hello
+ENV APP_HOME=/srv/app \
+    MODE="two words"
+WORKDIR $APP_HOME
+COPY app.txt ./
+COPY conf/ /etc/app/
+COPY --chown=1000:1000 *.sh /opt/scripts/
+RUN echo "$GREETING from $MODE" > built.txt && \
+    rm /bin/vi && \
+    mkdir -p /var/empty-dir
+USER 1000
+LABEL org.example.name="demo app" version=1
+EXPOSE 8080 53/udp
+VOLUME /data
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s --retries=2 CMD cat /srv/app/built.txt
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat built.txt"]
+"#;
+
+#[test]
+fn a_dockerfile_builds_runs_and_carries_its_config() {
+    build_test(
+        &[
+            ("Dockerfile", DOCKERFILE),
+            ("app.txt", "app\n"),
+            ("conf/a.conf", "a=1\n"),
+            ("conf/sub/b.conf", "b=2\n"),
+            ("run.sh", "#!/bin/sh\n"),
+            ("other.sh", "#!/bin/sh\n"),
+        ],
+        |i, ctx| {
+            let out = build(i, ctx, &["-t", "demo:1", "--build-arg", "GREETING=hi"]).ok().out();
+            assert!(out.contains("Step 1/"), "{out}");
+            assert!(out.contains("Successfully tagged demo:1"), "{out}");
+            // The image runs its ENTRYPOINT + CMD as user 1000.
+            let got = i.cmd(&["run", "--rm", "--network", "none", "demo:1"]).ok().out();
+            assert_eq!(got, "hi from two words\n");
+            let files = run_out(
+                i,
+                "demo:1",
+                "cat /srv/app/app.txt /etc/app/a.conf /etc/app/sub/b.conf; \
+                 stat -c '%u:%g %n' /opt/scripts/run.sh /opt/scripts/other.sh /srv/app/app.txt; \
+                 test -e /bin/vi || echo vi-gone; test -d /var/empty-dir && echo dir-ok; id -u",
+            );
+            assert_eq!(
+                files,
+                "app\na=1\nb=2\n1000:1000 /opt/scripts/run.sh\n1000:1000 /opt/scripts/other.sh\n\
+                 0:0 /srv/app/app.txt\nvi-gone\ndir-ok\n1000\n"
+            );
+            let doc = inspect(i, "demo:1");
+            let c = &doc["config"]["config"];
+            assert_eq!(c["WorkingDir"], "/srv/app");
+            assert_eq!(c["User"], "1000");
+            assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+            assert_eq!(c["Cmd"], serde_json::json!(["cat built.txt"]));
+            assert_eq!(c["Labels"]["org.example.name"], "demo app");
+            assert!(c["ExposedPorts"]["8080/tcp"].is_object(), "{c}");
+            assert!(c["ExposedPorts"]["53/udp"].is_object(), "{c}");
+            assert!(c["Volumes"]["/data"].is_object(), "{c}");
+            assert_eq!(c["StopSignal"], "SIGINT");
+            let env: Vec<&str> = c["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+            assert!(env.contains(&"MODE=two words") && env.contains(&"APP_HOME=/srv/app"), "{env:?}");
+            // ARGs are not kept in the image.
+            assert!(!env.iter().any(|e| e.starts_with("GREETING")), "{env:?}");
+            let history = doc["config"]["history"].as_array().unwrap();
+            assert!(history.iter().any(|h| h["empty_layer"] == true), "{history:?}");
+            i.cmd(&["rmi", "demo:1"]).ok();
+        },
+    );
+}
+
+#[test]
+fn an_unchanged_rebuild_is_all_cache_and_a_changed_file_rebuilds_from_its_step() {
+    let dockerfile = "FROM busybox\nRUN echo one > /one\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy\n";
+    build_test(&[("Dockerfile", dockerfile), ("a.txt", "first\n")], |i, ctx| {
+        let first = build(i, ctx, &["-t", "cached"]).ok().out();
+        let id = built_id(&first);
+        let again = build(i, ctx, &["-t", "cached"]).ok().out();
+        assert_eq!(built_id(&again), id, "{again}");
+        assert_eq!(again.matches("Using cache").count(), 3, "{again}");
+        assert!(!again.contains("Running in"), "{again}");
+        // A touch does not invalidate the cache; a change of content does, from that step.
+        let f = fs::File::options().write(true).open(ctx.join("a.txt")).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        assert_eq!(built_id(&build(i, ctx, &["-t", "cached"]).ok().out()), id);
+        fs::write(ctx.join("a.txt"), "second\n").unwrap();
+        let changed = build(i, ctx, &["-t", "cached"]).ok().out();
+        assert_ne!(built_id(&changed), id);
+        assert_eq!(changed.matches("Using cache").count(), 1, "{changed}");
+        assert_eq!(run_out(i, "cached", "cat /copy /one"), "second\none\n");
+        let fresh = build(i, ctx, &["-t", "cached", "--no-cache"]).ok().out();
+        assert_eq!(fresh.matches("Using cache").count(), 0, "{fresh}");
+        assert_eq!(fresh.matches("Running in").count(), 2, "{fresh}");
+        i.cmd(&["rmi", "cached"]).ok();
+    });
+}
+
+#[test]
+fn stages_copy_from_each_other_and_target_stops_early() {
+    let dockerfile = "FROM busybox AS builder\nRUN mkdir /out && echo built > /out/artifact\n\
+                      FROM scratch AS bare\nCOPY --from=builder /out/artifact /artifact\n\
+                      FROM busybox\nCOPY --from=bare /artifact /final\nCOPY --from=0 /out /outdir\n\
+                      ONBUILD RUN echo triggered > /trigger\n";
+    build_test(&[("Dockerfile", dockerfile)], |i, ctx| {
+        build(i, ctx, &["-t", "multi"]).ok();
+        assert_eq!(run_out(i, "multi", "cat /final /outdir/artifact"), "built\nbuilt\n");
+        let bare = build(i, ctx, &["-t", "bare", "--target", "bare"]).ok().out();
+        assert!(!bare.contains("COPY --from=bare"), "{bare}");
+        let doc = inspect(i, "bare");
+        assert_eq!(doc["config"]["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+        build(i, ctx, &["--target", "nosuch"]).fails_with("nosuch");
+        // A child of an image with ONBUILD runs the trigger.
+        let child = i.b.dir("child");
+        fs::write(child.join("Dockerfile"), "FROM multi\nRUN cat /trigger\n").unwrap();
+        let out = build(i, &child, &["-t", "child"]).ok().out();
+        assert!(out.contains("Executing 1 build trigger"), "{out}");
+        assert_eq!(run_out(i, "child", "cat /trigger"), "triggered\n");
+        for t in ["multi", "bare", "child"] {
+            i.cmd(&["rmi", t]).ok();
+        }
+    });
+}
+
+#[test]
+fn a_failing_run_names_the_step_tags_nothing_and_leaves_nothing() {
+    let dockerfile = "FROM busybox\nRUN echo before\nRUN echo failing; exit 3\nRUN echo never\n";
+    build_test(&[("Dockerfile", dockerfile)], |i, ctx| {
+        let out = build(i, ctx, &["-t", "broken"]);
+        let err = out.fails_with("returned a non-zero code: 3");
+        assert!(err.contains("exit 3"), "{err}");
+        assert!(out.out().contains("failing"), "{}", out.out());
+        i.cmd(&["image", "inspect", "broken"]).fails_with("not found");
+        // A command that does not exist.
+        fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN [\"/nonexistent\"]\n").unwrap();
+        build(i, ctx, &[]).fails_with("non-zero code");
+    });
+}
+
+#[test]
+fn bad_dockerfiles_name_their_line() {
+    build_test(&[("Dockerfile", "FROM busybox\nRUN true\nFROB x\n")], |i, ctx| {
+        build(i, ctx, &[]).fails_with("line 3");
+        fs::write(ctx.join("Dockerfile"), "FROM busybox\nENV A=${B:?must be set}\n").unwrap();
+        build(i, ctx, &[]).fails_with("must be set");
+        fs::write(ctx.join("Dockerfile"), "FROM nosuch-image-here\n").unwrap();
+        build(i, ctx, &[]).fails_with("nosuch-image-here");
+        fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY a b c\n").unwrap();
+        build(i, ctx, &[]).fails_with("must be a directory");
+    });
+}
+
+#[test]
+fn the_context_cannot_reach_the_host() {
+    build_test(&[("inside.txt", "inside\n"), (".dockerignore", "secret.txt\n"), ("secret.txt", "s\n")], |i, ctx| {
+        std::os::unix::fs::symlink("/etc/hostname", ctx.join("escape")).unwrap();
+        std::os::unix::fs::symlink("../../../../../../etc", ctx.join("updir")).unwrap();
+        for (src, needle) in [
+            ("../outside", "outside the build context"),
+            ("escape", "no such file"),
+            ("updir/hostname", "no such file"),
+            ("secret.txt", "dockerignore"),
+            ("/etc/passwd", "no such file"),
+        ] {
+            fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nCOPY {src} /x\n")).unwrap();
+            build(i, ctx, &[]).fails_with(needle);
+        }
+        // Excluded files do not come with a directory copy either.
+        fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY . /ctx/\n").unwrap();
+        build(i, ctx, &["-t", "ctx"]).ok();
+        assert_eq!(run_out(i, "ctx", "ls /ctx | sort | tr '\\n' ' '"), ".dockerignore Dockerfile escape inside.txt updir ");
+        i.cmd(&["rmi", "ctx"]).ok();
+    });
+}
+
+#[test]
+fn add_unpacks_local_archives_and_copy_does_not() {
+    build_test(&[], |i, ctx| {
+        let src = i.b.dir("tarsrc");
+        fs::write(src.join("inner.txt"), "inner\n").unwrap();
+        let st = std::process::Command::new("tar")
+            .args(["-czf", ctx.join("a.tar.gz").to_str().unwrap(), "-C", src.to_str().unwrap(), "inner.txt"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        fs::write(ctx.join("Dockerfile"), "FROM busybox\nADD a.tar.gz /unpacked/\nCOPY a.tar.gz /copied/\n").unwrap();
+        build(i, ctx, &["-t", "added"]).ok();
+        assert_eq!(run_out(i, "added", "cat /unpacked/inner.txt; ls /copied"), "inner\na.tar.gz\n");
+        i.cmd(&["rmi", "added"]).ok();
+    });
+}
