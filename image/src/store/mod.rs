@@ -25,11 +25,13 @@
 //! - `records`: image records, names and tags in `state.json`;
 //! - `holds`: what bundles keep alive while they use an image;
 //! - `layers`: layers extracted once per ChainID (and shared), streamed while they arrive;
+//! - `commit`: a directory (an overlay upper dir) committed as a layer, for builds;
 //! - `import`: importing an image from a source (a registry, a path, an archive);
 //! - `oci`, `docker`: OCI image layouts and docker-archives;
 //! - `gc`: `rmi` and `prune`.
 
 mod blobs;
+mod commit;
 mod docker;
 mod gc;
 mod holds;
@@ -49,6 +51,7 @@ use crate::error::{Error, Result};
 use crate::extract::{ImageBudget, Limits};
 
 pub use blobs::BlobSource;
+pub use commit::{BuildGuard, LayerCompression};
 pub use gc::PruneStats;
 pub use holds::{Creator, Hold};
 pub use import::ImportOptions;
