@@ -115,7 +115,11 @@ fn commit_writes_every_kind_and_reuses_the_layer() {
         fs::write(up.join("o/new"), b"").unwrap();
         let long = "n".repeat(200);
         fs::write(up.join("d").join(&long), b"x").unwrap();
-        for p in ["", "a.txt", "d", "d/hl", "o", "o/new"] {
+        let long = format!("d/{long}");
+        let all = [
+            "a.txt", "d/link", &long, "p", "gone", "tty", "o/new", "o", "d", "",
+        ];
+        for p in all {
             let t = rfs::Timestamps {
                 last_access: rfs::Timespec {
                     tv_sec: 1_700_000_000,
