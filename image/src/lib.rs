@@ -12,7 +12,9 @@
 //! - [`store`]: a content-addressed store (default `/var/lib/berth`) verified while
 //!   streaming, with layers extracted once per ChainID and shared, reference counting,
 //!   imports from OCI layouts, OCI archives and docker-archives, `rmi` and `prune`, and crash
-//!   consistency (temp + rename everywhere).
+//!   consistency (temp + rename everywhere); for builds, directories (overlay upper dirs)
+//!   committed as layers ([`Store::commit_layer`]), built images recorded named or untagged,
+//!   and a build cache.
 //! - [`bundle`]: runtime bundles whose rootfs is an overlay mount of the layer chain (any
 //!   depth, through `lowerdir+`) or a flattened copy, with a config.json generated from the
 //!   image config on top of a template: a typed `Spec` the caller may finish before it is
@@ -51,4 +53,6 @@ pub use extract::{
     Mode,
 };
 pub use image::{Digest, Platform};
-pub use store::{Creator, Hold, ImageRecord, ImportOptions, Store};
+pub use store::{
+    BuildGuard, Creator, Hold, ImageRecord, ImportOptions, LayerCompression, LayerRecord, Store,
+};

@@ -1,11 +1,12 @@
 //! Garbage collection: `rmi` (remove a name, then prune) and `prune` (remove blobs and
-//! layers no image or hold references, and leftovers of dead imports), under `gc.lock`.
+//! layers no image, untagged image, build cache entry or hold references, and leftovers of
+//! dead imports), under `gc.lock`.
 
 use std::collections::BTreeSet;
 use std::fs;
 
 use super::layout::{io_at, lock, remove_any, Lock};
-use super::records::normalize_name;
+use super::records::{as_config_digest, normalize_name, State};
 use super::Store;
 use crate::error::{Error, Result};
 
@@ -26,21 +27,40 @@ impl Store {
     }
 
     /// Removes an image's name, then everything no image or hold uses any more (`rmi`).
+    /// An untagged image is removed by its full ID (`sha256:<hex>` of its config, or the hex
+    /// alone) when no image has that name.
     pub fn remove_image(&self, name: &str) -> Result<PruneStats> {
         let n = normalize_name(name)?;
+        self.change_then_prune(|state| {
+            if state.images.remove(&n).is_none() {
+                let id = as_config_digest(name);
+                if id.is_none_or(|d| state.untagged.remove(d.as_str()).is_none()) {
+                    return Err(Error::ImageNotFound(name.to_string()));
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// Applies `change` to the state under `state.lock` (saved if it returns `true`), then
+    /// prunes.
+    pub(super) fn change_then_prune(
+        &self,
+        change: impl FnOnce(&mut State) -> Result<bool>,
+    ) -> Result<PruneStats> {
         {
             let _l = self.state_lock()?;
             let mut state = self.load_state()?;
-            if state.images.remove(&n).is_none() {
-                return Err(Error::ImageNotFound(name.to_string()));
+            if change(&mut state)? {
+                self.save_state(&state)?;
             }
-            self.save_state(&state)?;
         }
         self.prune()
     }
 
-    /// Removes blobs and layers that no image or hold references, and leftovers of dead
-    /// imports (`image prune`). Waits for imports in progress.
+    /// Removes blobs and layers that no image (named, untagged or in the build cache) or hold
+    /// references, and leftovers of dead imports (`image prune`). Waits for imports and
+    /// builds in progress ([`Store::build_guard`]).
     pub fn prune(&self) -> Result<PruneStats> {
         let _gc = self.gc_lock(true)?;
         let state = {
@@ -49,7 +69,11 @@ impl Store {
         };
         let mut blobs: BTreeSet<String> = BTreeSet::new();
         let mut chains: BTreeSet<String> = BTreeSet::new();
-        for img in state.images.values() {
+        let images = state.images.values();
+        for img in images
+            .chain(state.untagged.values())
+            .chain(state.build_cache.values())
+        {
             blobs.insert(img.manifest.clone());
             blobs.insert(img.config.clone());
             for l in &img.layers {

@@ -50,14 +50,14 @@ impl Creator {
 
 impl Store {
     /// Keeps an image's blobs and layers alive for `holder` (a container id) until
-    /// [`Store::release`], even if the image is removed meanwhile.
+    /// [`Store::release`], even if the image is removed meanwhile. `image` is a name or a
+    /// full ID, as [`Store::image`] takes.
     pub fn hold(&self, holder: &str, image: &str) -> Result<ImageRecord> {
         let _l = self.state_lock()?;
         let mut state = self.load_state()?;
         let n = normalize_name(image)?;
         let rec = state
-            .images
-            .get(&n)
+            .find(image)?
             .cloned()
             .ok_or_else(|| Error::ImageNotFound(image.to_string()))?;
         if state.holds.contains_key(holder) {

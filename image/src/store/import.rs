@@ -260,7 +260,7 @@ impl Store {
         };
         let _l = self.state_lock()?;
         let mut state = self.load_state()?;
-        state.images.insert(name.to_string(), record.clone());
+        state.insert_named(name, record.clone());
         self.save_state(&state)?;
         Ok(record)
     }

@@ -220,32 +220,45 @@ impl Store {
                 "entries": stats.entries,
                 "size": stats.bytes,
             });
-            write_atomic(&tmp.join("layer.json"), info.to_string().as_bytes())?;
-            fsync_dir(&tmp)?;
-            let dest = self.root.join("layers").join(chain.hex());
-            match fs::rename(&tmp, &dest) {
-                Ok(()) => {}
-                // Another import completed it first: theirs is as good as ours.
-                Err(e) if dest.is_dir() => {
-                    tracing::debug!("layer {chain} completed concurrently: {e}");
-                    remove_any(&tmp)?;
-                }
-                Err(e) => return Err(Error::io(dest, "rename the layer into place", e)),
-            }
-            fsync_dir(&self.root.join("layers"))?;
-            let link = self.short_layer_path(&chain);
-            let target = Path::new("../layers").join(chain.hex()).join("diff");
-            match std::os::unix::fs::symlink(&target, &link) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(Error::io(link, "symlink", e)),
-            }
-            Ok(())
+            self.install_layer(&tmp, &chain, &info)
         })();
         if res.is_err() {
             let _ = remove_any(&tmp);
         }
         res
+    }
+
+    /// Writes `info` as `layer.json` into `tmp` (a complete layer: its `diff/` made durable),
+    /// renames `tmp` into `layers/<chain>` (the completion marker) and links `l/<short>` to
+    /// it. If another process completed the same layer first, theirs is kept and `tmp`
+    /// removed.
+    pub(super) fn install_layer(
+        &self,
+        tmp: &Path,
+        chain: &Digest,
+        info: &serde_json::Value,
+    ) -> Result<()> {
+        write_atomic(&tmp.join("layer.json"), info.to_string().as_bytes())?;
+        fsync_dir(tmp)?;
+        let dest = self.root.join("layers").join(chain.hex());
+        match fs::rename(tmp, &dest) {
+            Ok(()) => {}
+            // Another import completed it first: theirs is as good as ours.
+            Err(e) if dest.is_dir() => {
+                tracing::debug!("layer {chain} completed concurrently: {e}");
+                remove_any(tmp)?;
+            }
+            Err(e) => return Err(Error::io(dest, "rename the layer into place", e)),
+        }
+        fsync_dir(&self.root.join("layers"))?;
+        let link = self.short_layer_path(chain);
+        let target = Path::new("../layers").join(chain.hex()).join("diff");
+        match std::os::unix::fs::symlink(&target, &link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(link, "symlink", e)),
+        }
+        Ok(())
     }
 
     /// Imports a single layer blob already in the store (used by tests and by callers that

@@ -7,8 +7,9 @@
 //! layers/<chain-hex>/    one extracted layer per ChainID: diff/ (an overlayfs lower layer)
 //!                        and layer.json; present only once complete (renamed into place)
 //! l/<short>              short symlinks to layers/<chain-hex>/diff, for mount strings
-//! state.json             images (name -> manifest, config, layers) and holds (bundles)
-//! tmp/                   in-progress imports, named after the importing pid
+//! state.json             images (name -> manifest, config, layers), untagged images and
+//!                        the build cache (config digest / key -> the same), holds (bundles)
+//! tmp/                   in-progress imports and builds, named after the process's pid
 //! ```
 //!
 //! Every write is a temporary file or directory renamed into place after an fsync (a layer:
@@ -25,11 +26,18 @@
 //! - `records`: image records, names and tags in `state.json`;
 //! - `holds`: what bundles keep alive while they use an image;
 //! - `layers`: layers extracted once per ChainID (and shared), streamed while they arrive;
+//! - `built`, `cache`: built images recorded (named or untagged) and the build cache;
+//! - `commit`: a directory (an overlay upper dir) committed as a layer, for builds;
 //! - `import`: importing an image from a source (a registry, a path, an archive);
 //! - `oci`, `docker`: OCI image layouts and docker-archives;
 //! - `gc`: `rmi` and `prune`.
 
 mod blobs;
+#[cfg(test)]
+mod build_tests;
+mod built;
+mod cache;
+mod commit;
 mod docker;
 mod gc;
 mod holds;
@@ -49,6 +57,7 @@ use crate::error::{Error, Result};
 use crate::extract::{ImageBudget, Limits};
 
 pub use blobs::BlobSource;
+pub use commit::{BuildGuard, LayerCompression};
 pub use gc::PruneStats;
 pub use holds::{Creator, Hold};
 pub use import::ImportOptions;

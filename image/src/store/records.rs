@@ -1,5 +1,6 @@
 //! Image records: the images of the store by name (`name:tag`), with their manifest, config
-//! and layers, kept with the holds in `state.json` (read and written under `state.lock`).
+//! and layers, kept with the holds in `state.json` (read and written under `state.lock`);
+//! built images without a name (untagged, by config digest) and the build cache beside them.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -47,6 +48,49 @@ pub struct ImageRecord {
 pub(super) struct State {
     pub(super) images: BTreeMap<String, ImageRecord>,
     pub(super) holds: BTreeMap<String, Hold>,
+    /// Images recorded without a name ("dangling"), by config digest; their `name` is "".
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) untagged: BTreeMap<String, ImageRecord>,
+    /// The build cache: images by a key only builders interpret; their `name` is "".
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) build_cache: BTreeMap<String, ImageRecord>,
+}
+
+/// The config digest `reference` names when it is an image ID: `sha256:<64 hex>` or the
+/// 64 hex digits alone.
+pub(super) fn as_config_digest(reference: &str) -> Option<Digest> {
+    let r = reference.trim();
+    if r.starts_with("sha256:") {
+        Digest::parse(r).ok()
+    } else {
+        Digest::parse(&format!("sha256:{r}")).ok()
+    }
+}
+
+impl State {
+    /// The image `reference` names: a name (a missing tag means `:latest`), or a full image
+    /// ID (config digest), found among named images first, then untagged ones.
+    pub(super) fn find(&self, reference: &str) -> Result<Option<&ImageRecord>> {
+        if let Some(r) = self.images.get(&normalize_name(reference)?) {
+            return Ok(Some(r));
+        }
+        let Some(d) = as_config_digest(reference) else {
+            return Ok(None);
+        };
+        Ok(self
+            .images
+            .values()
+            .find(|r| r.config == d.as_str())
+            .or_else(|| self.untagged.get(d.as_str())))
+    }
+
+    /// Records `rec` under `name`, replacing an image of that name; an untagged entry of the
+    /// same image goes (it has a name now).
+    pub(super) fn insert_named(&mut self, name: &str, mut rec: ImageRecord) {
+        self.untagged.remove(&rec.config);
+        rec.name = name.to_string();
+        self.images.insert(name.to_string(), rec);
+    }
 }
 
 /// Normalises an image name: a missing tag becomes `:latest`.
@@ -96,12 +140,13 @@ impl Store {
         Ok(self.load_state()?.images.into_values().collect())
     }
 
-    /// One image by name (a missing tag means `:latest`).
+    /// One image by name (a missing tag means `:latest`) or by full ID (`sha256:<hex>` of
+    /// its config, or the hex alone; named images first, then untagged ones, whose `name` is
+    /// "").
     pub fn image(&self, name: &str) -> Result<ImageRecord> {
-        let n = normalize_name(name)?;
         self.load_state()?
-            .images
-            .remove(&n)
+            .find(name)?
+            .cloned()
             .ok_or_else(|| Error::ImageNotFound(name.to_string()))
     }
 
@@ -112,20 +157,19 @@ impl Store {
         image::parse_config(&self.read_document(&d, &what)?, &what)
     }
 
-    /// Records the image `src` under the name `dst` as well (`berth tag`); an image already
-    /// named `dst` is replaced (its content goes at the next prune if nothing uses it).
+    /// Records the image `src` (a name or full ID, as [`Store::image`] takes) under the name
+    /// `dst` as well (`berth tag`); an image already named `dst` is replaced (its content goes
+    /// at the next prune if nothing uses it), and an untagged `src` is untagged no more.
     pub fn tag_image(&self, src: &str, dst: &str) -> Result<ImageRecord> {
-        let src_name = normalize_name(src)?;
         let dst_name = normalize_name(dst)?;
         let _l = self.state_lock()?;
         let mut state = self.load_state()?;
         let mut rec = state
-            .images
-            .get(&src_name)
+            .find(src)?
             .cloned()
             .ok_or_else(|| Error::ImageNotFound(src.to_string()))?;
-        rec.name.clone_from(&dst_name);
-        state.images.insert(dst_name, rec.clone());
+        state.insert_named(&dst_name, rec.clone());
+        rec.name = dst_name;
         self.save_state(&state)?;
         Ok(rec)
     }
