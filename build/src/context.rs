@@ -89,6 +89,15 @@ pub fn clean(p: &str) -> String {
     parts.join("/")
 }
 
+/// `name` beneath `rel` as `.dockerignore` patterns see it (no leading `./`).
+pub fn child(rel: &Path, name: &Path) -> PathBuf {
+    if rel.as_os_str().is_empty() || rel == Path::new(".") {
+        name.to_path_buf()
+    } else {
+        rel.join(name)
+    }
+}
+
 fn has_wildcards(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
@@ -298,7 +307,7 @@ pub fn digest(root: BorrowedFd<'_>, base: &Path, paths: &[PathBuf], ignore: &Ign
                 if failed.is_some() {
                     return;
                 }
-                let full = p.join(rel);
+                let full = child(p, rel);
                 if ignore.excludes(&full) {
                     return;
                 }

@@ -137,7 +137,7 @@ fn copy_tree(
     t: &Target<'_>,
 ) -> Result<()> {
     for (name, _) in entries(sdir, spath)? {
-        if ignore.excludes(&rel.join(&name)) {
+        if ignore.excludes(&crate::context::child(rel, &name)) {
             continue;
         }
         let fd = rustix::fs::openat(sdir, &name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
@@ -162,7 +162,7 @@ fn copy_tree(
                     .map_err(|e| Error::io(p.join(&name), "open", e.into()))
             };
             let (s, d) = (open(sdir, spath)?, open(ddir, dpath)?);
-            copy_tree(s.as_fd(), &spath.join(&name), &rel.join(&name), ignore, d.as_fd(), &dpath.join(&name), t)?;
+            copy_tree(s.as_fd(), &spath.join(&name), &crate::context::child(rel, &name), ignore, d.as_fd(), &dpath.join(&name), t)?;
             set_owner_mode(t, d.as_fd(), None, &st, &dpath.join(&name))?;
         } else {
             copy_entry(fd.as_fd(), &st, &spath.join(&name), ddir, &dpath.join(&name), &name, t)?;

@@ -319,7 +319,7 @@ mod tests {
         assert!(ex("${B:?must be set}").unwrap_err().contains("must be set"));
         assert!(ex("${A").is_err());
         assert!(ex("'open").is_err());
-        assert_eq!(expand("`$A`", &env, '`').unwrap(), "$A");
+        assert_eq!(expand("`$A", &env, '`').unwrap(), "$A");
     }
 
     #[test]

@@ -447,6 +447,12 @@ impl Builder<'_> {
             .iter()
             .map(|s| self.expand(state, step, s))
             .collect::<Result<_>>()?;
+        if sources.len() + spec.heredocs.len() > 1 && !dest.ends_with('/') {
+            return Err(fail(
+                step,
+                format!("when using {verb} with more than one source file, the destination must be a directory and end with a /"),
+            ));
+        }
         if sources.iter().any(|s| s.contains("://")) {
             return Err(fail(step, "sources from URLs are not supported yet"));
         }
