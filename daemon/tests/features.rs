@@ -428,24 +428,17 @@ fn network_connect_and_disconnect() {
     d.docker_ok(&["exec", "cc", "ping", "-c1", "-W2", "cb"]);
 
     // Host and none containers cannot be connected.
-    d.docker_ok(&["create", "--name", "ch", "--network", "host", IMAGE, "true"]);
-    d.docker_ok(&["create", "--name", "cn", "--network", "none", IMAGE, "true"]);
-    let msg = d
-        .request(
-            "POST",
-            "/networks/net2/connect",
-            Some(br#"{"Container": "ch"}"#),
-        )
-        .error(400);
-    assert!(msg.contains("sharing network namespace"), "{msg}");
-    let msg = d
-        .request(
-            "POST",
-            "/networks/net2/connect",
-            Some(br#"{"Container": "cn"}"#),
-        )
-        .error(400);
-    assert!(msg.contains("private (none) mode"), "{msg}");
+    for (name, mode, why) in [
+        ("ch", "host", "sharing network namespace"),
+        ("cn", "none", "private (none) mode"),
+    ] {
+        d.docker_ok(&["create", "--name", name, "--network", mode, IMAGE, "true"]);
+        let body = format!(r#"{{"Container": "{name}"}}"#);
+        let msg = d
+            .request("POST", "/networks/net2/connect", Some(body.as_bytes()))
+            .error(400);
+        assert!(msg.contains(why), "{msg}");
+    }
 
     // Removal releases every attachment.
     assert!(!leases(&d).is_empty());

@@ -280,7 +280,8 @@ pub fn connect(state: &Path, network: &str, id: &str, opts: &AttachOptions) -> R
             network: net.name.clone(),
         });
     }
-    let interface = (1u32..)
+    // One more than the interfaces there are: a free number is among them.
+    let interface = (1..=mine.len() + 1)
         .map(|n| format!("eth{n}"))
         .find(|n| mine.iter().all(|a| &a.interface != n))
         .expect("a free interface number");

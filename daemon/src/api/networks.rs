@@ -23,7 +23,7 @@ use crate::http::body::{json_body, no_content, ok_json, Resp};
 use crate::http::query::labels_match;
 use crate::http::{no_route, ApiError, ApiResult, Ctx};
 use crate::state::record::{Endpoint, Status};
-use crate::state::Daemon;
+use crate::state::{Container, Daemon};
 
 /// The names docker predefines.
 const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
@@ -406,25 +406,53 @@ fn refuse_mode(mode: &str, network: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn network_event(d: &Daemon, action: &str, network: &str, container: &str) {
+/// The network (docker's name) and the container a connect or disconnect names.
+fn network_and_container(
+    d: &Daemon,
+    network: &str,
+    container: &str,
+) -> ApiResult<(String, Arc<Container>)> {
+    let name = find(d, network)?["Name"].as_str().unwrap_or("").to_string();
+    Ok((name, d.find(container)?))
+}
+
+/// After a connect or disconnect: records the container's further networks as `change`
+/// leaves them, refreshes the names on `network` (and the container's own, if it runs) and
+/// announces `action`.
+fn record_change(
+    d: &Daemon,
+    c: &Container,
+    network: &str,
+    action: &str,
+    change: impl FnOnce(&mut Vec<Endpoint>),
+) -> Resp {
+    let rec = c.update(&d.config.container_dir(&c.id), |r| {
+        change(&mut r.network.connected);
+        r.clone()
+    });
+    crate::state::dns::refresh(
+        d,
+        &[network.to_string()],
+        rec.state.status.is_live().then_some(rec.id.as_str()),
+    );
     d.events.emit(
         "network",
         action,
         &network_id(network),
         BTreeMap::from([
-            ("container".to_string(), container.to_string()),
+            ("container".to_string(), rec.id.clone()),
             ("name".to_string(), network.to_string()),
             ("type".to_string(), "bridge".to_string()),
         ]),
     );
+    no_content(StatusCode::OK)
 }
 
 /// `POST /networks/{id}/connect`: one more interface in the container's namespace, on that
 /// network, with an address from its pool (or the one asked for) and the aliases given.
 async fn connect(d: &Arc<Daemon>, key: &str, req: Request<Incoming>) -> ApiResult<Resp> {
     let body: ConnectBody = json_body(req.into_body()).await?;
-    let name = find(d, key)?["Name"].as_str().unwrap_or("").to_string();
-    let c = d.find(&body.container)?;
+    let (name, c) = network_and_container(d, key, &body.container)?;
     let _op = c.op.lock().await;
     let r = c.snapshot();
     refuse_mode(&r.network.mode, &name)?;
@@ -499,25 +527,18 @@ async fn connect(d: &Arc<Daemon>, key: &str, req: Request<Incoming>) -> ApiResul
         ),
         e => net_error(e),
     })?;
-    let cdir = d.config.container_dir(&r.id);
-    let rec = c.update(&cdir, |r| {
-        r.network.connected.push(Endpoint {
-            network: name.clone(),
-            ip: made.ip.to_string(),
-            aliases,
-        });
-        r.clone()
-    });
-    crate::state::dns::refresh(d, &[name.clone()], None);
-    network_event(d, "connect", &name, &rec.id);
-    Ok(no_content(StatusCode::OK))
+    let endpoint = Endpoint {
+        network: name.clone(),
+        ip: made.ip.to_string(),
+        aliases,
+    };
+    Ok(record_change(d, &c, &name, "connect", |e| e.push(endpoint)))
 }
 
 /// `POST /networks/{id}/disconnect`: the interface and the address go, and the names.
 async fn disconnect(d: &Arc<Daemon>, key: &str, req: Request<Incoming>) -> ApiResult<Resp> {
     let body: DisconnectBody = json_body(req.into_body()).await?;
-    let name = find(d, key)?["Name"].as_str().unwrap_or("").to_string();
-    let c = d.find(&body.container)?;
+    let (name, c) = network_and_container(d, key, &body.container)?;
     let _op = c.op.lock().await;
     let r = c.snapshot();
     if name == "host" || r.network.mode == "host" {
@@ -552,16 +573,7 @@ async fn disconnect(d: &Arc<Daemon>, key: &str, req: Request<Incoming>) -> ApiRe
             Err(e) => return Err(net_error(e)),
         }
     }
-    let cdir = d.config.container_dir(&r.id);
-    let rec = c.update(&cdir, |r| {
-        r.network.connected.retain(|e| e.network != name);
-        r.clone()
-    });
-    crate::state::dns::refresh(
-        d,
-        &[name.clone()],
-        rec.state.status.is_live().then_some(rec.id.as_str()),
-    );
-    network_event(d, "disconnect", &name, &rec.id);
-    Ok(no_content(StatusCode::OK))
+    Ok(record_change(d, &c, &name, "disconnect", |e| {
+        e.retain(|e| e.network != name);
+    }))
 }
