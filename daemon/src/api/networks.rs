@@ -553,7 +553,7 @@ async fn disconnect(d: &Arc<Daemon>, key: &str, req: Request<Incoming>) -> ApiRe
     }
     if r.network.mode == name {
         return Err(ApiError::not_implemented(&format!(
-            "disconnecting a container from the network it was created on ({name}): remove the container instead"
+            "disconnecting a container from the network it was created on ({name})"
         )));
     }
     if let Some(state) = r.network.state.clone() {
