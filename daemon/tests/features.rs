@@ -240,3 +240,217 @@ fn init_health_checks_and_log_rotation() {
     assert!(refused.err().contains("syslog"), "{}", refused.err());
     d.finish();
 }
+
+/// The leases berthd's networks hold, as `network: address owner` lines.
+fn leases(d: &Daemon) -> Vec<String> {
+    let mut out = Vec::new();
+    let walk = std::process::Command::new("find")
+        .arg(&d.data_root)
+        .args(["-path", "*/net/ipam/*.json"])
+        .output()
+        .unwrap();
+    for f in String::from_utf8_lossy(&walk.stdout).lines() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(f).unwrap_or_default()).unwrap_or_default();
+        for (ip, owner) in v["leases"].as_object().into_iter().flatten() {
+            out.push(format!("{f}: {ip} {owner}"));
+        }
+    }
+    out
+}
+
+/// The host ends of container veths in the test's namespace.
+fn veths(d: &Daemon) -> Vec<String> {
+    d.nsenter(&["ip", "-o", "link"])
+        .ok("ip link")
+        .out()
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .filter(|n| n.starts_with("bv"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+#[allow(clippy::too_many_lines)]
+fn network_connect_and_disconnect() {
+    let mut d = Daemon::with_image();
+    d.docker_ok(&["network", "create", "--subnet", "10.124.0.0/24", "net1"]);
+    d.docker_ok(&["network", "create", "--subnet", "10.125.0.0/24", "net2"]);
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ca",
+        "--network",
+        "net1",
+        IMAGE,
+        "sleep",
+        "300",
+    ]);
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cb",
+        "--network",
+        "net2",
+        IMAGE,
+        "sleep",
+        "300",
+    ]);
+
+    // Unknown network or container: 404; a bad body: 400.
+    let body = br#"{"Container": "ca"}"#;
+    d.request("POST", "/networks/nosuch/connect", Some(body))
+        .error(404);
+    d.request(
+        "POST",
+        "/networks/net2/connect",
+        Some(br#"{"Container": "nosuch"}"#),
+    )
+    .error(404);
+    let unknown = d.docker(&["network", "connect", "nosuch", "ca"]);
+    assert_ne!(unknown.code(), 0);
+    assert!(unknown.err().contains("not found"), "{}", unknown.err());
+
+    // b cannot reach a yet.
+    assert_ne!(
+        d.docker(&["exec", "cb", "ping", "-c1", "-W1", "ca"]).code(),
+        0
+    );
+    d.docker_ok(&["network", "connect", "--alias", "alpha", "net2", "ca"]);
+    let msg = d
+        .request("POST", "/networks/net2/connect", Some(body))
+        .error(403);
+    assert!(
+        msg.contains("endpoint with name ca already exists in network net2"),
+        "{msg}"
+    );
+
+    // By name and alias, both ways; a's default route stays on its first network.
+    for target in ["ca", "alpha"] {
+        d.docker_ok(&["exec", "cb", "ping", "-c1", "-W2", target]);
+    }
+    d.docker_ok(&["exec", "ca", "ping", "-c1", "-W2", "cb"]);
+    let ip2 = d.inspect(
+        "ca",
+        "{{(index .NetworkSettings.Networks \"net2\").IPAddress}}",
+    );
+    assert!(ip2.starts_with("10.125.0."), "{ip2}");
+    let addr = d.docker_ok(&["exec", "ca", "ip", "-o", "-4", "addr", "show", "eth1"]);
+    assert!(addr.contains(&format!("{ip2}/24")), "{addr}");
+    let routes = d.docker_ok(&["exec", "ca", "ip", "route"]);
+    assert!(
+        routes.contains("default via 10.124.0.1 dev eth0"),
+        "{routes}"
+    );
+    assert_eq!(
+        d.inspect(
+            "ca",
+            "{{range $n, $e := .NetworkSettings.Networks}}{{$n}}={{$e.Gateway}},{{$e.MacAddress}},{{$e.Aliases}} {{end}}"
+        ),
+        format!(
+            "net1=10.124.0.1,{},[] net2=10.125.0.1,{},[alpha]",
+            mac_of(&d.inspect("ca", "{{(index .NetworkSettings.Networks \"net1\").IPAddress}}")),
+            mac_of(&ip2)
+        )
+    );
+    let members = d.docker_ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}",
+        "net2",
+    ]);
+    assert!(members.contains(&format!("ca={ip2}/24")), "{members}");
+    assert!(members.contains("cb=10.125.0."), "{members}");
+
+    // A restart of the container, and one of berthd, keep the network.
+    d.docker_ok(&["restart", "-t", "1", "ca"]);
+    d.docker_ok(&["exec", "cb", "ping", "-c1", "-W2", "ca"]);
+    d.kill9();
+    d.restart();
+    assert_eq!(
+        d.inspect(
+            "ca",
+            "{{(index .NetworkSettings.Networks \"net2\").IPAddress}}"
+        ),
+        ip2
+    );
+    d.docker_ok(&["exec", "cb", "ping", "-c1", "-W2", "alpha"]);
+
+    // Disconnected: the interface, the address and the names go.
+    d.docker_ok(&["network", "disconnect", "net2", "ca"]);
+    assert_ne!(
+        d.docker(&["exec", "cb", "ping", "-c1", "-W1", "ca"]).code(),
+        0
+    );
+    assert_ne!(
+        d.docker(&["exec", "cb", "ping", "-c1", "-W1", &ip2]).code(),
+        0
+    );
+    assert_ne!(
+        d.docker(&["exec", "ca", "ip", "link", "show", "eth1"])
+            .code(),
+        0
+    );
+    assert_ne!(
+        d.docker(&["exec", "ca", "ping", "-c1", "-W1", "cb"]).code(),
+        0
+    );
+    assert_eq!(
+        d.inspect(
+            "ca",
+            "{{range $n, $e := .NetworkSettings.Networks}}{{$n}} {{end}}"
+        ),
+        "net1"
+    );
+    let msg = d
+        .request("POST", "/networks/net2/disconnect", Some(body))
+        .error(500);
+    assert!(msg.contains("is not connected to network net2"), "{msg}");
+
+    // A created container, connected before its start.
+    d.docker_ok(&[
+        "create",
+        "--name",
+        "cc",
+        "--network",
+        "net1",
+        IMAGE,
+        "sleep",
+        "300",
+    ]);
+    d.docker_ok(&["network", "connect", "net2", "cc"]);
+    d.docker_ok(&["start", "cc"]);
+    d.docker_ok(&["exec", "cb", "ping", "-c1", "-W2", "cc"]);
+    d.docker_ok(&["exec", "cc", "ping", "-c1", "-W2", "cb"]);
+
+    // Host and none containers cannot be connected.
+    for (name, mode, why) in [
+        ("ch", "host", "sharing network namespace"),
+        ("cn", "none", "private (none) mode"),
+    ] {
+        d.docker_ok(&["create", "--name", name, "--network", mode, IMAGE, "true"]);
+        let body = format!(r#"{{"Container": "{name}"}}"#);
+        let msg = d
+            .request("POST", "/networks/net2/connect", Some(body.as_bytes()))
+            .error(400);
+        assert!(msg.contains(why), "{msg}");
+    }
+
+    // Removal releases every attachment.
+    assert!(!leases(&d).is_empty());
+    d.docker_ok(&["rm", "-f", "ca", "cb", "cc", "ch", "cn"]);
+    assert_eq!(veths(&d), Vec::<String>::new());
+    assert_eq!(leases(&d), Vec::<String>::new());
+    d.docker_ok(&["network", "rm", "net1", "net2"]);
+    d.finish();
+}
+
+/// The MAC berth gives an address: `02:42` and its four bytes.
+fn mac_of(ip: &str) -> String {
+    let b: Vec<u8> = ip.split('.').map(|x| x.parse().unwrap()).collect();
+    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])
+}

@@ -155,6 +155,7 @@ pub(crate) fn attach(
                     publish: choice.publish.clone(),
                     mac: None,
                     hostname: Some(hostname.to_string()),
+                    ip: None,
                 },
             )?;
             (

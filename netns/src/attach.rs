@@ -1,7 +1,11 @@
-//! Containers on networks: attach (namespace, veth, address, routes, ports), detach, and prune
-//! of what a crash left behind. A record per container, `<state>/attachments/<id>.json`, says
-//! what was made; names derived from the container id (the host veth, the namespace file, the
-//! nftables comments) let detach and prune find leftovers even without it.
+//! Containers on networks: attach (namespace, veth, address, routes, ports), connect and
+//! disconnect of further networks, detach, and prune of what a crash left behind. A record per
+//! container, `<state>/attachments/<id>.json`, says what attach made (the first network, whose
+//! interface is `eth0` and carries the default route); one per further network,
+//! `<state>/attachments/<id>+<network>.json` (neither name may hold a `+`), what connect made
+//! (`eth1`, `eth2`, ... inside the same namespace, no default route, no published ports). Names
+//! derived from the container id (the host veths, the namespace file, the nftables comments) let
+//! detach and prune find leftovers even without the records.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -19,9 +23,11 @@ use crate::ports::PortMapping;
 use crate::state::{read_all_json, read_json, remove_file, write_json};
 use crate::{addr, link, namespace, nat, netlink, route};
 
-/// The container's interface name.
+/// The container's interface name (on its first network).
 pub const CONTAINER_IFNAME: &str = "eth0";
 const VETH_PREFIX: &str = "bv";
+/// Between a container id and a network name in the keys of further networks.
+const KEY_SEP: char = '+';
 
 /// What [`attach`] may be told.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +38,8 @@ pub struct AttachOptions {
     pub mac: Option<MacAddr>,
     /// The container's hostname, kept in the record for [`crate::files`].
     pub hostname: Option<String>,
+    /// The address to lease (default: the pool's next free one).
+    pub ip: Option<Ipv4Addr>,
 }
 
 /// A container attached to a network: what berth made for it.
@@ -60,6 +68,30 @@ pub struct Attachment {
     pub publish: Vec<PortMapping>,
     /// The hostname given at attach.
     pub hostname: Option<String>,
+}
+
+impl Attachment {
+    /// Whether this is the container's first network (the one [`attach`] made, with the
+    /// namespace and the default route), rather than one added by [`connect`].
+    pub fn is_first(&self) -> bool {
+        self.interface == CONTAINER_IFNAME
+    }
+
+    fn record_path(&self, state: &Path) -> PathBuf {
+        if self.is_first() {
+            record_path(state, &self.container_id)
+        } else {
+            extra_record_path(state, &self.container_id, &self.network)
+        }
+    }
+
+    /// The number of the container's interface (`eth3` → 3), for ordering.
+    fn interface_number(&self) -> u32 {
+        self.interface
+            .strip_prefix("eth")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u32::MAX)
+    }
 }
 
 /// What [`prune`] removed.
@@ -94,6 +126,15 @@ fn records_dir(state: &Path) -> PathBuf {
 
 fn record_path(state: &Path, id: &str) -> PathBuf {
     records_dir(state).join(format!("{id}.json"))
+}
+
+fn extra_record_path(state: &Path, id: &str, network: &str) -> PathBuf {
+    records_dir(state).join(format!("{id}{KEY_SEP}{network}.json"))
+}
+
+/// The host veth of container `id` on a network it was connected to after its first.
+fn extra_veth_name(id: &str, network: &str) -> String {
+    veth_name(&format!("{id}{KEY_SEP}{network}"))
 }
 
 fn netns_dir(state: &Path) -> PathBuf {
@@ -131,9 +172,25 @@ pub fn attachment(state: &Path, id: &str) -> Result<Option<Attachment>> {
     read_json(&record_path(state, id))
 }
 
-/// Every attachment record.
+/// Every attachment record (first and further networks of every container).
 pub fn records(state: &Path) -> Result<Vec<Attachment>> {
     read_all_json(&records_dir(state))
+}
+
+fn records_of(state: &Path, id: &str) -> Result<Vec<Attachment>> {
+    let mut out: Vec<Attachment> = records(state)?
+        .into_iter()
+        .filter(|a| a.container_id == id)
+        .collect();
+    out.sort_by_key(Attachment::interface_number);
+    Ok(out)
+}
+
+/// Every network of container `id`: the first (`eth0`), then those connected later, in the
+/// order of their interfaces. Empty if it is attached to none.
+pub fn attachments(state: &Path, id: &str) -> Result<Vec<Attachment>> {
+    validate_name("container id", id, 128)?;
+    records_of(state, id)
 }
 
 /// Attaches container `id` to network `network`: a pinned network namespace at
@@ -169,7 +226,7 @@ pub fn attach(state: &Path, network: &str, id: &str, opts: &AttachOptions) -> Re
     // Whatever an earlier crash left under this id goes first.
     cleanup(state, id, None)?;
     let bridge_index = network::ensure_up(state, &net)?;
-    let ip = net.ipam(state).allocate(id)?;
+    let ip = lease(&net, state, id, opts.ip)?;
     let attachment = Attachment {
         container_id: id.to_owned(),
         network: net.name.clone(),
@@ -192,8 +249,119 @@ pub fn attach(state: &Path, network: &str, id: &str, opts: &AttachOptions) -> Re
     }
 }
 
+fn lease(net: &Network, state: &Path, id: &str, ip: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
+    let pool = net.ipam(state);
+    match ip {
+        Some(ip) => pool.allocate_at(id, ip),
+        None => pool.allocate(id),
+    }
+}
+
+/// Connects container `id`, attached already (its namespace made by [`attach`]), to a further
+/// network: a veth whose container end is the first free `ethN` (N ≥ 1) in its namespace, with
+/// an address from that network's pool (or `opts.ip`) and the subnet's route, but no default
+/// route (that stays on the first network) and no published ports. Works whether or not the
+/// container runs. On failure everything made so far is undone.
+pub fn connect(state: &Path, network: &str, id: &str, opts: &AttachOptions) -> Result<Attachment> {
+    validate_name("container id", id, 128)?;
+    let _lock = network::lock(state)?;
+    let net = network::load(state, network)?;
+    let mine = records_of(state, id)?;
+    let first = mine
+        .iter()
+        .find(|a| a.is_first())
+        .filter(|a| namespace::is_pinned(&a.netns_path))
+        .ok_or_else(|| Error::NoNamespace {
+            container: id.to_owned(),
+        })?;
+    if mine.iter().any(|a| a.network == net.name) {
+        return Err(Error::AlreadyAttached {
+            container: id.to_owned(),
+            network: net.name.clone(),
+        });
+    }
+    // One more than the interfaces there are: a free number is among them.
+    let interface = (1..=mine.len() + 1)
+        .map(|n| format!("eth{n}"))
+        .find(|n| mine.iter().all(|a| &a.interface != n))
+        .expect("a free interface number");
+    let veth_host = extra_veth_name(id, &net.name);
+    // Whatever an earlier crash left of this pair goes first: its veth, its lease.
+    netlink::open().and_then(|mut h| link::delete(&mut h, &veth_host))?;
+    net.ipam(state).release(id)?;
+    let bridge_index = network::ensure_up(state, &net)?;
+    let ip = lease(&net, state, id, opts.ip)?;
+    let attachment = Attachment {
+        container_id: id.to_owned(),
+        network: net.name.clone(),
+        netns_path: first.netns_path.clone(),
+        ip,
+        prefix_len: net.subnet.prefix(),
+        gateway: net.gateway,
+        mac: opts.mac.unwrap_or_else(|| MacAddr::from_ip(ip)),
+        interface,
+        veth_host,
+        publish: Vec::new(),
+        hostname: opts.hostname.clone(),
+    };
+    match plumb(state, &net, bridge_index, &attachment) {
+        Ok(()) => Ok(attachment),
+        Err(e) => {
+            let _ = remove_extra(state, &attachment);
+            Err(e)
+        }
+    }
+}
+
+/// Disconnects container `id` from a network [`connect`] added: its interface (the veth), its
+/// lease and its record go. The first network is refused ([`Error::FirstNetwork`]): only
+/// [`detach`] undoes it, with the namespace.
+pub fn disconnect(state: &Path, network: &str, id: &str) -> Result<()> {
+    validate_name("container id", id, 128)?;
+    validate_name("network name", network, 64)?;
+    let _lock = network::lock(state)?;
+    let mine = records_of(state, id)?;
+    match mine.iter().find(|a| a.network == network) {
+        None => Err(Error::NotAttached {
+            container: id.to_owned(),
+            network: network.to_owned(),
+        }),
+        Some(a) if a.is_first() => Err(Error::FirstNetwork {
+            container: id.to_owned(),
+            network: network.to_owned(),
+        }),
+        Some(a) => remove_extra(state, a),
+    }
+}
+
+/// Removes what [`connect`] made for `a`: veth, lease, record. Every step runs even if one
+/// fails; the first error is returned.
+fn remove_extra(state: &Path, a: &Attachment) -> Result<()> {
+    let mut first: Option<Error> = None;
+    let mut keep = |r: Result<()>| {
+        if let Err(e) = r {
+            first.get_or_insert(e);
+        }
+    };
+    keep(
+        netlink::open()
+            .and_then(|mut h| link::delete(&mut h, &a.veth_host))
+            .map(drop),
+    );
+    keep(
+        network::load(state, &a.network)
+            .and_then(|n| n.ipam(state).release(&a.container_id))
+            .map(drop),
+    );
+    keep(remove_file(&a.record_path(state)));
+    first.map_or(Ok(()), Err)
+}
+
 fn plumb(state: &Path, net: &Network, bridge_index: u32, a: &Attachment) -> Result<()> {
-    namespace::create(&a.netns_path)?;
+    let first = a.is_first();
+    if first {
+        namespace::create(&a.netns_path)?;
+    }
     let ns = namespace::open(&a.netns_path)?;
     let mut h = netlink::open()?;
     link::create_veth(
@@ -229,15 +397,21 @@ fn plumb(state: &Path, net: &Network, bridge_index: u32, a: &Attachment) -> Resu
         if !eth.up {
             link::set_up(&mut h, eth.index, &a.interface)?;
         }
-        route::add_default(&mut h, eth.index, &a.interface, a.gateway)
+        if first {
+            route::add_default(&mut h, eth.index, &a.interface, a.gateway)?;
+        }
+        Ok(())
     })?;
-    nat::add_container(&a.container_id, a.ip, &a.publish)?;
-    write_json(&record_path(state, &a.container_id), a)
+    if first {
+        nat::add_container(&a.container_id, a.ip, &a.publish)?;
+    }
+    write_json(&a.record_path(state), a)
 }
 
-/// Removes everything of container `id`, whether or not its record says so: port rules, host
-/// veth, leases in every network, the namespace file, the record. Every step runs even if one
-/// fails; the first error is returned.
+/// Removes everything of container `id`, whether or not its records say so: port rules, host
+/// veths (of the first network and of every further one), leases in every network, the
+/// namespace file, the records. Every step runs even if one fails; the first error is
+/// returned.
 fn cleanup(state: &Path, id: &str, known: Option<&Attachment>) -> Result<()> {
     let record = match known {
         Some(a) => Some(a.clone()),
@@ -262,6 +436,27 @@ fn cleanup(state: &Path, id: &str, known: Option<&Attachment>) -> Result<()> {
         Ok(nets) => {
             for n in nets {
                 keep(n.ipam(state).release(id).map(drop));
+                let veth = extra_veth_name(id, &n.name);
+                keep(
+                    netlink::open()
+                        .and_then(|mut h| link::delete(&mut h, &veth))
+                        .map(drop),
+                );
+                keep(remove_file(&extra_record_path(state, id, &n.name)));
+            }
+        }
+        Err(e) => keep(Err(e)),
+    }
+    // Further networks whose network is gone (or whose veth has another name).
+    match records_of(state, id) {
+        Ok(extras) => {
+            for a in extras.iter().filter(|a| !a.is_first()) {
+                keep(
+                    netlink::open()
+                        .and_then(|mut h| link::delete(&mut h, &a.veth_host))
+                        .map(drop),
+                );
+                keep(remove_file(&a.record_path(state)));
             }
         }
         Err(e) => keep(Err(e)),
@@ -274,8 +469,9 @@ fn cleanup(state: &Path, id: &str, known: Option<&Attachment>) -> Result<()> {
     first.map_or(Ok(()), Err)
 }
 
-/// Detaches container `id`: removes its port rules, host veth, address lease, namespace file
-/// and record. Idempotent: an unknown id, or one half cleaned by a crash, is fine.
+/// Detaches container `id` from every network: removes its port rules, host veths, address
+/// leases, namespace file and records. Idempotent: an unknown id, or one half cleaned by a
+/// crash, is fine.
 pub fn detach(state: &Path, id: &str) -> Result<()> {
     validate_name("container id", id, 128)?;
     let _lock = network::lock(state)?;
@@ -293,8 +489,8 @@ pub fn prune(state: &Path, is_live: impl Fn(&str) -> bool) -> Result<PruneReport
     for a in records(state)? {
         if is_live(&a.container_id) && namespace::is_pinned(&a.netns_path) {
             live.push(a);
-        } else {
-            cleanup(state, &a.container_id, Some(&a))?;
+        } else if !report.detached.contains(&a.container_id) {
+            cleanup(state, &a.container_id, Some(&a).filter(|a| a.is_first()))?;
             report.detached.push(a.container_id);
         }
     }

@@ -162,6 +162,39 @@ pub enum Error {
         /// Its network.
         network: String,
     },
+    /// The container is not on that network.
+    #[error("container {container} is not connected to network {network}")]
+    NotAttached {
+        /// The container.
+        container: String,
+        /// The network.
+        network: String,
+    },
+    /// Connecting a further network needs the container's namespace, made by [`crate::attach`].
+    #[error("container {container} has no network namespace of berth's to connect a network into")]
+    NoNamespace {
+        /// The container.
+        container: String,
+    },
+    /// The network a container was attached to first cannot be disconnected alone: its
+    /// interface holds the namespace and the default route.
+    #[error("container {container} was attached to network {network} first: only removing the container detaches it")]
+    FirstNetwork {
+        /// The container.
+        container: String,
+        /// Its first network.
+        network: String,
+    },
+    /// An address asked for is leased to another container.
+    #[error("address {address} of network {network} is already in use by container {container}")]
+    AddressInUse {
+        /// The network.
+        network: String,
+        /// The address.
+        address: Ipv4Addr,
+        /// Its holder.
+        container: String,
+    },
     /// A name (network, bridge, container id) is not acceptable.
     #[error("invalid {kind} {name:?}: {reason}")]
     InvalidName {

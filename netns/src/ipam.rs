@@ -96,6 +96,37 @@ impl Ipam {
         })
     }
 
+    /// Leases `ip` to `owner`: refused if it is outside the subnet, the gateway, the network or
+    /// broadcast address, or leased to another owner. An owner holding another address of
+    /// this pool keeps it and is refused (release it first).
+    pub fn allocate_at(&self, owner: &str, ip: Ipv4Addr) -> Result<Ipv4Addr> {
+        let size = self.subnet.size();
+        let edge = size > 2 && (ip == self.subnet.network() || ip == self.subnet.broadcast());
+        if !self.subnet.contains(ip) || ip == self.gateway || edge {
+            return Err(Error::InvalidConfig {
+                value: ip.to_string(),
+                reason: format!(
+                    "not an address network {} can lease (subnet {}, gateway {})",
+                    self.network, self.subnet, self.gateway
+                ),
+            });
+        }
+        self.with_leases(
+            |l| match l.leases.iter().find(|(a, o)| **a == ip || *o == owner) {
+                Some((held, o)) if *held == ip && o == owner => Ok((ip, false)),
+                Some((held, o)) => Err(Error::AddressInUse {
+                    network: self.network.clone(),
+                    address: *held,
+                    container: o.clone(),
+                }),
+                None => {
+                    l.leases.insert(ip, owner.to_owned());
+                    Ok((ip, true))
+                }
+            },
+        )
+    }
+
     /// Releases every lease of `owner`; returns the address it held, if any.
     pub fn release(&self, owner: &str) -> Result<Option<Ipv4Addr>> {
         self.with_leases(|l| {
@@ -155,6 +186,30 @@ mod tests {
         // The released address is not handed out again right away.
         assert_eq!(p.allocate("b").unwrap(), Ipv4Addr::new(10, 1, 0, 3));
         assert!(p.leases().unwrap().values().all(|o| o == "b"));
+    }
+
+    #[test]
+    fn allocate_at_takes_the_address_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pool(dir.path(), "10.1.0.0/24");
+        let want = Ipv4Addr::new(10, 1, 0, 77);
+        assert_eq!(p.allocate_at("a", want).unwrap(), want);
+        assert_eq!(p.allocate_at("a", want).unwrap(), want);
+        assert_eq!(p.allocate("a").unwrap(), want);
+        assert!(matches!(
+            p.allocate_at("b", want),
+            Err(Error::AddressInUse { .. })
+        ));
+        assert!(matches!(
+            p.allocate_at("a", Ipv4Addr::new(10, 1, 0, 78)),
+            Err(Error::AddressInUse { .. })
+        ));
+        for bad in [[10, 1, 0, 1], [10, 1, 0, 0], [10, 1, 0, 255], [10, 2, 0, 5]] {
+            assert!(matches!(
+                p.allocate_at("c", Ipv4Addr::from(bad)),
+                Err(Error::InvalidConfig { .. })
+            ));
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //!
 //! Everything lives under a directory the caller chooses: `networks/<name>.json` (configuration),
 //! `ipam/<name>.json` + `.lock` (leases), `attachments/<id>.json` (what attach made),
+//! `attachments/<id>+<network>.json` (a further network [`connect`]ed, inside the same namespace),
 //! `netns/<id>` (the pinned namespaces), `lock` (serializes create/remove/attach/detach/prune
 //! across processes) and `ip_forward.saved`.
 //!
@@ -68,8 +69,8 @@ mod state;
 mod subnet;
 
 pub use attach::{
-    attach, attachment, detach, netns_path, prune, records, veth_name, AttachOptions, Attachment,
-    PruneReport, CONTAINER_IFNAME,
+    attach, attachment, attachments, connect, detach, disconnect, netns_path, prune, records,
+    veth_name, AttachOptions, Attachment, PruneReport, CONTAINER_IFNAME,
 };
 pub use error::{Error, Result};
 pub use mac::MacAddr;

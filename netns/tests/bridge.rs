@@ -10,7 +10,10 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use berth_netns::{attach, detach, network, prune, AttachOptions, Error, NetworkOptions};
+use berth_netns::{
+    attach, attachments, connect, detach, disconnect, network, prune, AttachOptions, Error,
+    NetworkOptions,
+};
 use common::{
     assert_no_trace, base, eventually, in_ns, in_test_host, links, nft_ruleset, ping, uplink, wget,
 };
@@ -105,6 +108,88 @@ fn two_containers_ping_each_other() {
                 .trim(),
             "0"
         );
+    });
+}
+
+#[test]
+fn connect_adds_an_interface_on_another_network_and_disconnect_removes_it() {
+    in_test_host(|state, _| {
+        network::create(state, "one", &on_subnet("10.31.0.0/24")).unwrap();
+        network::create(state, "two", &on_subnet("10.32.0.0/24")).unwrap();
+        let a = attach(state, "one", "a", &AttachOptions::default()).unwrap();
+        let b = attach(state, "two", "b", &AttachOptions::default()).unwrap();
+        assert!(matches!(
+            connect(state, "two", "nobody", &AttachOptions::default()),
+            Err(Error::NoNamespace { .. })
+        ));
+        let at = AttachOptions {
+            ip: Some("10.32.0.50".parse().unwrap()),
+            ..Default::default()
+        };
+        let a2 = connect(state, "two", "a", &at).unwrap();
+        assert_eq!(
+            (a2.interface.as_str(), a2.ip.to_string().as_str()),
+            ("eth1", "10.32.0.50")
+        );
+        assert_eq!(a2.netns_path, a.netns_path);
+        for net in ["one", "two"] {
+            assert!(matches!(
+                connect(state, net, "a", &AttachOptions::default()),
+                Err(Error::AlreadyAttached { .. })
+            ));
+        }
+        let all: Vec<(String, String)> = attachments(state, "a")
+            .unwrap()
+            .into_iter()
+            .map(|x| (x.network, x.interface))
+            .collect();
+        assert_eq!(
+            all,
+            [("one".into(), "eth0".into()), ("two".into(), "eth1".into())]
+        );
+        assert!(ping(&b.netns_path, "10.32.0.50"), "b cannot ping a");
+        assert!(ping(&a.netns_path, &b.ip.to_string()), "a cannot ping b");
+        let routes = String::from_utf8(in_ns(&a.netns_path, &["ip", "route"]).stdout).unwrap();
+        assert!(
+            routes.contains("default via 10.31.0.1 dev eth0")
+                && routes.contains("10.32.0.0/24 dev eth1"),
+            "{routes}"
+        );
+        assert!(matches!(
+            network::remove(state, "two"),
+            Err(Error::NetworkInUse { .. })
+        ));
+
+        assert!(matches!(
+            disconnect(state, "one", "a"),
+            Err(Error::FirstNetwork { .. })
+        ));
+        disconnect(state, "two", "a").unwrap();
+        assert!(matches!(
+            disconnect(state, "two", "a"),
+            Err(Error::NotAttached { .. })
+        ));
+        assert!(!ping(&b.netns_path, "10.32.0.50"), "a still answers on two");
+        assert!(!in_ns(&a.netns_path, &["ip", "link", "show", "eth1"])
+            .status
+            .success());
+        let two = network::load(state, "two").unwrap();
+        assert!(!two.ipam(state).leases().unwrap().values().any(|o| o == "a"));
+
+        // Connected again, then detach takes every network.
+        let again = connect(state, "two", "a", &AttachOptions::default()).unwrap();
+        assert_eq!(again.interface, "eth1");
+        detach(state, "a").unwrap();
+        detach(state, "b").unwrap();
+        assert_no_trace(state, "a");
+        assert_no_trace(state, "b");
+        let veths: Vec<String> = links()
+            .into_iter()
+            .filter(|l| l.starts_with("bv"))
+            .collect();
+        assert!(veths.is_empty(), "veths left: {veths:?}");
+        network::remove(state, "two").unwrap();
+        network::remove(state, "one").unwrap();
     });
 }
 

@@ -84,24 +84,34 @@ fn ports_of(r: &ContainerRecord) -> Vec<Value> {
     out
 }
 
-fn networks_of(r: &ContainerRecord) -> Value {
+/// `NetworkSettings.Networks`: every network of the container, with what `details` (the
+/// attachments berth made for it, when the caller read them) says of each: gateway, prefix,
+/// MAC. The address shows while the container runs, as with docker.
+fn networks_of(r: &ContainerRecord, details: &[berth_netns::Attachment]) -> Value {
     let mut nets = serde_json::Map::new();
-    let name = if r.network.mode == "bridge" {
-        "bridge".to_string()
-    } else {
-        r.network.mode.clone()
-    };
-    let ip = r.network.ip.clone().unwrap_or_default();
     let live = r.state.status.is_live();
-    nets.insert(
-        name,
-        json!({
-            "NetworkID": r.network.mode, "EndpointID": if live { r.id.clone() } else { String::new() },
-            "Gateway": "", "IPAddress": if live { ip.clone() } else { String::new() },
-            "IPPrefixLen": if ip.is_empty() { 0 } else { 16 }, "MacAddress": "",
-            "Aliases": null, "Links": null, "DNSNames": [r.name.clone(), r.id[..12].to_string()],
-        }),
-    );
+    for (name, ip, aliases) in r.network.endpoints() {
+        let made = details
+            .iter()
+            .find(|a| a.network == super::networks::berth_name(name));
+        let shown = |v: String| if live { v } else { String::new() };
+        let mut dns_names = vec![r.name.clone(), r.id[..12].to_string()];
+        dns_names.extend(aliases.iter().cloned());
+        nets.insert(
+            name.to_string(),
+            json!({
+                "NetworkID": super::networks::network_id(name),
+                "EndpointID": shown(r.id.clone()),
+                "Gateway": shown(made.map(|a| a.gateway.to_string()).unwrap_or_default()),
+                "IPAddress": shown(ip.unwrap_or_default().to_string()),
+                "IPPrefixLen": if live && ip.is_some() { made.map_or(16, |a| a.prefix_len) } else { 0 },
+                "MacAddress": shown(made.map(|a| a.mac.to_string()).unwrap_or_default()),
+                "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
+                "Links": null,
+                "DNSNames": if matches!(name, "bridge" | "host" | "none") { Value::Null } else { json!(dns_names) },
+            }),
+        );
+    }
     Value::Object(nets)
 }
 
@@ -130,7 +140,7 @@ pub fn summary(d: &Daemon, r: &ContainerRecord) -> Value {
         "State": r.state.status.as_str(),
         "Status": human_status(r, health.as_deref()),
         "HostConfig": {"NetworkMode": r.host_config.network_mode.clone().unwrap_or_else(|| "bridge".into())},
-        "NetworkSettings": {"Networks": networks_of(r)},
+        "NetworkSettings": {"Networks": networks_of(r, &[])},
         "Mounts": [],
     })
 }
@@ -210,6 +220,13 @@ pub fn inspect(d: &Daemon, key: &str) -> ApiResult<Resp> {
     } else {
         String::new()
     };
+    // What berth made on each network: small files, read only for inspect.
+    let details = r
+        .network
+        .state
+        .as_deref()
+        .and_then(|state| berth_netns::attachments(state, &r.id).ok())
+        .unwrap_or_default();
     let ports: serde_json::Map<String, Value> = r
         .host_config
         .port_bindings
@@ -256,7 +273,7 @@ pub fn inspect(d: &Daemon, key: &str) -> ApiResult<Resp> {
         "NetworkSettings": {
             "Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": false,
             "Ports": ports, "IPAddress": ip, "IPPrefixLen": if ip.is_empty() { 0 } else { 16 },
-            "Gateway": "", "MacAddress": "", "Networks": networks_of(&r),
+            "Gateway": "", "MacAddress": "", "Networks": networks_of(&r, &details),
         },
     })))
 }

@@ -467,6 +467,7 @@ pub async fn create(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRe
             mode: network.mode.as_str().to_string(),
             state: made.network_state.clone(),
             ip: made.ip.map(|i| i.to_string()),
+            connected: Vec::new(),
         },
         state: RunState {
             started_at: crate::time::ZERO.into(),

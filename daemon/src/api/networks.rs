@@ -1,7 +1,13 @@
-//! Network endpoints: list, inspect, create (a bridge with a subnet), remove, prune. Docker's
-//! default network `bridge` is berth's default network; `host` and `none` are modes, listed
-//! as docker lists them. Containers on a user-defined network find each other by name
-//! through their hosts files ([`crate::state::dns`]).
+//! Network endpoints: list, inspect, create (a bridge with a subnet), remove, prune, connect
+//! and disconnect. Docker's default network `bridge` is berth's default network; `host` and
+//! `none` are modes, listed as docker lists them. Containers on a user-defined network find
+//! each other by name through their hosts files ([`crate::state::dns`]).
+//!
+//! A container connected to a further network gets one more interface (`eth1`, `eth2`, ...)
+//! in the namespace it already has ([`berth_netns::connect`]), whether it runs or not, so a
+//! created container has it from its start and a restart (of it or of berthd) keeps it; its
+//! record lists the network ([`crate::state::record::Endpoint`]) for inspect, name
+//! resolution and removal (which detaches every network).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +22,8 @@ use sha2::{Digest, Sha256};
 use crate::http::body::{json_body, no_content, ok_json, Resp};
 use crate::http::query::labels_match;
 use crate::http::{no_route, ApiError, ApiResult, Ctx};
-use crate::state::Daemon;
+use crate::state::record::{Endpoint, Status};
+use crate::state::{Container, Daemon};
 
 /// The names docker predefines.
 const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
@@ -53,7 +60,9 @@ fn net_error(e: berth_netns::Error) -> ApiError {
             ApiError::conflict(format!("network with name {n} already exists"))
         }
         berth_netns::Error::NetworkInUse { .. } => ApiError::new(StatusCode::FORBIDDEN, message),
-        berth_netns::Error::InvalidName { .. } => ApiError::bad_request(message),
+        berth_netns::Error::InvalidName { .. }
+        | berth_netns::Error::InvalidConfig { .. }
+        | berth_netns::Error::AddressInUse { .. } => ApiError::bad_request(message),
         _ => ApiError::internal(message),
     }
 }
@@ -72,9 +81,8 @@ pub async fn route(
         ["prune"] if m == hyper::Method::POST => prune(d).await,
         [id] if m == hyper::Method::GET => inspect(d, id),
         [id] if m == hyper::Method::DELETE => remove(d, id).await,
-        [_, "connect" | "disconnect"] if m == hyper::Method::POST => Err(ApiError::not_implemented(
-            "connecting a container to a network after it was created (give --network to docker run or create)",
-        )),
+        [id, "connect"] if m == hyper::Method::POST => connect(d, id, req).await,
+        [id, "disconnect"] if m == hyper::Method::POST => disconnect(d, id, req).await,
         _ => Err(no_route(ctx)),
     }
 }
@@ -95,14 +103,17 @@ fn all(d: &Daemon) -> ApiResult<BTreeMap<String, Value>> {
         has_default |= name == "bridge";
         let members: serde_json::Map<String, Value> = containers
             .iter()
-            .filter(|c| berth_name(&c.network.mode) == n.name && c.state.status.is_live())
-            .map(|c| {
-                (
+            .filter(|c| c.state.status.is_live())
+            .filter_map(|c| {
+                let (_, ip, _) = c.network.endpoints().find(|(m, _, _)| berth_name(m) == n.name)?;
+                let ip: Option<std::net::Ipv4Addr> = ip.and_then(|ip| ip.parse().ok());
+                Some((
                     c.id.clone(),
-                    json!({"Name": c.name, "EndpointID": c.id, "MacAddress": "",
-                           "IPv4Address": c.network.ip.as_ref().map(|ip| format!("{ip}/{}", n.subnet.prefix())).unwrap_or_default(),
+                    json!({"Name": c.name, "EndpointID": c.id,
+                           "MacAddress": ip.map(|ip| berth_netns::MacAddr::from_ip(ip).to_string()).unwrap_or_default(),
+                           "IPv4Address": ip.map(|ip| format!("{ip}/{}", n.subnet.prefix())).unwrap_or_default(),
                            "IPv6Address": ""}),
-                )
+                ))
             })
             .collect();
         let labels = d.network_labels(&n.name);
@@ -303,7 +314,7 @@ async fn remove(d: &Arc<Daemon>, key: &str) -> ApiResult<Resp> {
         .containers()
         .iter()
         .map(|c| c.snapshot())
-        .find(|c| c.network.mode == name)
+        .find(|c| c.network.is_on(&name))
     {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -329,7 +340,7 @@ async fn prune(d: &Arc<Daemon>) -> ApiResult<Resp> {
     let used: Vec<String> = d
         .containers()
         .iter()
-        .map(|c| c.snapshot().network.mode)
+        .flat_map(|c| c.snapshot().network.names())
         .collect();
     let mut deleted = Vec::new();
     for name in all(d)?.into_keys() {
@@ -341,4 +352,228 @@ async fn prune(d: &Arc<Daemon>) -> ApiResult<Resp> {
         }
     }
     Ok(ok_json(&json!({"NetworksDeleted": deleted})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConnectBody {
+    container: String,
+    #[serde(default)]
+    endpoint_config: Option<EndpointConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EndpointConfig {
+    #[serde(default)]
+    aliases: Option<Vec<String>>,
+    #[serde(default, rename = "IPAMConfig")]
+    ipam_config: Option<EndpointIpam>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct EndpointIpam {
+    #[serde(default, rename = "IPv4Address")]
+    ipv4_address: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DisconnectBody {
+    container: String,
+    #[serde(default)]
+    force: bool,
+}
+
+/// dockerd's refusals for a container that shares a namespace (`host`, `container:...`) or
+/// has none of its own (`none`), and for the `host` and `none` networks themselves.
+fn refuse_mode(mode: &str, network: &str) -> ApiResult<()> {
+    if network == "host" {
+        return Err(ApiError::bad_request(
+            "container cannot be disconnected from host network or connected to host network",
+        ));
+    }
+    if mode == "host" || mode.starts_with("container:") {
+        return Err(ApiError::bad_request(
+            "container sharing network namespace with another container or host cannot be connected to any other network",
+        ));
+    }
+    if mode == "none" || network == "none" {
+        return Err(ApiError::bad_request(
+            "container cannot be connected to multiple networks with one of the networks in private (none) mode",
+        ));
+    }
+    Ok(())
+}
+
+/// The network (docker's name) and the container a connect or disconnect names.
+fn network_and_container(
+    d: &Daemon,
+    network: &str,
+    container: &str,
+) -> ApiResult<(String, Arc<Container>)> {
+    let name = find(d, network)?["Name"].as_str().unwrap_or("").to_string();
+    Ok((name, d.find(container)?))
+}
+
+/// After a connect or disconnect: records the container's further networks as `change`
+/// leaves them, refreshes the names on `network` (and the container's own, if it runs) and
+/// announces `action`.
+fn record_change(
+    d: &Daemon,
+    c: &Container,
+    network: &str,
+    action: &str,
+    change: impl FnOnce(&mut Vec<Endpoint>),
+) -> Resp {
+    let rec = c.update(&d.config.container_dir(&c.id), |r| {
+        change(&mut r.network.connected);
+        r.clone()
+    });
+    crate::state::dns::refresh(
+        d,
+        &[network.to_string()],
+        rec.state.status.is_live().then_some(rec.id.as_str()),
+    );
+    d.events.emit(
+        "network",
+        action,
+        &network_id(network),
+        BTreeMap::from([
+            ("container".to_string(), rec.id.clone()),
+            ("name".to_string(), network.to_string()),
+            ("type".to_string(), "bridge".to_string()),
+        ]),
+    );
+    no_content(StatusCode::OK)
+}
+
+/// `POST /networks/{id}/connect`: one more interface in the container's namespace, on that
+/// network, with an address from its pool (or the one asked for) and the aliases given.
+async fn connect(d: &Arc<Daemon>, key: &str, req: Request<Incoming>) -> ApiResult<Resp> {
+    let body: ConnectBody = json_body(req.into_body()).await?;
+    let (name, c) = network_and_container(d, key, &body.container)?;
+    let _op = c.op.lock().await;
+    let r = c.snapshot();
+    refuse_mode(&r.network.mode, &name)?;
+    if r.network.is_on(&name) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "endpoint with name {} already exists in network {name}",
+                r.name
+            ),
+        ));
+    }
+    let cfg = body.endpoint_config.unwrap_or_default();
+    let mut aliases = cfg.aliases.unwrap_or_default();
+    aliases.retain(|a| !a.is_empty() && *a != r.name);
+    aliases.dedup();
+    if !aliases.is_empty() && name == "bridge" {
+        return Err(ApiError::bad_request(
+            "network-scoped alias is supported only for containers in user defined networks",
+        ));
+    }
+    if let Some(bad) = aliases.iter().find(|a| {
+        !a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    }) {
+        return Err(ApiError::bad_request(format!("invalid alias {bad:?}")));
+    }
+    let ip = match cfg
+        .ipam_config
+        .and_then(|i| i.ipv4_address)
+        .filter(|a| !a.is_empty())
+    {
+        Some(a) => Some(
+            a.parse::<std::net::Ipv4Addr>()
+                .map_err(|e| ApiError::bad_request(format!("invalid IPv4 address {a:?}: {e}")))?,
+        ),
+        None => None,
+    };
+    if matches!(r.state.status, Status::Removing | Status::Dead) {
+        return Err(ApiError::conflict(format!(
+            "container {} is marked for removal and cannot be connected or disconnected to the network",
+            r.id
+        )));
+    }
+    let Some(state) = r.network.state.clone() else {
+        return Err(ApiError::internal(format!(
+            "container {} has no network namespace of berth's",
+            r.id
+        )));
+    };
+    let opts = berth_netns::AttachOptions {
+        ip,
+        hostname: r.config.hostname.clone(),
+        ..Default::default()
+    };
+    let (id, net) = (r.id.clone(), berth_name(&name).to_string());
+    let made = tokio::task::spawn_blocking(move || {
+        if net == network::DEFAULT_NETWORK {
+            network::ensure_default(&state)?;
+        }
+        berth_netns::connect(&state, &net, &id, &opts)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| match e {
+        berth_netns::Error::AlreadyAttached { .. } => ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "endpoint with name {} already exists in network {name}",
+                r.name
+            ),
+        ),
+        e => net_error(e),
+    })?;
+    let endpoint = Endpoint {
+        network: name.clone(),
+        ip: made.ip.to_string(),
+        aliases,
+    };
+    Ok(record_change(d, &c, &name, "connect", |e| e.push(endpoint)))
+}
+
+/// `POST /networks/{id}/disconnect`: the interface and the address go, and the names.
+async fn disconnect(d: &Arc<Daemon>, key: &str, req: Request<Incoming>) -> ApiResult<Resp> {
+    let body: DisconnectBody = json_body(req.into_body()).await?;
+    let (name, c) = network_and_container(d, key, &body.container)?;
+    let _op = c.op.lock().await;
+    let r = c.snapshot();
+    if name == "host" || r.network.mode == "host" {
+        refuse_mode(&r.network.mode, "host")?;
+    }
+    if !r.network.is_on(&name) {
+        // dockerd answers this with a plain error (500).
+        return Err(ApiError::internal(format!(
+            "container {} is not connected to network {name}",
+            r.id
+        )));
+    }
+    if r.network.mode == name {
+        return Err(ApiError::not_implemented(&format!(
+            "disconnecting a container from the network it was created on ({name})"
+        )));
+    }
+    if let Some(state) = r.network.state.clone() {
+        let (id, net) = (r.id.clone(), berth_name(&name).to_string());
+        let res = tokio::task::spawn_blocking(move || berth_netns::disconnect(&state, &net, &id))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        match res {
+            Ok(()) | Err(berth_netns::Error::NotAttached { .. }) => {}
+            Err(e) if body.force => {
+                tracing::warn!(
+                    "disconnecting {} from {name}: {}",
+                    r.id,
+                    crate::http::error::chain(&e)
+                );
+            }
+            Err(e) => return Err(net_error(e)),
+        }
+    }
+    Ok(record_change(d, &c, &name, "disconnect", |e| {
+        e.retain(|e| e.network != name);
+    }))
 }

@@ -214,7 +214,7 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
             let _ = tokio::time::timeout(Duration::from_secs(5), ack_rx).await;
         }
     }
-    super::dns::refresh(d, &r.network.mode, Some(&r.id));
+    super::dns::refresh(d, &r.network.names(), Some(&r.id));
     let root = d.engine.root().clone();
     let id = r.id.clone();
     let started = tokio::task::spawn_blocking(move || berth_runtime::start(&root, &id))
@@ -239,7 +239,7 @@ async fn start_locked(d: &Arc<Daemon>, c: &Arc<Container>) -> ApiResult<()> {
         r.clone()
     });
     d.container_event(&rec, "start", &[]);
-    super::dns::refresh(d, &rec.network.mode, None);
+    super::dns::refresh(d, &rec.network.names(), None);
     super::health::start(d, c);
     spawn_watch(d.clone(), c.clone(), ready.monitor_pid);
     Ok(())

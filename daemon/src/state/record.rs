@@ -80,6 +80,47 @@ pub struct NetRecord {
     pub state: Option<PathBuf>,
     /// Its address.
     pub ip: Option<String>,
+    /// Networks connected after creation (`docker network connect`), in the order connected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connected: Vec<Endpoint>,
+}
+
+/// A network connected after the container was created.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The network, by docker's name (`bridge` for berth's default network).
+    pub network: String,
+    /// The container's address on it.
+    pub ip: String,
+    /// Further names the other containers on it find this one by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+}
+
+impl NetRecord {
+    /// Every network of the container, by docker's name, with its address and aliases: the
+    /// one it was created on first, then those connected later.
+    pub fn endpoints(&self) -> impl Iterator<Item = (&str, Option<&str>, &[String])> {
+        std::iter::once((self.mode.as_str(), self.ip.as_deref(), &[][..])).chain(
+            self.connected.iter().map(|e| {
+                (
+                    e.network.as_str(),
+                    Some(e.ip.as_str()),
+                    e.aliases.as_slice(),
+                )
+            }),
+        )
+    }
+
+    /// Whether the container is on network `name` (docker's name).
+    pub fn is_on(&self, name: &str) -> bool {
+        self.endpoints().any(|(n, _, _)| n == name)
+    }
+
+    /// The names (docker's) of every network of the container.
+    pub fn names(&self) -> Vec<String> {
+        self.endpoints().map(|(n, _, _)| n.to_string()).collect()
+    }
 }
 
 /// A container, as persisted.

@@ -212,6 +212,10 @@ pub fn assert_no_trace(state: &Path, id: &str) {
         berth_netns::attachment(state, id).unwrap().is_none(),
         "record of {id} left"
     );
+    assert!(
+        berth_netns::attachments(state, id).unwrap().is_empty(),
+        "records of further networks of {id} left"
+    );
     for n in berth_netns::network::list(state).unwrap() {
         let leases = n.ipam(state).leases().unwrap();
         assert!(
