@@ -40,8 +40,8 @@ pub fn build(
         None => df.stages.len() - 1,
     };
     let stages = &df.stages[..=last];
-    let total =
-        stages.iter().map(|s| 1 + s.steps.len()).sum::<usize>() + usize::from(!opts.labels.is_empty());
+    let total = stages.iter().map(|s| 1 + s.steps.len()).sum::<usize>()
+        + usize::from(!opts.labels.is_empty());
     let mut b = Builder {
         engine,
         store: &store,
@@ -65,8 +65,11 @@ pub fn build(
         b.show_id(&state);
         let triggers = std::mem::take(&mut state.doc.config.on_build);
         if !triggers.is_empty() {
-            b.progress
-                .stream(&format!("# Executing {} build trigger{}\n", triggers.len(), if triggers.len() == 1 { "" } else { "s" }));
+            b.progress.stream(&format!(
+                "# Executing {} build trigger{}\n",
+                triggers.len(),
+                if triggers.len() == 1 { "" } else { "s" }
+            ));
             for t in &triggers {
                 let step = dockerfile::parse_trigger(t, stage.from.line)?;
                 b.exec(&mut state, &step)?;
@@ -80,7 +83,11 @@ pub fn build(
         b.done.push((stage.name.clone(), i, state.clone()));
     }
     if !opts.labels.is_empty() {
-        let text: Vec<String> = opts.labels.iter().map(|(k, v)| format!("{k:?}={v:?}")).collect();
+        let text: Vec<String> = opts
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k:?}={v:?}"))
+            .collect();
         let step = Step {
             line: 0,
             text: format!("LABEL {}", text.join(" ")),
@@ -90,7 +97,11 @@ pub fn build(
         b.exec(&mut state, &step)?;
         b.show_id(&state);
     }
-    let unused: Vec<&String> = opts.build_args.keys().filter(|k| !b.consumed.contains(*k)).collect();
+    let unused: Vec<&String> = opts
+        .build_args
+        .keys()
+        .filter(|k| !b.consumed.contains(*k))
+        .collect();
     if !unused.is_empty() {
         let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
         b.progress.stream(&format!(
@@ -99,8 +110,10 @@ pub fn build(
         ));
     }
     let built = finish(&store, &state, &opts.tags)?;
-    b.progress
-        .stream(&format!("Successfully built {}\n", &built.id.trim_start_matches("sha256:")[..12]));
+    b.progress.stream(&format!(
+        "Successfully built {}\n",
+        &built.id.trim_start_matches("sha256:")[..12]
+    ));
     for t in &built.tags {
         b.progress.stream(&format!("Successfully tagged {t}\n"));
     }
@@ -125,7 +138,10 @@ fn meta_args(
     let mut meta = BTreeMap::new();
     for step in steps {
         let Inst::Arg(raw) = &step.inst else {
-            return Err(instruction_error(step, "only ARG may come before the first FROM".into()));
+            return Err(instruction_error(
+                step,
+                "only ARG may come before the first FROM".into(),
+            ));
         };
         for word in lex::raw_words(raw, escape) {
             let (name, default) = match word.split_once('=') {
@@ -161,7 +177,8 @@ fn finish(store: &Store, state: &State, tags: &[String]) -> Result<Built> {
         // A bare `FROM scratch`: an image with no layers.
         let mut doc: ImageDoc = state.doc.clone();
         doc.created = Some(crate::config::now_rfc3339());
-        serde_json::to_vec(&doc).map_err(|e| Error::io("config", "serialize", std::io::Error::other(e)))?
+        serde_json::to_vec(&doc)
+            .map_err(|e| Error::io("config", "serialize", std::io::Error::other(e)))?
     };
     let mut names = Vec::new();
     if tags.is_empty() {

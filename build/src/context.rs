@@ -56,7 +56,9 @@ impl Ignore {
     pub fn excludes(&self, rel: &Path) -> bool {
         let mut excluded = false;
         for p in &self.patterns {
-            let hit = rel.ancestors().any(|a| !a.as_os_str().is_empty() && p.matcher.is_match(a));
+            let hit = rel
+                .ancestors()
+                .any(|a| !a.as_os_str().is_empty() && p.matcher.is_match(a));
             if hit {
                 excluded = !p.exception;
             }
@@ -128,13 +130,13 @@ impl Context {
         ctx.ignore = match ignore {
             Some(i) => i,
             None => match ctx.read_small(Path::new(".dockerignore"), 1 << 20) {
-                Ok(Some(text)) => Ignore::parse(&String::from_utf8_lossy(&text)).map_err(|m| {
-                    Error::Source {
+                Ok(Some(text)) => {
+                    Ignore::parse(&String::from_utf8_lossy(&text)).map_err(|m| Error::Source {
                         step: "context".into(),
                         path: ".dockerignore".into(),
                         message: m,
-                    }
-                })?,
+                    })?
+                }
                 Ok(None) => Ignore::default(),
                 Err(e) => return Err(e),
             },
@@ -200,7 +202,9 @@ impl Context {
         if !has_wildcards(&cleaned) {
             let rel = PathBuf::from(if cleaned.is_empty() { "." } else { &cleaned });
             if !cleaned.is_empty() && self.ignore.excludes(&rel) {
-                return Err(err("not found in the build context (excluded by .dockerignore)"));
+                return Err(err(
+                    "not found in the build context (excluded by .dockerignore)",
+                ));
             }
             return match in_root::open(self.root(), &rel, OFlags::PATH, Resolve::InRoot) {
                 Ok(_) => Ok(vec![rel]),
@@ -218,7 +222,9 @@ impl Context {
             }
         })?;
         if hits.is_empty() {
-            return Err(err("no source files were specified (the pattern matches nothing)"));
+            return Err(err(
+                "no source files were specified (the pattern matches nothing)",
+            ));
         }
         Ok(hits)
     }
@@ -290,7 +296,12 @@ pub fn entries(dir: BorrowedFd<'_>, path: &Path) -> Result<Vec<(PathBuf, FileTyp
 
 /// A digest of what `COPY`/`ADD` would copy from `root` for `paths`: names, types, modes and
 /// contents (not owners or times: a `touch` does not invalidate the cache, as with docker).
-pub fn digest(root: BorrowedFd<'_>, base: &Path, paths: &[PathBuf], ignore: &Ignore) -> Result<String> {
+pub fn digest(
+    root: BorrowedFd<'_>,
+    base: &Path,
+    paths: &[PathBuf],
+    ignore: &Ignore,
+) -> Result<String> {
     let mut h = Sha256::new();
     for p in paths {
         h.update(p.as_os_str().as_encoded_bytes());
@@ -303,23 +314,34 @@ pub fn digest(root: BorrowedFd<'_>, base: &Path, paths: &[PathBuf], ignore: &Ign
             let dir = in_root::open(root, p, OFlags::DIRECTORY | OFlags::RDONLY, Resolve::InRoot)
                 .map_err(|e| Error::io(base.join(p), "open", e))?;
             let mut failed = None;
-            walk_dir(dir.as_fd(), &base.join(p), Path::new(""), &Ignore::default(), &mut |rel, _| {
-                if failed.is_some() {
-                    return;
-                }
-                let full = child(p, rel);
-                if ignore.excludes(&full) {
-                    return;
-                }
-                h.update(rel.as_os_str().as_encoded_bytes());
-                h.update([0]);
-                let r = in_root::open(dir.as_fd(), rel, OFlags::PATH | OFlags::NOFOLLOW, Resolve::InRootNoSymlinks)
+            walk_dir(
+                dir.as_fd(),
+                &base.join(p),
+                Path::new(""),
+                &Ignore::default(),
+                &mut |rel, _| {
+                    if failed.is_some() {
+                        return;
+                    }
+                    let full = child(p, rel);
+                    if ignore.excludes(&full) {
+                        return;
+                    }
+                    h.update(rel.as_os_str().as_encoded_bytes());
+                    h.update([0]);
+                    let r = in_root::open(
+                        dir.as_fd(),
+                        rel,
+                        OFlags::PATH | OFlags::NOFOLLOW,
+                        Resolve::InRootNoSymlinks,
+                    )
                     .map_err(|e| Error::io(base.join(&full), "open", e))
                     .and_then(|fd| hash_entry(&mut h, fd.as_fd(), base, &full));
-                if let Err(e) = r {
-                    failed = Some(e);
-                }
-            })?;
+                    if let Err(e) = r {
+                        failed = Some(e);
+                    }
+                },
+            )?;
             if let Some(e) = failed {
                 return Err(e);
             }
@@ -337,14 +359,20 @@ fn hash_entry(h: &mut Sha256, fd: BorrowedFd<'_>, base: &Path, rel: &Path) -> Re
                 .or_else(|_| {
                     // An O_PATH fd of a file cannot be a root: reopen it through /proc.
                     let p = in_root::proc_fd_path(fd);
-                    rustix::fs::open(p.as_c_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-                        .map_err(std::io::Error::from)
+                    rustix::fs::open(
+                        p.as_c_str(),
+                        OFlags::RDONLY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(std::io::Error::from)
                 })
                 .map_err(|e| Error::io(base.join(rel), "open", e))?;
             let mut f = File::from(file);
             let mut buf = vec![0u8; 1 << 16];
             loop {
-                let n = f.read(&mut buf).map_err(|e| Error::io(base.join(rel), "read", e))?;
+                let n = f
+                    .read(&mut buf)
+                    .map_err(|e| Error::io(base.join(rel), "read", e))?;
                 if n == 0 {
                     break;
                 }
@@ -388,8 +416,15 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
         let ctx = Context::open(dir.path(), Some(Ignore::parse("*.log").unwrap())).unwrap();
         assert_eq!(ctx.resolve("s", "*.txt").unwrap(), [PathBuf::from("b.txt")]);
-        assert_eq!(ctx.resolve("s", "./d/../b.txt").unwrap(), [PathBuf::from("b.txt")]);
-        assert!(ctx.resolve("s", "../x").unwrap_err().to_string().contains("outside"));
+        assert_eq!(
+            ctx.resolve("s", "./d/../b.txt").unwrap(),
+            [PathBuf::from("b.txt")]
+        );
+        assert!(ctx
+            .resolve("s", "../x")
+            .unwrap_err()
+            .to_string()
+            .contains("outside"));
         assert!(ctx.resolve("s", "c.log").is_err());
         // An absolute symlink resolves inside the context: /etc/passwd is not there.
         assert!(ctx.resolve("s", "link").is_err());

@@ -67,15 +67,21 @@ pub fn copy(
     for rel in sources {
         let fd = in_root::open(src, rel, OFlags::PATH, Resolve::InRoot)
             .map_err(|e| Error::io(src_path.join(rel), "open", e))?;
-        let st = rustix::fs::fstat(&fd).map_err(|e| Error::io(src_path.join(rel), "stat", e.into()))?;
+        let st =
+            rustix::fs::fstat(&fd).map_err(|e| Error::io(src_path.join(rel), "stat", e.into()))?;
         let what = src_path.join(rel);
         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
             let (dir, created) = ensure_dir(t, &dest_path)?;
             if created {
                 set_owner_mode(t, dir.as_fd(), None, &st, &dest_path)?;
             }
-            let sdir = in_root::open(src, rel, OFlags::DIRECTORY | OFlags::RDONLY, Resolve::InRoot)
-                .map_err(|e| Error::io(&what, "open", e))?;
+            let sdir = in_root::open(
+                src,
+                rel,
+                OFlags::DIRECTORY | OFlags::RDONLY,
+                Resolve::InRoot,
+            )
+            .map_err(|e| Error::io(&what, "open", e))?;
             copy_tree(sdir.as_fd(), &what, rel, ignore, dir.as_fd(), &dest_path, t)?;
             continue;
         }
@@ -88,19 +94,33 @@ pub fn copy(
             }
         }
         let (parent, name) = if into_dir {
-            let name = rel.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+            let name = rel
+                .file_name()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
             (dest_path.clone(), name)
         } else {
             let parent = dest_path.parent().unwrap_or(Path::new("/")).to_path_buf();
-            let name = dest_path.file_name().map(PathBuf::from).ok_or_else(|| Error::Source {
-                step: t.step.into(),
-                path: dest.into(),
-                message: "the destination has no file name".into(),
-            })?;
+            let name = dest_path
+                .file_name()
+                .map(PathBuf::from)
+                .ok_or_else(|| Error::Source {
+                    step: t.step.into(),
+                    path: dest.into(),
+                    message: "the destination has no file name".into(),
+                })?;
             (parent, name)
         };
         let (pdir, _) = ensure_dir(t, &parent)?;
-        copy_entry(fd.as_fd(), &st, &what, pdir.as_fd(), &parent.join(&name), &name, t)?;
+        copy_entry(
+            fd.as_fd(),
+            &st,
+            &what,
+            pdir.as_fd(),
+            &parent.join(&name),
+            &name,
+            t,
+        )?;
     }
     Ok(())
 }
@@ -114,16 +134,25 @@ fn is_dir(root: BorrowedFd<'_>, p: &Path) -> bool {
 fn ensure_dir(t: &Target<'_>, p: &Path) -> Result<(OwnedFd, bool)> {
     let existed = is_dir(t.root, p);
     in_root::ensure(t.root, p, Leaf::Dir).map_err(|e| Error::io(p, "create", e))?;
-    let fd = in_root::open(t.root, p, OFlags::DIRECTORY | OFlags::RDONLY, Resolve::InRoot)
-        .map_err(|e| Error::io(p, "open", e))?;
+    let fd = in_root::open(
+        t.root,
+        p,
+        OFlags::DIRECTORY | OFlags::RDONLY,
+        Resolve::InRoot,
+    )
+    .map_err(|e| Error::io(p, "open", e))?;
     Ok((fd, !existed))
 }
 
 fn reopen(fd: BorrowedFd<'_>, what: &Path) -> Result<File> {
     let p = in_root::proc_fd_path(fd);
-    rustix::fs::open(p.as_c_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .map(File::from)
-        .map_err(|e| Error::io(what, "open", e.into()))
+    rustix::fs::open(
+        p.as_c_str(),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map(File::from)
+    .map_err(|e| Error::io(what, "open", e.into()))
 }
 
 /// Copies the contents of directory `sdir` into `ddir`.
@@ -140,9 +169,15 @@ fn copy_tree(
         if ignore.excludes(&crate::context::child(rel, &name)) {
             continue;
         }
-        let fd = rustix::fs::openat(sdir, &name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| Error::io(spath.join(&name), "open", e.into()))?;
-        let st = rustix::fs::fstat(&fd).map_err(|e| Error::io(spath.join(&name), "stat", e.into()))?;
+        let fd = rustix::fs::openat(
+            sdir,
+            &name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(spath.join(&name), "open", e.into()))?;
+        let st =
+            rustix::fs::fstat(&fd).map_err(|e| Error::io(spath.join(&name), "stat", e.into()))?;
         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
             match rustix::fs::mkdirat(ddir, &name, Mode::from_raw_mode(0o755)) {
                 Ok(()) => {}
@@ -151,21 +186,44 @@ fn copy_tree(
                         .map_err(|e| Error::io(dpath.join(&name), "stat", e.into()))?;
                     if FileType::from_raw_mode(dst.st_mode) != FileType::Directory {
                         rustix::fs::unlinkat(ddir, &name, AtFlags::empty())
-                            .and_then(|()| rustix::fs::mkdirat(ddir, &name, Mode::from_raw_mode(0o755)))
+                            .and_then(|()| {
+                                rustix::fs::mkdirat(ddir, &name, Mode::from_raw_mode(0o755))
+                            })
                             .map_err(|e| Error::io(dpath.join(&name), "replace", e.into()))?;
                     }
                 }
                 Err(e) => return Err(Error::io(dpath.join(&name), "create", e.into())),
             }
             let open = |d, p: &Path| {
-                rustix::fs::openat(d, &name, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| Error::io(p.join(&name), "open", e.into()))
+                rustix::fs::openat(
+                    d,
+                    &name,
+                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| Error::io(p.join(&name), "open", e.into()))
             };
             let (s, d) = (open(sdir, spath)?, open(ddir, dpath)?);
-            copy_tree(s.as_fd(), &spath.join(&name), &crate::context::child(rel, &name), ignore, d.as_fd(), &dpath.join(&name), t)?;
+            copy_tree(
+                s.as_fd(),
+                &spath.join(&name),
+                &crate::context::child(rel, &name),
+                ignore,
+                d.as_fd(),
+                &dpath.join(&name),
+                t,
+            )?;
             set_owner_mode(t, d.as_fd(), None, &st, &dpath.join(&name))?;
         } else {
-            copy_entry(fd.as_fd(), &st, &spath.join(&name), ddir, &dpath.join(&name), &name, t)?;
+            copy_entry(
+                fd.as_fd(),
+                &st,
+                &spath.join(&name),
+                ddir,
+                &dpath.join(&name),
+                &name,
+                t,
+            )?;
         }
     }
     Ok(())
@@ -216,8 +274,14 @@ fn copy_entry(
             set_owner_mode(t, ddir, Some(name), st, dpath)
         }
         FileType::Fifo => {
-            rustix::fs::mknodat(ddir, name, FileType::Fifo, Mode::from_raw_mode(st.st_mode & 0o7777), 0)
-                .map_err(|e| Error::io(dpath, "create", e.into()))?;
+            rustix::fs::mknodat(
+                ddir,
+                name,
+                FileType::Fifo,
+                Mode::from_raw_mode(st.st_mode & 0o7777),
+                0,
+            )
+            .map_err(|e| Error::io(dpath, "create", e.into()))?;
             set_owner_mode(t, ddir, Some(name), st, dpath)
         }
         // Sockets and devices of a context are not copied (as docker).
@@ -226,12 +290,21 @@ fn copy_entry(
 }
 
 /// Sets owner, mode and times of `fd` (or of `name` in directory `fd`, not followed).
-fn set_owner_mode(t: &Target<'_>, fd: BorrowedFd<'_>, name: Option<&Path>, st: &Stat, what: &Path) -> Result<()> {
+fn set_owner_mode(
+    t: &Target<'_>,
+    fd: BorrowedFd<'_>,
+    name: Option<&Path>,
+    st: &Stat,
+    what: &Path,
+) -> Result<()> {
     let (uid, gid) = match t.owner {
         Owner::Keep => (st.st_uid, st.st_gid),
         Owner::Set(u, g) => (u, g),
     };
-    let ids = (Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)));
+    let ids = (
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    );
     let times = Timestamps {
         last_access: Timespec {
             tv_sec: st.st_atime,
@@ -246,7 +319,13 @@ fn set_owner_mode(t: &Target<'_>, fd: BorrowedFd<'_>, name: Option<&Path>, st: &
     let mode = t.chmod.unwrap_or(st.st_mode & 0o7777);
     let r = match name {
         Some(n) => rustix::fs::chownat(fd, n, ids.0, ids.1, AtFlags::SYMLINK_NOFOLLOW)
-            .and_then(|()| if is_link { Ok(()) } else { rustix::fs::chmodat(fd, n, Mode::from_raw_mode(mode), AtFlags::empty()) })
+            .and_then(|()| {
+                if is_link {
+                    Ok(())
+                } else {
+                    rustix::fs::chmodat(fd, n, Mode::from_raw_mode(mode), AtFlags::empty())
+                }
+            })
             .and_then(|()| rustix::fs::utimensat(fd, n, &times, AtFlags::SYMLINK_NOFOLLOW)),
         None => rustix::fs::fchown(fd, ids.0, ids.1)
             .and_then(|()| rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)))
@@ -270,9 +349,9 @@ fn is_archive(file: &File, what: &Path) -> Result<bool> {
 fn unpack(archive: &Path, dir: BorrowedFd<'_>) -> Result<()> {
     let reader = berth_image::open_layer(archive, None)?;
     let dest = in_root::proc_fd_path(dir);
-    let dest = Path::new(std::ffi::OsStr::new(
-        dest.to_str().map_err(|_| Error::io(archive, "unpack", std::io::ErrorKind::InvalidData.into()))?,
-    ));
+    let dest = Path::new(std::ffi::OsStr::new(dest.to_str().map_err(|_| {
+        Error::io(archive, "unpack", std::io::ErrorKind::InvalidData.into())
+    })?));
     let opts = berth_image::ExtractOptions {
         mode: berth_image::Mode::Flatten,
         id_map: None,

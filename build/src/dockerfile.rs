@@ -125,7 +125,10 @@ pub enum Inst {
 impl Inst {
     /// Whether the step changes only the image config (no layer).
     pub fn is_metadata(&self) -> bool {
-        !matches!(self, Inst::Run(..) | Inst::Copy(_) | Inst::Add(_) | Inst::Workdir(_))
+        !matches!(
+            self,
+            Inst::Run(..) | Inst::Copy(_) | Inst::Add(_) | Inst::Workdir(_)
+        )
     }
 }
 
@@ -283,15 +286,19 @@ pub fn join_continuations(raw: &str, escape: char) -> String {
 }
 
 fn flag(flags: &[Flag<'_>], name: &str) -> Option<String> {
-    flags
-        .iter()
-        .find(|f| f.name.value == name)
-        .map(|f| f.value.as_ref().map(|v| v.value.to_string()).unwrap_or_default())
+    flags.iter().find(|f| f.name.value == name).map(|f| {
+        f.value
+            .as_ref()
+            .map(|v| v.value.to_string())
+            .unwrap_or_default()
+    })
 }
 
 fn command(c: &Command<'_>) -> CommandForm {
     match c {
-        Command::Exec(a) => CommandForm::Exec(a.value.iter().map(|s| s.value.to_string()).collect()),
+        Command::Exec(a) => {
+            CommandForm::Exec(a.value.iter().map(|s| s.value.to_string()).collect())
+        }
         Command::Shell(s) => CommandForm::Shell(s.value.to_string()),
         _ => CommandForm::Shell(String::new()),
     }
@@ -337,12 +344,20 @@ fn convert(inst: &Instruction<'_>, text: &str) -> std::result::Result<Inst, Stri
     Ok(match inst {
         Instruction::Run(r) => {
             check_flags(&r.options, &["network"])?;
-            let docs = r.here_docs.iter().map(|h| (h.value.to_string(), h.expand)).collect();
+            let docs = r
+                .here_docs
+                .iter()
+                .map(|h| (h.value.to_string(), h.expand))
+                .collect();
             let flags = r
                 .options
                 .iter()
                 .map(|f| {
-                    let v = f.value.as_ref().map(|v| v.value.to_string()).unwrap_or_default();
+                    let v = f
+                        .value
+                        .as_ref()
+                        .map(|v| v.value.to_string())
+                        .unwrap_or_default();
                     (f.name.value.to_string(), v)
                 })
                 .collect();
@@ -366,7 +381,9 @@ fn convert(inst: &Instruction<'_>, text: &str) -> std::result::Result<Inst, Stri
         Instruction::Maintainer(m) => Inst::Maintainer(m.name.value.to_string()),
         Instruction::Cmd(c) => Inst::Cmd(command(&c.arguments)),
         Instruction::Entrypoint(e) => Inst::Entrypoint(command(&e.arguments)),
-        Instruction::Expose(e) => Inst::Expose(e.arguments.iter().map(|s| s.value.to_string()).collect()),
+        Instruction::Expose(e) => {
+            Inst::Expose(e.arguments.iter().map(|s| s.value.to_string()).collect())
+        }
         Instruction::User(u) => Inst::User(u.arguments.value.to_string()),
         Instruction::Workdir(w) => Inst::Workdir(w.arguments.value.to_string()),
         Instruction::Volume(v) => Inst::Volume(match &v.arguments {
@@ -379,13 +396,23 @@ fn convert(inst: &Instruction<'_>, text: &str) -> std::result::Result<Inst, Stri
             HealthcheckArguments::Cmd { arguments, .. } => {
                 check_flags(
                     &h.options,
-                    &["interval", "timeout", "start-period", "start-interval", "retries"],
+                    &[
+                        "interval",
+                        "timeout",
+                        "start-period",
+                        "start-interval",
+                        "retries",
+                    ],
                 )?;
                 let flags = h
                     .options
                     .iter()
                     .map(|f| {
-                        let v = f.value.as_ref().map(|v| v.value.to_string()).unwrap_or_default();
+                        let v = f
+                            .value
+                            .as_ref()
+                            .map(|v| v.value.to_string())
+                            .unwrap_or_default();
                         (f.name.value.to_string(), v)
                     })
                     .collect();
@@ -396,14 +423,20 @@ fn convert(inst: &Instruction<'_>, text: &str) -> std::result::Result<Inst, Stri
             }
             _ => return Err("unsupported HEALTHCHECK form".into()),
         },
-        Instruction::Shell(s) => Inst::Shell(s.arguments.iter().map(|s| s.value.to_string()).collect()),
+        Instruction::Shell(s) => {
+            Inst::Shell(s.arguments.iter().map(|s| s.value.to_string()).collect())
+        }
         Instruction::Onbuild(_) => {
             let trigger = text
                 .get("ONBUILD".len()..)
                 .map(str::trim)
                 .unwrap_or_default()
                 .to_string();
-            let head = trigger.split_whitespace().next().unwrap_or("").to_uppercase();
+            let head = trigger
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_uppercase();
             if matches!(head.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
                 return Err(format!("{head} is not allowed as an ONBUILD trigger"));
             }
@@ -430,9 +463,13 @@ mod tests {
         let s = &df.stages[0].steps;
         assert_eq!((s[0].line, s[0].text.as_str()), (4, "ENV A=1   B=2"));
         assert_eq!(s[1].line, 6);
-        let Inst::Run(CommandForm::Shell(cmd), ..) = &s[1].inst else { panic!() };
+        let Inst::Run(CommandForm::Shell(cmd), ..) = &s[1].inst else {
+            panic!()
+        };
         assert_eq!(join_continuations(cmd, '\\'), "echo a &&   echo b");
-        let Inst::Onbuild(t) = &df.stages[1].steps[0].inst else { panic!() };
+        let Inst::Onbuild(t) = &df.stages[1].steps[0].inst else {
+            panic!()
+        };
         assert_eq!(t, "RUN echo hi");
         assert!(matches!(parse_trigger(t, 9).unwrap().inst, Inst::Run(..)));
     }
@@ -441,7 +478,9 @@ mod tests {
     fn errors_name_the_line() {
         let e = parse("FROM a\nRUN x\nBOGUS y\n").unwrap_err().to_string();
         assert!(e.contains("line 3"), "{e}");
-        let e = parse("FROM a\nCOPY --bogus=1 a b\n").unwrap_err().to_string();
+        let e = parse("FROM a\nCOPY --bogus=1 a b\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2") && e.contains("--bogus"), "{e}");
         assert!(parse("RUN x\n").is_err());
         assert!(parse("FROM a\nONBUILD FROM b\n").is_err());
@@ -450,7 +489,9 @@ mod tests {
     #[test]
     fn the_escape_directive_changes_continuations() {
         let df = parse("# escape=`\nFROM a\nRUN echo a `\n  b\n").unwrap();
-        let Inst::Run(CommandForm::Shell(cmd), ..) = &df.stages[0].steps[0].inst else { panic!() };
+        let Inst::Run(CommandForm::Shell(cmd), ..) = &df.stages[0].steps[0].inst else {
+            panic!()
+        };
         assert_eq!(df.escape, '`');
         assert_eq!(join_continuations(cmd, '`'), "echo a   b");
     }

@@ -50,7 +50,10 @@ fn expand_inner(
                     i += 1;
                 }
                 if i == chars.len() {
-                    return Err("unexpected end of statement while looking for matching single-quote".into());
+                    return Err(
+                        "unexpected end of statement while looking for matching single-quote"
+                            .into(),
+                    );
                 }
                 i += 1;
             }
@@ -59,7 +62,10 @@ fn expand_inner(
                 i += 1;
                 loop {
                     let Some(&d) = chars.get(i) else {
-                        return Err("unexpected end of statement while looking for matching double-quote".into());
+                        return Err(
+                            "unexpected end of statement while looking for matching double-quote"
+                                .into(),
+                        );
                     };
                     if d == '"' {
                         i += 1;
@@ -177,7 +183,9 @@ fn braced(s: &[char], vars: Vars<'_>, escape: char) -> Result<(String, usize), S
         .get(i)
         .ok_or_else(|| format!("missing '}}' in ${{{name}"))?;
     if !matches!(op, '-' | '+' | '?') {
-        return Err(format!("unsupported modifier ({op}) in substitution of {name}"));
+        return Err(format!(
+            "unsupported modifier ({op}) in substitution of {name}"
+        ));
     }
     i += 1;
     // The word runs to the matching '}' (nested ${...} allowed).
@@ -274,7 +282,10 @@ pub fn name_values(
         if rest.is_empty() {
             return Err(format!("{what} names {first} but gives it no value"));
         }
-        return Ok(vec![(expand(first, vars, escape)?, expand(rest, vars, escape)?)]);
+        return Ok(vec![(
+            expand(first, vars, escape)?,
+            expand(rest, vars, escape)?,
+        )]);
     }
     words
         .iter()
@@ -328,7 +339,10 @@ mod tests {
             expand_words("80/tcp  \"a b\" $S", &env, '\\').unwrap(),
             ["80/tcp", "a b", "x", "y"]
         );
-        assert_eq!(raw_words("a=\"b c\" d=e\\ f", '\\'), ["a=\"b c\"", "d=e\\ f"]);
+        assert_eq!(
+            raw_words("a=\"b c\" d=e\\ f", '\\'),
+            ["a=\"b c\"", "d=e\\ f"]
+        );
     }
 
     #[test]
@@ -336,7 +350,11 @@ mod tests {
         let v = name_values("A=1 B=\"two words\" C=$A", &env, '\\', "ENV").unwrap();
         assert_eq!(
             v,
-            [("A".into(), "1".into()), ("B".into(), "two words".into()), ("C".into(), "one".into())]
+            [
+                ("A".into(), "1".into()),
+                ("B".into(), "two words".into()),
+                ("C".into(), "one".into())
+            ]
         );
         let v = name_values("KEY some value here", &env, '\\', "ENV").unwrap();
         assert_eq!(v, [("KEY".to_string(), "some value here".to_string())]);

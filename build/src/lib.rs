@@ -84,7 +84,8 @@ pub trait Progress {
 /// Fetches an image that is not in the store (`FROM` or `COPY --from` of an image).
 pub trait Pull {
     /// Pulls `reference` into the store, reporting to `progress`.
-    fn pull(&self, reference: &str, progress: &mut dyn Progress) -> std::result::Result<(), String>;
+    fn pull(&self, reference: &str, progress: &mut dyn Progress)
+        -> std::result::Result<(), String>;
 }
 
 /// A finished build.

@@ -48,7 +48,8 @@ impl StepRoot {
         fs::set_permissions(&upper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(|e| Error::io(&upper, "chmod", e))?;
         if layers.is_empty() {
-            std::os::unix::fs::symlink(&upper, &rootfs).map_err(|e| Error::io(&rootfs, "link", e))?;
+            std::os::unix::fs::symlink(&upper, &rootfs)
+                .map_err(|e| Error::io(&rootfs, "link", e))?;
             return Ok(root);
         }
         fs::create_dir(&rootfs).map_err(|e| Error::io(&rootfs, "create", e))?;
@@ -103,7 +104,11 @@ impl StepRoot {
     /// Unmounts and commits the upper directory as a layer over `parent` (a ChainID).
     pub fn commit(mut self, store: &Store, parent: Option<&Digest>) -> Result<LayerRecord> {
         self.unmount()?;
-        Ok(store.commit_layer(&self.upper, parent, berth_image::store::LayerCompression::Gzip)?)
+        Ok(store.commit_layer(
+            &self.upper,
+            parent,
+            berth_image::store::LayerCompression::Gzip,
+        )?)
     }
 }
 

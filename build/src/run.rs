@@ -87,8 +87,14 @@ fn spawn_and_relay(
         .map_err(|e| Error::io(runtime, "run", e))?;
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     let readers: Vec<_> = [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -122,7 +128,9 @@ fn spawn_and_relay(
     for r in readers {
         let _ = r.join();
     }
-    let status = child.wait().map_err(|e| Error::io(runtime, "wait for", e))?;
+    let status = child
+        .wait()
+        .map_err(|e| Error::io(runtime, "wait for", e))?;
     if cancelled {
         return Err(Error::Cancelled);
     }
@@ -136,7 +144,10 @@ fn spawn_and_relay(
 pub fn random_hex() -> String {
     use std::io::Read as _;
     let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_err() {
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();

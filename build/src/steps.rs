@@ -113,13 +113,16 @@ fn short(id: &str) -> &str {
 impl Builder<'_> {
     pub fn announce(&mut self, step: &Step) {
         self.step_no += 1;
-        self.progress
-            .stream(&format!("Step {}/{} : {}\n", self.step_no, self.total, step.text));
+        self.progress.stream(&format!(
+            "Step {}/{} : {}\n",
+            self.step_no, self.total, step.text
+        ));
     }
 
     pub fn show_id(&mut self, state: &State) {
         if state.id != "scratch" {
-            self.progress.stream(&format!(" ---> {}\n", short(&state.id)));
+            self.progress
+                .stream(&format!(" ---> {}\n", short(&state.id)));
         }
     }
 
@@ -134,10 +137,12 @@ impl Builder<'_> {
             s.cmd_set = false;
             return Ok(s);
         }
-        let rec = base_image(self.store, base, self.pull, self.progress).map_err(|e| Error::Instruction {
-            line,
-            text: format!("FROM {base}"),
-            message: e.to_string(),
+        let rec = base_image(self.store, base, self.pull, self.progress).map_err(|e| {
+            Error::Instruction {
+                line,
+                text: format!("FROM {base}"),
+                message: e.to_string(),
+            }
         })?;
         self.state_of(&rec)
     }
@@ -145,12 +150,15 @@ impl Builder<'_> {
     fn stage(&self, name: &str) -> Option<&State> {
         let lower = name.to_lowercase();
         self.done.iter().find_map(|(n, i, s)| {
-            (n.as_deref() == Some(lower.as_str()) || name.parse::<usize>().ok() == Some(*i)).then_some(s)
+            (n.as_deref() == Some(lower.as_str()) || name.parse::<usize>().ok() == Some(*i))
+                .then_some(s)
         })
     }
 
     fn state_of(&self, rec: &ImageRecord) -> Result<State> {
-        let data = self.store.read_blob_document(&Digest::parse(&rec.config)?)?;
+        let data = self
+            .store
+            .read_blob_document(&Digest::parse(&rec.config)?)?;
         let doc: ImageDoc = serde_json::from_slice(&data)
             .map_err(|e| Error::io(&rec.config, "parse image config", std::io::Error::other(e)))?;
         Ok(State {
@@ -187,7 +195,13 @@ impl Builder<'_> {
     }
 
     /// Records the new state in the cache.
-    fn commit(&mut self, state: &mut State, key: &str, created_by: String, layer: Option<LayerRecord>) -> Result<()> {
+    fn commit(
+        &mut self,
+        state: &mut State,
+        key: &str,
+        created_by: String,
+        layer: Option<LayerRecord>,
+    ) -> Result<()> {
         let now = now_rfc3339();
         let empty = layer.is_none();
         if let Some(l) = layer {
@@ -209,7 +223,12 @@ impl Builder<'_> {
     }
 
     /// A step that changes only the config.
-    fn meta(&mut self, state: &mut State, sig: &str, change: impl FnOnce(&mut State)) -> Result<()> {
+    fn meta(
+        &mut self,
+        state: &mut State,
+        sig: &str,
+        change: impl FnOnce(&mut State),
+    ) -> Result<()> {
         let key = Self::cache_key(state, sig);
         if self.cached(state, &key)? {
             return Ok(());
@@ -269,19 +288,33 @@ impl Builder<'_> {
                 let dir = format!("/{}", context::clean(&dir));
                 let sig = format!("WORKDIR {dir}");
                 let d = dir.clone();
-                self.layer(state, &sig.clone(), format!("/bin/sh -c #(nop) {sig}"), |s| s.doc.config.working_dir = d, &mut |root, _, _| {
-                    let fd = root.open()?;
-                    let existed = in_root::open_path(fd.as_fd(), Path::new(&dir)).is_ok();
-                    if !existed {
-                        in_root::ensure(fd.as_fd(), Path::new(&dir), Leaf::Dir)
-                            .map_err(|e| Error::io(&dir, "create", e))?;
-                    }
-                    Ok(!existed)
-                })
+                self.layer(
+                    state,
+                    &sig.clone(),
+                    format!("/bin/sh -c #(nop) {sig}"),
+                    |s| s.doc.config.working_dir = d,
+                    &mut |root, _, _| {
+                        let fd = root.open()?;
+                        let existed = in_root::open_path(fd.as_fd(), Path::new(&dir)).is_ok();
+                        if !existed {
+                            in_root::ensure(fd.as_fd(), Path::new(&dir), Leaf::Dir)
+                                .map_err(|e| Error::io(&dir, "create", e))?;
+                        }
+                        Ok(!existed)
+                    },
+                )
             }
             Inst::Env(raw) => {
-                let pairs = lex::name_values(raw, &|k: &str| state.lookup(k), esc, "ENV").map_err(|m| fail(step, m))?;
-                let sig = format!("ENV {}", pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
+                let pairs = lex::name_values(raw, &|k: &str| state.lookup(k), esc, "ENV")
+                    .map_err(|m| fail(step, m))?;
+                let sig = format!(
+                    "ENV {}",
+                    pairs
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
                 self.meta(state, &sig, |s| {
                     for (k, v) in &pairs {
                         s.doc.config.env_set(k, v);
@@ -289,13 +322,23 @@ impl Builder<'_> {
                 })
             }
             Inst::Label(raw) => {
-                let pairs = lex::name_values(raw, &|k: &str| state.lookup(k), esc, "LABEL").map_err(|m| fail(step, m))?;
-                let sig = format!("LABEL {}", pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
+                let pairs = lex::name_values(raw, &|k: &str| state.lookup(k), esc, "LABEL")
+                    .map_err(|m| fail(step, m))?;
+                let sig = format!(
+                    "LABEL {}",
+                    pairs
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
                 self.meta(state, &sig, |s| s.doc.config.labels.extend(pairs))
             }
             Inst::Maintainer(m) => {
                 let m = self.expand(state, step, m)?;
-                self.meta(state, &format!("MAINTAINER {m}"), |s| s.doc.author = Some(m))
+                self.meta(state, &format!("MAINTAINER {m}"), |s| {
+                    s.doc.author = Some(m)
+                })
             }
             Inst::Arg(raw) => self.arg(state, step, raw),
             Inst::Cmd(form) => {
@@ -317,7 +360,9 @@ impl Builder<'_> {
             Inst::Expose(raw) => {
                 let mut ports = Vec::new();
                 for r in raw {
-                    for p in lex::expand_words(r, &|k: &str| state.lookup(k), esc).map_err(|m| fail(step, m))? {
+                    for p in lex::expand_words(r, &|k: &str| state.lookup(k), esc)
+                        .map_err(|m| fail(step, m))?
+                    {
                         ports.push(port(&p).map_err(|m| fail(step, m))?);
                     }
                 }
@@ -348,19 +393,27 @@ impl Builder<'_> {
             }
             Inst::Stopsignal(raw) => {
                 let sig = self.expand(state, step, raw)?;
-                self.meta(state, &format!("STOPSIGNAL {sig}"), |s| s.doc.config.stop_signal = sig)
+                self.meta(state, &format!("STOPSIGNAL {sig}"), |s| {
+                    s.doc.config.stop_signal = sig
+                })
             }
             Inst::Healthcheck(h) => {
                 let value = healthcheck(state, h, esc).map_err(|m| fail(step, m))?;
-                self.meta(state, &format!("HEALTHCHECK {value}"), |s| s.doc.config.healthcheck = Some(value))
+                self.meta(state, &format!("HEALTHCHECK {value}"), |s| {
+                    s.doc.config.healthcheck = Some(value)
+                })
             }
             Inst::Shell(args) => {
                 let args = args.clone();
-                self.meta(state, &format!("SHELL {}", json!(args)), |s| s.doc.config.shell = Some(args))
+                self.meta(state, &format!("SHELL {}", json!(args)), |s| {
+                    s.doc.config.shell = Some(args)
+                })
             }
             Inst::Onbuild(t) => {
                 let t = t.clone();
-                self.meta(state, &format!("ONBUILD {t}"), |s| s.doc.config.on_build.push(t))
+                self.meta(state, &format!("ONBUILD {t}"), |s| {
+                    s.doc.config.on_build.push(t)
+                })
             }
         }
     }
@@ -389,9 +442,18 @@ impl Builder<'_> {
         self.meta(state, &format!("ARG {}", sigs.join(" ")), |_| {})
     }
 
-    fn run(&mut self, state: &mut State, step: &Step, form: &CommandForm, docs: &[(String, bool)], flags: &[(String, String)]) -> Result<()> {
+    fn run(
+        &mut self,
+        state: &mut State,
+        step: &Step,
+        form: &CommandForm,
+        docs: &[(String, bool)],
+        flags: &[(String, String)],
+    ) -> Result<()> {
         let args: Vec<String> = match (form, docs.first()) {
-            (CommandForm::Shell(s), Some((doc, _))) if s.trim().is_empty() || s.trim_start().starts_with("<<") => {
+            (CommandForm::Shell(s), Some((doc, _)))
+                if s.trim().is_empty() || s.trim_start().starts_with("<<") =>
+            {
                 state.shell().into_iter().chain([doc.clone()]).collect()
             }
             (CommandForm::Shell(s), _) => state
@@ -405,14 +467,28 @@ impl Builder<'_> {
             .args
             .iter()
             .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
-            .filter(|e| state.doc.config.env_get(e.split_once('=').map_or("", |p| p.0)).is_none())
+            .filter(|e| {
+                state
+                    .doc
+                    .config
+                    .env_get(e.split_once('=').map_or("", |p| p.0))
+                    .is_none()
+            })
             .collect();
-        let network = match flags.iter().find(|(k, _)| k == "network").map(|(_, v)| v.as_str()) {
+        let network = match flags
+            .iter()
+            .find(|(k, _)| k == "network")
+            .map(|(_, v)| v.as_str())
+        {
             None | Some("default") => self.opts.network.clone(),
             Some(n @ ("none" | "host")) => NetworkMode::parse(n),
             Some(other) => return Err(fail(step, format!("unsupported RUN --network {other:?}"))),
         };
-        let prefix = if arg_env.is_empty() { String::new() } else { format!("|{} {} ", arg_env.len(), arg_env.join(" ")) };
+        let prefix = if arg_env.is_empty() {
+            String::new()
+        } else {
+            format!("|{} {} ", arg_env.len(), arg_env.join(" "))
+        };
         let created_by = format!("{prefix}{}", args.join(" "));
         let sig = format!("RUN {prefix}{} net={}", json!(args), network.as_str());
         let mut env = state.doc.config.env.clone();
@@ -422,12 +498,16 @@ impl Builder<'_> {
             env,
             cwd: state.workdir(),
             user: state.doc.config.user.clone(),
-            network: NetworkChoice { mode: network, publish: Vec::new() },
+            network: NetworkChoice {
+                mode: network,
+                publish: Vec::new(),
+            },
         };
         let (engine, runtime) = (self.engine, self.opts.runtime.clone());
         self.layer(state, &sig, created_by, |_| {}, &mut |root, _, progress| {
             let fd = root.open()?;
-            in_root::ensure(fd.as_fd(), Path::new(&spec.cwd), Leaf::Dir).map_err(|e| Error::io(&spec.cwd, "create", e))?;
+            in_root::ensure(fd.as_fd(), Path::new(&spec.cwd), Leaf::Dir)
+                .map_err(|e| Error::io(&spec.cwd, "create", e))?;
             run_step(engine, &runtime, &root.bundle(), &spec, progress)?;
             Ok(true)
         })
@@ -440,7 +520,11 @@ impl Builder<'_> {
             let base = state.workdir();
             let dir_form = dest.ends_with('/') || dest == "." || dest.ends_with("/.");
             dest = format!("{}/{dest}", base.trim_end_matches('/'));
-            dest = format!("/{}{}", context::clean(&dest), if dir_form { "/" } else { "" });
+            dest = format!(
+                "/{}{}",
+                context::clean(&dest),
+                if dir_form { "/" } else { "" }
+            );
         }
         let sources: Vec<String> = spec
             .sources
@@ -457,11 +541,22 @@ impl Builder<'_> {
             return Err(fail(step, "sources from URLs are not supported yet"));
         }
         let chmod = match &spec.chmod {
-            Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| fail(step, format!("invalid --chmod {m:?}")))?),
+            Some(m) => Some(
+                u32::from_str_radix(m, 8)
+                    .map_err(|_| fail(step, format!("invalid --chmod {m:?}")))?,
+            ),
             None => None,
         };
-        let chown = spec.chown.as_ref().map(|c| self.expand(state, step, c)).transpose()?;
-        let flags = format!("chown={} chmod={}", chown.as_deref().unwrap_or(""), spec.chmod.as_deref().unwrap_or(""));
+        let chown = spec
+            .chown
+            .as_ref()
+            .map(|c| self.expand(state, step, c))
+            .transpose()?;
+        let flags = format!(
+            "chown={} chmod={}",
+            chown.as_deref().unwrap_or(""),
+            spec.chmod.as_deref().unwrap_or("")
+        );
         // Where the files come from: the context, a stage or an image.
         let from: Option<Vec<LayerRecord>> = match &spec.from {
             None => None,
@@ -482,8 +577,17 @@ impl Builder<'_> {
                 for s in &sources {
                     resolved.extend(self.context.resolve(&step_text, s)?);
                 }
-                let digest = context::digest(self.context.root(), self.context.path(), &resolved, self.context.ignore())?;
-                let docs: Vec<String> = spec.heredocs.iter().map(|(n, c, _)| format!("{n}:{c}")).collect();
+                let digest = context::digest(
+                    self.context.root(),
+                    self.context.path(),
+                    &resolved,
+                    self.context.ignore(),
+                )?;
+                let docs: Vec<String> = spec
+                    .heredocs
+                    .iter()
+                    .map(|(n, c, _)| format!("{n}:{c}"))
+                    .collect();
                 (
                     format!("{verb} {flags} {digest} {docs:?} in {dest}"),
                     format!("/bin/sh -c #(nop) {verb} dir:{digest} in {dest} "),
@@ -491,8 +595,14 @@ impl Builder<'_> {
                 )
             }
             Some(layers) => {
-                let chain = layers.last().map_or("", |l| l.chain_id.as_str()).to_string();
-                let paths: Vec<PathBuf> = sources.iter().map(|s| PathBuf::from(context::clean(s))).collect();
+                let chain = layers
+                    .last()
+                    .map_or("", |l| l.chain_id.as_str())
+                    .to_string();
+                let paths: Vec<PathBuf> = sources
+                    .iter()
+                    .map(|s| PathBuf::from(context::clean(s)))
+                    .collect();
                 (
                     format!("{verb} {flags} from={chain} {paths:?} in {dest}"),
                     format!("/bin/sh -c #(nop) {verb} --from {paths:?} in {dest} "),
@@ -513,15 +623,29 @@ impl Builder<'_> {
                 None if from.is_some() => Owner::Keep,
                 None => Owner::Set(0, 0),
             };
-            let target = Target { root: fd.as_fd(), owner, chmod, unpack: add, step: &step_text };
+            let target = Target {
+                root: fd.as_fd(),
+                owner,
+                chmod,
+                unpack: add,
+                step: &step_text,
+            };
             match &from {
                 None => {
                     if !resolved.is_empty() {
-                        copy::copy(ctx.root(), ctx.path(), &resolved, ctx.ignore(), &dest, &target)?;
+                        copy::copy(
+                            ctx.root(),
+                            ctx.path(),
+                            &resolved,
+                            ctx.ignore(),
+                            &dest,
+                            &target,
+                        )?;
                     }
                     for (name, content, expand) in &heredocs {
                         let content = if *expand {
-                            lex::expand(content, &|k: &str| st.lookup(k), '\\').unwrap_or_else(|_| content.clone())
+                            lex::expand(content, &|k: &str| st.lookup(k), '\\')
+                                .unwrap_or_else(|_| content.clone())
                         } else {
                             content.clone()
                         };
@@ -531,7 +655,14 @@ impl Builder<'_> {
                 Some(layers) => {
                     let src = StepRoot::mount(store, layers)?;
                     let sfd = src.open()?;
-                    copy::copy(sfd.as_fd(), src.path(), &resolved, &Ignore::default(), &dest, &target)?;
+                    copy::copy(
+                        sfd.as_fd(),
+                        src.path(),
+                        &resolved,
+                        &Ignore::default(),
+                        &dest,
+                        &target,
+                    )?;
                 }
             }
             Ok(true)
@@ -539,18 +670,40 @@ impl Builder<'_> {
     }
 }
 
-fn write_heredoc(root: std::os::fd::BorrowedFd<'_>, dest: &str, name: &str, content: &str, t: &Target<'_>) -> Result<()> {
-    let path = if dest.ends_with('/') { format!("{dest}{name}") } else { dest.to_string() };
+fn write_heredoc(
+    root: std::os::fd::BorrowedFd<'_>,
+    dest: &str,
+    name: &str,
+    content: &str,
+    t: &Target<'_>,
+) -> Result<()> {
+    let path = if dest.ends_with('/') {
+        format!("{dest}{name}")
+    } else {
+        dest.to_string()
+    };
     let p = Path::new(&path);
     let parent = p.parent().unwrap_or(Path::new("/"));
     in_root::ensure(root, parent, Leaf::Dir).map_err(|e| Error::io(parent, "create", e))?;
     let fd = in_root::ensure(root, p, Leaf::File).map_err(|e| Error::io(p, "create", e))?;
     drop(fd);
-    let file = in_root::open(root, p, in_root::OFlags::WRONLY | in_root::OFlags::TRUNC, in_root::Resolve::InRootNoSymlinks)
-        .map_err(|e| Error::io(p, "open", e))?;
-    std::io::Write::write_all(&mut std::fs::File::from(file), content.as_bytes()).map_err(|e| Error::io(p, "write", e))?;
+    let file = in_root::open(
+        root,
+        p,
+        in_root::OFlags::WRONLY | in_root::OFlags::TRUNC,
+        in_root::Resolve::InRootNoSymlinks,
+    )
+    .map_err(|e| Error::io(p, "open", e))?;
+    std::io::Write::write_all(&mut std::fs::File::from(file), content.as_bytes())
+        .map_err(|e| Error::io(p, "write", e))?;
     if let Owner::Set(u, g) = t.owner {
-        let _ = rustix::fs::chownat(root, Path::new(path.trim_start_matches('/')), Some(rustix::fs::Uid::from_raw(u)), Some(rustix::fs::Gid::from_raw(g)), rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+        let _ = rustix::fs::chownat(
+            root,
+            Path::new(path.trim_start_matches('/')),
+            Some(rustix::fs::Uid::from_raw(u)),
+            Some(rustix::fs::Gid::from_raw(g)),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        );
     }
     Ok(())
 }
@@ -559,7 +712,11 @@ fn write_heredoc(root: std::os::fd::BorrowedFd<'_>, dest: &str, name: &str, cont
 fn command(state: &State, form: &CommandForm, escape: char) -> Vec<String> {
     match form {
         CommandForm::Exec(v) => v.clone(),
-        CommandForm::Shell(s) => state.shell().into_iter().chain([join_continuations(s, escape)]).collect(),
+        CommandForm::Shell(s) => state
+            .shell()
+            .into_iter()
+            .chain([join_continuations(s, escape)])
+            .collect(),
     }
 }
 
@@ -578,7 +735,9 @@ fn healthcheck(state: &State, h: &Health, escape: char) -> std::result::Result<V
         Health::Disable => Ok(json!({"Test": ["NONE"]})),
         Health::Check { cmd, flags } => {
             let test: Vec<String> = match cmd {
-                CommandForm::Exec(v) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
+                CommandForm::Exec(v) => std::iter::once("CMD".to_string())
+                    .chain(v.iter().cloned())
+                    .collect(),
                 CommandForm::Shell(s) => vec!["CMD-SHELL".into(), join_continuations(s, escape)],
             };
             let mut v = json!({"Test": test});
@@ -589,7 +748,9 @@ fn healthcheck(state: &State, h: &Health, escape: char) -> std::result::Result<V
                     "start-period" => "StartPeriod",
                     "start-interval" => "StartInterval",
                     "retries" => {
-                        let n: i64 = val.parse().map_err(|_| format!("invalid --retries {val:?}"))?;
+                        let n: i64 = val
+                            .parse()
+                            .map_err(|_| format!("invalid --retries {val:?}"))?;
                         v["Retries"] = json!(n);
                         continue;
                     }

@@ -51,9 +51,19 @@ fn inspect(i: &ImageStore, name: &str) -> Value {
 }
 
 fn run_out(i: &ImageStore, image: &str, script: &str) -> String {
-    i.cmd(&["run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c", script])
-        .ok()
-        .out()
+    i.cmd(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "sh",
+        image,
+        "-c",
+        script,
+    ])
+    .ok()
+    .out()
 }
 
 const DOCKERFILE: &str = r#"# a comment
@@ -91,11 +101,16 @@ fn a_dockerfile_builds_runs_and_carries_its_config() {
             ("other.sh", "#!/bin/sh\n"),
         ],
         |i, ctx| {
-            let out = build(i, ctx, &["-t", "demo:1", "--build-arg", "GREETING=hi"]).ok().out();
+            let out = build(i, ctx, &["-t", "demo:1", "--build-arg", "GREETING=hi"])
+                .ok()
+                .out();
             assert!(out.contains("Step 1/"), "{out}");
             assert!(out.contains("Successfully tagged demo:1"), "{out}");
             // The image runs its ENTRYPOINT + CMD as user 1000.
-            let got = i.cmd(&["run", "--rm", "--network", "none", "demo:1"]).ok().out();
+            let got = i
+                .cmd(&["run", "--rm", "--network", "none", "demo:1"])
+                .ok()
+                .out();
             assert_eq!(got, "hi from two words\n");
             let files = run_out(
                 i,
@@ -120,12 +135,23 @@ fn a_dockerfile_builds_runs_and_carries_its_config() {
             assert!(c["ExposedPorts"]["53/udp"].is_object(), "{c}");
             assert!(c["Volumes"]["/data"].is_object(), "{c}");
             assert_eq!(c["StopSignal"], "SIGINT");
-            let env: Vec<&str> = c["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-            assert!(env.contains(&"MODE=two words") && env.contains(&"APP_HOME=/srv/app"), "{env:?}");
+            let env: Vec<&str> = c["Env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert!(
+                env.contains(&"MODE=two words") && env.contains(&"APP_HOME=/srv/app"),
+                "{env:?}"
+            );
             // ARGs are not kept in the image.
             assert!(!env.iter().any(|e| e.starts_with("GREETING")), "{env:?}");
             let history = doc["config"]["history"].as_array().unwrap();
-            assert!(history.iter().any(|h| h["empty_layer"] == true), "{history:?}");
+            assert!(
+                history.iter().any(|h| h["empty_layer"] == true),
+                "{history:?}"
+            );
             i.cmd(&["rmi", "demo:1"]).ok();
         },
     );
@@ -133,28 +159,35 @@ fn a_dockerfile_builds_runs_and_carries_its_config() {
 
 #[test]
 fn an_unchanged_rebuild_is_all_cache_and_a_changed_file_rebuilds_from_its_step() {
-    let dockerfile = "FROM busybox\nRUN echo one > /one\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy\n";
-    build_test(&[("Dockerfile", dockerfile), ("a.txt", "first\n")], |i, ctx| {
-        let first = build(i, ctx, &["-t", "cached"]).ok().out();
-        let id = built_id(&first);
-        let again = build(i, ctx, &["-t", "cached"]).ok().out();
-        assert_eq!(built_id(&again), id, "{again}");
-        assert_eq!(again.matches("Using cache").count(), 3, "{again}");
-        assert!(!again.contains("Running in"), "{again}");
-        // A touch does not invalidate the cache; a change of content does, from that step.
-        let f = fs::File::options().write(true).open(ctx.join("a.txt")).unwrap();
-        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
-        assert_eq!(built_id(&build(i, ctx, &["-t", "cached"]).ok().out()), id);
-        fs::write(ctx.join("a.txt"), "second\n").unwrap();
-        let changed = build(i, ctx, &["-t", "cached"]).ok().out();
-        assert_ne!(built_id(&changed), id);
-        assert_eq!(changed.matches("Using cache").count(), 1, "{changed}");
-        assert_eq!(run_out(i, "cached", "cat /copy /one"), "second\none\n");
-        let fresh = build(i, ctx, &["-t", "cached", "--no-cache"]).ok().out();
-        assert_eq!(fresh.matches("Using cache").count(), 0, "{fresh}");
-        assert_eq!(fresh.matches("Running in").count(), 2, "{fresh}");
-        i.cmd(&["rmi", "cached"]).ok();
-    });
+    let dockerfile =
+        "FROM busybox\nRUN echo one > /one\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy\n";
+    build_test(
+        &[("Dockerfile", dockerfile), ("a.txt", "first\n")],
+        |i, ctx| {
+            let first = build(i, ctx, &["-t", "cached"]).ok().out();
+            let id = built_id(&first);
+            let again = build(i, ctx, &["-t", "cached"]).ok().out();
+            assert_eq!(built_id(&again), id, "{again}");
+            assert_eq!(again.matches("Using cache").count(), 3, "{again}");
+            assert!(!again.contains("Running in"), "{again}");
+            // A touch does not invalidate the cache; a change of content does, from that step.
+            let f = fs::File::options()
+                .write(true)
+                .open(ctx.join("a.txt"))
+                .unwrap();
+            f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+            assert_eq!(built_id(&build(i, ctx, &["-t", "cached"]).ok().out()), id);
+            fs::write(ctx.join("a.txt"), "second\n").unwrap();
+            let changed = build(i, ctx, &["-t", "cached"]).ok().out();
+            assert_ne!(built_id(&changed), id);
+            assert_eq!(changed.matches("Using cache").count(), 1, "{changed}");
+            assert_eq!(run_out(i, "cached", "cat /copy /one"), "second\none\n");
+            let fresh = build(i, ctx, &["-t", "cached", "--no-cache"]).ok().out();
+            assert_eq!(fresh.matches("Using cache").count(), 0, "{fresh}");
+            assert_eq!(fresh.matches("Running in").count(), 2, "{fresh}");
+            i.cmd(&["rmi", "cached"]).ok();
+        },
+    );
 }
 
 #[test]
@@ -165,11 +198,22 @@ fn stages_copy_from_each_other_and_target_stops_early() {
                       ONBUILD RUN echo triggered > /trigger\n";
     build_test(&[("Dockerfile", dockerfile)], |i, ctx| {
         build(i, ctx, &["-t", "multi"]).ok();
-        assert_eq!(run_out(i, "multi", "cat /final /outdir/artifact"), "built\nbuilt\n");
-        let bare = build(i, ctx, &["-t", "bare", "--target", "bare"]).ok().out();
+        assert_eq!(
+            run_out(i, "multi", "cat /final /outdir/artifact"),
+            "built\nbuilt\n"
+        );
+        let bare = build(i, ctx, &["-t", "bare", "--target", "bare"])
+            .ok()
+            .out();
         assert!(!bare.contains("COPY --from=bare"), "{bare}");
         let doc = inspect(i, "bare");
-        assert_eq!(doc["config"]["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            doc["config"]["rootfs"]["diff_ids"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
         build(i, ctx, &["--target", "nosuch"]).fails_with("nosuch");
         // A child of an image with ONBUILD runs the trigger.
         let child = i.b.dir("child");
@@ -191,47 +235,73 @@ fn a_failing_run_names_the_step_tags_nothing_and_leaves_nothing() {
         let err = out.fails_with("returned a non-zero code: 3");
         assert!(err.contains("exit 3"), "{err}");
         assert!(out.out().contains("failing"), "{}", out.out());
-        i.cmd(&["image", "inspect", "broken"]).fails_with("not found");
+        i.cmd(&["image", "inspect", "broken"])
+            .fails_with("not found");
         // A command that does not exist.
-        fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN [\"/nonexistent\"]\n").unwrap();
+        fs::write(
+            ctx.join("Dockerfile"),
+            "FROM busybox\nRUN [\"/nonexistent\"]\n",
+        )
+        .unwrap();
         build(i, ctx, &[]).fails_with("non-zero code");
     });
 }
 
 #[test]
 fn bad_dockerfiles_name_their_line() {
-    build_test(&[("Dockerfile", "FROM busybox\nRUN true\nFROB x\n")], |i, ctx| {
-        build(i, ctx, &[]).fails_with("line 3");
-        fs::write(ctx.join("Dockerfile"), "FROM busybox\nENV A=${B:?must be set}\n").unwrap();
-        build(i, ctx, &[]).fails_with("must be set");
-        fs::write(ctx.join("Dockerfile"), "FROM nosuch-image-here\n").unwrap();
-        build(i, ctx, &[]).fails_with("nosuch-image-here");
-        fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY a b c\n").unwrap();
-        build(i, ctx, &[]).fails_with("must be a directory");
-    });
+    build_test(
+        &[("Dockerfile", "FROM busybox\nRUN true\nFROB x\n")],
+        |i, ctx| {
+            build(i, ctx, &[]).fails_with("line 3");
+            fs::write(
+                ctx.join("Dockerfile"),
+                "FROM busybox\nENV A=${B:?must be set}\n",
+            )
+            .unwrap();
+            build(i, ctx, &[]).fails_with("must be set");
+            fs::write(ctx.join("Dockerfile"), "FROM nosuch-image-here\n").unwrap();
+            build(i, ctx, &[]).fails_with("nosuch-image-here");
+            fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY a b c\n").unwrap();
+            build(i, ctx, &[]).fails_with("must be a directory");
+        },
+    );
 }
 
 #[test]
 fn the_context_cannot_reach_the_host() {
-    build_test(&[("inside.txt", "inside\n"), (".dockerignore", "secret.txt\n"), ("secret.txt", "s\n")], |i, ctx| {
-        std::os::unix::fs::symlink("/etc/hostname", ctx.join("escape")).unwrap();
-        std::os::unix::fs::symlink("../../../../../../etc", ctx.join("updir")).unwrap();
-        for (src, needle) in [
-            ("../outside", "outside the build context"),
-            ("escape", "no such file"),
-            ("updir/hostname", "no such file"),
-            ("secret.txt", "dockerignore"),
-            ("/etc/passwd", "no such file"),
-        ] {
-            fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nCOPY {src} /x\n")).unwrap();
-            build(i, ctx, &[]).fails_with(needle);
-        }
-        // Excluded files do not come with a directory copy either.
-        fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY . /ctx/\n").unwrap();
-        build(i, ctx, &["-t", "ctx"]).ok();
-        assert_eq!(run_out(i, "ctx", "ls -A /ctx | sort | tr '\\n' ' '"), ".dockerignore Dockerfile escape inside.txt updir ");
-        i.cmd(&["rmi", "ctx"]).ok();
-    });
+    build_test(
+        &[
+            ("inside.txt", "inside\n"),
+            (".dockerignore", "secret.txt\n"),
+            ("secret.txt", "s\n"),
+        ],
+        |i, ctx| {
+            std::os::unix::fs::symlink("/etc/hostname", ctx.join("escape")).unwrap();
+            std::os::unix::fs::symlink("../../../../../../etc", ctx.join("updir")).unwrap();
+            for (src, needle) in [
+                ("../outside", "outside the build context"),
+                ("escape", "no such file"),
+                ("updir/hostname", "no such file"),
+                ("secret.txt", "dockerignore"),
+                ("/etc/passwd", "no such file"),
+            ] {
+                fs::write(
+                    ctx.join("Dockerfile"),
+                    format!("FROM busybox\nCOPY {src} /x\n"),
+                )
+                .unwrap();
+                build(i, ctx, &[]).fails_with(needle);
+            }
+            // Excluded files do not come with a directory copy either.
+            fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY . /ctx/\n").unwrap();
+            build(i, ctx, &["-t", "ctx"]).ok();
+            assert_eq!(
+                run_out(i, "ctx", "ls -A /ctx | sort | tr '\\n' ' '"),
+                ".dockerignore Dockerfile escape inside.txt updir "
+            );
+            i.cmd(&["rmi", "ctx"]).ok();
+        },
+    );
 }
 
 #[test]
@@ -240,13 +310,26 @@ fn add_unpacks_local_archives_and_copy_does_not() {
         let src = i.b.dir("tarsrc");
         fs::write(src.join("inner.txt"), "inner\n").unwrap();
         let st = std::process::Command::new("tar")
-            .args(["-czf", ctx.join("a.tar.gz").to_str().unwrap(), "-C", src.to_str().unwrap(), "inner.txt"])
+            .args([
+                "-czf",
+                ctx.join("a.tar.gz").to_str().unwrap(),
+                "-C",
+                src.to_str().unwrap(),
+                "inner.txt",
+            ])
             .status()
             .unwrap();
         assert!(st.success());
-        fs::write(ctx.join("Dockerfile"), "FROM busybox\nADD a.tar.gz /unpacked/\nCOPY a.tar.gz /copied/\n").unwrap();
+        fs::write(
+            ctx.join("Dockerfile"),
+            "FROM busybox\nADD a.tar.gz /unpacked/\nCOPY a.tar.gz /copied/\n",
+        )
+        .unwrap();
         build(i, ctx, &["-t", "added"]).ok();
-        assert_eq!(run_out(i, "added", "cat /unpacked/inner.txt; ls /copied"), "inner\na.tar.gz\n");
+        assert_eq!(
+            run_out(i, "added", "cat /unpacked/inner.txt; ls /copied"),
+            "inner\na.tar.gz\n"
+        );
         i.cmd(&["rmi", "added"]).ok();
     });
 }

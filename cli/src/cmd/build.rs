@@ -71,7 +71,11 @@ struct RegistryPull<'a> {
 }
 
 impl Pull for RegistryPull<'_> {
-    fn pull(&self, reference: &str, progress: &mut dyn Progress) -> std::result::Result<(), String> {
+    fn pull(
+        &self,
+        reference: &str,
+        progress: &mut dyn Progress,
+    ) -> std::result::Result<(), String> {
         progress.stream(&format!("Pulling {reference}\n"));
         pull_quietly(self.cx, reference, self.connect).map_err(|e| format!("{e:#}"))
     }
@@ -102,7 +106,11 @@ pub fn build(cx: &Ctx, a: &BuildArgs) -> Result<()> {
         let want = Platform::parse(p).with_context(|| format!("--platform {p}"))?;
         let host = Platform::host();
         if want.os != host.os || want.architecture != host.architecture {
-            bail!("--platform {p}: only the host's platform ({}/{}) can be built", host.os, host.architecture);
+            bail!(
+                "--platform {p}: only the host's platform ({}/{}) can be built",
+                host.os,
+                host.architecture
+            );
         }
     }
     let network = match a.network.as_str() {
@@ -124,7 +132,8 @@ pub fn build(cx: &Ctx, a: &BuildArgs) -> Result<()> {
         if is_tar(&data) {
             unpack_context(&data, &dir)?;
         } else {
-            stdin_dockerfile = Some(String::from_utf8(data).context("the Dockerfile on stdin is not UTF-8")?);
+            stdin_dockerfile =
+                Some(String::from_utf8(data).context("the Dockerfile on stdin is not UTF-8")?);
         }
         dir
     } else {
@@ -138,13 +147,20 @@ pub fn build(cx: &Ctx, a: &BuildArgs) -> Result<()> {
                     bail!("-f -: no Dockerfile on stdin");
                 }
                 let mut s = String::new();
-                std::io::stdin().read_to_string(&mut s).context("reading the Dockerfile from stdin")?;
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("reading the Dockerfile from stdin")?;
                 s
             }
             (None, f) => {
                 let path = f.clone().unwrap_or_else(|| context.join("Dockerfile"));
-                let path = if path.is_relative() && f.is_some() && !path.exists() { context.join(&path) } else { path };
-                std::fs::read_to_string(&path).with_context(|| format!("reading the Dockerfile {}", path.display()))?
+                let path = if path.is_relative() && f.is_some() && !path.exists() {
+                    context.join(&path)
+                } else {
+                    path
+                };
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading the Dockerfile {}", path.display()))?
             }
         };
         let opts = BuildOptions {
@@ -159,7 +175,10 @@ pub fn build(cx: &Ctx, a: &BuildArgs) -> Result<()> {
             labels: key_values(&a.labels, "--label", false)?,
             runtime: std::env::current_exe().context("finding the berth binary")?,
         };
-        let puller = RegistryPull { cx, connect: &a.connect };
+        let puller = RegistryPull {
+            cx,
+            connect: &a.connect,
+        };
         let mut out = Stdout { quiet: a.quiet };
         let built = berth_build::build(&cx.engine, &opts, Some(&puller), &mut out)?;
         if a.quiet {

@@ -241,8 +241,14 @@ pub fn pull_quietly(cx: &Ctx, reference: &str, connect: &ConnectArgs) -> Result<
     let r = parse_ref(reference)?;
     let store = cx.engine.open_store()?;
     let client = berth_registry::client_for(&r, connect.options())?;
-    pull::pull(&client, &store, &r, &pull::PullOptions::default(), progress(true))
-        .with_context(|| format!("pulling {}", r.familiar()))?;
+    pull::pull(
+        &client,
+        &store,
+        &r,
+        &pull::PullOptions::default(),
+        progress(true),
+    )
+    .with_context(|| format!("pulling {}", r.familiar()))?;
     Ok(())
 }
 

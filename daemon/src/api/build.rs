@@ -55,15 +55,23 @@ struct RegistryPull {
 
 impl Pull for RegistryPull {
     fn pull(&self, reference: &str, progress: &mut dyn Progress) -> Result<(), String> {
-        let r = berth_registry::Reference::parse(reference).map_err(|e| crate::http::error::chain(&e))?;
+        let r = berth_registry::Reference::parse(reference)
+            .map_err(|e| crate::http::error::chain(&e))?;
         progress.stream(&format!("Pulling {}\n", r.familiar()));
         let store = self.engine.open_store().map_err(|e| e.to_string())?;
         let client = berth_registry::client_for(&r, berth_registry::ClientOptions::default())
             .map_err(|e| crate::http::error::chain(&e))?;
-        let silent: Arc<dyn berth_registry::progress::Progress> = Arc::new(berth_registry::progress::Silent);
-        berth_registry::pull::pull(&client, &store, &r, &berth_registry::pull::PullOptions::default(), silent)
-            .map(|_| ())
-            .map_err(|e| crate::http::error::chain(&e))
+        let silent: Arc<dyn berth_registry::progress::Progress> =
+            Arc::new(berth_registry::progress::Silent);
+        berth_registry::pull::pull(
+            &client,
+            &store,
+            &r,
+            &berth_registry::pull::PullOptions::default(),
+            silent,
+        )
+        .map(|_| ())
+        .map_err(|e| crate::http::error::chain(&e))
     }
 }
 
@@ -73,7 +81,10 @@ fn json_map(ctx: &Ctx, key: &str) -> ApiResult<BTreeMap<String, String>> {
     };
     let map: BTreeMap<String, Option<String>> = serde_json::from_str(text)
         .map_err(|e| ApiError::bad_request(format!("{key}: invalid JSON: {e}")))?;
-    Ok(map.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect())
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect())
 }
 
 /// What the query asks for, checked before the body is read.
@@ -84,32 +95,53 @@ fn options(d: &Daemon, ctx: &Ctx) -> ApiResult<(BuildOptions, PathBuf)> {
         ));
     }
     if ctx.query.get("remote").is_some_and(|r| !r.is_empty()) {
-        return Err(ApiError::not_implemented("builds from a remote context (remote=)"));
+        return Err(ApiError::not_implemented(
+            "builds from a remote context (remote=)",
+        ));
     }
-    let dockerfile = ctx.query.get("dockerfile").filter(|f| !f.is_empty()).unwrap_or("Dockerfile");
+    let dockerfile = ctx
+        .query
+        .get("dockerfile")
+        .filter(|f| !f.is_empty())
+        .unwrap_or("Dockerfile");
     if dockerfile.contains('\0') {
         return Err(ApiError::bad_request("dockerfile contains a NUL byte"));
     }
     let network = match ctx.query.get("networkmode").unwrap_or("default") {
         "" | "default" | "bridge" => NetworkMode::Bridge,
         m @ ("none" | "host") => NetworkMode::parse(m),
-        other => return Err(ApiError::bad_request(format!("networkmode {other:?}: expected default, bridge, none or host"))),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "networkmode {other:?}: expected default, bridge, none or host"
+            )))
+        }
     };
     let opts = BuildOptions {
         context: PathBuf::new(),
         dockerfile: String::new(),
         // The docker client applied .dockerignore before sending.
         ignore: Some(Ignore::default()),
-        tags: ctx.query.all("t").into_iter().filter(|t| !t.is_empty()).map(String::from).collect(),
+        tags: ctx
+            .query
+            .all("t")
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect(),
         build_args: json_map(ctx, "buildargs")?,
-        target: ctx.query.get("target").filter(|t| !t.is_empty()).map(String::from),
+        target: ctx
+            .query
+            .get("target")
+            .filter(|t| !t.is_empty())
+            .map(String::from),
         no_cache: ctx.query.flag("nocache", false),
         network,
         labels: json_map(ctx, "labels")?,
         runtime: d.config.runtime.clone(),
     };
     for t in &opts.tags {
-        berth_image::store::normalize_name(t).map_err(|e| ApiError::bad_request(format!("t={t:?}: {e}")))?;
+        berth_image::store::normalize_name(t)
+            .map_err(|e| ApiError::bad_request(format!("t={t:?}: {e}")))?;
     }
     Ok((opts, PathBuf::from(dockerfile)))
 }
@@ -129,19 +161,28 @@ pub async fn build(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRes
         let result = (|| {
             let tar = PathBuf::from(format!("/proc/self/fd/{}", upload.as_raw_fd()));
             unpack_context(&tar, &dir)?;
-            let ctx = berth_build::context::Context::open(&dir, Some(Ignore::default())).map_err(|e| e.to_string())?;
+            let ctx = berth_build::context::Context::open(&dir, Some(Ignore::default()))
+                .map_err(|e| e.to_string())?;
             let text = ctx
                 .read_small(&dockerfile, 4 << 20)
                 .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("Cannot locate specified Dockerfile: {}", dockerfile.display()))?;
-            opts.dockerfile = String::from_utf8(text).map_err(|_| "the Dockerfile is not UTF-8".to_string())?;
+                .ok_or_else(|| {
+                    format!(
+                        "Cannot locate specified Dockerfile: {}",
+                        dockerfile.display()
+                    )
+                })?;
+            opts.dockerfile =
+                String::from_utf8(text).map_err(|_| "the Dockerfile is not UTF-8".to_string())?;
             opts.context.clone_from(&dir);
             let mut progress: Box<dyn Progress> = if quiet {
                 Box::new(Quiet)
             } else {
                 Box::new(JsonStream { tx: tx.clone() })
             };
-            let puller = RegistryPull { engine: engine.clone() };
+            let puller = RegistryPull {
+                engine: engine.clone(),
+            };
             berth_build::build(&engine, &opts, Some(&puller), progress.as_mut())
                 .map(|b| b.id)
                 .map_err(|e| e.to_string())
@@ -170,12 +211,16 @@ pub async fn build(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRes
             Ok(id) => {
                 let _ = out.send(line(&json!({"aux": {"ID": id}}))).await;
                 if quiet {
-                    let _ = out.send(line(&json!({ "stream": format!("{id}\n") }))).await;
+                    let _ = out
+                        .send(line(&json!({ "stream": format!("{id}\n") })))
+                        .await;
                 }
                 d.events.emit("image", "build", &id, BTreeMap::new());
             }
             Err(m) => {
-                let _ = out.send(line(&json!({"errorDetail": {"message": m}, "error": m}))).await;
+                let _ = out
+                    .send(line(&json!({"errorDetail": {"message": m}, "error": m})))
+                    .await;
             }
         }
     });
@@ -190,7 +235,8 @@ impl Progress for Quiet {
 
 /// Unpacks the context tar (plain or compressed) beneath `dir`.
 fn unpack_context(tar: &Path, dir: &Path) -> Result<(), String> {
-    let reader = berth_image::open_layer(tar, None).map_err(|e| format!("the build context: {e}"))?;
+    let reader =
+        berth_image::open_layer(tar, None).map_err(|e| format!("the build context: {e}"))?;
     let opts = berth_image::ExtractOptions {
         mode: berth_image::Mode::Flatten,
         id_map: None,
@@ -200,19 +246,24 @@ fn unpack_context(tar: &Path, dir: &Path) -> Result<(), String> {
         limits: berth_image::Limits::from_env().unwrap_or_default(),
         budget: None,
     };
-    berth_image::extract_layer(reader, dir, &opts).map_err(|e| format!("the build context: {e}"))?;
+    berth_image::extract_layer(reader, dir, &opts)
+        .map_err(|e| format!("the build context: {e}"))?;
     Ok(())
 }
 
 /// `POST /build/prune`: drops the build cache.
 pub async fn prune(d: &Arc<Daemon>) -> ApiResult<Resp> {
     let engine = d.engine.clone();
-    let stats = tokio::task::spawn_blocking(move || -> ApiResult<berth_image::store::PruneStats> {
-        let store = engine.open_store()?;
-        Ok(store.prune_build_cache()?)
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
+    let stats =
+        tokio::task::spawn_blocking(move || -> ApiResult<berth_image::store::PruneStats> {
+            let store = engine.open_store()?;
+            Ok(store.prune_build_cache()?)
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
     let _ = stats;
-    Ok(json_resp(StatusCode::OK, &json!({"CachesDeleted": [], "SpaceReclaimed": 0})))
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({"CachesDeleted": [], "SpaceReclaimed": 0}),
+    ))
 }
