@@ -277,7 +277,7 @@ pub fn entries(dir: BorrowedFd<'_>, path: &Path) -> Result<Vec<(PathBuf, FileTyp
     .map_err(|e| Error::io(path, "open", e.into()))?;
     let mut d = rustix::fs::Dir::new(dup).map_err(|e| Error::io(path, "read", e.into()))?;
     let mut out = Vec::new();
-    while let Some(ent) = d.next() {
+    for ent in d.by_ref() {
         let ent = ent.map_err(|e| Error::io(path, "read", e.into()))?;
         let name = ent.file_name().to_bytes();
         if name == b"." || name == b".." {

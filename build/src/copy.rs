@@ -96,8 +96,7 @@ pub fn copy(
         let (parent, name) = if into_dir {
             let name = rel
                 .file_name()
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("."));
+                .map_or_else(|| PathBuf::from("."), PathBuf::from);
             (dest_path.clone(), name)
         } else {
             let parent = dest_path.parent().unwrap_or(Path::new("/")).to_path_buf();

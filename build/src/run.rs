@@ -151,7 +151,13 @@ pub fn random_hex() -> String {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        b = (t.as_nanos() as u64 ^ u64::from(std::process::id())).to_le_bytes();
+        #[allow(clippy::cast_possible_truncation)]
+        let nanos = t.as_nanos() as u64;
+        b = (nanos ^ u64::from(std::process::id())).to_le_bytes();
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    b.iter().fold(String::with_capacity(16), |mut s, x| {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{x:02x}");
+        s
+    })
 }

@@ -337,7 +337,7 @@ impl Builder<'_> {
             Inst::Maintainer(m) => {
                 let m = self.expand(state, step, m)?;
                 self.meta(state, &format!("MAINTAINER {m}"), |s| {
-                    s.doc.author = Some(m)
+                    s.doc.author = Some(m);
                 })
             }
             Inst::Arg(raw) => self.arg(state, step, raw),
@@ -394,25 +394,25 @@ impl Builder<'_> {
             Inst::Stopsignal(raw) => {
                 let sig = self.expand(state, step, raw)?;
                 self.meta(state, &format!("STOPSIGNAL {sig}"), |s| {
-                    s.doc.config.stop_signal = sig
+                    s.doc.config.stop_signal = sig;
                 })
             }
             Inst::Healthcheck(h) => {
                 let value = healthcheck(state, h, esc).map_err(|m| fail(step, m))?;
                 self.meta(state, &format!("HEALTHCHECK {value}"), |s| {
-                    s.doc.config.healthcheck = Some(value)
+                    s.doc.config.healthcheck = Some(value);
                 })
             }
             Inst::Shell(args) => {
                 let args = args.clone();
                 self.meta(state, &format!("SHELL {}", json!(args)), |s| {
-                    s.doc.config.shell = Some(args)
+                    s.doc.config.shell = Some(args);
                 })
             }
             Inst::Onbuild(t) => {
                 let t = t.clone();
                 self.meta(state, &format!("ONBUILD {t}"), |s| {
-                    s.doc.config.on_build.push(t)
+                    s.doc.config.on_build.push(t);
                 })
             }
         }

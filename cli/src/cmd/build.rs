@@ -28,7 +28,7 @@ pub struct BuildArgs {
     file: Option<PathBuf>,
     /// A build argument (`KEY=VALUE`, or `KEY` for the caller's value).
     #[arg(long = "build-arg")]
-    build_args: Vec<String>,
+    args: Vec<String>,
     /// The last stage to build.
     #[arg(long)]
     target: Option<String>,
@@ -168,7 +168,7 @@ pub fn build(cx: &Ctx, a: &BuildArgs) -> Result<()> {
             dockerfile,
             ignore: None,
             tags: a.tags.clone(),
-            build_args: key_values(&a.build_args, "--build-arg", true)?,
+            build_args: key_values(&a.args, "--build-arg", true)?,
             target: a.target.clone(),
             no_cache: a.no_cache,
             network: network.clone(),
