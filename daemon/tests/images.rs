@@ -104,3 +104,46 @@ fn images_tag_inspect_and_rmi() {
     assert!(missing.err().contains("No such image"), "{}", missing.err());
     d.finish();
 }
+
+#[test]
+fn an_untagged_build_is_listed_run_removed_and_pruned_by_id() {
+    let d = Daemon::with_image();
+    let ctx = d.dir.path().join("untagged");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {IMAGE}\nLABEL purpose=untagged\nCMD [\"echo\", \"no name\"]\n"),
+    )
+    .unwrap();
+    let mut cmd = d.docker_cmd(&["build", "-q", ctx.to_str().unwrap()]);
+    cmd.env("DOCKER_BUILDKIT", "0");
+    let id = common::run_with_timeout(cmd, None, common::COMMAND_TIMEOUT)
+        .ok("docker build -q")
+        .out()
+        .trim()
+        .to_string();
+    assert!(id.starts_with("sha256:"), "{id}");
+    let listed = d.docker_ok(&[
+        "images",
+        "--filter",
+        "dangling=true",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.ID}}",
+    ]);
+    assert!(
+        listed.contains(&format!("<none>:<none> {}", &id[7..19])),
+        "{listed}"
+    );
+    assert_eq!(d.docker_ok(&["run", "--rm", &id[7..19]]), "no name\n");
+    assert_eq!(d.inspect(&id, "{{.Config.Labels.purpose}}"), "untagged");
+    d.docker_ok(&["rmi", &id[7..19]]);
+    assert!(!d.docker(&["image", "inspect", &id]).status.success());
+    // image prune removes untagged images no container uses.
+    let mut cmd = d.docker_cmd(&["build", "-q", ctx.to_str().unwrap()]);
+    cmd.env("DOCKER_BUILDKIT", "0");
+    common::run_with_timeout(cmd, None, common::COMMAND_TIMEOUT).ok("docker build -q");
+    let pruned = d.docker_ok(&["image", "prune", "-f"]);
+    assert!(pruned.contains(&id), "{pruned}");
+    assert!(!d.docker(&["image", "inspect", &id]).status.success());
+    d.finish();
+}

@@ -136,10 +136,24 @@ pub fn list(cx: &Ctx, a: &ListArgs) -> Result<()> {
     let store = cx.engine.open_store()?;
     let mut images = store.images()?;
     images.sort_by(|a, b| a.name.cmp(&b.name));
+    // Untagged images (builds without -t) last, by ID.
+    images.extend(store.untagged_images()?);
     let mut out = std::io::stdout().lock();
+    let shown = |r: &berth_image::ImageRecord| -> String {
+        if r.name.is_empty() {
+            "<none>".to_string()
+        } else {
+            r.name.clone()
+        }
+    };
     if a.quiet {
         for r in &images {
-            writeln!(out, "{}", r.name)?;
+            let line = if r.name.is_empty() {
+                r.config.clone()
+            } else {
+                r.name.clone()
+            };
+            writeln!(out, "{line}")?;
         }
         return Ok(());
     }
@@ -148,7 +162,7 @@ pub fn list(cx: &Ctx, a: &ListArgs) -> Result<()> {
         ListFormat::Table => {
             let w = images
                 .iter()
-                .map(|r| r.name.len())
+                .map(|r| shown(r).len())
                 .max()
                 .unwrap_or(0)
                 .max(4);
@@ -162,7 +176,7 @@ pub fn list(cx: &Ctx, a: &ListArgs) -> Result<()> {
                 writeln!(
                     out,
                     "{:w$}  {:12}  {:14}  {:>6}  {}",
-                    r.name,
+                    shown(r),
                     short_digest(image_id(r)),
                     r.platform,
                     r.layers.len(),

@@ -68,12 +68,21 @@ fn image_id(r: &ImageRecord) -> &str {
     &r.config
 }
 
-/// Finds an image by name, `sha256:ID`, or ID prefix; every name of it.
+/// Every image record: the named ones, then the untagged ones (a build without `-t`),
+/// whose `name` is empty.
+fn all_records(store: &Store) -> ApiResult<Vec<ImageRecord>> {
+    let mut all = store.images().map_err(ApiError::from)?;
+    all.extend(store.untagged_images().map_err(ApiError::from)?);
+    Ok(all)
+}
+
+/// Finds an image by name, `sha256:ID`, or ID prefix; every name of it (none for an
+/// untagged image).
 pub fn find(store: &Store, name: &str) -> ApiResult<(ImageRecord, Vec<String>)> {
-    let all = store.images().map_err(ApiError::from)?;
+    let all = all_records(store)?;
     let names_of = |id: &str| -> Vec<String> {
         all.iter()
-            .filter(|r| image_id(r) == id)
+            .filter(|r| image_id(r) == id && !r.name.is_empty())
             .map(|r| r.name.clone())
             .collect()
     };
@@ -85,11 +94,14 @@ pub fn find(store: &Store, name: &str) -> ApiResult<(ImageRecord, Vec<String>)> 
     };
     let wanted = familiar(name);
     if let Ok(n) = berth_image::store::normalize_name(name) {
-        let hit = all.iter().find(|r| r.name == n).or_else(|| {
-            wanted
-                .as_ref()
-                .and_then(|w| all.iter().find(|r| familiar(&r.name).as_ref() == Some(w)))
-        });
+        let hit = all
+            .iter()
+            .find(|r| !r.name.is_empty() && r.name == n)
+            .or_else(|| {
+                wanted
+                    .as_ref()
+                    .and_then(|w| all.iter().find(|r| familiar(&r.name).as_ref() == Some(w)))
+            });
         if let Some(r) = hit {
             return Ok((r.clone(), names_of(image_id(r))));
         }
@@ -106,8 +118,17 @@ pub fn find(store: &Store, name: &str) -> ApiResult<(ImageRecord, Vec<String>)> 
         ids.dedup();
         match ids.len() {
             1 => {
-                let r = all.iter().find(|r| image_id(r) == ids[0]).expect("found");
-                return Ok((r.clone(), names_of(ids[0])));
+                // A named record if there is one; an untagged one goes by its ID, which
+                // every store call accepts as a name.
+                let mut r = all
+                    .iter()
+                    .find(|r| image_id(r) == ids[0])
+                    .expect("found")
+                    .clone();
+                if r.name.is_empty() {
+                    r.name.clone_from(&r.config);
+                }
+                return Ok((r, names_of(ids[0])));
             }
             0 => {}
             _ => {
@@ -161,14 +182,16 @@ fn labels_of(cfg: &ImageConfig) -> BTreeMap<String, String> {
 /// Every image as `/images/json` lists it (one entry per ID, with all its names).
 pub fn summaries(d: &Daemon) -> ApiResult<Vec<Value>> {
     let store = store(d)?;
-    let all = store.images().map_err(ApiError::from)?;
+    let all = all_records(&store)?;
     let mut by_id: BTreeMap<String, (ImageRecord, Vec<String>)> = BTreeMap::new();
     for r in all {
-        by_id
+        let names = &mut by_id
             .entry(r.config.clone())
             .or_insert_with(|| (r.clone(), Vec::new()))
-            .1
-            .push(r.name.clone());
+            .1;
+        if !r.name.is_empty() {
+            names.push(r.name.clone());
+        }
     }
     let mut out = Vec::new();
     for (id, (r, mut names)) in by_id {
@@ -401,6 +424,18 @@ async fn remove(d: &Arc<Daemon>, ctx: &Ctx, name: &str) -> ApiResult<Resp> {
         }
     }
     let mut out = Vec::new();
+    if names.is_empty() {
+        // An untagged image (a build without -t): removed by its ID.
+        let engine = d.engine.clone();
+        let id = r.config.clone();
+        tokio::task::spawn_blocking(move || -> ApiResult<()> {
+            let digest = berth_image::Digest::parse(&id).map_err(ApiError::from)?;
+            engine.open_store()?.remove_untagged(&digest)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    }
     for t in &targets {
         let engine = d.engine.clone();
         let t2 = t.clone();
@@ -430,13 +465,42 @@ async fn remove(d: &Arc<Daemon>, ctx: &Ctx, name: &str) -> ApiResult<Resp> {
     Ok(ok_json(&out))
 }
 
+/// `image prune`: untagged images no container uses (docker's dangling images), then
+/// what no image uses any more.
 async fn prune(d: &Arc<Daemon>) -> ApiResult<Resp> {
     let engine = d.engine.clone();
-    let report = tokio::task::spawn_blocking(move || engine.prune_images())
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let in_use: std::collections::BTreeSet<String> = d
+        .containers()
+        .iter()
+        .map(|c| c.snapshot().image_id)
+        .collect();
+    let (deleted, report) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+        let store = engine.open_store()?;
+        let mut deleted = Vec::new();
+        for r in store.untagged_images()? {
+            if in_use.contains(&r.config) {
+                continue;
+            }
+            let digest = berth_image::Digest::parse(&r.config)?;
+            store.remove_untagged(&digest)?;
+            deleted.push(json!({"Deleted": r.config}));
+        }
+        Ok((deleted, engine.prune_images()?))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    for v in &deleted {
+        if let Some(id) = v["Deleted"].as_str() {
+            d.events.emit("image", "delete", id, BTreeMap::new());
+        }
+    }
+    let deleted = if deleted.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(deleted)
+    };
     Ok(ok_json(&json!({
-        "ImagesDeleted": null,
+        "ImagesDeleted": deleted,
         "SpaceReclaimed": 0,
         "LayersDeleted": report.stats.layers,
     })))
