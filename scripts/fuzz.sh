@@ -50,6 +50,13 @@ printf '\x02{"Image":"busybox","Cmd":["sh","-c","echo hi"],"Tty":true,"HostConfi
 printf '\x03{"status":{"running":true},"name":["web"]}' > fuzz/corpus/api_request/filters
 printf '\x04web-1.a_b' > fuzz/corpus/api_request/name
 
+# dockerfile_parse: the first byte picks a Dockerfile (0), .dockerignore rules (1) or a word
+# to expand (2).
+mkdir -p fuzz/corpus/dockerfile_parse
+printf '\x00# escape=\\\nARG V=1\nFROM busybox:${V} AS b\nENV A=1 B="x y" \\\n  C=$A\nRUN <<EOF\necho hi\nEOF\nCOPY --chown=1:1 a* /d/\nONBUILD RUN echo t\nHEALTHCHECK --interval=5s CMD true\n' > fuzz/corpus/dockerfile_parse/dockerfile
+printf '\x01# c\n*.log\n!keep.log\n**/tmp\nbuild/\n' > fuzz/corpus/dockerfile_parse/ignore
+printf '\x02${A:-d}/$A/${B:+x}/\x27$A\x27' > fuzz/corpus/dockerfile_parse/word
+
 # Seeds of the image, registry and volume targets, generated here (small: under libFuzzer's
 # default input size): real tar streams, compressed layers, docker and OCI archives,
 # passwd/group files, docker configs, each behind the selector bytes the target reads first

@@ -10,8 +10,8 @@
 //! resolves inside the image, never on the host.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use berth_sys::in_root::{self, Leaf, OFlags, Resolve};
@@ -87,10 +87,12 @@ pub fn copy(
         }
         let into_dir = dir_form || is_dir(t.root, &dest_path);
         if t.unpack && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile {
-            let file = reopen(fd.as_fd(), &what)?;
-            if is_archive(&file, &what)? {
+            let proc = in_root::proc_fd_path(fd.as_fd());
+            let proc = Path::new(std::ffi::OsStr::from_bytes(proc.as_bytes()));
+            if let Some(stream) = crate::archive::open_tar(proc)? {
                 let (dir, _) = ensure_dir(t, &dest_path)?;
-                return unpack(&what, dir.as_fd());
+                unpack(&what, stream, dir.as_fd())?;
+                continue;
             }
         }
         let (parent, name) = if into_dir {
@@ -333,33 +335,28 @@ fn set_owner_mode(
     r.map_err(|e| Error::io(what, "set owner, mode and times of", e.into()))
 }
 
-/// Whether a file is a tar archive, compressed (gzip, zstd) or not.
-fn is_archive(file: &File, what: &Path) -> Result<bool> {
-    let mut r = BufReader::with_capacity(512, file);
-    let head = r.fill_buf().map_err(|e| Error::io(what, "read", e))?;
-    let gz = head.starts_with(&[0x1f, 0x8b]);
-    let zst = head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
-    let tar = head.len() >= 262 && &head[257..262] == b"ustar";
-    Ok(gz || zst || tar)
-}
-
-/// Unpacks a local archive (`ADD`) into directory `dir` with the layer extractor (flattened,
-/// every entry confined beneath `dir`).
-fn unpack(archive: &Path, dir: BorrowedFd<'_>) -> Result<()> {
-    let reader = berth_image::open_layer(archive, None)?;
+/// Unpacks an archive's tar stream (`ADD`) into directory `dir` with the layer extractor
+/// (flattened, every entry confined beneath `dir`).
+fn unpack(
+    archive: &Path,
+    stream: Box<dyn std::io::Read + Send>,
+    dir: BorrowedFd<'_>,
+) -> Result<()> {
     let dest = in_root::proc_fd_path(dir);
-    let dest = Path::new(std::ffi::OsStr::new(dest.to_str().map_err(|_| {
-        Error::io(archive, "unpack", std::io::ErrorKind::InvalidData.into())
-    })?));
+    let dest = Path::new(std::ffi::OsStr::from_bytes(dest.as_bytes()));
     let opts = berth_image::ExtractOptions {
         mode: berth_image::Mode::Flatten,
         id_map: None,
         rootless: !rustix::process::geteuid().is_root(),
         confine: false,
         sync: false,
-        limits: berth_image::Limits::default(),
+        limits: berth_image::Limits::from_env().unwrap_or_default(),
         budget: None,
     };
-    berth_image::extract_layer(reader, dest, &opts)?;
+    berth_image::extract_layer(stream, dest, &opts).map_err(|e| Error::Source {
+        step: "ADD".into(),
+        path: archive.display().to_string(),
+        message: e.to_string(),
+    })?;
     Ok(())
 }

@@ -12,7 +12,8 @@
 //! - [`lex`]: docker's word and variable rules (`${VAR:-x}`, quotes, `KEY=VALUE` lists).
 //! - [`context`]: the build context, confined (`RESOLVE_IN_ROOT`), with `.dockerignore`,
 //!   and content digests for the cache.
-//! - [`copy`]: `COPY`/`ADD` into a step's root filesystem.
+//! - [`copy`]: `COPY`/`ADD` into a step's root filesystem; [`archive`]: `ADD`'s local
+//!   archives (tar, gzip, zstd, bzip2, xz); [`fetch`]: `ADD`'s URLs.
 //! - [`rootfs`]: a step's overlay root, committed as a layer by the store.
 //! - [`run`]: `RUN` as a confined container through the engine and the runtime binary.
 //! - [`config`]: the image config a build writes.
@@ -24,12 +25,14 @@
 //! store (layers, the build cache); neither depends on it, and the `berth` runtime path
 //! never loads it.
 
+pub mod archive;
 pub mod build;
 pub mod config;
 pub mod context;
 pub mod copy;
 pub mod dockerfile;
 pub mod error;
+pub mod fetch;
 pub mod lex;
 pub mod rootfs;
 pub mod run;

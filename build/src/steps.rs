@@ -20,6 +20,7 @@ use crate::context::{self, Context, Ignore};
 use crate::copy::{self, Owner, Target};
 use crate::dockerfile::{join_continuations, CommandForm, CopySpec, Health, Inst, Step};
 use crate::error::{Error, Result};
+use crate::fetch;
 use crate::lex;
 use crate::rootfs::StepRoot;
 use crate::run::{run_step, RunSpec};
@@ -537,9 +538,21 @@ impl Builder<'_> {
                 format!("when using {verb} with more than one source file, the destination must be a directory and end with a /"),
             ));
         }
-        if sources.iter().any(|s| s.contains("://")) {
-            return Err(fail(step, "sources from URLs are not supported yet"));
+        let (urls, sources): (Vec<String>, Vec<String>) =
+            sources.into_iter().partition(|s| fetch::is_url(s));
+        if !urls.is_empty() && (!add || spec.from.is_some()) {
+            return Err(fail(
+                step,
+                format!("{verb} cannot take a URL as a source (ADD can)"),
+            ));
         }
+        if let Some(s) = sources.iter().find(|s| s.contains("://")) {
+            return Err(fail(
+                step,
+                format!("{s:?}: only http:// and https:// URLs are fetched"),
+            ));
+        }
+        let fetched = self.fetch_urls(step, &urls)?;
         let chmod = match &spec.chmod {
             Some(m) => Some(
                 u32::from_str_radix(m, 8)
@@ -583,13 +596,17 @@ impl Builder<'_> {
                     &resolved,
                     self.context.ignore(),
                 )?;
+                let urls_digest = match &fetched {
+                    Some(f) => f.digest(&urls)?,
+                    None => String::new(),
+                };
                 let docs: Vec<String> = spec
                     .heredocs
                     .iter()
                     .map(|(n, c, _)| format!("{n}:{c}"))
                     .collect();
                 (
-                    format!("{verb} {flags} {digest} {docs:?} in {dest}"),
+                    format!("{verb} {flags} {digest} {docs:?} {urls_digest} in {dest}"),
                     format!("/bin/sh -c #(nop) {verb} dir:{digest} in {dest} "),
                     resolved,
                 )
@@ -642,6 +659,24 @@ impl Builder<'_> {
                             &target,
                         )?;
                     }
+                    if let Some(f) = &fetched {
+                        let dir = f.open()?;
+                        let plain = Target {
+                            root: target.root,
+                            owner: target.owner,
+                            chmod: target.chmod,
+                            unpack: false,
+                            step: target.step,
+                        };
+                        copy::copy(
+                            dir.as_fd(),
+                            &f.dir,
+                            &f.names,
+                            &Ignore::default(),
+                            &dest,
+                            &plain,
+                        )?;
+                    }
                     for (name, content, expand) in &heredocs {
                         let content = if *expand {
                             lex::expand(content, &|k: &str| st.lookup(k), '\\')
@@ -667,6 +702,62 @@ impl Builder<'_> {
             }
             Ok(true)
         })
+    }
+}
+
+/// `ADD`'s URLs, fetched into a scratch directory of the store (removed when dropped).
+struct Fetched {
+    dir: PathBuf,
+    names: Vec<PathBuf>,
+}
+
+impl Fetched {
+    fn open(&self) -> Result<std::os::fd::OwnedFd> {
+        rustix::fs::open(
+            &self.dir,
+            rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| Error::io(&self.dir, "open", e.into()))
+    }
+
+    /// The cache input: the URLs and what they gave.
+    fn digest(&self, urls: &[String]) -> Result<String> {
+        let dir = self.open()?;
+        let content = context::digest(dir.as_fd(), &self.dir, &self.names, &Ignore::default())?;
+        Ok(format!("urls={urls:?}:{content}"))
+    }
+}
+
+impl Drop for Fetched {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Builder<'_> {
+    fn fetch_urls(&mut self, step: &Step, urls: &[String]) -> Result<Option<Fetched>> {
+        if urls.is_empty() {
+            return Ok(None);
+        }
+        let mut f = Fetched {
+            dir: self.store.scratch_dir("add-url")?,
+            names: Vec::new(),
+        };
+        for u in urls {
+            self.progress.stream(&format!("Downloading {u}\n"));
+            let name = fetch::fetch(&step.text, u, &f.dir)?;
+            if f.names.contains(&name) {
+                return Err(fail(
+                    step,
+                    format!("two URLs give the same file name {}", name.display()),
+                ));
+            }
+            f.names.push(name);
+        }
+        Ok(Some(f))
     }
 }
 
