@@ -6,6 +6,7 @@ Prints one line per flow checked and exits 0; an assertion failure exits non-zer
 a traceback.
 """
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -114,5 +115,6 @@ except docker.errors.ImageNotFound:
     check("failed build tags nothing", True)
 check("build leaves no container", client.containers.list(all=True) == [], client.containers.list(all=True))
 client.images.remove("pybuilt:1")
+shutil.rmtree(ctx)
 
 print("all flows ok")
