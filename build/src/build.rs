@@ -2,7 +2,9 @@
 //! up to the target built from its base (an image, pulled if missing; `scratch`; an earlier
 //! stage) step by step, and the last stage's image recorded under its names (or untagged).
 //! The store's build guard is held throughout, so a concurrent prune never takes a layer
-//! committed but not yet recorded.
+//! committed but not yet recorded. A build begins by reclaiming the steps of killed builds
+//! (`Engine::reclaim_steps`): a `kill -9` of a builder leaves its debris only until the next
+//! build or `image prune`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,6 +29,8 @@ pub fn build(
 ) -> Result<Built> {
     let df = dockerfile::parse(&opts.dockerfile)?;
     let store = engine.open_store()?;
+    // What killed builds left: their step containers, networks, mounts and scratch.
+    engine.reclaim_steps(&store)?;
     let _guard = store.build_guard()?;
     let context = Context::open(&opts.context, opts.ignore.clone())?;
     let mut consumed = BTreeSet::new();

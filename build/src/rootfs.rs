@@ -3,6 +3,10 @@
 //! collects what the step changes and becomes its layer. An image with no layers (`FROM
 //! scratch`) gets the upper directory itself, with nothing mounted.
 //!
+//! The scratch directory is the step's bundle too (`upper/`, `work/`, `rootfs/`, and for a
+//! `RUN` the `config.json`, network files and the engine's reclaim marker), so a killed
+//! build's step is found and undone from that one directory (`Engine::reclaim_steps`).
+//!
 //! Dropping a [`StepRoot`] unmounts it and removes its scratch directory: a failed step
 //! leaves no mount and no files behind.
 
@@ -29,20 +33,19 @@ pub struct StepRoot {
 
 impl StepRoot {
     /// Mounts an overlay of `layers` (bottom first) with a fresh upper directory at
-    /// `<scratch>/bundle/rootfs`.
+    /// `<scratch>/rootfs`.
     pub fn mount(store: &Store, layers: &[LayerRecord]) -> Result<StepRoot> {
         let scratch = store.scratch_dir("build")?;
         let upper = scratch.join("upper");
         let work = scratch.join("work");
-        let bundle = scratch.join("bundle");
-        let rootfs = bundle.join("rootfs");
+        let rootfs = scratch.join("rootfs");
         let mut root = StepRoot {
             scratch,
             upper: upper.clone(),
             rootfs: rootfs.clone(),
             mounted: false,
         };
-        for d in [&upper, &work, &bundle] {
+        for d in [&upper, &work] {
             fs::create_dir(d).map_err(|e| Error::io(d, "create", e))?;
         }
         fs::set_permissions(&upper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
@@ -71,9 +74,9 @@ impl StepRoot {
         Ok(root)
     }
 
-    /// The bundle directory (`rootfs` inside it).
-    pub fn bundle(&self) -> PathBuf {
-        self.scratch.join("bundle")
+    /// The bundle directory (`rootfs` inside it): the scratch directory itself.
+    pub fn bundle(&self) -> &Path {
+        &self.scratch
     }
 
     /// The root filesystem's path.
@@ -104,6 +107,7 @@ impl StepRoot {
     /// Unmounts and commits the upper directory as a layer over `parent` (a ChainID).
     pub fn commit(mut self, store: &Store, parent: Option<&Digest>) -> Result<LayerRecord> {
         self.unmount()?;
+        berth_sys::failpoint::hit("build:unmounted");
         Ok(store.commit_layer(
             &self.upper,
             parent,

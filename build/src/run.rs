@@ -4,11 +4,20 @@
 //! (`berth --root R run --bundle B ID`) whose output the builder relays, so the builder never
 //! forks itself (it may live in a threaded daemon) and a container's output never mixes
 //! with the build's own messages.
+//!
+//! The runtime dies with the builder (`PR_SET_PDEATHSIG`: SIGKILL when the thread that
+//! spawned it, which waits for it, is gone). What it leaves then (the container, which
+//! outlives its `run`; the state; the cgroup; the network) is named by the marker the
+//! engine writes into the bundle, and the next build or `image prune` undoes it
+//! (`Engine::reclaim_steps`). A caller that gives up ([`Progress::cancelled`], polled even
+//! while the step prints nothing) has the container killed at once.
 
 use std::io::Read;
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use berth_engine::{Engine, NetworkChoice, StepRequest};
 
@@ -32,7 +41,8 @@ pub struct RunSpec {
 
 /// Runs `spec` in the root filesystem mounted at `bundle/rootfs`: its output goes to
 /// `progress`; a non-zero exit is [`Error::RunFailed`]. The container and its network are
-/// gone when this returns.
+/// gone when this returns. `bundle` is the step's scratch directory (see
+/// [`crate::rootfs::StepRoot::bundle`]).
 pub fn run_step(
     engine: &Engine,
     runtime: &Path,
@@ -74,17 +84,29 @@ fn spawn_and_relay(
     id: &str,
     progress: &mut dyn Progress,
 ) -> Result<i32> {
-    let mut child = Command::new(runtime)
-        .arg("--root")
+    let builder = rustix::process::getpid();
+    let mut cmd = Command::new(runtime);
+    cmd.arg("--root")
         .arg(engine.root().path())
         .args(["run", "--bundle"])
         .arg(bundle)
         .arg(id)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::io(runtime, "run", e))?;
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec the closure makes only async-signal-safe system calls
+    // (prctl, getppid) and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            // The builder died before the signal was armed.
+            if rustix::process::getppid() != Some(builder) {
+                return Err(std::io::Error::other("the builder is gone"));
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| Error::io(runtime, "run", e))?;
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     let readers: Vec<_> = [
         child
@@ -112,8 +134,12 @@ fn spawn_and_relay(
     .collect();
     drop(tx);
     let mut cancelled = false;
-    for chunk in rx {
-        progress.stream(&String::from_utf8_lossy(&chunk));
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(chunk) => progress.stream(&String::from_utf8_lossy(&chunk)),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
         if !cancelled && progress.cancelled() {
             cancelled = true;
             let _ = Command::new(runtime)

@@ -272,8 +272,11 @@ impl Builder<'_> {
         lex::expand(word, &|k: &str| state.lookup(k), self.escape).map_err(|m| fail(step, m))
     }
 
-    /// Runs one step.
+    /// Runs one step (none once the caller gave up).
     pub fn exec(&mut self, state: &mut State, step: &Step) -> Result<()> {
+        if self.progress.cancelled() {
+            return Err(Error::Cancelled);
+        }
         let esc = self.escape;
         match &step.inst {
             Inst::Run(form, docs, flags) => self.run(state, step, form, docs, flags),
@@ -509,7 +512,7 @@ impl Builder<'_> {
             let fd = root.open()?;
             in_root::ensure(fd.as_fd(), Path::new(&spec.cwd), Leaf::Dir)
                 .map_err(|e| Error::io(&spec.cwd, "create", e))?;
-            run_step(engine, &runtime, &root.bundle(), &spec, progress)?;
+            run_step(engine, &runtime, root.bundle(), &spec, progress)?;
             Ok(true)
         })
     }
@@ -698,8 +701,10 @@ impl Builder<'_> {
                         &dest,
                         &target,
                     )?;
+                    berth_sys::failpoint::hit("build:copied-from");
                 }
             }
+            berth_sys::failpoint::hit("build:copied");
             Ok(true)
         })
     }

@@ -333,3 +333,231 @@ fn add_unpacks_local_archives_and_copy_does_not() {
         i.cmd(&["rmi", "added"]).ok();
     });
 }
+
+/// A `berth build` of `ctx` left running (`--network <network>`), its RUN steps given the
+/// test's tag as a build arg so that their processes carry it.
+fn spawn_build(i: &ImageStore, ctx: &Path, network: &str) -> std::process::Child {
+    let tag = format!("BERTH_TEST_TAG={}", i.b.tag);
+    std::process::Command::new(common::BERTH)
+        .arg("--root")
+        .arg(&i.b.root)
+        .arg("--store")
+        .arg(&i.store)
+        .args(["build", "--network", network, "--build-arg", &tag])
+        .arg(ctx)
+        .env("BERTH_TEST_TAG", &i.b.tag)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The step container (`berth-build-*`) whose `sleep` runs, once it does.
+fn running_step(i: &ImageStore) -> String {
+    let mut id = None;
+    let up = common::poll_until(std::time::Duration::from_secs(60), || {
+        id = fs::read_dir(&i.b.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("berth-build-"));
+        id.is_some()
+            && common::tagged_processes(&i.b.tag)
+                .iter()
+                .any(|(_, cmd)| cmd.starts_with("sleep"))
+    });
+    assert!(up, "no step container ran sleep");
+    id.unwrap()
+}
+
+/// Cgroup directories (two levels deep in each hierarchy) whose name contains `id`.
+fn cgroups_named(id: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![(PathBuf::from("/sys/fs/cgroup"), 0)];
+    while let Some((d, depth)) = dirs.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().contains(id) {
+                found.push(p);
+            } else if depth < 2 {
+                dirs.push((p, depth + 1));
+            }
+        }
+    }
+    found
+}
+
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let needle = dir.to_str().unwrap();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(String::from)
+        .collect()
+}
+
+/// Kills (SIGKILL) a build during its `RUN sleep 30` and checks what that leaves at once: the
+/// step's container and overlay mount, but not its runtime (`berth run` dies with the
+/// builder). Returns the step container's ID.
+fn kill_during_run(i: &ImageStore, ctx: &Path, network: &str) -> String {
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nARG BERTH_TEST_TAG\nRUN echo started; sleep 30\n",
+    )
+    .unwrap();
+    let mut child = spawn_build(i, ctx, network);
+    let id = running_step(i);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The runtime (`berth run`, which carries the tag too) died with the builder.
+    let runtime_gone = common::poll_until(std::time::Duration::from_secs(5), || {
+        !common::tagged_processes(&i.b.tag)
+            .iter()
+            .any(|(_, cmd)| cmd.contains(" run --bundle"))
+    });
+    assert!(runtime_gone, "{:?}", common::tagged_processes(&i.b.tag));
+    assert!(
+        !mounts_under(&i.store.join("tmp")).is_empty(),
+        "the killed step's overlay is expected to be mounted still"
+    );
+    id
+}
+
+/// Nothing of step container `id` is left: no process, runtime state, cgroup, mount or
+/// scratch directory.
+fn assert_step_gone(i: &ImageStore, id: &str) {
+    i.b.assert_no_processes();
+    i.b.assert_no_state(id);
+    assert_eq!(cgroups_named(id), Vec::<PathBuf>::new(), "cgroups left");
+    assert_eq!(mounts_under(&i.store), Vec::<String>::new(), "mounts left");
+    let tmp: Vec<PathBuf> = fs::read_dir(i.store.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(tmp.is_empty(), "store scratch left: {tmp:?}");
+}
+
+#[test]
+fn a_build_killed_during_run_is_undone_by_the_next_build_or_image_prune() {
+    build_test(&[], |i, ctx| {
+        // Undone by the next build, which then builds.
+        let id = kill_during_run(i, ctx, "none");
+        fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN echo next\n").unwrap();
+        let out = build(i, ctx, &["-t", "next"]).ok().out();
+        assert!(out.contains("Successfully tagged next"), "{out}");
+        assert_step_gone(i, &id);
+        // Undone by `image prune`.
+        let id = kill_during_run(i, ctx, "none");
+        let out = i.cmd(&["image", "prune"]).ok().out();
+        assert!(out.contains("1 bundles of killed runs"), "{out}");
+        assert_step_gone(i, &id);
+        i.cmd(&["rmi", "next"]).ok();
+    });
+}
+
+#[test]
+fn a_build_killed_while_copying_or_committing_leaves_nothing_after_the_next() {
+    build_test(&[], |i, ctx| {
+        for n in 0..500 {
+            let d = ctx.join(format!("tree/d{}", n % 20));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join(format!("f{n}")), format!("{n}\n")).unwrap();
+        }
+        fs::write(
+            ctx.join("Dockerfile"),
+            "FROM busybox AS src\nRUN mkdir /made && echo made > /made/x\n\
+             FROM busybox\nCOPY tree /tree\nCOPY --from=src /made /made\nRUN echo ran > /ran\n",
+        )
+        .unwrap();
+        let args = |ctx: &Path| {
+            vec![
+                "build".to_string(),
+                "--network".into(),
+                "none".into(),
+                "--no-cache".into(),
+                ctx.display().to_string(),
+            ]
+        };
+        // Each point once: the tree copied onto the mounted overlay; a `COPY --from` with its
+        // source stage mounted too; the step's overlay unmounted; its blob written, not yet
+        // moved into place.
+        for point in [
+            "build:copied",
+            "build:copied-from",
+            "build:unmounted",
+            "commit:written",
+        ] {
+            i.killed_at(point, &args(ctx));
+            let left: Vec<_> = fs::read_dir(i.store.join("tmp")).unwrap().collect();
+            assert!(!left.is_empty(), "{point}: nothing was left to undo");
+            // The next command that opens the store (here a build) removes it all.
+            let out = i
+                .cmd(&[
+                    "build",
+                    "--network",
+                    "none",
+                    "-t",
+                    "whole",
+                    ctx.to_str().unwrap(),
+                ])
+                .ok()
+                .out();
+            assert!(out.contains("Successfully tagged whole"), "{point}: {out}");
+            assert_eq!(mounts_under(&i.store), Vec::<String>::new(), "{point}");
+            let tmp: Vec<_> = fs::read_dir(i.store.join("tmp")).unwrap().collect();
+            assert!(tmp.is_empty(), "{point}: scratch left: {tmp:?}");
+        }
+        assert_eq!(
+            run_out(i, "whole", "ls /tree | wc -l; cat /made/x /ran"),
+            "20\nmade\nran\n"
+        );
+        i.cmd(&["rmi", "whole"]).ok();
+    });
+}
+
+#[test]
+fn a_build_killed_during_a_bridged_run_leaves_no_network_debris() {
+    // In a network namespace of its own: the bridge, veths and rules are created there.
+    std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare net");
+        let i = ImageStore::new(&[], &[]);
+        let ip = |args: &str| {
+            let out = std::process::Command::new("sh")
+                .args(["-c", args])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        ip("ip link set lo up");
+        let ctx = i.b.dir("ctx");
+        let id = kill_during_run(&i, &ctx, "bridge");
+        assert!(
+            ip("ip -o link show").contains(" bv"),
+            "no veth while running"
+        );
+        fs::write(ctx.join("Dockerfile"), "FROM busybox\nENV A=1\n").unwrap();
+        i.cmd(&["build", "--network", "bridge", ctx.to_str().unwrap()])
+            .ok();
+        assert_step_gone(&i, &id);
+        let links = ip("ip -o link show");
+        assert!(!links.contains(" bv"), "veths left: {links}");
+        let pinned: Vec<_> = fs::read_dir(i.store.join("net/netns"))
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(pinned.is_empty(), "pinned namespaces left: {pinned:?}");
+        let ipam = fs::read_to_string(i.store.join("net/ipam/berth.json")).unwrap_or_default();
+        assert!(!ipam.contains(&id), "lease left: {ipam}");
+        i.assert_clean();
+        for name in i.cmd(&["network", "ls", "-q"]).ok().out().lines() {
+            i.cmd(&["network", "rm", name]).ok();
+        }
+    })
+    .join()
+    .unwrap();
+}

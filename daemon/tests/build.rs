@@ -1,7 +1,7 @@
 //! `docker build` against berthd (docker's classic builder protocol, `POST /build`): the
 //! docker CLI 28 and 20.10 with `DOCKER_BUILDKIT=0`, a base image pulled from the registry
 //! on first use, the cache across builds, a failing step, `.dockerignore` applied by the
-//! client, and a hostile context tar.
+//! client, a hostile context tar, and a client that goes away mid-build.
 
 mod common;
 
@@ -134,5 +134,109 @@ fn hostile_build_requests_get_docker_errors() {
     let resp = d.request("POST", "/build/prune", None);
     assert_eq!(resp.status, 200, "{}", resp.text());
     d.docker_ok(&["rmi", "fine:1"]);
+    d.finish();
+}
+
+/// The step containers (`berth-build-*`) in berthd's runtime root.
+fn step_containers(d: &Daemon) -> Vec<String> {
+    fs::read_dir(d.exec_root.join("runtime"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("berth-build-"))
+        .collect()
+}
+
+/// Processes whose cgroup path names container `id`.
+fn processes_in_cgroup_of(id: &str) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(id))
+        })
+        .collect()
+}
+
+#[test]
+fn a_client_gone_mid_build_kills_the_step_and_leaves_nothing() {
+    let d = Daemon::with_image();
+    let ctx = context(
+        &d,
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!("FROM {IMAGE}\nRUN echo started; sleep 60\n"),
+        )],
+    );
+    let out = d.dir.path().join("build.out");
+    let mut cmd = d.docker_cmd(&["build", "-t", "cancelled", ctx.to_str().unwrap()]);
+    cmd.env("DOCKER_BUILDKIT", "0")
+        .stdin(std::process::Stdio::null())
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::null());
+    let mut client = cmd.spawn().unwrap();
+    // The step runs (its output relayed) in a container on the bridge network.
+    let mut step = Vec::new();
+    let started = common::poll_until(common::STATE_TIMEOUT, || {
+        step = step_containers(&d);
+        !step.is_empty()
+            && fs::read_to_string(&out)
+                .unwrap_or_default()
+                .contains("started")
+    });
+    assert!(
+        started,
+        "the step did not start: {}",
+        fs::read_to_string(&out).unwrap_or_default()
+    );
+    let id = step[0].clone();
+    let links =
+        String::from_utf8_lossy(&d.nsenter(&["ip", "-o", "link", "show"]).stdout).into_owned();
+    assert!(links.contains(" bv"), "the step has no veth: {links}");
+    // The client goes away (as a Ctrl-C would end it).
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let tmp = d.data_root.join("tmp");
+    let leases = d.data_root.join("net/ipam/berth.json");
+    let mut left = String::new();
+    let clean = common::poll_until(std::time::Duration::from_secs(10), || {
+        let links =
+            String::from_utf8_lossy(&d.nsenter(&["ip", "-o", "link", "show"]).stdout).into_owned();
+        let lease = fs::read_to_string(&leases).unwrap_or_default();
+        left = format!(
+            "steps {:?}, mounts {:?}, cgroups {:?}, veth {}, lease {}, tmp {:?}",
+            step_containers(&d),
+            common::mounts_under(&tmp),
+            common::cgroups_of(&id)
+                .into_iter()
+                .filter(|p| p.exists())
+                .collect::<Vec<_>>(),
+            links.contains(" bv"),
+            lease.contains(&id),
+            fs::read_dir(&tmp)
+                .map(|r| r.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        );
+        left == "steps [], mounts [], cgroups [], veth false, lease false, tmp []"
+    });
+    assert!(clean, "left after the client went away: {left}");
+    // No process of the step either, and berthd still serves.
+    let sleeping = processes_in_cgroup_of(&id);
+    assert!(
+        sleeping.is_empty(),
+        "the step's process runs on: {sleeping:?}"
+    );
+    assert!(!d
+        .docker(&["image", "inspect", "cancelled"])
+        .status
+        .success());
+    assert_eq!(
+        d.docker_ok(&["run", "--rm", IMAGE, "echo", "served"]),
+        "served\n"
+    );
     d.finish();
 }

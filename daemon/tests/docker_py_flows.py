@@ -5,7 +5,10 @@
 Prints one line per flow checked and exits 0; an assertion failure exits non-zero with
 a traceback.
 """
+import os
+import shutil
 import sys
+import tempfile
 import time
 
 import docker
@@ -85,5 +88,33 @@ try:
     raise AssertionError("no NotFound")
 except docker.errors.NotFound as e:
     check("NotFound", "No such container" in str(e), e)
+
+# The classic builder (POST /build): a context directory tarred by docker-py.
+ctx = tempfile.mkdtemp(prefix="pybuild-")
+with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+    f.write(f'FROM {image}\nCOPY data.txt /data.txt\nRUN echo built >> /data.txt\nCMD ["cat", "/data.txt"]\n')
+with open(os.path.join(ctx, "data.txt"), "w") as f:
+    f.write("data\n")
+built, logs = client.images.build(path=ctx, tag="pybuilt:1")
+check("images.build", "pybuilt:1" in built.tags, built.tags)
+text = "".join(chunk.get("stream", "") for chunk in logs)
+check("images.build logs", "Step 3/4" in text and "Successfully tagged pybuilt:1" in text, text)
+out = client.containers.run("pybuilt:1", remove=True)
+check("built image runs", out == b"data\nbuilt\n", out)
+with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+    f.write(f"FROM {image}\nRUN echo failing; exit 5\n")
+try:
+    client.images.build(path=ctx, tag="pybroken:1")
+    raise AssertionError("a failing build raised nothing")
+except docker.errors.BuildError as e:
+    check("images.build BuildError", "non-zero code: 5" in str(e), e)
+try:
+    client.images.get("pybroken:1")
+    raise AssertionError("a failed build was tagged")
+except docker.errors.ImageNotFound:
+    check("failed build tags nothing", True)
+check("build leaves no container", client.containers.list(all=True) == [], client.containers.list(all=True))
+client.images.remove("pybuilt:1")
+shutil.rmtree(ctx)
 
 print("all flows ok")

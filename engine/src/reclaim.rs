@@ -6,6 +6,9 @@
 //! image run's bundle), no state of container `<id>`; for a bundle directory (`unpack`), no
 //! `config.json` in it. Orphans are undone as `delete` or `bundle rm` would have: network
 //! detached, overlay unmounted, bundle removed, hold released (last).
+//!
+//! Build steps hold no image: a killed builder's step is found by the marker in its scratch
+//! directory ([`Engine::reclaim_steps`], in `step`), which [`Engine::reclaim_holds`] runs too.
 
 use std::path::Path;
 
@@ -36,6 +39,7 @@ impl Engine {
             .ok()
             .and_then(|h| h.get(&names::holder(id)).cloned())
             .is_some_and(|h| being_made(&h))
+            || step_being_run(&store, id)
     }
 
     /// Undoes what a killed run of container `id` (or a killed `delete` of it) left when no
@@ -63,10 +67,11 @@ impl Engine {
         Ok(true)
     }
 
-    /// Reclaims every orphaned hold of the store (for `image prune`). Returns the holders
+    /// Reclaims the steps of killed builds ([`Engine::reclaim_steps`]) and every orphaned
+    /// hold of the store (for `image prune`). Returns the step containers and holders
     /// reclaimed.
     pub fn reclaim_holds(&self, store: &Store) -> Result<Vec<String>> {
-        let mut done = Vec::new();
+        let mut done = self.reclaim_steps(store)?;
         for (holder, hold) in store.holds()? {
             if being_made(&hold) {
                 continue;
@@ -86,6 +91,20 @@ impl Engine {
         }
         Ok(done)
     }
+}
+
+/// Whether `id` is the container of a build step whose builder still runs (its network is
+/// attached before its state exists): a live scratch directory's marker names it.
+fn step_being_run(store: &Store, id: &str) -> bool {
+    let dead = store.dead_scratch().unwrap_or_default();
+    let Ok(entries) = std::fs::read_dir(store.root().join("tmp")) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        !dead.contains(&e.path())
+            && std::fs::read_to_string(e.path().join(berth_image::store::RECLAIM_MARKER))
+                .is_ok_and(|m| m.contains(&format!("\"{id}\"")))
+    })
 }
 
 /// Undoes a killed `unpack` into `dir` (absolute): its partial bundle (the entries `unpack`

@@ -6,12 +6,24 @@
 //! network the build asked for and writes the network files; the caller runs the runtime on
 //! the bundle (as a child process, so that it owns the step's stdio) and then calls
 //! [`Engine::release_step`], which deletes what the runtime left and detaches the network.
+//!
+//! A builder killed mid-step (`kill -9`) cannot release it: before anything is attached,
+//! `prepare_step` writes the step's marker ([`RECLAIM_MARKER`]) into the bundle, a scratch
+//! directory of the store, naming the container, the runtime's state root and the network.
+//! `Store::open` leaves such a directory alone once its process is gone, and
+//! [`Engine::reclaim_steps`] (at the start of every build, and in `image prune`) deletes the
+//! container, detaches the network, then removes the directory (its mounts detached first).
+//! `release_step` removes the marker last.
 
 use std::fs;
 use std::path::PathBuf;
 
 use berth_image::bundle::resolve_user;
+use berth_image::store::RECLAIM_MARKER;
+use berth_image::Store;
 use berth_runtime::oci::UserBuilder;
+use berth_runtime::StateRoot;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::network::{self, NetworkChoice};
@@ -23,8 +35,8 @@ use crate::Engine;
 pub struct StepRequest {
     /// The container's ID (unique among the runtime's containers).
     pub id: String,
-    /// The bundle directory (created if missing); the caller has mounted the step's root
-    /// filesystem at `bundle/rootfs`.
+    /// The bundle directory: a scratch directory of the store (`Store::scratch_dir`), where
+    /// the caller has mounted the step's root filesystem at `bundle/rootfs`.
     pub bundle: PathBuf,
     /// The command, as exec'd.
     pub args: Vec<String>,
@@ -48,6 +60,17 @@ pub struct PreparedStep {
     /// The bundle directory holding `config.json`.
     pub bundle: PathBuf,
     attached: Option<PathBuf>,
+}
+
+/// What a killed builder's step left to undo (`<bundle>/reclaim.json`).
+#[derive(Debug, Serialize, Deserialize)]
+struct StepMarker {
+    /// The step container's ID.
+    id: String,
+    /// The runtime's state root it was run under.
+    root: PathBuf,
+    /// The network state it is attached in, if any.
+    network: Option<PathBuf>,
 }
 
 impl Engine {
@@ -83,6 +106,18 @@ impl Engine {
         if let Some(root) = s.root_mut() {
             root.set_path(rootfs);
         }
+        let marker = StepMarker {
+            id: req.id.clone(),
+            root: self.root().path().to_path_buf(),
+            network: req.network.mode.attaches().then(|| self.network_state()),
+        };
+        let marker_path = req.bundle.join(RECLAIM_MARKER);
+        let data = serde_json::to_vec(&marker).map_err(|e| spec_error("(reclaim.json)", e))?;
+        fs::write(&marker_path, data).map_err(|source| Error::Io {
+            path: marker_path,
+            op: "write",
+            source,
+        })?;
         let setup = network::attach(
             &self.network_state(),
             &req.bundle,
@@ -111,13 +146,57 @@ impl Engine {
         Ok(prepared)
     }
 
-    /// Deletes the step's container if the runtime left it, and detaches its network
-    /// (idempotent).
+    /// Deletes the step's container if the runtime left it, detaches its network and
+    /// removes its marker (idempotent).
     pub fn release_step(&self, step: &PreparedStep) -> Result<()> {
-        let _ = berth_runtime::delete(self.root(), &step.id, true);
-        if let Some(state) = &step.attached {
-            network::detach(state, &step.id)?;
+        undo_step(self.root(), &step.id, step.attached.as_deref())?;
+        let marker = step.bundle.join(RECLAIM_MARKER);
+        match fs::remove_file(&marker) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
+                path: marker,
+                op: "remove",
+                source: e,
+            }),
+            _ => Ok(()),
         }
-        Ok(())
     }
+
+    /// Undoes the steps of killed builds: for each scratch directory of the store whose
+    /// process is gone and that holds a step's marker, the container is deleted (its
+    /// processes killed, its state and cgroup removed), its network detached, and the
+    /// directory removed, its mounts detached first. Returns the containers reclaimed.
+    pub fn reclaim_steps(&self, store: &Store) -> Result<Vec<String>> {
+        let mut done = Vec::new();
+        for dir in store.dead_scratch()? {
+            let Ok(data) = fs::read(dir.join(RECLAIM_MARKER)) else {
+                continue;
+            };
+            // Unreadable: the builder died writing it, before attaching anything.
+            if let Ok(m) = serde_json::from_slice::<StepMarker>(&data) {
+                if berth_runtime::state::validate_id(&m.id).is_ok() {
+                    undo_step(&StateRoot::new(m.root), &m.id, m.network.as_deref())?;
+                    done.push(m.id);
+                }
+            }
+            store.remove_scratch(&dir)?;
+        }
+        Ok(done)
+    }
+}
+
+/// Deletes step container `id` under `root` (killing what still runs in it) and detaches
+/// its network from `network`; both may be gone already.
+fn undo_step(root: &StateRoot, id: &str, network: Option<&std::path::Path>) -> Result<()> {
+    if root.read(id).is_ok() {
+        if let Err(e) = berth_runtime::delete(root, id, true) {
+            // Gone meanwhile (its own `run` deleted it) is what was wanted.
+            if root.read(id).is_ok() {
+                return Err(e.into());
+            }
+        }
+    }
+    if let Some(state) = network {
+        network::detach(state, id)?;
+    }
+    Ok(())
 }

@@ -192,14 +192,22 @@ pub async fn build(d: &Arc<Daemon>, ctx: &Ctx, req: Request<Incoming>) -> ApiRes
     });
     let d = d.clone();
     tokio::spawn(async move {
+        // The client gone (its connection closed, even while a step prints nothing):
+        // dropping the receiver cancels the build, whose running step is killed.
         let forward = async {
-            while let Some(b) = rx.recv().await {
-                if out.send(b).await.is_err() {
-                    // The client is gone: dropping the receiver cancels the build.
-                    return false;
+            loop {
+                tokio::select! {
+                    b = rx.recv() => match b {
+                        Some(b) => {
+                            if out.send(b).await.is_err() {
+                                return false;
+                            }
+                        }
+                        None => return true,
+                    },
+                    () = out.closed() => return false,
                 }
             }
-            true
         };
         let alive = forward.await;
         drop(rx);

@@ -179,3 +179,46 @@ fn prune_waits_for_build_guards() {
         );
     });
 }
+
+/// A killed build's scratch directory with a bind mount in it (as its overlay would be): the
+/// next open detaches the mount and removes the directory, never deleting through the mount;
+/// one holding a reclaim marker is left for its owner, who removes it with
+/// `remove_scratch`.
+#[test]
+fn dead_scratch_is_removed_without_deleting_through_its_mounts() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to mount");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("precious"), "keep").unwrap();
+    // No process has a pid this large (pid_max is at most 2^22).
+    let dead = store.root().join("tmp/4000000000-0-build");
+    let marked = store.root().join("tmp/4000000001-0-build");
+    for d in [&dead, &marked] {
+        fs::create_dir_all(d.join("rootfs")).unwrap();
+        rustix::mount::mount_bind(&outside, d.join("rootfs")).unwrap();
+    }
+    fs::write(marked.join(super::RECLAIM_MARKER), "{}").unwrap();
+    let store = Store::open(store.root()).unwrap();
+    assert!(!dead.exists());
+    assert!(
+        marked.join("rootfs/precious").exists(),
+        "the marked one stays"
+    );
+    assert_eq!(store.dead_scratch().unwrap(), vec![marked.clone()]);
+    assert!(store.remove_scratch(&marked).unwrap());
+    assert!(!store.remove_scratch(&marked).unwrap(), "already gone");
+    assert!(store.remove_scratch(&outside).is_err(), "not in tmp/");
+    assert_eq!(
+        fs::read_to_string(outside.join("precious")).unwrap(),
+        "keep"
+    );
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = store.root().to_str().unwrap();
+    assert!(!mounts.contains(root), "mounts left under {root}");
+    assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+}

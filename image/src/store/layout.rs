@@ -57,6 +57,59 @@ pub(super) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .map_err(io_at(path, "write atomically"))
 }
 
+/// A scratch directory holding this file is left alone by [`Store::open`] even once its
+/// process is gone: what the file names must be undone first (a build step's container and
+/// network, by the engine), and whoever undoes it removes the directory with
+/// [`Store::remove_scratch`].
+pub const RECLAIM_MARKER: &str = "reclaim.json";
+
+/// Detaches (`MNT_DETACH`, never following a final symlink) every mount at or beneath
+/// `dir`, deepest first, as this process's mount table lists them; fails if one is left.
+pub(super) fn detach_mounts_beneath(dir: &Path) -> Result<()> {
+    // The directory's own name is never followed: were it a symlink, the mounts it leads
+    // to are not its.
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Ok(());
+    };
+    if !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    let real = fs::canonicalize(parent)
+        .map_err(io_at(parent, "resolve"))?
+        .join(name);
+    let beneath = || -> Result<Vec<PathBuf>> {
+        let table = berth_sys::mountinfo::read_self()
+            .map_err(io_at(Path::new("/proc/self/mountinfo"), "read"))?;
+        let mut points: Vec<PathBuf> = table
+            .into_iter()
+            .map(|m| m.mount_point)
+            .filter(|p| p.starts_with(&real))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        points.dedup();
+        Ok(points)
+    };
+    let points = beneath()?;
+    if points.is_empty() {
+        return Ok(());
+    }
+    for p in &points {
+        // EINVAL: already gone with a detached parent.
+        let _ = rustix::mount::unmount(
+            p,
+            rustix::mount::UnmountFlags::DETACH | rustix::mount::UnmountFlags::NOFOLLOW,
+        );
+    }
+    match beneath()?.first() {
+        None => Ok(()),
+        Some(left) => Err(Error::io(
+            left,
+            "unmount",
+            io::Error::other("still mounted: the directory is not removed"),
+        )),
+    }
+}
+
 fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -102,20 +155,66 @@ impl Store {
         ))
     }
 
+    /// Removes the temporaries of processes that are gone (see [`Store::dead_scratch`]),
+    /// except those holding a [`RECLAIM_MARKER`], which wait for their owner's reclaim.
+    /// Returns how many it removed.
     pub(super) fn clean_tmp(&self) -> Result<usize> {
-        let tmp = self.root.join("tmp");
         let mut removed = 0;
+        for dir in self.dead_scratch()? {
+            if dir.join(RECLAIM_MARKER).exists() {
+                continue;
+            }
+            if self.remove_scratch(&dir)? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The entries of the store's `tmp/` whose process (the pid that starts their name) is
+    /// gone: what a killed import, pull or build left. Reading the directory is all it costs.
+    pub fn dead_scratch(&self) -> Result<Vec<PathBuf>> {
+        let tmp = self.root.join("tmp");
+        let mut dead = Vec::new();
         for ent in fs::read_dir(&tmp).map_err(io_at(&tmp, "read"))? {
             let ent = ent.map_err(io_at(&tmp, "read"))?;
             let name = ent.file_name();
             let name = name.to_string_lossy();
             let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
-            if pid.is_some_and(pid_alive) {
-                continue;
+            if !pid.is_some_and(pid_alive) {
+                dead.push(ent.path());
             }
-            remove_any(&ent.path())?;
-            removed += 1;
         }
-        Ok(removed)
+        Ok(dead)
+    }
+
+    /// Removes `dir`, an entry of the store's `tmp/` (a scratch directory or temporary):
+    /// claimed first by a rename to a temporary of this process (of two callers, one
+    /// removes it; a crash of this one leaves it to the next), then every mount beneath it
+    /// detached, deepest first, and only then removed: nothing is ever deleted through a
+    /// mount (a killed build's overlay, whose lower layers are the store's). Returns false
+    /// when another caller claimed it first.
+    pub fn remove_scratch(&self, dir: &Path) -> Result<bool> {
+        let tmp = self.root.join("tmp");
+        if dir.parent() != Some(tmp.as_path()) {
+            return Err(Error::invalid(
+                dir.display().to_string(),
+                "not an entry of the store's tmp/",
+            ));
+        }
+        let claimed = self.tmp_path("reclaim");
+        match fs::rename(dir, &claimed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            // The entry itself is a mount point: detached where it is, then claimed.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                detach_mounts_beneath(dir)?;
+                fs::rename(dir, &claimed).map_err(io_at(dir, "rename"))?;
+            }
+            Err(e) => return Err(Error::io(dir, "rename", e)),
+        }
+        detach_mounts_beneath(&claimed)?;
+        remove_any(&claimed)?;
+        Ok(true)
     }
 }

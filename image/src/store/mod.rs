@@ -10,12 +10,14 @@
 //! state.json             images (name -> manifest, config, layers), untagged images and
 //!                        the build cache (config digest / key -> the same), holds (bundles)
 //! tmp/                   in-progress imports and builds, named after the process's pid
+//!                        (a build step's scratch directory holds a `reclaim.json` while its
+//!                        container and network exist: see [`RECLAIM_MARKER`])
 //! ```
 //!
 //! Every write is a temporary file or directory renamed into place after an fsync (a layer:
 //! one `syncfs` after extraction), so a crash or `kill -9` mid-import leaves at most garbage
-//! in `tmp/` (removed when a later [`Store::open`] finds its pid gone), never a half blob or
-//! layer. Blobs are verified against their digest while they are copied in; a layer's DiffID
+//! in `tmp/` (removed when a later [`Store::open`] finds its pid gone, mounts beneath it
+//! detached first), never a half blob or layer. Blobs are verified against their digest while they are copied in; a layer's DiffID
 //! is verified while it is extracted. Layers are shared by every image whose chain contains
 //! them, and independent layers of one image are extracted in parallel.
 //!
@@ -62,6 +64,7 @@ pub use gc::PruneStats;
 pub use holds::{Creator, Hold};
 pub use import::ImportOptions;
 pub(crate) use layout::remove_any;
+pub use layout::RECLAIM_MARKER;
 pub use records::{normalize_name, ImageRecord, LayerRecord};
 
 /// The default store root.

@@ -260,6 +260,7 @@ impl Store {
                 return Err(e);
             }
         };
+        berth_sys::failpoint::hit("commit:written");
         let dest = self.blob_path(&written.blob);
         fs::rename(&tmp_blob, &dest).map_err(io_at(&dest, "rename into place"))?;
         fsync_dir(&self.root.join("blobs/sha256"))?;
