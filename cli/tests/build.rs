@@ -305,31 +305,79 @@ fn the_context_cannot_reach_the_host() {
 }
 
 #[test]
-fn add_unpacks_local_archives_and_copy_does_not() {
+fn add_unpacks_local_archives_and_fetches_urls() {
     build_test(&[], |i, ctx| {
         let src = i.b.dir("tarsrc");
         fs::write(src.join("inner.txt"), "inner\n").unwrap();
-        let st = std::process::Command::new("tar")
-            .args([
-                "-czf",
-                ctx.join("a.tar.gz").to_str().unwrap(),
-                "-C",
-                src.to_str().unwrap(),
-                "inner.txt",
-            ])
-            .status()
+        for (flag, name) in [
+            ("-czf", "a.tar.gz"),
+            ("-cjf", "b.tar.bz2"),
+            ("-cJf", "c.tar.xz"),
+        ] {
+            let st = std::process::Command::new("tar")
+                .args([
+                    flag,
+                    ctx.join(name).to_str().unwrap(),
+                    "-C",
+                    src.to_str().unwrap(),
+                    "inner.txt",
+                ])
+                .status()
+                .unwrap();
+            assert!(st.success(), "tar {flag}");
+        }
+        // A one-request HTTP server on loopback for ADD's URL.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            use std::io::{Read as _, Write as _};
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut req = [0u8; 4096];
+            let n = conn.read(&mut req).unwrap();
+            let head = String::from_utf8_lossy(&req[..n]).to_string();
+            let body = "fetched\n";
+            write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
             .unwrap();
-        assert!(st.success());
+            head
+        });
         fs::write(
             ctx.join("Dockerfile"),
-            "FROM busybox\nADD a.tar.gz /unpacked/\nCOPY a.tar.gz /copied/\n",
+            format!(
+                "FROM busybox\nADD a.tar.gz /gz/\nADD b.tar.bz2 /bz2/\nADD c.tar.xz /xz/\nCOPY a.tar.gz /copied/\n\
+                 ADD http://127.0.0.1:{port}/files/hello.txt?x=1 /web/\n"
+            ),
         )
         .unwrap();
         build(i, ctx, &["-t", "added"]).ok();
+        assert!(server
+            .join()
+            .unwrap()
+            .starts_with("GET /files/hello.txt?x=1 "));
         assert_eq!(
-            run_out(i, "added", "cat /unpacked/inner.txt; ls /copied"),
-            "inner\na.tar.gz\n"
+            run_out(
+                i,
+                "added",
+                "cat /gz/inner.txt /bz2/inner.txt /xz/inner.txt /web/hello.txt; ls /copied; stat -c %a /web/hello.txt"
+            ),
+            "inner\ninner\ninner\nfetched\na.tar.gz\n600\n"
         );
+        // COPY takes no URL; an unreachable URL names itself.
+        fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM busybox\nCOPY http://127.0.0.1:{port}/x /x\n"),
+        )
+        .unwrap();
+        build(i, ctx, &[]).fails_with("cannot take a URL");
+        fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM busybox\nADD http://127.0.0.1:{port}/gone /x\n"),
+        )
+        .unwrap();
+        build(i, ctx, &[]).fails_with(&format!("http://127.0.0.1:{port}/gone"));
         i.cmd(&["rmi", "added"]).ok();
     });
 }

@@ -83,6 +83,16 @@ async fn serve(args: Args, config: Config) -> Result<()> {
         .with_context(|| format!("--data-root {}", config.data_root.display()))?;
     let daemon = Daemon::new(config).context("loading containers")?;
     lifecycle::recover(&daemon).await;
+    // What a build of a killed berthd left (its step containers, their networks and
+    // mounts) goes before anything new starts.
+    let engine = daemon.engine.clone();
+    let reclaimed = tokio::task::spawn_blocking(move || {
+        engine.open_store().and_then(|s| engine.reclaim_steps(&s))
+    })
+    .await;
+    if let Ok(Err(e)) = reclaimed {
+        tracing::warn!("reclaiming the steps of interrupted builds: {e}");
+    }
     let tls = match (&args.tlscert, &args.tlskey) {
         (Some(cert), Some(key)) => Some(berthd::tls::server_config(&berthd::tls::TlsFiles {
             ca: args.tlscacert.as_deref(),
