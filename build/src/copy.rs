@@ -134,7 +134,34 @@ fn is_dir(root: BorrowedFd<'_>, p: &Path) -> bool {
 /// whether it was created.
 fn ensure_dir(t: &Target<'_>, p: &Path) -> Result<(OwnedFd, bool)> {
     let existed = is_dir(t.root, p);
+    // The directories about to be created, deepest first: they go to `--chown`'s owner, as
+    // docker's MkdirAllAndChownNew gives them.
+    let mut missing = Vec::new();
+    let mut cur = p.to_path_buf();
+    while !is_dir(t.root, &cur) {
+        missing.push(cur.clone());
+        if !cur.pop() {
+            break;
+        }
+    }
     in_root::ensure(t.root, p, Leaf::Dir).map_err(|e| Error::io(p, "create", e))?;
+    if let Owner::Set(uid, gid) = t.owner {
+        for d in missing.iter().rev() {
+            let fd = in_root::open(
+                t.root,
+                d,
+                OFlags::DIRECTORY | OFlags::RDONLY,
+                Resolve::InRoot,
+            )
+            .map_err(|e| Error::io(d, "open", e))?;
+            rustix::fs::fchown(
+                &fd,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )
+            .map_err(|e| Error::io(d, "chown", e.into()))?;
+        }
+    }
     let fd = in_root::open(
         t.root,
         p,

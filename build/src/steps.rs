@@ -26,6 +26,9 @@ use crate::rootfs::StepRoot;
 use crate::run::{run_step, RunSpec};
 use crate::{BuildOptions, Progress, Pull};
 
+/// Files the runtime bind-mounts into every step's container.
+const NETWORK_FILES: [&str; 3] = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
+
 /// The image a stage has built so far.
 #[derive(Debug, Clone)]
 pub(crate) struct State {
@@ -512,7 +515,27 @@ impl Builder<'_> {
             let fd = root.open()?;
             in_root::ensure(fd.as_fd(), Path::new(&spec.cwd), Leaf::Dir)
                 .map_err(|e| Error::io(&spec.cwd, "create", e))?;
+            // The runtime creates the targets of the network files' bind mounts when the
+            // image lacks them; as docker, they do not stay in the layer.
+            let absent: Vec<&str> = NETWORK_FILES
+                .iter()
+                .copied()
+                .filter(|f| in_root::open_path(fd.as_fd(), Path::new(f)).is_err())
+                .collect();
             run_step(engine, &runtime, root.bundle(), &spec, progress)?;
+            for f in absent {
+                let rel = f.trim_start_matches('/');
+                let empty =
+                    rustix::fs::statat(fd.as_fd(), rel, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| {
+                            rustix::fs::FileType::from_raw_mode(st.st_mode)
+                                == rustix::fs::FileType::RegularFile
+                                && st.st_size == 0
+                        });
+                if empty {
+                    let _ = rustix::fs::unlinkat(fd.as_fd(), rel, rustix::fs::AtFlags::empty());
+                }
+            }
             Ok(true)
         })
     }

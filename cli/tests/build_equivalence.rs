@@ -106,29 +106,6 @@ struct Known {
 }
 
 const KNOWN: &[Known] = &[
-    // docker's classic builder (`copyFile`: idtools.MkdirAllAndChownNew(dir, 0755, chown
-    // identity)) and buildah give every parent directory a `COPY --chown` of a file creates to
-    // the --chown owner; berth leaves them root's.
-    Known {
-        path: "/opt/owned",
-        attr: "owner",
-        why: "BUG: COPY --chown of files does not chown the directories it creates",
-    },
-    Known {
-        path: "/deep",
-        attr: "owner",
-        why: "BUG: COPY --chown of files does not chown the directories it creates",
-    },
-    Known {
-        path: "/deep/new",
-        attr: "owner",
-        why: "BUG: COPY --chown of files does not chown the directories it creates",
-    },
-    Known {
-        path: "/deep/new/dirs",
-        attr: "owner",
-        why: "BUG: COPY --chown of files does not chown the directories it creates",
-    },
     // `COPY --chmod=0750 dir /new/`: berth gives the created destination directory the mode
     // too, as BuildKit does since moby/buildkit#4945 (fsutil#228); buildah 1.28 leaves 0755.
     Known {
