@@ -55,9 +55,11 @@ const DESTROY_ATTEMPTS: u32 = 40;
 
 impl Cgroup {
     /// Resolves `linux.cgroupsPath` for this host: absolute, or relative to berth's own
-    /// cgroup (per hierarchy) as the runtime spec says; `None` or empty gives `/berth/<id>`.
-    /// A systemd `slice:prefix:name` path is [`Error::Unsupported`]. The layout (v1, hybrid or
-    /// v2) comes from `/proc/self/mountinfo` and `/proc/self/cgroup`. Nothing is created.
+    /// cgroup (per hierarchy, placed as runc's cgroupfs drivers do: see
+    /// [`path::relative_base`]); `None` or empty gives `/berth/<id>`. A systemd
+    /// `slice:prefix:name` path is a relative path of one component, as with runc without
+    /// `--systemd-cgroup`. The layout (v1, hybrid or v2) comes from `/proc/self/mountinfo` and
+    /// `/proc/self/cgroup`. Nothing is created.
     pub fn resolve(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
         let read = |p: &str| {
             fs::read_to_string(p).map_err(|source| Error::Io {
@@ -87,7 +89,7 @@ impl Cgroup {
         let hierarchies = found
             .into_iter()
             .map(|f| {
-                let cg = requested.in_hierarchy(&f.own);
+                let cg = requested.in_hierarchy(&path::relative_base(&f.kind, mode, &f.own));
                 Hierarchy {
                     dir: f.dir_of(&cg),
                     kind: f.kind,
