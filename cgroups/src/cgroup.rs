@@ -529,6 +529,38 @@ mod tests {
         );
     }
 
+    /// containerd's systemd-form path without `--systemd-cgroup`, placed as runc places it.
+    #[test]
+    fn systemd_form_path_is_relative() {
+        let name = "test.slice:cri-containerd:c";
+        let cg = Cgroup::resolve_in(MI, PC, Some(Path::new(name)), "c").unwrap();
+        let dirs: Vec<&Path> = cg.dirs().collect();
+        assert!(dirs.contains(&Path::new(
+            "/sys/fs/cgroup/memory/process_api/abc/test.slice:cri-containerd:c"
+        )));
+        assert!(dirs.contains(&Path::new("/sys/fs/cgroup/cpu/test.slice:cri-containerd:c")));
+        assert!(dirs.contains(&Path::new(
+            "/sys/fs/cgroup/unified/test.slice:cri-containerd:c"
+        )));
+        // v2: next to the runtime's own cgroup (which holds processes), not below it.
+        let v2 = "41 31 0:38 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw\n";
+        let cg = Cgroup::resolve_in(
+            v2,
+            "0::/system.slice/containerd.service\n",
+            Some(Path::new(name)),
+            "c",
+        )
+        .unwrap();
+        assert_eq!(cg.mode(), Mode::Unified);
+        assert_eq!(
+            cg.controller_dir("memory"),
+            Some(Path::new(
+                "/sys/fs/cgroup/system.slice/test.slice:cri-containerd:c"
+            ))
+        );
+        assert_eq!(cg.path(), Path::new(name));
+    }
+
     #[test]
     fn short_mountinfo_lines_are_skipped_not_a_panic() {
         // A line with the " - " separator but fewer than five fields before it used to leave
