@@ -55,9 +55,11 @@ const DESTROY_ATTEMPTS: u32 = 40;
 
 impl Cgroup {
     /// Resolves `linux.cgroupsPath` for this host: absolute, or relative to berth's own
-    /// cgroup (per hierarchy) as the runtime spec says; `None` or empty gives `/berth/<id>`.
-    /// A systemd `slice:prefix:name` path is [`Error::Unsupported`]. The layout (v1, hybrid or
-    /// v2) comes from `/proc/self/mountinfo` and `/proc/self/cgroup`. Nothing is created.
+    /// cgroup (per hierarchy, placed as runc's cgroupfs drivers do: see
+    /// [`path::relative_base`]); `None` or empty gives `/berth/<id>`. A systemd
+    /// `slice:prefix:name` path is a relative path of one component, as with runc without
+    /// `--systemd-cgroup`. The layout (v1, hybrid or v2) comes from `/proc/self/mountinfo` and
+    /// `/proc/self/cgroup`. Nothing is created.
     pub fn resolve(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
         let read = |p: &str| {
             fs::read_to_string(p).map_err(|source| Error::Io {
@@ -87,7 +89,7 @@ impl Cgroup {
         let hierarchies = found
             .into_iter()
             .map(|f| {
-                let cg = requested.in_hierarchy(&f.own);
+                let cg = requested.in_hierarchy(&path::relative_base(&f.kind, mode, &f.own));
                 Hierarchy {
                     dir: f.dir_of(&cg),
                     kind: f.kind,
@@ -525,6 +527,38 @@ mod tests {
             cg.procs_dir(),
             Some(Path::new("/sys/fs/cgroup/unified/berth/c"))
         );
+    }
+
+    /// containerd's systemd-form path without `--systemd-cgroup`, placed as runc places it.
+    #[test]
+    fn systemd_form_path_is_relative() {
+        let name = "test.slice:cri-containerd:c";
+        let cg = Cgroup::resolve_in(MI, PC, Some(Path::new(name)), "c").unwrap();
+        let dirs: Vec<&Path> = cg.dirs().collect();
+        assert!(dirs.contains(&Path::new(
+            "/sys/fs/cgroup/memory/process_api/abc/test.slice:cri-containerd:c"
+        )));
+        assert!(dirs.contains(&Path::new("/sys/fs/cgroup/cpu/test.slice:cri-containerd:c")));
+        assert!(dirs.contains(&Path::new(
+            "/sys/fs/cgroup/unified/test.slice:cri-containerd:c"
+        )));
+        // v2: next to the runtime's own cgroup (which holds processes), not below it.
+        let v2 = "41 31 0:38 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw\n";
+        let cg = Cgroup::resolve_in(
+            v2,
+            "0::/system.slice/containerd.service\n",
+            Some(Path::new(name)),
+            "c",
+        )
+        .unwrap();
+        assert_eq!(cg.mode(), Mode::Unified);
+        assert_eq!(
+            cg.controller_dir("memory"),
+            Some(Path::new(
+                "/sys/fs/cgroup/system.slice/test.slice:cri-containerd:c"
+            ))
+        );
+        assert_eq!(cg.path(), Path::new(name));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //!
 //! | call | does |
 //! | --- | --- |
-//! | [`Cgroup::resolve`]`(cgroups_path, id)` | interpret `linux.cgroupsPath` (absolute; relative to berth's own cgroup; `None` is `/berth/<id>`; systemd `slice:prefix:name` is [`Error::Unsupported`]) |
+//! | [`Cgroup::resolve`]`(cgroups_path, id)` | interpret `linux.cgroupsPath` (absolute; relative to berth's own cgroup, placed as runc's cgroupfs drivers do; `None` is `/berth/<id>`; systemd `slice:prefix:name` is a relative path, as runc takes it without `--systemd-cgroup`) |
 //! | [`Cgroup::create`] | mkdir the cgroup and missing parents (remembered as ours); v2: enable controllers in each parent's `cgroup.subtree_control`; v1: fill new cpusets from their parent |
 //! | [`Cgroup::apply`]`(&LinuxResources)` | write every `linux.resources` field (create and `update`) |
 //! | [`Cgroup::add_pid`] | move a process into every hierarchy |

@@ -1,9 +1,12 @@
-//! Interpreting `linux.cgroupsPath`: absolute, relative to the runtime's own cgroup, the
-//! default when absent, and the systemd `slice:prefix:name` form (refused).
+//! Interpreting `linux.cgroupsPath`: absolute, relative to the runtime's own cgroup, and the
+//! default when absent. Without a systemd cgroup driver a systemd-form `slice:prefix:name`
+//! is one relative path component, colons and all, as runc, crun and youki take it (containerd
+//! 1.6 passes `test.slice:cri-containerd:<id>` this way for a `.slice` cgroup parent).
 
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::hierarchy::{Kind, Mode};
 
 /// The parent of every container cgroup when `linux.cgroupsPath` is absent.
 pub const DEFAULT_PARENT: &str = "/berth";
@@ -38,13 +41,6 @@ pub(crate) fn parse(cgroups_path: Option<&Path>, id: &str) -> Result<Requested> 
         path: text.clone().into_owned(),
         reason: reason.to_owned(),
     };
-    if !raw.is_absolute() && text.split(':').count() == 3 && !text.contains('/') {
-        return Err(Error::Unsupported(format!(
-            "linux.cgroupsPath {text:?}: systemd cgroup paths (slice:prefix:name) need a systemd \
-             cgroup driver, which berth does not have yet; use a filesystem path such as \
-             \"/berth/<id>\""
-        )));
-    }
     let mut clean = PathBuf::new();
     for c in raw.components() {
         match c {
@@ -67,11 +63,12 @@ pub(crate) fn parse(cgroups_path: Option<&Path>, id: &str) -> Result<Requested> 
 }
 
 impl Requested {
-    /// The cgroup path in a hierarchy where this process's own cgroup is `own`.
-    pub fn in_hierarchy(&self, own: &Path) -> PathBuf {
+    /// The cgroup path in a hierarchy where a relative path starts at `base` (see
+    /// [`relative_base`]).
+    pub fn in_hierarchy(&self, base: &Path) -> PathBuf {
         match self {
             Requested::Absolute(p) => p.clone(),
-            Requested::Relative(p) => own.join(p),
+            Requested::Relative(p) => base.join(p),
         }
     }
 
@@ -80,6 +77,19 @@ impl Requested {
         match self {
             Requested::Absolute(p) | Requested::Relative(p) => p,
         }
+    }
+}
+
+/// Where a relative `linux.cgroupsPath` starts in one hierarchy, as runc 1.1's cgroupfs
+/// drivers place it: in a v1 hierarchy below this process's own cgroup `own`; in the cgroup2
+/// hierarchy of a hybrid host at its root (runc's fs driver joins `/sys/fs/cgroup/unified`
+/// plus the path); on a pure v2 host below the *parent* of `own` (the runtime's own cgroup
+/// holds processes, so v2 would not let a child of it have controllers).
+pub(crate) fn relative_base(kind: &Kind, mode: Mode, own: &Path) -> PathBuf {
+    match (kind, mode) {
+        (Kind::V1 { .. }, _) => own.to_owned(),
+        (Kind::V2, Mode::Unified) => own.parent().unwrap_or(own).to_owned(),
+        (Kind::V2, Mode::Hybrid | Mode::Legacy) => PathBuf::from("/"),
     }
 }
 
@@ -110,10 +120,36 @@ mod tests {
     }
 
     #[test]
+    fn systemd_form_is_one_relative_component() {
+        let rel = parse(Some(Path::new("test.slice:cri-containerd:c1")), "c1").unwrap();
+        assert_eq!(
+            rel,
+            Requested::Relative("test.slice:cri-containerd:c1".into())
+        );
+        let v1 = Kind::V1 {
+            controllers: vec!["memory".into()],
+        };
+        let own = Path::new("/system.slice/containerd.service");
+        assert_eq!(
+            rel.in_hierarchy(&relative_base(&v1, Mode::Hybrid, own)),
+            Path::new("/system.slice/containerd.service/test.slice:cri-containerd:c1")
+        );
+        assert_eq!(
+            rel.in_hierarchy(&relative_base(&Kind::V2, Mode::Hybrid, own)),
+            Path::new("/test.slice:cri-containerd:c1")
+        );
+        assert_eq!(
+            rel.in_hierarchy(&relative_base(&Kind::V2, Mode::Unified, own)),
+            Path::new("/system.slice/test.slice:cri-containerd:c1")
+        );
+        assert_eq!(
+            relative_base(&Kind::V2, Mode::Unified, Path::new("/")),
+            Path::new("/")
+        );
+    }
+
+    #[test]
     fn refused_paths() {
-        let e = parse(Some(Path::new("system.slice:berth:c1")), "c1").unwrap_err();
-        assert!(matches!(e, Error::Unsupported(_)), "{e}");
-        assert!(e.to_string().contains("systemd"));
         for p in ["/a/../b", "..", "/", "/./"] {
             let e = parse(Some(Path::new(p)), "c1").unwrap_err();
             assert!(e.to_string().contains("linux.cgroupsPath"), "{e}");

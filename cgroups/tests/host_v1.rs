@@ -382,10 +382,33 @@ fn devices_v1_allow_list() {
     );
 }
 
+/// Without a systemd driver, `slice:prefix:name` is one relative component, as runc takes it:
+/// below our own cgroup in each v1 hierarchy, at the root of the hybrid host's unified one.
 #[test]
-fn systemd_paths_and_dotdot_are_refused() {
-    let e = Cgroup::resolve(Some(Path::new("system.slice:berth:abc")), "abc").unwrap_err();
-    assert!(matches!(e, Error::Unsupported(_)), "{e}");
+fn systemd_paths_are_relative_and_dotdot_is_refused() {
+    let name = "system.slice:berth:abc";
+    let cg = Cgroup::resolve(Some(Path::new(name)), "abc").unwrap();
+    assert_eq!(cg.path(), Path::new(name));
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let memory = own
+        .lines()
+        .find_map(|l| {
+            l.split_once(":memory:")
+                .map(|(_, p)| p.trim_end_matches('/'))
+        })
+        .expect("a memory hierarchy on this v1 host");
+    assert_eq!(
+        cg.controller_dir("memory"),
+        Some(Path::new(&format!("/sys/fs/cgroup/memory{memory}/{name}")))
+    );
+    if cg.mode() == Mode::Hybrid {
+        assert!(
+            cg.dirs()
+                .any(|d| d == Path::new(&format!("/sys/fs/cgroup/unified/{name}"))),
+            "{:?}",
+            cg.dirs().collect::<Vec<_>>()
+        );
+    }
     let e = Cgroup::resolve(Some(Path::new("/a/../../b")), "abc").unwrap_err();
     assert!(e.to_string().contains("linux.cgroupsPath"), "{e}");
 }

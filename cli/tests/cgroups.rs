@@ -117,3 +117,63 @@ fn failed_create_leaves_no_cgroup() {
         b.assert_no_state(&id);
     });
 }
+
+/// A systemd-form `linux.cgroupsPath` (`slice:prefix:name`, which containerd 1.6 passes for a
+/// `.slice` cgroup parent, without `--systemd-cgroup`) is a relative path of one component, as
+/// runc 1.1 takes it: below the caller's own cgroup in each v1 hierarchy, at the root of the
+/// hybrid host's unified one. Limits land there and delete removes every directory.
+#[test]
+fn systemd_form_cgroups_path_is_a_relative_path() {
+    berth_test(|b| {
+        let id = b.id("sdpath");
+        let name = format!("berth-test.slice:cri-containerd:{id}");
+        let mut c = b.config(SLEEPER);
+        c["linux"]["cgroupsPath"] = json!(name);
+        c["linux"]["resources"] = json!({"memory": {"limit": 67_108_864}, "pids": {"limit": 40}});
+        let pid = b.create_and_start(&id, &c);
+
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let theirs = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let mut dirs = Vec::new();
+        for line in own.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (num, ctrls, path) = (
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+            );
+            let want = if num == "0" {
+                format!("/{name}")
+            } else {
+                format!("{}/{name}", path.trim_end_matches('/'))
+            };
+            assert!(
+                theirs.lines().any(|l| l == format!("{num}:{ctrls}:{want}")),
+                "{num}:{ctrls}: wanted {want}, the init is in\n{theirs}"
+            );
+            let ctrl = match ctrls {
+                "" => "unified",
+                "name=systemd" => "systemd",
+                c => c.split(',').next().unwrap(),
+            };
+            dirs.push(PathBuf::from(format!("/sys/fs/cgroup/{ctrl}{want}")));
+        }
+        let dir_of = |c: &str| {
+            dirs.iter()
+                .find(|d| d.starts_with(format!("/sys/fs/cgroup/{c}/")))
+                .unwrap()
+        };
+        assert_eq!(
+            read_trimmed(dir_of("memory"), "memory.limit_in_bytes"),
+            "67108864"
+        );
+        assert_eq!(read_trimmed(dir_of("pids"), "pids.max"), "40");
+        assert_eq!(b.state(&id)["status"], "running");
+
+        b.kill_all_and_wait(&id, "KILL");
+        b.delete(&id);
+        for d in &dirs {
+            assert!(!d.exists(), "{} left behind", d.display());
+        }
+    });
+}

@@ -612,3 +612,138 @@ fn mount_through_a_dangling_symlink_creates_the_target_in_the_rootfs() {
         assert_eq!(b.run_ok("resolv", &c).out(), "nameserver 192.0.2.1\n");
     });
 }
+
+/// Runs `body` on a thread of its own in a new mount namespace whose mounts are slaves of the
+/// host's: what the test mounts there never reaches the host's mount table, and the namespace
+/// ends with the thread. berth, spawned from that thread, builds its containers from it.
+fn in_private_mount_namespace(body: impl FnOnce() + Send + 'static) {
+    let res = std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare mnt");
+        nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            nix::mount::MsFlags::MS_SLAVE | nix::mount::MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .expect("making / rslave in the test's namespace");
+        body();
+    })
+    .join();
+    if let Err(panic) = res {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Mounts a tmpfs named `name` on `dir` (in the test's own mount namespace).
+fn mount_tmpfs(name: &str, dir: &Path) {
+    nix::mount::mount(
+        Some(name),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap_or_else(|e| panic!("mounting tmpfs {name} on {}: {e}", dir.display()));
+}
+
+/// The mount table of the calling thread's mount namespace.
+fn own_mountinfo() -> String {
+    fs::read_to_string("/proc/thread-self/mountinfo").unwrap()
+}
+
+/// Whether the mount table `mountinfo` has a mount of source `name` at `point`.
+fn has_mount(mountinfo: &str, point: &str, name: &str) -> bool {
+    mountinfo.lines().any(|l| {
+        let fields: Vec<&str> = l.split(' ').collect();
+        let sep = fields.iter().position(|f| *f == "-");
+        fields.get(4) == Some(&point) && sep.and_then(|s| fields.get(s + 2)) == Some(&name)
+    })
+}
+
+/// Kubernetes' mount propagation, as containerd asks for it: `Bidirectional` is an `rshared`
+/// bind with `rootfsPropagation` `rshared` (a mount the container makes under the bind shows
+/// on the host, and one the host makes shows inside, as CSI drivers need); `HostToContainer` is
+/// an `rslave` bind with `rootfsPropagation` `rslave` (host mounts show inside, the container's
+/// stay in it). The container's own mounts (its rootfs, /proc, ...) never show on the host.
+#[test]
+fn rshared_and_rslave_binds_propagate() {
+    in_private_mount_namespace(|| {
+        berth_test(|b| {
+            let shared = b.dir("propagated");
+            mount_tmpfs("berth-prop", &shared);
+            nix::mount::mount(
+                None::<&str>,
+                &shared,
+                None::<&str>,
+                nix::mount::MsFlags::MS_SHARED,
+                None::<&str>,
+            )
+            .unwrap();
+            for d in ["in", "out"] {
+                fs::create_dir(shared.join(d)).unwrap();
+            }
+            let host_in = shared.join("in");
+            let host_out = shared.join("out");
+            let host_in_s = host_in.to_str().unwrap();
+            for (kind, prop, back) in [("bidir", "rshared", true), ("h2c", "rslave", false)] {
+                let mut c = b.config(common::SLEEPER);
+                c["linux"]["rootfsPropagation"] = json!(prop);
+                common::add_mount(
+                    &mut c,
+                    json!({"destination": "/mnt/x", "type": "bind", "source": shared,
+                        "options": ["rbind", prop]}),
+                );
+                common::add_capability(&mut c, "CAP_SYS_ADMIN");
+                let id = b.id(kind);
+                b.create_and_start(&id, &c);
+
+                b.cmd(&["exec", &id, "mount", "-t", "tmpfs", "inside", "/mnt/x/in"])
+                    .ok();
+                assert_eq!(
+                    has_mount(&own_mountinfo(), host_in_s, "inside"),
+                    back,
+                    "{prop}: the container's mount under the bind, on the host"
+                );
+                mount_tmpfs("outside", &host_out);
+                let inside = b
+                    .cmd(&["exec", &id, "cat", "/proc/self/mountinfo"])
+                    .ok()
+                    .out();
+                assert!(
+                    has_mount(&inside, "/mnt/x/out", "outside"),
+                    "{prop}: the host's mount under the bind is not inside:\n{inside}"
+                );
+                assert!(
+                    has_mount(&inside, "/mnt/x/in", "inside"),
+                    "{prop}:\n{inside}"
+                );
+                let leaked: Vec<String> = own_mountinfo()
+                    .lines()
+                    .filter(|l| l.contains(b.rootfs.to_str().unwrap()))
+                    .map(str::to_owned)
+                    .collect();
+                assert!(
+                    leaked.is_empty(),
+                    "{prop}: container mounts on the host: {leaked:#?}"
+                );
+
+                b.kill_and_wait(&id, "KILL");
+                b.delete(&id);
+                for d in [&host_out, &host_in] {
+                    let _ = nix::mount::umount2(d.as_path(), nix::mount::MntFlags::MNT_DETACH);
+                }
+            }
+            nix::mount::umount2(&shared, nix::mount::MntFlags::MNT_DETACH).unwrap();
+            let left: Vec<String> = own_mountinfo()
+                .lines()
+                .filter(|l| l.contains(b.path().to_str().unwrap()))
+                .map(str::to_owned)
+                .collect();
+            assert!(
+                left.is_empty(),
+                "mounts left in the test's namespace: {left:#?}"
+            );
+        });
+    });
+}

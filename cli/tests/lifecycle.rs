@@ -90,6 +90,42 @@ fn missing_container_errors() {
     });
 }
 
+/// `kill --all` of a stopped container is what containerd's shim sends after every exit: as
+/// with runc 1.1 it kills what the init left in the cgroup (a child, in the host's pid
+/// namespace) and succeeds, also when nothing is left.
+#[test]
+fn kill_all_of_a_stopped_container_kills_leftovers_and_succeeds() {
+    berth_test(|b| {
+        let id = b.id("leftover");
+        let mut c = b.config(&["sh", "-c", "sleep 1000 & exit 0"]);
+        common::remove_namespace(&mut c, "pid");
+        b.create_and_start(&id, &c);
+        b.wait_status(&id, "stopped");
+        let mut left = Vec::new();
+        assert!(
+            common::poll_until(common::STATUS_TIMEOUT, || {
+                left = common::tagged_processes(&b.tag);
+                !left.is_empty()
+            }),
+            "the init's child is gone already"
+        );
+        for &(pid, _) in &left {
+            // Reparented to the test, a subreaper: reaped by the cleanup once killed.
+            b.track_pid(pid);
+        }
+        b.cmd(&["kill", &id, "KILL"])
+            .fails_with("container not running");
+        b.cmd(&["kill", "--all", &id, "KILL"]).ok();
+        b.assert_no_processes();
+        // Nothing left in the cgroup: still no error.
+        b.cmd(&["kill", "--all", &id, "TERM"]).ok();
+        assert_eq!(b.status(&id), "stopped");
+        b.delete(&id);
+        b.cmd(&["kill", "--all", &id, "KILL"])
+            .fails_with("container does not exist");
+    });
+}
+
 #[test]
 fn kill_of_a_stopped_container_fails() {
     berth_test(|b| {

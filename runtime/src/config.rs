@@ -346,13 +346,6 @@ fn validate_linux(spec: &Spec) -> Result<()> {
             ));
         }
     }
-    if let Some(cg) = linux.cgroups_path() {
-        if cg.to_string_lossy().contains(':') && !cg.is_absolute() {
-            return Err(Error::Unsupported(format!(
-                "linux.cgroupsPath {cg:?}: systemd-style cgroup paths need --systemd-cgroup, which berth does not support yet"
-            )));
-        }
-    }
     Ok(())
 }
 

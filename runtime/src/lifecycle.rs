@@ -74,9 +74,14 @@ fn stop_all(state: &ContainerState) {
 }
 
 /// Sends `signal` to the container's init, or with `all` to every process of the container.
+///
+/// With `all` a stopped container is no error, as with runc 1.1: what is left in its cgroup
+/// (children of an init that exited, in a shared pid namespace) is signalled, and a cgroup
+/// already gone, or empty, leaves nothing to do. containerd's shim sends `kill --all` to
+/// stopped containers and logs an error for any other answer.
 pub fn kill(root: &StateRoot, id: &str, signal: i32, all: bool) -> Result<()> {
     let state = root.read(id)?;
-    if state.status() == Status::Stopped {
+    if state.status() == Status::Stopped && !all {
         return Err(Error::NotRunning);
     }
     if all {

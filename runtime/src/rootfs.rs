@@ -116,16 +116,68 @@ fn set_propagation<P: ?Sized + nix::NixPath>(
         .map_err(sys(|| context.to_string()))
 }
 
+/// The propagation the whole mount tree gets before the rootfs is bound, from
+/// `linux.rootfsPropagation`: `[r]shared` makes it `rshared` (as runc does), so that binds of
+/// shared host mounts stay peers of the host's and `rshared` binds propagate both ways;
+/// `[r]private` makes it `rprivate`; anything else (absent, `[r]slave`, `[r]unbindable`)
+/// `rslave`, so host mount events reach the container and none of its own leak out. A
+/// non-recursive value is applied to the whole tree too: the copies of the host's mounts
+/// must not stay peers of the host's unless asked to.
+fn tree_propagation(root_propagation: Option<MsFlags>) -> MsFlags {
+    match root_propagation {
+        Some(p) if p.contains(MsFlags::MS_PRIVATE) => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        Some(p) if p.contains(MsFlags::MS_SHARED) => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    }
+}
+
+/// Makes the mount that holds `rootfs` (the rootfs itself, if it is a mount point) private:
+/// `MS_PRIVATE` is refused with `EINVAL` on a directory that is not a mount point, so the
+/// path is walked up until it is one, as runc's `rootfsParentMountPropagation` does. Only
+/// this container's copy of the mount is changed.
+fn rootfs_parent_private(rootfs: &Path) -> Result<()> {
+    let mut path = rootfs;
+    loop {
+        match mount(
+            None::<&str>,
+            path,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(nix::Error::EINVAL) if path != Path::new("/") => {
+                path = path.parent().unwrap_or(Path::new("/"));
+            }
+            Err(e) => {
+                return Err(sys(|| {
+                    format!(
+                        "making {} (the mount holding the rootfs) private",
+                        path.display()
+                    )
+                })(e))
+            }
+        }
+    }
+}
+
 /// Step 1 (new mount namespace, before hooks): propagation, rootfs bind, mounts, /dev.
 /// `idmapped` holds the detached trees of the `idmap`/`ridmap` mounts, in mount order.
 pub fn prepare(plan: &RootfsPlan, idmapped: Vec<OwnedFd>) -> Result<()> {
     let mut idmapped = idmapped.into_iter();
-    // Keep host mount events from leaking in (or ours out); rslave unless told otherwise.
-    let prop = match plan.root_propagation {
-        Some(p) if p.contains(MsFlags::MS_PRIVATE) => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-    };
-    set_propagation("/", prop, "making / a slave mount")?;
+    let prop = tree_propagation(plan.root_propagation);
+    set_propagation(
+        "/",
+        prop,
+        "setting the propagation of / (linux.rootfsPropagation)",
+    )?;
+    if prop.contains(MsFlags::MS_SHARED) {
+        // As runc: the mount holding the rootfs goes private, so that binding the rootfs
+        // (and every mount made in it) does not propagate to the host, and pivot_root (which
+        // refuses a shared parent) works. Binds of shared host mounts stay in their peer
+        // groups: what `rshared` binds are for.
+        rootfs_parent_private(&plan.rootfs)?;
+    }
     // pivot_root needs the new root to be a mount point.
     mount(
         Some(&plan.rootfs),
