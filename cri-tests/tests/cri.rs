@@ -55,6 +55,9 @@ const HANDLER: &str = "berth";
 /// The CNI bridge (inside the test's network namespace only) and its subnet.
 const BRIDGE: &str = "berthcri0";
 const SUBNET_PREFIX: &str = "10.88.77.";
+/// Where libcni caches each attachment's result (containerd 1.6 has no setting for it): the
+/// test removes its own entries, and the directory when the test made it.
+const CNI_CACHE: &str = "/var/lib/cni";
 /// How long one CRI call or command may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -237,8 +240,12 @@ struct Node {
     rt: tokio::runtime::Runtime,
     runtime: RuntimeServiceClient<Channel>,
     images: ImageServiceClient<Channel>,
+    /// The sandboxes' ids.
+    sandboxes: Vec<String>,
     /// Network namespace pins containerd made for sandboxes (from their status).
     sandbox_netns: Vec<String>,
+    /// Whether [`CNI_CACHE`] existed before the test.
+    cni_cache_existed: bool,
     finished: bool,
 }
 
@@ -285,7 +292,9 @@ impl Node {
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),
             rt,
+            sandboxes: Vec::new(),
             sandbox_netns: Vec::new(),
+            cni_cache_existed: Path::new(CNI_CACHE).exists(),
             finished: false,
             tmp,
         };
@@ -605,6 +614,15 @@ state = "{d}/state"
                 left.push(format!("link in the test's namespace: {link}"));
             }
         }
+        for entry in self.cni_cache_entries() {
+            left.push(format!("CNI cache entry {}", entry.display()));
+        }
+        for id in &self.sandboxes {
+            let socket = self.shim_socket(id);
+            if socket.exists() {
+                left.push(format!("shim socket {}", socket.display()));
+            }
+        }
         let ipam = self.path().join("ipam/berth-cri");
         for entry in fs::read_dir(&ipam).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -613,6 +631,38 @@ state = "{d}/state"
             }
         }
         left
+    }
+
+    /// libcni's cached results for the test's sandboxes (`<network>-<sandbox id>-<ifname>`).
+    fn cni_cache_entries(&self) -> Vec<PathBuf> {
+        fs::read_dir(Path::new(CNI_CACHE).join("results"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                self.sandboxes.iter().any(|id| name.contains(id.as_str()))
+            })
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// The shim's socket for the sandbox `id`: containerd 1.6 puts it in
+    /// `/run/containerd/s/<sha256 of "<address>/<namespace>/<id>">` whatever its config says.
+    fn shim_socket(&self, id: &str) -> PathBuf {
+        let key = format!(
+            "{}/k8s.io/{id}",
+            self.path().join("containerd.sock").display()
+        );
+        let mut child = Command::new("sha256sum")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sha256sum");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), key.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let hex = String::from_utf8_lossy(&out.stdout);
+        Path::new("/run/containerd/s").join(hex.split_whitespace().next().unwrap())
     }
 
     /// Stops containerd (TERM, then KILL after 20 s) and waits for it.
@@ -676,6 +726,22 @@ state = "{d}/state"
         }
         for pin in &self.sandbox_netns {
             let _ = fs::remove_file(pin);
+        }
+        for entry in self.cni_cache_entries() {
+            forced.push(format!("CNI cache entry {}", entry.display()));
+            let _ = fs::remove_file(entry);
+        }
+        // A shim killed above leaves its socket.
+        for id in &self.sandboxes {
+            let socket = self.shim_socket(id);
+            if fs::remove_file(&socket).is_ok() {
+                forced.push(format!("shim socket {}", socket.display()));
+            }
+        }
+        if !self.cni_cache_existed {
+            // Only when empty: another user of CNI may have made entries meanwhile.
+            let _ = fs::remove_dir(Path::new(CNI_CACHE).join("results"));
+            let _ = fs::remove_dir(CNI_CACHE);
         }
         let _ = Command::new("ip")
             .args(["netns", "delete", &self.netns])
@@ -813,6 +879,9 @@ fn cri_pod_lifecycle_with_berth_as_the_runtime_handler() {
             c.run_pod_sandbox(req).await
         })
         .pod_sandbox_id;
+    node.sandboxes.push(sandbox.clone());
+    let socket = node.shim_socket(&sandbox);
+    assert!(socket.exists(), "no shim socket {}", socket.display());
     let req = PodSandboxStatusRequest {
         pod_sandbox_id: sandbox.clone(),
         verbose: true,
