@@ -219,6 +219,37 @@ fn child_dirs(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// The cgroup directories of `pid`, one per hierarchy (from `/proc/<pid>/cgroup`, each line
+/// matched to its hierarchy's mount by the controllers in the mount's options).
+fn cgroup_dirs(pid: i32) -> Vec<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mounts: Vec<(&str, &str, &str)> = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let mut post = post.split(' ');
+            let (fstype, options) = (post.next()?, post.nth(1)?);
+            Some((pre.split(' ').nth(4)?, fstype, options))
+        })
+        .collect();
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let (point, _, _) = mounts.iter().find(|(_, fstype, options)| {
+                if ctrls.is_empty() {
+                    *fstype == "cgroup2"
+                } else {
+                    *fstype == "cgroup"
+                        && ctrls.split(',').all(|c| options.split(',').any(|o| o == c))
+                }
+            })?;
+            Some(Path::new(point).join(path.trim_start_matches('/')))
+        })
+        .collect()
+}
+
 /// Removes a cgroup directory and its descendants, deepest first.
 fn remove_cgroup_tree(dir: &Path) -> std::io::Result<()> {
     for child in child_dirs(dir) {
@@ -234,8 +265,11 @@ struct Node {
     tag: String,
     /// `ip netns` name of the namespace containerd runs in.
     netns: String,
-    /// The pods' cgroup parent, relative to each hierarchy's root.
+    /// The test's cgroup, relative to each hierarchy's root: `containerd` below it holds the
+    /// daemon, `pods` is the cgroupfs-style parent of the pods.
     cgroup_parent: String,
+    /// The cgroups of the pods' processes, absolute, as seen while they ran.
+    pod_process_cgroups: Vec<PathBuf>,
     containerd: Option<Child>,
     rt: tokio::runtime::Runtime,
     runtime: RuntimeServiceClient<Channel>,
@@ -292,6 +326,7 @@ impl Node {
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),
             rt,
+            pod_process_cgroups: Vec::new(),
             sandboxes: Vec::new(),
             sandbox_netns: Vec::new(),
             cni_cache_existed: Path::new(CNI_CACHE).exists(),
@@ -301,11 +336,35 @@ impl Node {
         node.write_cni_config();
         let config = node.write_containerd_config(&berth);
         let log = File::create(d.join("containerd.log")).unwrap();
-        let child = Command::new("nsenter")
+        // containerd (and so its shims and the berth they run) in a cgroup of the test's own
+        // in every hierarchy, as a node's containerd has its service's: relative cgroup paths
+        // (the systemd form) start there.
+        let mut procs = Vec::new();
+        for mount in cgroup_mounts() {
+            let mut dir = mount.clone();
+            for part in [node.cgroup_parent.as_str(), "containerd"] {
+                let parent = dir.clone();
+                dir.push(part);
+                let _ = fs::create_dir(&dir);
+                // A new v1 cpuset has no CPUs and memory nodes: no process may join it.
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    if let Ok(v) = fs::read_to_string(parent.join(file)) {
+                        fs::write(dir.join(file), v.trim()).unwrap();
+                    }
+                }
+            }
+            procs.push(dir.join("cgroup.procs").display().to_string());
+        }
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"for f in $CGROUP_PROCS; do echo $$ > "$f" || exit 1; done; exec "$@""#)
+            .arg("sh")
+            .arg("nsenter")
             .arg(format!("--net=/run/netns/{}", node.netns))
             .arg("containerd")
             .arg("--config")
             .arg(&config)
+            .env("CGROUP_PROCS", procs.join(" "))
             .env("BERTH_TEST_TAG", &node.tag)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -314,6 +373,13 @@ impl Node {
             .expect("starting containerd");
         node.containerd = Some(child);
         let ready = poll_until(TIMEOUT, || {
+            assert!(
+                node.containerd
+                    .as_mut()
+                    .is_some_and(|c| c.try_wait().unwrap().is_none()),
+                "containerd exited:\n{}",
+                node.log()
+            );
             sock.exists()
                 && node
                     .rt
@@ -535,8 +601,8 @@ state = "{d}/state"
             .collect()
     }
 
-    /// The pods' cgroup parent in every hierarchy that has it.
-    fn pod_cgroups(&self) -> Vec<PathBuf> {
+    /// The test's cgroup in every hierarchy that has it.
+    fn test_cgroups(&self) -> Vec<PathBuf> {
         cgroup_mounts()
             .into_iter()
             .map(|m| m.join(&self.cgroup_parent))
@@ -592,9 +658,17 @@ state = "{d}/state"
                 left.push(format!("process {pid}: {cmd}"));
             }
         }
-        for cg in self.pod_cgroups() {
-            for child in child_dirs(&cg) {
+        for cg in self.test_cgroups() {
+            for child in ["pods", "containerd"]
+                .iter()
+                .flat_map(|d| child_dirs(&cg.join(d)))
+            {
                 left.push(format!("cgroup {}", child.display()));
+            }
+        }
+        for cg in &self.pod_process_cgroups {
+            if cg.exists() {
+                left.push(format!("cgroup {}", cg.display()));
             }
         }
         let prefix = format!("{}/", self.path().display());
@@ -747,7 +821,12 @@ state = "{d}/state"
             .args(["netns", "delete", &self.netns])
             .stderr(Stdio::null())
             .status();
-        for cg in self.pod_cgroups() {
+        for cg in &self.pod_process_cgroups {
+            if fs::remove_dir(cg).is_ok() {
+                forced.push(format!("cgroup {}", cg.display()));
+            }
+        }
+        for cg in self.test_cgroups() {
             if let Err(e) = remove_cgroup_tree(&cg) {
                 forced.push(format!("cgroup {} not removed: {e}", cg.display()));
             }
@@ -839,78 +918,87 @@ fn netns_path(info: &HashMap<String, String>) -> Option<String> {
     Some(fs::canonicalize(path).map_or_else(|_| path.to_string(), |p| p.display().to_string()))
 }
 
-#[test]
-fn cri_pod_lifecycle_with_berth_as_the_runtime_handler() {
-    let Some(mut node) = Node::start() else {
-        return;
-    };
-    let t = Instant::now();
-    let logs = node.path().join("pods");
-    fs::create_dir(&logs).unwrap();
-    let pod = PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: "pod".into(),
-            uid: format!("uid-{}", node.tag),
-            namespace: "berth-test".into(),
-            attempt: 0,
-        }),
-        hostname: "berth-pod".into(),
-        log_directory: logs.display().to_string(),
-        linux: Some(LinuxPodSandboxConfig {
-            cgroup_parent: format!("/{}", node.cgroup_parent),
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(pod_namespaces()),
+/// The `pid` in a verbose status's `info` (of a sandbox or a container).
+fn info_pid(info: &HashMap<String, String>) -> i32 {
+    let v: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    v["pid"].as_i64().unwrap() as i32
+}
+
+/// The pod steps both pods share.
+impl Node {
+    /// A pod's sandbox config: `name`, its log directory, a cgroup parent.
+    fn pod_config(&self, name: &str, cgroup_parent: String) -> PodSandboxConfig {
+        let logs = self.path().join("pods").join(name);
+        fs::create_dir_all(&logs).unwrap();
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: name.into(),
+                uid: format!("uid-{name}-{}", self.tag),
+                namespace: "berth-test".into(),
+                attempt: 0,
+            }),
+            hostname: name.into(),
+            log_directory: logs.display().to_string(),
+            linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent,
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(pod_namespaces()),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
-            sysctls: HashMap::from([
-                ("kernel.shm_rmid_forced".into(), "1".into()),
-                ("net.ipv4.ip_unprivileged_port_start".into(), "555".into()),
-            ]),
             ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let req = RunPodSandboxRequest {
-        config: Some(pod.clone()),
-        runtime_handler: HANDLER.into(),
-    };
-    let sandbox = node
-        .call("RunPodSandbox", |mut c| async move {
-            c.run_pod_sandbox(req).await
-        })
-        .pod_sandbox_id;
-    node.sandboxes.push(sandbox.clone());
-    let socket = node.shim_socket(&sandbox);
-    assert!(socket.exists(), "no shim socket {}", socket.display());
-    let req = PodSandboxStatusRequest {
-        pod_sandbox_id: sandbox.clone(),
-        verbose: true,
-    };
-    let status = node.call("PodSandboxStatus", |mut c| async move {
-        c.pod_sandbox_status(req).await
-    });
-    if let Some(pin) = netns_path(&status.info) {
-        node.sandbox_netns.push(pin);
+        }
     }
-    let st = status.status.unwrap();
-    assert_eq!(st.state, PodSandboxState::SandboxReady as i32);
-    let ip = st.network.unwrap().ip;
-    assert!(ip.starts_with(SUBNET_PREFIX), "pod IP {ip:?}");
-    assert_eq!(
-        node.sandbox_netns.len(),
-        1,
-        "no network namespace in the sandbox's spec: {:?}",
-        status.info
-    );
 
-    let mut ids = Vec::new();
-    for (name, script) in [("writer", WRITER), ("reader", READER)] {
-        let req = CreateContainerRequest {
+    /// RunPodSandbox with the berth handler; records the sandbox (its id, network namespace
+    /// pin and cgroups) for the checks and the cleanup. Returns its id and IP.
+    fn run_pod(&mut self, config: &PodSandboxConfig) -> (String, String) {
+        let req = RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: HANDLER.into(),
+        };
+        let sandbox = self
+            .call("RunPodSandbox", |mut c| async move {
+                c.run_pod_sandbox(req).await
+            })
+            .pod_sandbox_id;
+        self.sandboxes.push(sandbox.clone());
+        let req = PodSandboxStatusRequest {
             pod_sandbox_id: sandbox.clone(),
-            config: Some(container(&node, name, script)),
+            verbose: true,
+        };
+        let status = self.call("PodSandboxStatus", |mut c| async move {
+            c.pod_sandbox_status(req).await
+        });
+        let pin = netns_path(&status.info)
+            .unwrap_or_else(|| panic!("no network namespace in the sandbox's spec: {status:?}"));
+        self.sandbox_netns.push(pin);
+        self.record_cgroups(info_pid(&status.info));
+        let st = status.status.unwrap();
+        assert_eq!(st.state, PodSandboxState::SandboxReady as i32);
+        let ip = st.network.unwrap().ip;
+        assert!(ip.starts_with(SUBNET_PREFIX), "pod IP {ip:?}");
+        let socket = self.shim_socket(&sandbox);
+        assert!(socket.exists(), "no shim socket {}", socket.display());
+        (sandbox, ip)
+    }
+
+    /// CreateContainer and StartContainer of [`container`]`(name, script)` in the pod; checks
+    /// it runs and records its cgroups. Returns its id and host pid.
+    fn start_container(
+        &mut self,
+        sandbox: &str,
+        pod: &PodSandboxConfig,
+        name: &str,
+        script: &str,
+    ) -> (String, i32) {
+        let req = CreateContainerRequest {
+            pod_sandbox_id: sandbox.to_string(),
+            config: Some(container(self, name, script)),
             sandbox_config: Some(pod.clone()),
         };
-        let id = node
+        let id = self
             .call("CreateContainer", |mut c| async move {
                 c.create_container(req).await
             })
@@ -918,16 +1006,70 @@ fn cri_pod_lifecycle_with_berth_as_the_runtime_handler() {
         let req = StartContainerRequest {
             container_id: id.clone(),
         };
-        node.call("StartContainer", |mut c| async move {
+        self.call("StartContainer", |mut c| async move {
             c.start_container(req).await
         });
-        ids.push(id);
-    }
-    let (writer, reader) = (&ids[0], &ids[1]);
-    for id in &ids {
-        let s = node.container_status(id).status.unwrap();
+        let req = ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        };
+        let status = self.call("ContainerStatus", |mut c| async move {
+            c.container_status(req).await
+        });
+        let s = status.status.unwrap();
         assert_eq!(s.state, ContainerState::ContainerRunning as i32, "{s:?}");
+        let pid = info_pid(&status.info);
+        self.record_cgroups(pid);
+        (id, pid)
     }
+
+    /// Remembers the cgroups of a pod's process `pid` (each must be gone once the pod is).
+    fn record_cgroups(&mut self, pid: i32) {
+        let dirs = cgroup_dirs(pid);
+        assert!(
+            dirs.len() > 1 && dirs.iter().all(|d| d.is_dir()),
+            "cgroups of {pid}: {dirs:?}"
+        );
+        self.pod_process_cgroups.extend(dirs);
+    }
+
+    /// StopPodSandbox (its containers exit), RemovePodSandbox (they go).
+    fn stop_and_remove_pod(&self, sandbox: &str, containers: &[&str]) {
+        let req = StopPodSandboxRequest {
+            pod_sandbox_id: sandbox.to_string(),
+        };
+        self.call("StopPodSandbox", |mut c| async move {
+            c.stop_pod_sandbox(req).await
+        });
+        for id in containers {
+            let s = self.container_status(id).status.unwrap();
+            assert_eq!(s.state, ContainerState::ContainerExited as i32, "{s:?}");
+        }
+        let req = RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox.to_string(),
+        };
+        self.call("RemovePodSandbox", |mut c| async move {
+            c.remove_pod_sandbox(req).await
+        });
+    }
+}
+
+#[test]
+fn cri_pod_lifecycle_with_berth_as_the_runtime_handler() {
+    let Some(mut node) = Node::start() else {
+        return;
+    };
+    let t = Instant::now();
+    let mut pod = node.pod_config("pod", format!("/{}/pods", node.cgroup_parent));
+    pod.linux.as_mut().unwrap().sysctls = HashMap::from([
+        ("kernel.shm_rmid_forced".into(), "1".into()),
+        ("net.ipv4.ip_unprivileged_port_start".into(), "555".into()),
+    ]);
+    let (sandbox, ip) = node.run_pod(&pod);
+    let (writer, writer_pid) = node.start_container(&sandbox, &pod, "writer", WRITER);
+    let (reader, _) = node.start_container(&sandbox, &pod, "reader", READER);
+    let (writer, reader) = (&writer, &reader);
+
     // berth runs them (the sandbox and both containers are in its state root), each in a
     // cgroup below the pod's cgroup parent.
     let berth_list = run(Command::new(berth_bin())
@@ -940,19 +1082,8 @@ fn cri_pod_lifecycle_with_berth_as_the_runtime_handler() {
             "{id} not in berth's list:\n{berth_list}"
         );
     }
-    let req = ContainerStatusRequest {
-        container_id: writer.clone(),
-        verbose: true,
-    };
-    let info = node
-        .call("ContainerStatus", |mut c| async move {
-            c.container_status(req).await
-        })
-        .info;
-    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
-    let pid = info["pid"].as_i64().unwrap();
-    let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let own = format!("/{}/{writer}", node.cgroup_parent);
+    let own = format!("/{}/pods/{writer}", node.cgroup_parent);
+    let cgroups = fs::read_to_string(format!("/proc/{writer_pid}/cgroup")).unwrap();
     assert!(
         cgroups.lines().any(|l| l.ends_with(&own)),
         "the writer's cgroups are not {own}:\n{cgroups}"
@@ -962,7 +1093,7 @@ fn cri_pod_lifecycle_with_berth_as_the_runtime_handler() {
     let r = node.exec(reader, &["sh", "-c", "echo to-stderr >&2; exit 3"]);
     assert_eq!(r.exit_code, 3);
     assert_eq!(String::from_utf8_lossy(&r.stderr), "to-stderr\n");
-    // The pod's sysctls (ipc and net namespaces of the sandbox) and hostname.
+    // The pod's sysctls (ipc and net namespaces of the sandbox) and hostname (uts).
     assert_eq!(
         node.exec_ok(reader, &["cat", "/proc/sys/kernel/shm_rmid_forced"]),
         "1\n"
@@ -974,7 +1105,7 @@ fn cri_pod_lifecycle_with_berth_as_the_runtime_handler() {
         ),
         "555\n"
     );
-    assert_eq!(node.exec_ok(reader, &["hostname"]), "berth-pod\n");
+    assert_eq!(node.exec_ok(reader, &["hostname"]), "pod\n");
     // The shared /dev/shm: the writer's file, seen by the reader.
     let mut shm = String::new();
     poll_until(Duration::from_secs(20), || {
@@ -1035,7 +1166,7 @@ fn cri_pod_lifecycle_with_berth_as_the_runtime_handler() {
     assert!(stats.cpu.unwrap().usage_core_nano_seconds.is_some());
 
     // The writer's log in the CRI format: `<RFC 3339 time> <stream> F <line>`.
-    let log = logs.join("writer.log");
+    let log = Path::new(&pod.log_directory).join("writer.log");
     let mut text = String::new();
     poll_until(Duration::from_secs(20), || {
         text = fs::read_to_string(&log).unwrap_or_default();
@@ -1077,22 +1208,28 @@ fn cri_pod_lifecycle_with_berth_as_the_runtime_handler() {
     // The writer still runs: stopping one container leaves the pod's others alone.
     let s = node.container_status(writer).status.unwrap();
     assert_eq!(s.state, ContainerState::ContainerRunning as i32, "{s:?}");
-
     // StopPodSandbox stops the writer and the pause container; RemovePodSandbox removes all.
-    let req = StopPodSandboxRequest {
-        pod_sandbox_id: sandbox.clone(),
-    };
-    node.call("StopPodSandbox", |mut c| async move {
-        c.stop_pod_sandbox(req).await
-    });
-    let s = node.container_status(writer).status.unwrap();
-    assert_eq!(s.state, ContainerState::ContainerExited as i32, "{s:?}");
-    let req = RemovePodSandboxRequest {
-        pod_sandbox_id: sandbox.clone(),
-    };
-    node.call("RemovePodSandbox", |mut c| async move {
-        c.remove_pod_sandbox(req).await
-    });
+    node.stop_and_remove_pod(&sandbox, &[writer]);
+
+    // A `.slice` cgroup parent (kubelet's systemd cgroup driver): with SystemdCgroup = false
+    // containerd 1.6 passes `<slice>:cri-containerd:<id>` without --systemd-cgroup, which
+    // berth takes as runc does, a relative path (below containerd's cgroup in v1).
+    let slice = format!("berth_cri_{}.slice", std::process::id());
+    let pod = node.pod_config("slice-pod", slice.clone());
+    let (sandbox, _) = node.run_pod(&pod);
+    let (sleeper, pid) = node.start_container(&sandbox, &pod, "sleeper", READER);
+    let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let own = format!(
+        "/{}/containerd/{slice}:cri-containerd:{sleeper}",
+        node.cgroup_parent
+    );
+    assert!(
+        cgroups.lines().any(|l| l.ends_with(&own)),
+        "the container's cgroups are not {own}:\n{cgroups}"
+    );
+    assert_eq!(node.exec_ok(&sleeper, &["hostname"]), "slice-pod\n");
+    node.stop_and_remove_pod(&sandbox, &[&sleeper]);
+
     let containers = node.call("ListContainers", |mut c| async move {
         c.list_containers(ListContainersRequest::default()).await
     });
@@ -1101,6 +1238,6 @@ fn cri_pod_lifecycle_with_berth_as_the_runtime_handler() {
         c.list_pod_sandbox(ListPodSandboxRequest::default()).await
     });
     assert!(pods.items.is_empty(), "{pods:?}");
-    println!("CRI pod lifecycle: {:?}", t.elapsed());
+    println!("CRI pods: {:?}", t.elapsed());
     node.finish();
 }
