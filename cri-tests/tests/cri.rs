@@ -15,8 +15,12 @@
 //! code, stderr), the sysctls and hostname seen inside, the shared /dev/shm and pid namespace,
 //! ContainerStatus (running; exited with the trap's code after StopContainer), ContainerStats
 //! (memory and CPU), the log file in the CRI format, the pod IP reachable from the test's
-//! namespace, then StopPodSandbox and RemovePodSandbox, after which no container, process,
-//! mount, cgroup, veth, network namespace pin or IPAM reservation is left.
+//! namespace, then StopPodSandbox and RemovePodSandbox. A second pod has a `.slice` cgroup
+//! parent, which containerd 1.6 passes in the systemd form (`<slice>:cri-containerd:<id>`)
+//! without `--systemd-cgroup`: berth takes it as runc does, a path relative to its own cgroup
+//! (containerd runs in a cgroup of the test's own). Afterwards no container, process, mount,
+//! cgroup, veth, network namespace pin, IPAM reservation, CNI cache entry or shim socket is
+//! left.
 //!
 //! Skipped (with a message) when not root or when containerd, its shim, ctr or the CNI plugins
 //! are not installed (`scripts/setup.sh` installs them). The berth under test is the
