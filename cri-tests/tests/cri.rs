@@ -1223,13 +1223,14 @@ fn cri_pod_lifecycle_with_berth_as_the_runtime_handler() {
     let (sandbox, _) = node.run_pod(&pod);
     let (sleeper, pid) = node.start_container(&sandbox, &pod, "sleeper", READER);
     let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let own = format!(
-        "/{}/containerd/{slice}:cri-containerd:{sleeper}",
-        node.cgroup_parent
-    );
+    // v1: below containerd's cgroup; pure v2: beside it (below its parent), as runc.
+    let name = format!("/{slice}:cri-containerd:{sleeper}");
+    let test_cgroup = format!("/{}/", node.cgroup_parent);
     assert!(
-        cgroups.lines().any(|l| l.ends_with(&own)),
-        "the container's cgroups are not {own}:\n{cgroups}"
+        cgroups
+            .lines()
+            .any(|l| l.ends_with(&name) && l.contains(&test_cgroup)),
+        "the container's cgroups are not {name} in {test_cgroup}:\n{cgroups}"
     );
     assert_eq!(node.exec_ok(&sleeper, &["hostname"]), "slice-pod\n");
     node.stop_and_remove_pod(&sandbox, &[&sleeper]);
