@@ -5,6 +5,9 @@ busybox-static: one gzip layer (busybox, an applet symlink each, /etc/passwd and
 
     scripts/busybox-image.py OUT_DIR [NAME] [LAYER.tar ...]   (NAME default: busybox:latest)
 
+BUSYBOX_IMAGE_CMD (a JSON array) replaces the config's Cmd: the CRI test builds its pause image
+this way.
+
 Each LAYER.tar (uncompressed) is stacked on top, gzip-compressed: tests use it for images
 with whiteouts. Then: berth image import OUT_DIR
 """
@@ -65,7 +68,7 @@ config = {
     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime)),
     "config": {
         "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-        "Cmd": ["sh"],
+        "Cmd": json.loads(os.environ.get("BUSYBOX_IMAGE_CMD", '["sh"]')),
         "WorkingDir": "/",
     },
     "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(r).hexdigest() for r in raws]},

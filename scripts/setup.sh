@@ -15,10 +15,14 @@ cd "$(dirname "$0")/.."
 # that drive berth in the tests; catatonit: `podman run --init` (podman only recommends it);
 # docker-registry, skopeo, apache2-utils (htpasswd): the registry tests; runc, crun, hyperfine:
 # the peers and the tool of the benchmarks; nftables: NAT and published ports (netns);
-# bzip2: the bzip2 archive `ADD` unpacks in the build tests.
+# bzip2: the bzip2 archive `ADD` unpacks in the build tests; containernetworking-plugins
+# (bridge, host-local, loopback in /usr/lib/cni) and protobuf-compiler (protoc, which the
+# k8s-cri crate's build script runs): the CRI test (cri-tests), with containerd as its CRI
+# server.
 packages=(gcc libc6-dev g++ ca-certificates curl busybox-static python3 jq iproute2 procps
   qemu-system-x86 linux-image-amd64 xz-utils tar zstd umoci podman catatonit containerd
-  docker.io docker-registry skopeo apache2-utils runc crun hyperfine nftables bzip2)
+  docker.io docker-registry skopeo apache2-utils runc crun hyperfine nftables bzip2
+  containernetworking-plugins protobuf-compiler)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
