@@ -75,6 +75,23 @@ pub fn open_tar(path: &Path) -> Result<Option<Box<dyn Read + Send>>> {
     Ok(Some(Box::new(io::Cursor::new(first).chain(stream))))
 }
 
+/// Unpacks a tar stream beneath `dir` with the layer extractor: flattened, every entry
+/// confined beneath `dir`, bounded by the store's limits (`BERTH_MAX_LAYER_BYTES` and the
+/// rest). For `ADD`'s archives and the build contexts of `berth build -` and berthd.
+pub fn unpack(stream: Box<dyn Read + Send>, dir: &Path, rootless: bool) -> berth_image::Result<()> {
+    let opts = berth_image::ExtractOptions {
+        mode: berth_image::Mode::Flatten,
+        id_map: None,
+        rootless,
+        confine: false,
+        sync: false,
+        limits: berth_image::Limits::from_env()?,
+        budget: None,
+    };
+    berth_image::extract_layer(stream, dir, &opts)?;
+    Ok(())
+}
+
 /// An xz decoder as a reader: `lzma-rs` decodes into a writer, here a pipe fed on a thread.
 fn xz_reader(mut input: BufReader<File>) -> Box<dyn Read + Send> {
     let (reader, mut writer) = match io::pipe() {

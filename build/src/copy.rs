@@ -371,19 +371,10 @@ fn unpack(
 ) -> Result<()> {
     let dest = in_root::proc_fd_path(dir);
     let dest = Path::new(std::ffi::OsStr::from_bytes(dest.as_bytes()));
-    let opts = berth_image::ExtractOptions {
-        mode: berth_image::Mode::Flatten,
-        id_map: None,
-        rootless: !rustix::process::geteuid().is_root(),
-        confine: false,
-        sync: false,
-        limits: berth_image::Limits::from_env().unwrap_or_default(),
-        budget: None,
-    };
-    berth_image::extract_layer(stream, dest, &opts).map_err(|e| Error::Source {
+    let rootless = !rustix::process::geteuid().is_root();
+    crate::archive::unpack(stream, dest, rootless).map_err(|e| Error::Source {
         step: "ADD".into(),
         path: archive.display().to_string(),
         message: e.to_string(),
-    })?;
-    Ok(())
+    })
 }

@@ -35,6 +35,11 @@ pub fn is_url(source: &str) -> bool {
 
 /// Fetches `url` into `dir`; the file's name in `dir`.
 pub fn fetch(step: &str, url: &str, dir: &Path) -> Result<PathBuf> {
+    fetch_at_most(step, url, dir, max_bytes())
+}
+
+/// [`fetch`], failing beyond `limit` bytes.
+fn fetch_at_most(step: &str, url: &str, dir: &Path, limit: u64) -> Result<PathBuf> {
     let fail = |m: String| Error::Source {
         step: step.to_string(),
         path: url.to_string(),
@@ -51,7 +56,6 @@ pub fn fetch(step: &str, url: &str, dir: &Path) -> Result<PathBuf> {
         ureq::Error::Status(code, _) => fail(format!("HTTP status {code}")),
         ureq::Error::Transport(t) => fail(t.to_string()),
     })?;
-    let limit = max_bytes();
     let path = dir.join(&name);
     let mut out = std::fs::OpenOptions::new()
         .write(true)
@@ -85,6 +89,45 @@ fn copy_into(from: &mut dyn Read, to: &mut File) -> std::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Serves one request with a body of `len` bytes; the request's first line.
+    fn serve_once(len: usize) -> (u16, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut req = [0u8; 2048];
+            let _ = conn.read(&mut req);
+            let head =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&vec![b'x'; len]);
+        });
+        (port, t)
+    }
+
+    #[test]
+    fn a_body_beyond_the_limit_fails_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, t) = serve_once(100);
+        let url = format!("http://127.0.0.1:{port}/big");
+        let e = fetch_at_most("ADD", &url, dir.path(), 10)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("larger than 10 bytes") && e.contains(&url),
+            "{e}"
+        );
+        t.join().unwrap();
+        let (port, t) = serve_once(10);
+        let url = format!("http://127.0.0.1:{port}/fits");
+        assert_eq!(
+            fetch_at_most("ADD", &url, dir.path(), 10).unwrap(),
+            PathBuf::from("fits")
+        );
+        assert_eq!(std::fs::read(dir.path().join("fits")).unwrap().len(), 10);
+        t.join().unwrap();
+    }
 
     #[test]
     fn names_come_from_the_last_path_segment() {

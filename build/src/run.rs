@@ -50,7 +50,7 @@ pub fn run_step(
     spec: &RunSpec,
     progress: &mut dyn Progress,
 ) -> Result<()> {
-    let id = format!("berth-build-{}", random_hex());
+    let id = format!("berth-build-{}", berth_engine::names::random_hex(8));
     let short: String = id["berth-build-".len()..].chars().take(12).collect();
     progress.stream(&format!(" ---> Running in {short}\n"));
     let prepared = engine.prepare_step(&StepRequest {
@@ -164,26 +164,4 @@ fn spawn_and_relay(
         use std::os::unix::process::ExitStatusExt;
         128 + status.signal().unwrap_or(0)
     }))
-}
-
-/// 16 random hex digits (from the kernel).
-pub fn random_hex() -> String {
-    use std::io::Read as _;
-    let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_err()
-    {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        #[allow(clippy::cast_possible_truncation)]
-        let nanos = t.as_nanos() as u64;
-        b = (nanos ^ u64::from(std::process::id())).to_le_bytes();
-    }
-    b.iter().fold(String::with_capacity(16), |mut s, x| {
-        use std::fmt::Write as _;
-        let _ = write!(s, "{x:02x}");
-        s
-    })
 }

@@ -312,16 +312,7 @@ impl Builder<'_> {
                 )
             }
             Inst::Env(raw) => {
-                let pairs = lex::name_values(raw, &|k: &str| state.lookup(k), esc, "ENV")
-                    .map_err(|m| fail(step, m))?;
-                let sig = format!(
-                    "ENV {}",
-                    pairs
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
+                let (pairs, sig) = pairs_and_signature(state, step, raw, esc, "ENV")?;
                 self.meta(state, &sig, |s| {
                     for (k, v) in &pairs {
                         s.doc.config.env_set(k, v);
@@ -329,16 +320,7 @@ impl Builder<'_> {
                 })
             }
             Inst::Label(raw) => {
-                let pairs = lex::name_values(raw, &|k: &str| state.lookup(k), esc, "LABEL")
-                    .map_err(|m| fail(step, m))?;
-                let sig = format!(
-                    "LABEL {}",
-                    pairs
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
+                let (pairs, sig) = pairs_and_signature(state, step, raw, esc, "LABEL")?;
                 self.meta(state, &sig, |s| s.doc.config.labels.extend(pairs))
             }
             Inst::Maintainer(m) => {
@@ -825,6 +807,22 @@ fn write_heredoc(
         );
     }
     Ok(())
+}
+
+/// The expanded `KEY=VALUE` pairs of an `ENV` or `LABEL` step, and its signature (`ENV k=v
+/// ...`).
+fn pairs_and_signature(
+    state: &State,
+    step: &Step,
+    raw: &str,
+    escape: char,
+    what: &str,
+) -> Result<(Vec<(String, String)>, String)> {
+    let pairs = lex::name_values(raw, &|k: &str| state.lookup(k), escape, what)
+        .map_err(|m| fail(step, m))?;
+    let sig: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let sig = format!("{what} {}", sig.join(" "));
+    Ok((pairs, sig))
 }
 
 /// A `CMD`/`ENTRYPOINT` as the config holds it: exec form as is, shell form through `SHELL`.

@@ -609,3 +609,48 @@ fn a_build_killed_during_a_bridged_run_leaves_no_network_debris() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn a_context_tar_or_a_dockerfile_comes_on_stdin() {
+    build_test(
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY hello.txt /\n"),
+            ("hello.txt", "hi\n"),
+        ],
+        |i, ctx| {
+            let tar = i.b.path().join("ctx.tar.bz2");
+            let st = std::process::Command::new("tar")
+                .args([
+                    "-cjf",
+                    tar.to_str().unwrap(),
+                    "-C",
+                    ctx.to_str().unwrap(),
+                    ".",
+                ])
+                .status()
+                .unwrap();
+            assert!(st.success());
+            let from_tar = |args: &[&str], input: &Path| {
+                let f = fs::File::open(input).unwrap();
+                i.cmd_with(args, |c| {
+                    c.stdin(f);
+                })
+            };
+            from_tar(&["build", "--network", "none", "-t", "piped", "-"], &tar).ok();
+            assert_eq!(run_out(i, "piped", "cat /hello.txt"), "hi\n");
+            // A Dockerfile alone: no context, so a COPY finds nothing.
+            from_tar(
+                &["build", "--network", "none", "-t", "piped", "-"],
+                &ctx.join("Dockerfile"),
+            )
+            .fails_with("hello.txt");
+            fs::write(i.b.path().join("Only"), "FROM busybox\nLABEL only=1\n").unwrap();
+            from_tar(
+                &["build", "--network", "none", "-q", "-t", "piped", "-"],
+                &i.b.path().join("Only"),
+            )
+            .ok();
+            i.cmd(&["rmi", "piped"]).ok();
+        },
+    );
+}

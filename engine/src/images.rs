@@ -30,8 +30,7 @@ pub fn find_image(store: &Store, name: &str) -> Result<ImageRecord> {
     }
     let hex = name.strip_prefix("sha256:").unwrap_or(name);
     if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let mut hits = store.images()?;
-        hits.extend(store.untagged_images()?);
+        let mut hits = store.all_images()?;
         hits.retain(|r| image_id(r).starts_with(hex));
         let mut ids: Vec<&str> = hits.iter().map(image_id).collect();
         ids.sort_unstable();
@@ -54,7 +53,7 @@ pub fn find_image(store: &Store, name: &str) -> Result<ImageRecord> {
 }
 
 /// An untagged record (name "") named by its ID, so the store finds it again by that name.
-fn by_id_if_untagged(mut r: ImageRecord) -> ImageRecord {
+pub fn by_id_if_untagged(mut r: ImageRecord) -> ImageRecord {
     if r.name.is_empty() {
         r.name.clone_from(&r.config);
     }

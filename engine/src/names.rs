@@ -8,15 +8,21 @@ use crate::error::{Error, Result};
 
 /// A fresh name: `berth-` and 12 random hex digits.
 pub fn generate() -> String {
-    let mut b = [0u8; 6];
+    format!("berth-{}", random_hex(6))
+}
+
+/// `bytes` random bytes (from the kernel) as hex digits: for names of containers, build
+/// steps and the like.
+pub fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         let _ = std::io::Read::read_exact(&mut f, &mut b);
     }
-    let mut name = String::from("berth-");
+    let mut out = String::with_capacity(bytes * 2);
     for x in b {
-        let _ = std::fmt::Write::write_fmt(&mut name, format_args!("{x:02x}"));
+        let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{x:02x}"));
     }
-    name
+    out
 }
 
 /// Checks `name` with the runtime's rule for container IDs and the network's (no `+`, at most

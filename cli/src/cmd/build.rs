@@ -129,9 +129,7 @@ pub fn build(cx: &Ctx, a: &BuildArgs) -> Result<()> {
             .context("reading the build context from stdin")?;
         let dir = store.scratch_dir("context")?;
         scratch = Some(dir.clone());
-        if is_tar(&data) {
-            unpack_context(&data, &dir)?;
-        } else {
+        if !unpack_context(&data, &dir)? {
             stdin_dockerfile =
                 Some(String::from_utf8(data).context("the Dockerfile on stdin is not UTF-8")?);
         }
@@ -192,28 +190,18 @@ pub fn build(cx: &Ctx, a: &BuildArgs) -> Result<()> {
     result
 }
 
-fn is_tar(data: &[u8]) -> bool {
-    data.starts_with(&[0x1f, 0x8b])
-        || data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-        || (data.len() >= 262 && &data[257..262] == b"ustar")
-}
-
-/// Unpacks a context tar with the layer extractor (every entry confined beneath `dir`).
-fn unpack_context(data: &[u8], dir: &Path) -> Result<()> {
+/// Unpacks a context tar (plain or compressed) read from stdin beneath `dir`; `false` if
+/// the data is not a tar archive (then it is a Dockerfile).
+fn unpack_context(data: &[u8], dir: &Path) -> Result<bool> {
     let tmp = dir.join(".context.tar");
     std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
-    let reader = berth_image::open_layer(&tmp, None)?;
-    let opts = berth_image::ExtractOptions {
-        mode: berth_image::Mode::Flatten,
-        id_map: None,
-        rootless: true,
-        confine: false,
-        sync: false,
-        limits: berth_image::Limits::default(),
-        budget: None,
-    };
-    let res = berth_image::extract_layer(reader, dir, &opts);
+    let res = (|| -> Result<bool> {
+        let Some(stream) = berth_build::archive::open_tar(&tmp)? else {
+            return Ok(false);
+        };
+        berth_build::archive::unpack(stream, dir, true).context("unpacking the build context")?;
+        Ok(true)
+    })();
     let _ = std::fs::remove_file(&tmp);
-    res.context("unpacking the build context")?;
-    Ok(())
+    res
 }

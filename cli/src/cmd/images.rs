@@ -134,10 +134,8 @@ pub struct UnpackArgs {
 /// `berth images` / `berth image ls`.
 pub fn list(cx: &Ctx, a: &ListArgs) -> Result<()> {
     let store = cx.engine.open_store()?;
-    let mut images = store.images()?;
-    images.sort_by(|a, b| a.name.cmp(&b.name));
-    // Untagged images (builds without -t) last, by ID.
-    images.extend(store.untagged_images()?);
+    // Named images by name, then untagged ones (builds without -t) by ID.
+    let images = store.all_images()?;
     let mut out = std::io::stdout().lock();
     let shown = |r: &berth_image::ImageRecord| -> String {
         if r.name.is_empty() {

@@ -243,20 +243,12 @@ impl Progress for Quiet {
 
 /// Unpacks the context tar (plain or compressed) beneath `dir`.
 fn unpack_context(tar: &Path, dir: &Path) -> Result<(), String> {
-    let reader =
-        berth_image::open_layer(tar, None).map_err(|e| format!("the build context: {e}"))?;
-    let opts = berth_image::ExtractOptions {
-        mode: berth_image::Mode::Flatten,
-        id_map: None,
-        rootless: true,
-        confine: false,
-        sync: false,
-        limits: berth_image::Limits::from_env().unwrap_or_default(),
-        budget: None,
-    };
-    berth_image::extract_layer(reader, dir, &opts)
-        .map_err(|e| format!("the build context: {e}"))?;
-    Ok(())
+    let stream = berth_build::archive::open_tar(tar)
+        .map_err(|e| format!("the build context: {e}"))?
+        .ok_or_else(|| {
+            "the build context is not a tar archive (plain, gzip, zstd, bzip2 or xz)".to_string()
+        })?;
+    berth_build::archive::unpack(stream, dir, true).map_err(|e| format!("the build context: {e}"))
 }
 
 /// `POST /build/prune`: drops the build cache.

@@ -71,9 +71,7 @@ fn image_id(r: &ImageRecord) -> &str {
 /// Every image record: the named ones, then the untagged ones (a build without `-t`),
 /// whose `name` is empty.
 fn all_records(store: &Store) -> ApiResult<Vec<ImageRecord>> {
-    let mut all = store.images().map_err(ApiError::from)?;
-    all.extend(store.untagged_images().map_err(ApiError::from)?);
-    Ok(all)
+    store.all_images().map_err(ApiError::from)
 }
 
 /// Finds an image by name, `sha256:ID`, or ID prefix; every name of it (none for an
@@ -120,14 +118,8 @@ pub fn find(store: &Store, name: &str) -> ApiResult<(ImageRecord, Vec<String>)> 
             1 => {
                 // A named record if there is one; an untagged one goes by its ID, which
                 // every store call accepts as a name.
-                let mut r = all
-                    .iter()
-                    .find(|r| image_id(r) == ids[0])
-                    .expect("found")
-                    .clone();
-                if r.name.is_empty() {
-                    r.name.clone_from(&r.config);
-                }
+                let r = all.iter().find(|r| image_id(r) == ids[0]).expect("found");
+                let r = berth_engine::images::by_id_if_untagged(r.clone());
                 return Ok((r, names_of(ids[0])));
             }
             0 => {}

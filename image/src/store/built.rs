@@ -151,6 +151,17 @@ impl Store {
         Ok(self.load_state()?.untagged.into_values().collect())
     }
 
+    /// Every image record from one read of the state: the named ones by name, then the
+    /// untagged ones (`name` ""), by ID.
+    pub fn all_images(&self) -> Result<Vec<ImageRecord>> {
+        let state = self.load_state()?;
+        Ok(state
+            .images
+            .into_values()
+            .chain(state.untagged.into_values())
+            .collect())
+    }
+
     /// Removes the untagged image whose config digest is `config`, then prunes.
     pub fn remove_untagged(&self, config: &Digest) -> Result<PruneStats> {
         self.change_then_prune(|state| match state.untagged.remove(config.as_str()) {
