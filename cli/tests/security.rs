@@ -258,21 +258,47 @@ fn runs_sealed(pid: i32) -> bool {
     sealed
 }
 
-/// The copy is used where a container could reach berth's processes, and skipped where new
-/// user and pid namespaces already keep them out of reach (saving the re-exec).
+/// The copy is used where a container could reach berth's processes, and skipped where a
+/// new pid namespace keeps the waiting init out of reach (saving the re-exec). Such an init is
+/// recorded as exposed until it starts: exec into it, and a container joining its pid
+/// namespace, are refused until then.
 #[test]
 fn the_read_only_copy_runs_the_inits_that_need_it() {
     berth_test(|b| {
         let plain = b.id("plain-init");
         let pid = b.create(&plain, &b.config(&["sleep", "30"]));
-        assert!(runs_sealed(pid), "the init runs from the writable binary");
-        let userns = b.id("userns-init");
-        let mut c = b.config(&["sleep", "30"]);
-        common::user_namespace(&mut c, 0);
-        let pid = b.create(&userns, &c);
         assert!(!runs_sealed(pid), "the init was re-executed needlessly");
+        assert_eq!(b.state(&plain)["status"], "created");
+        let out = b.cmd(&["exec", &plain, "true"]);
+        assert!(
+            !out.status.success(),
+            "exec into an exposed init was allowed"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("has not started"), "{err}");
+        let joiner = b.id("joins-early");
+        let mut j = b.config(&["sleep", "30"]);
+        for ns in j["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "pid" {
+                ns["path"] = serde_json::json!(format!("/proc/{pid}/ns/pid"));
+            }
+        }
+        b.assert_create_fails(&joiner, &j, "has not started yet");
+        b.start(&plain);
+        let out = b.cmd(&["exec", &plain, "true"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Joining a running container's pid namespace: this init needs the read-only view.
+        let pid = b.create(&joiner, &j);
+        assert!(
+            runs_sealed(pid),
+            "the joining init runs from the writable binary"
+        );
+        b.delete_force(&joiner);
         b.delete_force(&plain);
-        b.delete_force(&userns);
     });
 }
 

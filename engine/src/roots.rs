@@ -10,10 +10,7 @@ use crate::error::{Error, Result};
 /// The state root: `/run/berth` for root; `$XDG_RUNTIME_DIR/berth` for other users (as runc
 /// does).
 pub fn default_state_root() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if !nix::unistd::geteuid().is_root() => PathBuf::from(dir).join("berth"),
-        _ => PathBuf::from("/run/berth"),
-    }
+    berth_runtime::StateRoot::default_dir()
 }
 
 /// The store's root: `flag`, else `$BERTH_STORE` (either made absolute: the path goes into

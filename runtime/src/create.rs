@@ -161,6 +161,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
         annotations: spec.annotations().clone().unwrap_or_default(),
         init_start_time: 0,
         own_pid_ns: ns.new_pid,
+        init_exposed: !ns.new_user && !crate::sealed_exe::running_sealed(),
         hooks: spec.hooks().clone(),
         cgroup: None,
     };
@@ -183,6 +184,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
     };
     let (parent_end, child_end) = sync::pair().ctx(|| "socketpair".to_string())?;
     if let Some(j) = &ns.join_pid {
+        refuse_exposed_init(root, &j.path)?;
         namespaces::join(j)?;
     }
     let hook_exchange = notify.is_some()
@@ -439,4 +441,34 @@ fn check_preserved_fds(n: u32) -> Result<()> {
 /// The state directory's start socket path (for tests and diagnostics).
 pub fn start_socket(dir: &Path) -> PathBuf {
     dir.join(start_channel::SOCKET)
+}
+
+/// Refuses to join the pid namespace named by `path` (`/proc/<pid>/ns/pid`) while `<pid>` is
+/// the init of a container of this root that has not started and still runs berth's
+/// writable binary ([`ContainerState::init_exposed`]): a process of the joining container
+/// could open that init's `/proc/<pid>/exe`.
+fn refuse_exposed_init(root: &StateRoot, path: &Path) -> Result<()> {
+    let pid = path
+        .strip_prefix("/proc")
+        .ok()
+        .and_then(|p| p.components().next())
+        .and_then(|c| c.as_os_str().to_str())
+        .and_then(|p| p.parse::<i32>().ok());
+    let Some(pid) = pid else {
+        return Ok(());
+    };
+    for id in root.list().unwrap_or_default() {
+        let Ok(s) = root.read(&id) else { continue };
+        if s.pid == pid && s.init_exposed && matches!(s.status, Status::Created | Status::Creating)
+        {
+            return Err(Error::config(
+                "linux.namespaces",
+                format!(
+                    "pid namespace {}: container {id} has not started yet; start it before joining its pid namespace",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

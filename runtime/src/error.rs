@@ -111,3 +111,21 @@ impl<T> Context<T> for std::result::Result<T, nix::Error> {
         })
     }
 }
+
+/// An error and its causes on one line, `outer: inner`, skipping a cause whose text the line
+/// already holds (library errors often include their source in their own message).
+pub fn render(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}

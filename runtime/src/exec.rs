@@ -127,6 +127,12 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<RunOutcome> {
         Status::Stopped => {
             return Err(Error::State("cannot exec in a stopped container".into()));
         }
+        // Its init still runs berth's own writable binary (see ContainerState::init_exposed).
+        Status::Created | Status::Creating if state.init_exposed => {
+            return Err(Error::State(
+                "cannot exec in a container that has not started (its init is still berth's own binary); start it first".into(),
+            ));
+        }
         // The new process joins the frozen cgroup and would freeze before it could report.
         Status::Paused if !opts.ignore_paused => {
             return Err(Error::State(

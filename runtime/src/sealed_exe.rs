@@ -20,7 +20,14 @@
 //! Not needed (and skipped) when the binary is already on a read-only mount, for callers that
 //! are not root (their containers always have a user namespace, where non-dumpable is enough:
 //! the container holds no capability over the host's user namespace), and for a `create` or
-//! `run` whose container has new user and pid namespaces ([`bundle_needs_no_copy`]).
+//! `run` whose container has a new pid namespace ([`bundle_needs_no_copy`]). There the init
+//! is the namespace's first process: until it execs, the only processes that can name it are
+//! the host's (in the host's pid namespace, where holding CAP_SYS_PTRACE already means
+//! owning the host) and processes that join the namespace. berth lets none join before the
+//! container starts, and `start` returns only once the init has exec'd: `exec` into such a
+//! container is refused until then, and so is a `create` that joins its pid namespace (the
+//! state records the init as exposed: `ContainerState::init_exposed`). This saves the
+//! re-exec on the hot path of every plain container, which is most of them.
 
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -69,9 +76,9 @@ pub fn reexec_sealed(args: &[OsString]) -> Result<()> {
 }
 
 /// Whether the bundle's container leaves berth's processes out of reach without the copy: it
-/// has a new user namespace (its processes hold no capability over the host's, so the
-/// non-dumpable init is enough) and a new pid namespace (no process of another container can
-/// see its init). Anything unreadable or unusual answers no, so the copy is used.
+/// has a new pid namespace, so no process of another container can see its init before it
+/// starts (see the module doc). Anything unreadable or unusual answers no, so the copy is
+/// used.
 pub fn bundle_needs_no_copy(bundle: &Path) -> bool {
     let Ok(bytes) = std::fs::read(bundle.join("config.json")) else {
         return false;
@@ -86,7 +93,12 @@ pub fn bundle_needs_no_copy(bundle: &Path) -> bool {
         list.iter()
             .any(|n| n["type"] == kind && n.get("path").is_none_or(serde_json::Value::is_null))
     };
-    new("user") && new("pid")
+    new("pid")
+}
+
+/// Whether this process runs from a read-only view of its binary (or one nothing can write).
+pub fn running_sealed() -> bool {
+    open_self_exe().is_ok_and(|exe| is_sealed(&exe).unwrap_or(false))
 }
 
 /// Whether the descriptor's file cannot be written through any path: it lies on a read-only

@@ -77,6 +77,12 @@ pub struct ContainerState {
     /// Whether the init has its own pid namespace (then killing it ends the container).
     #[serde(default)]
     pub own_pid_ns: bool,
+    /// Whether the init, until it execs, runs from berth's writable binary and holds
+    /// capabilities over the host's user namespace: it was created without the read-only
+    /// view because its new pid namespace hides it (see `sealed_exe`), so no process may
+    /// join that namespace before `start` (exec is refused until then).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init_exposed: bool,
     /// The container's cgroups (absent when they could not be managed, e.g. rootless).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<berth_cgroups::Cgroup>,
@@ -193,6 +199,15 @@ pub struct LockedDir {
 }
 
 impl StateRoot {
+    /// The default state root: `/run/berth` for root; `$XDG_RUNTIME_DIR/berth` for other
+    /// users (as runc does).
+    pub fn default_dir() -> PathBuf {
+        match std::env::var_os("XDG_RUNTIME_DIR") {
+            Some(dir) if !nix::unistd::geteuid().is_root() => PathBuf::from(dir).join("berth"),
+            _ => PathBuf::from("/run/berth"),
+        }
+    }
+
     /// Uses `dir` as the state root; nothing is created until needed.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         StateRoot { dir: dir.into() }

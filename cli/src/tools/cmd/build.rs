@@ -171,7 +171,7 @@ pub fn build(cx: &Ctx, a: &BuildArgs) -> Result<()> {
             no_cache: a.no_cache,
             network: network.clone(),
             labels: key_values(&a.labels, "--label", false)?,
-            runtime: std::env::current_exe().context("finding the berth binary")?,
+            runtime: berth_cli::handover::runtime_path().context("finding the berth binary")?,
         };
         let puller = RegistryPull {
             cx,

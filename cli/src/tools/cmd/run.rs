@@ -9,8 +9,8 @@ use berth_engine::{NetworkChoice, NetworkMode, RunRequest};
 use berth_runtime::RunOutcome;
 
 use super::images::ImageProcessArgs;
-use super::runtime::{outcome_code, CreateFlags};
 use super::Ctx;
+use berth_cli::runc::CreateFlags;
 
 /// `run`: a bundle (runc's form: `run [--bundle DIR] ID`) or an image (`run IMAGE [CMD...]`).
 #[derive(clap::Args, Debug, Clone)]
@@ -74,12 +74,7 @@ pub fn run(cx: &Ctx, a: &RunArgs) -> Result<u8> {
         bail!("run: a COMMAND after the container ID is only for `run IMAGE [CMD...]`; the bundle's config.json says what runs");
     }
     let bundle = a.bundle.clone().unwrap_or_else(|| PathBuf::from("."));
-    let outcome = berth_runtime::run(
-        cx.engine.root(),
-        &a.flags.options(&a.target, bundle),
-        a.detach,
-    )?;
-    Ok(outcome_code(cx, outcome))
+    berth_cli::runc::lifecycle::run_bundle(&cx.runtime, &a.flags, &a.target, bundle, a.detach)
 }
 
 /// `berth run IMAGE [CMD...]`: a bundle under `<store>/bundles/<name>`, then create + start.

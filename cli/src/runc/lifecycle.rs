@@ -1,6 +1,6 @@
-//! The runc commands over `berth_runtime`: `create`, `start`, `state`, `kill`, `delete`,
-//! `pause`, `resume`, `events`, `ps`, `list`, `spec` and `features` (`run`, `exec` and
-//! `update` have modules of their own).
+//! The runc commands over `berth_runtime`: `create`, `run` (runc's bundle form), `state`,
+//! `kill`, `delete`, `events`, `ps`, `list`, `spec` and `features` (`exec` and `update` have
+//! modules of their own).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use berth_runtime::{CreateOptions, RunOutcome, StateRoot};
 use super::Ctx;
 
 /// runc's flags of `create` and `run`.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct CreateFlags {
     /// File to write the container init's pid to.
     #[arg(long = "pid-file")]
@@ -47,30 +47,40 @@ impl CreateFlags {
 }
 
 /// The arguments of `create`.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct CreateArgs {
     /// Bundle directory (default: the current directory).
     #[arg(short, long, default_value = ".")]
-    bundle: PathBuf,
+    pub bundle: PathBuf,
+    /// runc's flags of `create`.
     #[command(flatten)]
-    flags: CreateFlags,
+    pub flags: CreateFlags,
     /// Container ID.
-    id: String,
+    pub id: String,
 }
 
 /// `berth create`.
 pub fn create(cx: &Ctx, a: &CreateArgs) -> Result<()> {
-    berth_runtime::create(
-        cx.engine.root(),
-        &a.flags.options(&a.id, a.bundle.clone()),
-        false,
-    )?;
+    berth_runtime::create(&cx.root, &a.flags.options(&a.id, a.bundle.clone()), false)?;
     Ok(())
+}
+
+/// `berth run [--bundle DIR] ID` (runc's form): the container's exit status (foreground), or 0
+/// once it started (detached).
+pub fn run_bundle(
+    cx: &Ctx,
+    flags: &CreateFlags,
+    id: &str,
+    bundle: PathBuf,
+    detach: bool,
+) -> Result<u8> {
+    let outcome = berth_runtime::run(&cx.root, &flags.options(id, bundle), detach)?;
+    Ok(outcome_code(cx, outcome))
 }
 
 /// `berth state ID`: the runtime-spec state as JSON.
 pub fn state(cx: &Ctx, id: &str) -> Result<()> {
-    let state = cx.engine.root().read(id)?;
+    let state = &cx.root.read(id)?;
     println!("{}", serde_json::to_string_pretty(&state.spec_state())?);
     Ok(())
 }
@@ -78,7 +88,7 @@ pub fn state(cx: &Ctx, id: &str) -> Result<()> {
 /// `berth kill [--all] ID [SIGNAL]`.
 pub fn kill(cx: &Ctx, id: &str, signal: &str, all: bool) -> Result<()> {
     let sig = berth_runtime::signal::parse(signal)?;
-    berth_runtime::kill(cx.engine.root(), id, sig, all)?;
+    berth_runtime::kill(&cx.root, id, sig, all)?;
     Ok(())
 }
 
@@ -101,7 +111,7 @@ pub fn outcome_code(cx: &Ctx, outcome: RunOutcome) -> u8 {
 /// runc's `events`: statistics once with `--stats`; otherwise a stats line every interval and
 /// an `oom` line for each new OOM kill, until the container stops.
 pub fn events(cx: &Ctx, id: &str, once: bool, interval: std::time::Duration) -> Result<()> {
-    let root = cx.engine.root();
+    let root = &cx.root;
     if once {
         println!("{}", berth_runtime::stats(root, id)?);
         return Ok(());
@@ -126,7 +136,7 @@ pub fn events(cx: &Ctx, id: &str, once: bool, interval: std::time::Duration) -> 
 
 /// runc's `ps`: JSON pids, or the host's `ps` output filtered to the container's processes.
 pub fn ps(cx: &Ctx, id: &str, format: &str, args: &[String]) -> Result<()> {
-    let state = cx.engine.root().read(id)?;
+    let state = cx.root.read(id)?;
     let pids = berth_runtime::lifecycle::processes(&state);
     if format == "json" {
         println!("{}", serde_json::to_string(&pids)?);

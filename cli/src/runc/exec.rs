@@ -6,75 +6,75 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 use berth_runtime::StateRoot;
 
-use super::runtime::outcome_code;
+use super::lifecycle::outcome_code;
 use super::Ctx;
 
 /// The arguments of `exec`.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct ExecArgs {
     /// process.json describing the process (instead of COMMAND and the flags below).
     #[arg(short, long)]
-    process: Option<PathBuf>,
+    pub process: Option<PathBuf>,
     /// Return once the process has started.
     #[arg(short, long)]
-    detach: bool,
+    pub detach: bool,
     /// File to write the process's host pid to.
     #[arg(long = "pid-file")]
-    pid_file: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
     /// Unix socket that receives the pty master.
     #[arg(long = "console-socket")]
-    console_socket: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
     /// Allocate a terminal.
     #[arg(short, long)]
-    tty: bool,
+    pub tty: bool,
     /// Working directory.
     #[arg(long)]
-    cwd: Option<PathBuf>,
+    pub cwd: Option<PathBuf>,
     /// Environment variables (KEY=VALUE), repeatable.
     #[arg(short, long)]
-    env: Vec<String>,
+    pub env: Vec<String>,
     /// User as UID[:GID].
     #[arg(short, long)]
-    user: Option<String>,
+    pub user: Option<String>,
     /// Additional groups, repeatable.
     #[arg(short = 'g', long = "additional-gids")]
-    additional_gids: Vec<u32>,
+    pub additional_gids: Vec<u32>,
     /// Set no_new_privs.
     #[arg(long = "no-new-privs")]
-    no_new_privs: bool,
+    pub no_new_privs: bool,
     /// Pass N extra file descriptors (3..3+N) to the process.
     #[arg(long = "preserve-fds", default_value_t = 0)]
-    preserve_fds: u32,
+    pub preserve_fds: u32,
     /// Add a capability (e.g. CAP_NET_ADMIN) to the bounding, effective and permitted sets;
     /// repeatable.
     #[arg(short = 'c', long = "cap")]
-    cap: Vec<String>,
+    pub cap: Vec<String>,
     /// Join a sub-cgroup of the container's: PATH, or CONTROLLER[,CONTROLLER]:PATH (v1);
     /// repeatable.
     #[arg(long)]
-    cgroup: Vec<String>,
+    pub cgroup: Vec<String>,
     /// Run even if the container is paused (the process starts frozen).
     #[arg(long = "ignore-paused")]
-    ignore_paused: bool,
+    pub ignore_paused: bool,
     /// SELinux label for the process (ignored with a warning where SELinux is off).
     #[arg(long = "process-label")]
-    process_label: Option<String>,
+    pub process_label: Option<String>,
     /// AppArmor profile for the process (an error where AppArmor is off).
     #[arg(long)]
-    apparmor: Option<String>,
+    pub apparmor: Option<String>,
     /// Container ID.
-    id: String,
+    pub id: String,
     /// Command and arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    pub command: Vec<String>,
 }
 
 /// `berth exec`: the process's exit status (foreground), or 0 once it started (detached).
 pub fn exec(cx: &Ctx, a: &ExecArgs) -> Result<u8> {
-    let opts = exec_options(cx.engine.root(), a)?;
+    let opts = exec_options(&cx.root, a)?;
     Ok(outcome_code(
         cx,
-        berth_runtime::exec::exec(cx.engine.root(), &opts)?,
+        berth_runtime::exec::exec(&cx.root, &opts)?,
     ))
 }
 

@@ -7,48 +7,48 @@ use anyhow::{Context as _, Result};
 use super::Ctx;
 
 /// The arguments of `update`.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct UpdateArgs {
     /// linux.resources JSON from a file, or `-` for stdin.
     #[arg(short, long)]
-    resources: Option<PathBuf>,
+    pub resources: Option<PathBuf>,
     /// Memory limit (bytes, or with k/m/g suffix).
     #[arg(long)]
-    memory: Option<String>,
+    pub memory: Option<String>,
     /// Memory reservation (soft limit).
     #[arg(long = "memory-reservation")]
-    memory_reservation: Option<String>,
+    pub memory_reservation: Option<String>,
     /// Memory plus swap limit; -1 for unlimited.
     #[arg(long = "memory-swap", allow_hyphen_values = true)]
-    memory_swap: Option<String>,
+    pub memory_swap: Option<String>,
     /// CPU CFS quota in microseconds per period; -1 for unlimited.
     #[arg(long = "cpu-quota", allow_hyphen_values = true)]
-    cpu_quota: Option<i64>,
+    pub cpu_quota: Option<i64>,
     /// CPU CFS period in microseconds.
     #[arg(long = "cpu-period")]
-    cpu_period: Option<u64>,
+    pub cpu_period: Option<u64>,
     /// CPU shares (relative weight).
     #[arg(long = "cpu-share")]
-    cpu_share: Option<u64>,
+    pub cpu_share: Option<u64>,
     /// CPUs allowed (e.g. 0-1).
     #[arg(long = "cpuset-cpus")]
-    cpuset_cpus: Option<String>,
+    pub cpuset_cpus: Option<String>,
     /// Memory nodes allowed.
     #[arg(long = "cpuset-mems")]
-    cpuset_mems: Option<String>,
+    pub cpuset_mems: Option<String>,
     /// Maximum number of processes; -1 for unlimited.
     #[arg(long = "pids-limit", allow_hyphen_values = true)]
-    pids_limit: Option<i64>,
+    pub pids_limit: Option<i64>,
     /// Block I/O weight (10-1000).
     #[arg(long = "blkio-weight")]
-    blkio_weight: Option<u16>,
+    pub blkio_weight: Option<u16>,
     /// Container ID.
-    id: String,
+    pub id: String,
 }
 
 /// `berth update`.
 pub fn update(cx: &Ctx, a: &UpdateArgs) -> Result<()> {
-    berth_runtime::update(cx.engine.root(), &a.id, &update_resources(a)?)?;
+    berth_runtime::update(&cx.root, &a.id, &update_resources(a)?)?;
     Ok(())
 }
 

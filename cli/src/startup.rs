@@ -1,0 +1,97 @@
+//! What both binaries do before a command runs: the re-exec into berth's read-only view where
+//! a command's processes enter a container, logging, and the error line.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use tracing_subscriber::prelude::*;
+
+use crate::runc::GlobalFlags;
+
+/// The subcommand named in `args` (skipping the global flags and their values), found
+/// without clap so that the re-exec into the read-only copy happens before any other work.
+pub fn subcommand(args: &[OsString]) -> Option<&str> {
+    let mut it = args.iter().skip(1).filter_map(|a| a.to_str());
+    while let Some(a) = it.next() {
+        match a {
+            "--root" | "--log" | "--log-format" | "--store" => {
+                it.next();
+            }
+            _ if a.starts_with('-') => {}
+            _ => return Some(a),
+        }
+    }
+    None
+}
+
+/// The bundle of `create` or `run` (`--bundle`/`-b`, else the current directory, if it holds
+/// a config).
+fn bundle_arg(args: &[OsString]) -> Option<PathBuf> {
+    let strs: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    for (i, a) in strs.iter().enumerate() {
+        if *a == "--bundle" || *a == "-b" {
+            return strs.get(i + 1).map(PathBuf::from);
+        }
+        if let Some(v) = a.strip_prefix("--bundle=") {
+            return Some(PathBuf::from(v));
+        }
+    }
+    let here = PathBuf::from(".");
+    here.join("config.json").exists().then_some(here)
+}
+
+/// The processes that enter a container must not be the writable host binary: `create`,
+/// `run` and `exec` go on from berth's read-only view (see `berth_runtime::sealed_exe`),
+/// unless the container's own namespaces already keep its processes away from berth's.
+/// Returns the error to report once logging is up.
+pub fn seal_if_needed(args: &[OsString]) -> Result<()> {
+    let needs_copy = match subcommand(args) {
+        Some("exec") => true,
+        Some("create" | "run") => {
+            !bundle_arg(args).is_some_and(|b| berth_runtime::sealed_exe::bundle_needs_no_copy(&b))
+        }
+        _ => false,
+    };
+    if needs_copy {
+        berth_runtime::sealed_exe::reexec_sealed(args)
+            .context("running berth from its read-only copy")?;
+    }
+    Ok(())
+}
+
+/// Sends tracing events to `--log` (or stderr) in `--log-format`, at debug level with
+/// `--debug`.
+pub fn init_logging(flags: &GlobalFlags) -> Result<()> {
+    let out: Box<dyn Write + Send> = match &flags.log {
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("--log {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stderr()),
+    };
+    let level = if flags.debug {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::WARN
+    };
+    tracing_subscriber::registry()
+        .with(crate::log::LogLayer::new(out, flags.log_format, level))
+        .init();
+    Ok(())
+}
+
+/// Logs a failed command's error (and echoes it to stderr when logs go to a file); the exit
+/// status for it.
+pub fn report(e: &anyhow::Error, log_to_file: bool) -> u8 {
+    let msg = berth_runtime::error::render(e.as_ref());
+    tracing::error!("{msg}");
+    if log_to_file {
+        eprintln!("berth: {msg}");
+    }
+    1
+}
