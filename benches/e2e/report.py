@@ -277,6 +277,64 @@ def write_plot(modes, outdir, tmp, title):
     return f"plot: {png}"
 
 
+README_BEGIN = "<!-- e2e-start:begin (written by benches/e2e/report.py) -->"
+README_END = "<!-- e2e-start:end -->"
+
+
+def goals_table(m, stamp, rev):
+    """The lean-start goals (issue 19) against this run's like-for-like mode."""
+    def cell(who, key):
+        xs = m.samples(who, key)
+        return f"{ms(median(xs))} ({ms(p90(xs))})" if xs else "–"
+
+    def met(value, goal):
+        return "–" if value is None else ("**met**" if value <= goal else "not met")
+
+    def r(a, b):
+        return a / b if a is not None and b else None
+
+    b_run, c_run, f_run = m.med("berth", "run"), m.med("crun", "run"), m.med("floor", "run")
+    b_cyc, c_cyc = m.med("berth", "split_total"), m.med("crun", "split_total")
+    b_ver, c_ver = m.med("berth", "version"), m.med("crun", "version")
+    rss = {w: median(m.subjects[w]["rss_kb"].get("run", [])) for w in ("berth", "crun")
+           if w in m.subjects}
+    rows = [
+        ("`run`", cell("berth", "run"), cell("crun", "run"), cell("floor", "run"),
+         f"berth/crun {ratio(b_run, c_run)}, berth/floor {ratio(b_run, f_run)}",
+         "≤ 0.75× crun, ≤ 2.0× floor",
+         met(r(b_run, c_run), 0.75) + " / " + met(r(b_run, f_run), 2.0)),
+        ("create→start→exit→delete", cell("berth", "split_total"), cell("crun", "split_total"),
+         "", f"berth/crun {ratio(b_cyc, c_cyc)}", "≤ 0.7× crun", met(r(b_cyc, c_cyc), 0.7)),
+        ("`--version`", cell("berth", "version"), cell("crun", "version"),
+         cell("floor", "version"), f"berth/crun {ratio(b_ver, c_ver)}", "≤ crun",
+         met(r(b_ver, c_ver), 1.0)),
+        ("peak RSS of `run` (KiB)", f"{rss.get('berth', 0):.0f}", f"{rss.get('crun', 0):.0f}",
+         "", f"berth/crun {ratio(rss.get('berth'), rss.get('crun'))}", "≤ crun",
+         met(r(rss.get("berth"), rss.get("crun")), 1.0)),
+    ]
+    out = [README_BEGIN,
+           f"Last run: {stamp}, berth {rev}, {m.d['n']} interleaved iterations, "
+           f"{MODE_SHORT.get(m.name, m.name)}, load average {m.d['load_before']} before. "
+           "Times in ms, median (p90).", "",
+           "| measure | berth | crun | floor | ratio | goal | |", "|---|---|---|---|---|---|---|"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    out.append(README_END)
+    return out
+
+
+def update_readme(path, lines):
+    """Replaces the marked block of the README with `lines`; says so if there is none."""
+    with open(path) as f:
+        text = f.read()
+    if README_BEGIN not in text or README_END not in text:
+        return f"readme: {path} has no {README_BEGIN} block; not changed"
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    with open(path, "w") as f:
+        f.write(head + "\n".join(lines) + tail)
+    return f"readme: {path} updated"
+
+
 def git_rev(repo):
     try:
         rev = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"],
@@ -295,6 +353,7 @@ def main():
     ap.add_argument("--repo", required=True)
     ap.add_argument("--command", required=True)
     ap.add_argument("--note", action="append", default=[])
+    ap.add_argument("--readme", help="README whose marked goals table is rewritten")
     ap.add_argument("json", nargs="+")
     args = ap.parse_args()
     modes = [Mode(p) for p in args.json if os.path.exists(p)]
@@ -344,6 +403,9 @@ def main():
         f.write(text)
     print(text)
     print(plot_msg)
+    like = [m for m in modes if m.name == "cgroup2ns"]
+    if args.readme and like and "crun" in like[0].subjects:
+        print(update_readme(args.readme, goals_table(like[0], stamp, git_rev(args.repo))))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@
 # RUNTIMES="berth runc crun youki"; STRACE=1 (0 skips the syscall counts); RSS_RUNS=5 runs
 # per runtime for peak RSS (0 skips); CG2_OVERMOUNT=1 (cgroup2 mounted over the hybrid tree
 # instead of replacing it);
-# BERTH=/path/to/berth (default: build target/release/berth); OUT=results dir.
+# BERTH=/path/to/berth (default: build target/release/berth); OUT=results dir; README_UPDATE=0
+# leaves README.md's goals table alone (by default it is rewritten from the cgroup2 mode).
 # Writes $OUT/start.md and $OUT/start.png and prints the table. See README.md beside this file.
 set -euo pipefail
 
@@ -218,7 +219,9 @@ main() {
   local jsons=() notes=()
   for mode in $MODES; do jsons+=("$TMP/$mode.json"); done
   for n in "${NOTES[@]}"; do notes+=(--note "$n"); done
-  python3 "$HERE/report.py" --outdir "$OUT" --tmp "$TMP" --repo "$REPO" \
+  local readme=()
+  [ "${README_UPDATE:-1}" = 1 ] && readme=(--readme "$REPO/README.md")
+  python3 "$HERE/report.py" --outdir "$OUT" --tmp "$TMP" --repo "$REPO" "${readme[@]}" \
     --command "bash benches/e2e/start.sh$(env_summary)" "${notes[@]}" "${jsons[@]}"
 }
 

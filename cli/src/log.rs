@@ -5,8 +5,9 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::layer::{Context, Layer};
+use tracing::level_filters::LevelFilter;
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -17,7 +18,9 @@ pub enum Format {
     Json,
 }
 
-/// A tracing layer writing runc-style lines.
+/// A tracing subscriber writing runc-style lines. berth logs events only (no spans), so it
+/// subscribes directly: tracing-subscriber's registry would be code and memory for nothing on
+/// the lean binary's hot path.
 pub struct LogLayer {
     out: Mutex<Box<dyn Write + Send>>,
     format: Format,
@@ -64,12 +67,28 @@ fn level_name(l: Level) -> &'static str {
     }
 }
 
-impl<S: Subscriber> Layer<S> for LogLayer {
-    fn enabled(&self, meta: &tracing::Metadata<'_>, _: Context<'_, S>) -> bool {
+impl Subscriber for LogLayer {
+    fn enabled(&self, meta: &Metadata<'_>) -> bool {
         *meta.level() <= self.max
     }
 
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::from_level(self.max))
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
         let level = *event.metadata().level();
         if level > self.max {
             return;

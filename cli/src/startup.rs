@@ -6,7 +6,6 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
-use tracing_subscriber::prelude::*;
 
 use crate::runc::GlobalFlags;
 
@@ -79,9 +78,12 @@ pub fn init_logging(flags: &GlobalFlags) -> Result<()> {
     } else {
         tracing::Level::WARN
     };
-    tracing_subscriber::registry()
-        .with(crate::log::LogLayer::new(out, flags.log_format, level))
-        .init();
+    tracing::subscriber::set_global_default(crate::log::LogLayer::new(
+        out,
+        flags.log_format,
+        level,
+    ))
+    .context("installing the logger")?;
     Ok(())
 }
 

@@ -80,20 +80,31 @@ pub fn reexec_sealed(args: &[OsString]) -> Result<()> {
 /// starts (see the module doc). Anything unreadable or unusual answers no, so the copy is
 /// used.
 pub fn bundle_needs_no_copy(bundle: &Path) -> bool {
+    /// The part of config.json this looks at (the rest is skipped, not built).
+    #[derive(serde::Deserialize)]
+    struct Config {
+        linux: Option<Linux>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Linux {
+        namespaces: Option<Vec<Namespace>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Namespace {
+        #[serde(rename = "type")]
+        kind: String,
+        path: Option<std::path::PathBuf>,
+    }
     let Ok(bytes) = std::fs::read(bundle.join("config.json")) else {
         return false;
     };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+    let Ok(config) = serde_json::from_slice::<Config>(&bytes) else {
         return false;
     };
-    let Some(list) = v.pointer("/linux/namespaces").and_then(|n| n.as_array()) else {
-        return false;
-    };
-    let new = |kind: &str| {
-        list.iter()
-            .any(|n| n["type"] == kind && n.get("path").is_none_or(serde_json::Value::is_null))
-    };
-    new("pid")
+    config
+        .linux
+        .and_then(|l| l.namespaces)
+        .is_some_and(|list| list.iter().any(|n| n.kind == "pid" && n.path.is_none()))
 }
 
 /// Whether this process runs from a read-only view of its binary (or one nothing can write).
