@@ -31,7 +31,9 @@ fn main() -> ExitCode {
         LeanCommand::Run { bundle: None, .. } if !Path::new("config.json").exists() => {
             return hand_over(args)
         }
-        LeanCommand::Delete { id, .. } if !runtime_only(&cx, id) => return hand_over(args),
+        LeanCommand::Delete { id, force } if !runtime_only(&cx, &globals, id, *force) => {
+            return hand_over(args)
+        }
         _ => {}
     }
     let sealed = startup::seal_if_needed(&args);
@@ -67,12 +69,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether `delete ID` is the runtime's alone: the container exists and is not one the engine
-/// made (its bundle has no run record, whose image bundle and network the engine undoes).
-fn runtime_only(cx: &runc::Ctx, id: &str) -> bool {
-    cx.root
-        .read(id)
-        .is_ok_and(|s| !s.bundle.join(berth_engine::record::FILE).exists())
+/// Whether `delete ID` is the runtime's alone. It is not for a container the engine made (its
+/// bundle has a run record: the engine undoes its image bundle and network), nor for a
+/// `--force` of a container that is gone but may have left the engine something to reclaim
+/// (its bundle directory, or a hold in the store). A container that is gone, without
+/// `--force`, is the runtime's error to report.
+fn runtime_only(cx: &runc::Ctx, globals: &runc::GlobalFlags, id: &str, force: bool) -> bool {
+    use berth_engine::{names, roots};
+    match cx.root.read(id) {
+        Ok(s) => !s.bundle.join(berth_engine::record::FILE).exists(),
+        Err(_) if !force => true,
+        Err(_) => {
+            let store = roots::store_root(globals.store.as_deref());
+            let holder = format!("\"{}\"", names::holder(id));
+            !names::bundle_dir(&store, id).exists()
+                && std::fs::read_to_string(store.join("state.json"))
+                    .map_or(true, |state| !state.contains(&holder))
+        }
+    }
 }
 
 /// Hands the command to `berth-tools` (which answers everything, errors and help included).
