@@ -271,6 +271,14 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
     parent_end
         .send_with_fds(&Msg::Go, &idmapped_fds)
         .ctx(|| "sync with the container's init".to_string())?;
+    // Limits go on, and the device filter is made, while the init mounts its root filesystem
+    // (on another CPU); the filter is enforced once the init has made its device nodes, before
+    // any hook. The init runs nothing but berth's code until this `create` has returned.
+    let mut devices = match &state.cgroup {
+        Some(cg) => Some(crate::resources::apply(cg, &linux)?),
+        None => None,
+    };
+    phases.mark("cgroup limits, device filter made");
     let mut init_pid = child;
     if plan.ns.fork_after_unshare {
         match recv(&parent_end, child)? {
@@ -285,7 +293,13 @@ pub fn create(root: &StateRoot, opts: &CreateOptions, inline_start: bool) -> Res
     state.pid = init_pid;
     state.init_start_time = crate::proc_info::start_time(init_pid).map_or(0, |(t, _)| t);
     loop {
-        match recv(&parent_end, init_pid)? {
+        let msg = recv(&parent_end, init_pid)?;
+        if matches!(msg, Msg::MountsDone | Msg::Ready) {
+            if let Some(filter) = devices.take() {
+                filter.enforce()?;
+            }
+        }
+        match msg {
             Msg::MountsDone => {
                 let creating = state.spec_state_json();
                 crate::hooks::run_all("prestart", &prestart, &creating)?;

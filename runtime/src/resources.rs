@@ -1,5 +1,9 @@
-//! The container's cgroups as `create` sets them up: resolved from `linux.cgroupsPath`,
-//! created, and configured with `linux.resources` before the init is cloned into them.
+//! The container's cgroups as `create` sets them up: resolved from `linux.cgroupsPath` and
+//! created before the init is cloned into them, then configured with `linux.resources` while
+//! the init builds its root filesystem; the device filter is put in force once the init has
+//! made its device nodes (before any hook), as runc sets its device rules after them. The
+//! init runs only berth's own code until `create` has done both: the user's program cannot
+//! start before.
 
 use std::path::PathBuf;
 
@@ -8,8 +12,9 @@ use oci_spec::runtime::Linux;
 
 use crate::error::Result;
 
-/// Creates and configures the container's cgroups. Returns `None` when berth runs without
-/// the right to manage cgroups (rootless), after saying so: the spec lets such a runtime go on.
+/// Creates the container's cgroups (configured later by [`apply`]). Returns `None` when berth
+/// runs without the right to manage cgroups (rootless), after saying so: the spec lets such a
+/// runtime go on.
 pub fn setup(linux: &Linux, id: &str) -> Result<Option<Cgroup>> {
     // Without a cgroupsPath each container gets its own top-level cgroup, so deleting one
     // container never leaves a shared parent behind.
@@ -29,14 +34,19 @@ pub fn setup(linux: &Linux, id: &str) -> Result<Option<Cgroup>> {
         }
         return Err(e.into());
     }
+    Ok(Some(cg))
+}
+
+/// Configures the cgroups [`setup`] made with `linux.resources`: the limits, and the device
+/// filter prepared (on v2 the program is loaded, the costly part) for the caller to enforce
+/// once the init has made its device nodes. On failure the caller destroys the cgroups (with
+/// the init already in them).
+pub fn apply(cg: &Cgroup, linux: &Linux) -> Result<berth_cgroups::devices::DeviceFilter> {
     let mut res = linux.resources().clone().unwrap_or_default();
     if res.devices().is_none() {
         // runc reads a missing device list as an empty one: deny all but the defaults.
         res.set_devices(Some(Vec::new()));
     }
-    if let Err(e) = cg.apply(&res) {
-        let _ = cg.destroy();
-        return Err(e.into());
-    }
-    Ok(Some(cg))
+    let filter = cg.apply_deferring_devices(&res)?;
+    Ok(filter.expect("a device list is always set above"))
 }

@@ -29,13 +29,46 @@ pub fn effective(config: &[LinuxDeviceCgroup]) -> Result<DeviceState> {
 }
 
 pub(crate) fn apply(cg: &Cgroup, config: &[LinuxDeviceCgroup]) -> Result<()> {
+    prepare(cg, config)?.enforce()
+}
+
+/// A device filter computed (on cgroup v2 also loaded into the kernel, the costly part) but
+/// not yet in force on the cgroup: [`DeviceFilter::enforce`] puts it there.
+#[derive(Debug)]
+pub struct DeviceFilter(Pending);
+
+#[derive(Debug)]
+enum Pending {
+    Bpf {
+        dir: std::path::PathBuf,
+        prog: std::os::fd::OwnedFd,
+    },
+    V1 {
+        dir: std::path::PathBuf,
+        state: DeviceState,
+    },
+}
+
+impl DeviceFilter {
+    /// Attaches the program (v2) or writes the rules (v1).
+    pub fn enforce(self) -> Result<()> {
+        match self.0 {
+            Pending::Bpf { dir, prog } => load::attach_replacing(&dir, &prog),
+            Pending::V1 { dir, state } => write_v1(&dir, &state),
+        }
+    }
+}
+
+/// The device filter of `config` for `cg`, ready to be enforced.
+pub(crate) fn prepare(cg: &Cgroup, config: &[LinuxDeviceCgroup]) -> Result<DeviceFilter> {
     let state = effective(config)?;
     if cg.mode() == Mode::Unified {
         let dir = cg
             .unified()
-            .map(|h| h.dir.as_path())
+            .map(|h| h.dir.clone())
             .ok_or_else(|| Error::unsupported("devices", "no cgroup2 hierarchy"))?;
-        return apply_bpf(dir, &state);
+        let prog = load::load(&bpf::program(&state))?;
+        return Ok(DeviceFilter(Pending::Bpf { dir, prog }));
     }
     let dir = cg.controller_dir("devices").ok_or_else(|| {
         Error::unsupported(
@@ -43,7 +76,10 @@ pub(crate) fn apply(cg: &Cgroup, config: &[LinuxDeviceCgroup]) -> Result<()> {
             "the devices controller is not mounted as a cgroup v1 hierarchy",
         )
     })?;
-    write_v1(dir, &state)
+    Ok(DeviceFilter(Pending::V1 {
+        dir: dir.to_path_buf(),
+        state,
+    }))
 }
 
 /// Loads the program for `state` and attaches it to the cgroup at `dir`, replacing the one

@@ -84,6 +84,29 @@ impl Cgroup {
     /// throttles become `io.max`, devices become a BPF program, `unified` keys are written
     /// last so they win); on v1 and hybrid hosts to each controller's hierarchy.
     pub fn apply(&self, resources: &LinuxResources) -> Result<()> {
+        if let Some(d) = resources.devices() {
+            crate::devices::apply(self, d)?;
+        }
+        self.apply_limits(resources)
+    }
+
+    /// `linux.resources` without `devices`, and the device filter prepared but not in force
+    /// (see [`crate::devices::DeviceFilter`]): `create` enforces it once the init has made
+    /// the container's device nodes, as runc sets its device rules after them.
+    pub fn apply_deferring_devices(
+        &self,
+        resources: &LinuxResources,
+    ) -> Result<Option<crate::devices::DeviceFilter>> {
+        let filter = resources
+            .devices()
+            .as_ref()
+            .map(|d| crate::devices::prepare(self, d))
+            .transpose()?;
+        self.apply_limits(resources)?;
+        Ok(filter)
+    }
+
+    fn apply_limits(&self, resources: &LinuxResources) -> Result<()> {
         let v2_controllers = match (self.mode, self.unified()) {
             (Mode::Unified, Some(h)) => fsutil::read(&h.dir, "cgroup.controllers")?
                 .split_whitespace()
@@ -98,9 +121,6 @@ impl Cgroup {
         let r = resources;
         if let Some(c) = r.cpu() {
             cpuset::apply(&t, c)?;
-        }
-        if let Some(d) = r.devices() {
-            crate::devices::apply(self, d)?;
         }
         if let Some(m) = r.memory() {
             memory::apply(&t, m)?;
