@@ -22,11 +22,6 @@ pub fn tools_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(TOOLS))
 }
 
-/// Whether `berth-tools` can be executed (to hand over to it).
-pub fn tools_available() -> bool {
-    nix::unistd::access(&tools_path(), nix::unistd::AccessFlags::X_OK).is_ok()
-}
-
 /// Replaces this process with `berth-tools` given `args`; returns only the reason it could
 /// not.
 pub fn exec_tools(args: Vec<OsString>) -> std::io::Error {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use berth_cli::runc::argv::{self, LeanCommand};
-use berth_cli::runc::{self};
+use berth_cli::runc::{self, RuntimeCommand};
 use berth_cli::{handover, startup};
 
 fn main() -> ExitCode {
@@ -36,7 +36,18 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
-    let sealed = startup::seal_if_needed(&args);
+    let (name, bundle) = match &command {
+        LeanCommand::Runtime(RuntimeCommand::Create(a)) => {
+            (Some("create"), Some(a.bundle.as_path()))
+        }
+        LeanCommand::Run { bundle, .. } => (
+            Some("run"),
+            Some(bundle.as_deref().unwrap_or(Path::new("."))),
+        ),
+        LeanCommand::Runtime(RuntimeCommand::Exec(_)) => (Some("exec"), None),
+        _ => (None, None),
+    };
+    let sealed = startup::seal_for(&args, name, bundle);
     if let Err(e) = startup::init_logging(&globals) {
         eprintln!("berth: {e:#}");
         return ExitCode::from(1);

@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
@@ -41,15 +41,21 @@ fn bundle_arg(args: &[OsString]) -> Option<PathBuf> {
     here.join("config.json").exists().then_some(here)
 }
 
+/// [`seal_for`] the command and bundle `args` name, read without clap (`berth-tools` seals
+/// before it parses).
+pub fn seal_if_needed(args: &[OsString]) -> Result<()> {
+    seal_for(args, subcommand(args), bundle_arg(args).as_deref())
+}
+
 /// The processes that enter a container must not be the writable host binary: `create`,
 /// `run` and `exec` go on from berth's read-only view (see `berth_runtime::sealed_exe`),
-/// unless the container's own namespaces already keep its processes away from berth's.
-/// Returns the error to report once logging is up.
-pub fn seal_if_needed(args: &[OsString]) -> Result<()> {
-    let needs_copy = match subcommand(args) {
+/// re-executing with `args`, unless the container of `bundle` keeps its processes away from
+/// berth's by its own namespaces. Returns the error to report once logging is up.
+pub fn seal_for(args: &[OsString], command: Option<&str>, bundle: Option<&Path>) -> Result<()> {
+    let needs_copy = match command {
         Some("exec") => true,
         Some("create" | "run") => {
-            !bundle_arg(args).is_some_and(|b| berth_runtime::sealed_exe::bundle_needs_no_copy(&b))
+            !bundle.is_some_and(berth_runtime::sealed_exe::bundle_needs_no_copy)
         }
         _ => false,
     };

@@ -177,3 +177,22 @@ fn systemd_form_cgroups_path_is_a_relative_path() {
         }
     });
 }
+
+/// The device filter comes into force once the init has made its device nodes (as runc sets
+/// its device rules after them): a `linux.devices` node that `resources.devices` does not
+/// allow is made, and cannot be opened.
+#[test]
+fn a_device_node_the_rules_deny_is_made_but_cannot_be_opened() {
+    berth_test(|b| {
+        let out = b.run_script(
+            "denied-node",
+            "test -c /dev/denied && echo made; head -c1 /dev/denied >/dev/null 2>&1 || echo refused",
+            |c| {
+                c["linux"]["devices"] = json!([{
+                    "path": "/dev/denied", "type": "c", "major": 1, "minor": 11, "fileMode": 438
+                }]);
+            },
+        );
+        assert!(out.contains("made") && out.contains("refused"), "{out}");
+    });
+}

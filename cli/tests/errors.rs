@@ -277,3 +277,38 @@ fn an_etc_passwd_that_is_not_a_file_is_not_read() {
         assert_eq!(b.run_ok("zero-passwd", &c).out().trim(), "HOME=/");
     });
 }
+
+/// The lean `berth` hands what it does not serve to `berth-tools`: without one beside it (or
+/// at `$BERTH_TOOLS`) such a command fails with 127 and says what is missing, while runc's
+/// commands keep working; `$BERTH_TOOLS` names another place.
+#[test]
+fn a_missing_berth_tools_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let lone = dir.path().join("berth");
+    fs::copy(common::BERTH, &lone).unwrap();
+    let run = |args: &[&str], tools: Option<&str>| {
+        let mut cmd = std::process::Command::new(&lone);
+        cmd.args(args).env_remove("BERTH_TOOLS");
+        if let Some(t) = tools {
+            cmd.env("BERTH_TOOLS", t);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(&["images"], None);
+    assert_eq!(out.status.code(), Some(127));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("berth-tools") && err.contains("BERTH_TOOLS"),
+        "{err}"
+    );
+    let out = run(&["--version"], None);
+    assert!(out.status.success());
+    let beside = std::path::Path::new(common::BERTH).with_file_name("berth-tools");
+    let out = run(&["--help"], Some(beside.to_str().unwrap()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pull"));
+}

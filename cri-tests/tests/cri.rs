@@ -129,19 +129,7 @@ fn available() -> bool {
     true
 }
 
-/// Polls `cond` every 50 ms until it holds or `timeout` passes; returns whether it held.
-fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use berth_test_support::poll_until;
 
 /// Runs a command to completion (killed after [`TIMEOUT`]); panics with its output unless it
 /// exits 0. Returns its standard output.

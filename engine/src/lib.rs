@@ -105,9 +105,9 @@ impl Engine {
     }
 
     /// An engine over `root` and `store`, or where they are by default
-    /// ([`roots::default_state_root`], [`roots::store_root`]).
+    /// ([`StateRoot::default_dir`], [`roots::store_root`]).
     pub fn with_defaults(root: Option<&Path>, store: Option<&Path>) -> Engine {
-        let root = root.map_or_else(roots::default_state_root, Path::to_path_buf);
+        let root = root.map_or_else(StateRoot::default_dir, Path::to_path_buf);
         Engine::new(StateRoot::new(root), &roots::store_root(store))
     }
 

@@ -7,12 +7,6 @@ use berth_image::Store;
 
 use crate::error::{Error, Result};
 
-/// The state root: `/run/berth` for root; `$XDG_RUNTIME_DIR/berth` for other users (as runc
-/// does).
-pub fn default_state_root() -> PathBuf {
-    berth_runtime::StateRoot::default_dir()
-}
-
 /// The store's root: `flag`, else `$BERTH_STORE` (either made absolute: the path goes into
 /// config.json mounts and the run record), else `/var/lib/berth` for root and
 /// `$XDG_DATA_HOME/berth` (or `~/.local/share/berth`) for other users.

@@ -42,11 +42,9 @@ pub fn setup(linux: &Linux, id: &str) -> Result<Option<Cgroup>> {
 /// once the init has made its device nodes. On failure the caller destroys the cgroups (with
 /// the init already in them).
 pub fn apply(cg: &Cgroup, linux: &Linux) -> Result<berth_cgroups::devices::DeviceFilter> {
-    let mut res = linux.resources().clone().unwrap_or_default();
-    if res.devices().is_none() {
-        // runc reads a missing device list as an empty one: deny all but the defaults.
-        res.set_devices(Some(Vec::new()));
-    }
-    let filter = cg.apply_deferring_devices(&res)?;
-    Ok(filter.expect("a device list is always set above"))
+    let res = linux.resources().clone().unwrap_or_default();
+    // runc reads a missing device list as an empty one: deny all but the defaults.
+    let filter = cg.prepare_devices(res.devices().as_deref().unwrap_or_default())?;
+    cg.apply_limits(&res)?;
+    Ok(filter)
 }

@@ -90,23 +90,18 @@ impl Cgroup {
         self.apply_limits(resources)
     }
 
-    /// `linux.resources` without `devices`, and the device filter prepared but not in force
-    /// (see [`crate::devices::DeviceFilter`]): `create` enforces it once the init has made
-    /// the container's device nodes, as runc sets its device rules after them.
-    pub fn apply_deferring_devices(
+    /// The device filter of `config` prepared but not in force (see
+    /// [`crate::devices::DeviceFilter`]): `create` enforces it once the init has made the
+    /// container's device nodes, as runc sets its device rules after them.
+    pub fn prepare_devices(
         &self,
-        resources: &LinuxResources,
-    ) -> Result<Option<crate::devices::DeviceFilter>> {
-        let filter = resources
-            .devices()
-            .as_ref()
-            .map(|d| crate::devices::prepare(self, d))
-            .transpose()?;
-        self.apply_limits(resources)?;
-        Ok(filter)
+        config: &[oci_spec::runtime::LinuxDeviceCgroup],
+    ) -> Result<crate::devices::DeviceFilter> {
+        crate::devices::prepare(self, config)
     }
 
-    fn apply_limits(&self, resources: &LinuxResources) -> Result<()> {
+    /// Every field of `resources` but `devices` (see [`Cgroup::apply`]).
+    pub fn apply_limits(&self, resources: &LinuxResources) -> Result<()> {
         let v2_controllers = match (self.mode, self.unified()) {
             (Mode::Unified, Some(h)) => fsutil::read(&h.dir, "cgroup.controllers")?
                 .split_whitespace()

@@ -80,7 +80,7 @@ pub fn run_bundle(
 
 /// `berth state ID`: the runtime-spec state as JSON.
 pub fn state(cx: &Ctx, id: &str) -> Result<()> {
-    let state = &cx.root.read(id)?;
+    let state = cx.root.read(id)?;
     println!("{}", serde_json::to_string_pretty(&state.spec_state())?);
     Ok(())
 }

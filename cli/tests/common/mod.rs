@@ -90,19 +90,7 @@ pub fn is_alive(pid: i32) -> bool {
     })
 }
 
-/// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
-pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+pub use berth_test_support::poll_until;
 
 /// Fills `dir` with a busybox root filesystem: `/bin/busybox`, every applet as a symlink to
 /// it, and the usual empty directories (mount points must exist for user-namespaced inits).

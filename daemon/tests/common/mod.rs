@@ -95,19 +95,7 @@ fn code_of(status: ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-/// Polls `cond` every 50 ms until it holds or `timeout` passes; returns whether it held.
-pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+pub use berth_test_support::poll_until;
 
 /// Runs `cmd` with `stdin` (or `/dev/null`), capturing its output; kills it and panics
 /// with what it printed if it takes longer than `timeout`.
