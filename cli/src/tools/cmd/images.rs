@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use berth_engine::{find_image, image_id, ProcessOverrides, UnpackRequest};
 use berth_image::store::ImportOptions;
-use berth_image::Platform;
+use berth_image::{Digest, Platform};
 use serde_json::json;
 
 use super::Ctx;
@@ -37,13 +37,21 @@ pub enum ImageCommand {
     Ls(ListArgs),
     /// Remove images (their layers go once no image or container uses them).
     #[command(alias = "remove")]
-    Rm {
-        /// Image names or ID prefixes.
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
+    Rm(RemoveArgs),
     /// Remove blobs and layers no image or container uses, and leftovers of dead imports.
     Prune,
+}
+
+/// `berth rmi` / `berth image rm`.
+#[derive(clap::Args, Debug)]
+pub struct RemoveArgs {
+    /// Remove an image named by its ID even when it has several names (all of them go).
+    #[arg(short, long)]
+    pub force: bool,
+    /// Image names, IDs or ID prefixes: a name removes that name (the image goes with its
+    /// last name); an ID removes the image with every name it has.
+    #[arg(required = true)]
+    pub images: Vec<String>,
 }
 
 /// `berth images` / `berth image ls`.
@@ -206,7 +214,7 @@ pub fn image_command(cx: &Ctx, cmd: ImageCommand) -> Result<()> {
             Ok(())
         }
         ImageCommand::Ls(a) => list(cx, &a),
-        ImageCommand::Rm { images } => remove(cx, &images),
+        ImageCommand::Rm(a) => remove(cx, &a),
         ImageCommand::Prune => {
             let p = cx.engine.prune_images()?;
             println!(
@@ -239,13 +247,26 @@ fn import(cx: &Ctx, a: &ImportArgs) -> Result<()> {
     Ok(())
 }
 
-/// `berth rmi` / `berth image rm`.
-pub fn remove(cx: &Ctx, images: &[String]) -> Result<()> {
+/// `berth rmi` / `berth image rm`, as docker: `Untagged: NAME` for each name removed,
+/// `Deleted: ID` when the image went by its ID.
+pub fn remove(cx: &Ctx, a: &RemoveArgs) -> Result<()> {
     let store = cx.engine.open_store()?;
-    for name in images {
-        let r = find_image(&store, name)?;
-        store.remove_image(&r.name)?;
-        println!("removed {}", r.name);
+    for arg in &a.images {
+        // A name the store has is that name; anything else (an ID, an ID prefix) the image.
+        if let Some(r) = store.image_by_name(arg).ok().flatten() {
+            store.remove_image(&r.name)?;
+            println!("Untagged: {}", r.name);
+            continue;
+        }
+        let r = find_image(&store, arg)?;
+        let id = Digest::parse(&r.config)?;
+        let (names, _) = store
+            .remove_image_id(&id, a.force)
+            .with_context(|| format!("removing {arg}"))?;
+        for n in names {
+            println!("Untagged: {n}");
+        }
+        println!("Deleted: {id}");
     }
     Ok(())
 }

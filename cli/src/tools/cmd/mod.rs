@@ -43,11 +43,7 @@ pub enum Command {
     #[command(subcommand)]
     Image(images::ImageCommand),
     /// Remove images.
-    Rmi {
-        /// Image names or ID prefixes.
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
+    Rmi(images::RemoveArgs),
     /// Make a bundle from an image: an overlay rootfs (or --flat copy) and a config.json.
     Unpack(images::UnpackArgs),
     /// Manage bundles made by unpack.
@@ -78,7 +74,7 @@ pub fn dispatch(cx: &Ctx, command: Command) -> Result<u8> {
         Command::Run(a) => return run::run(cx, &a),
         Command::Images(a) => images::list(cx, &a)?,
         Command::Image(c) => images::image_command(cx, c)?,
-        Command::Rmi { images: names } => images::remove(cx, &names)?,
+        Command::Rmi(a) => images::remove(cx, &a)?,
         Command::Unpack(a) => images::unpack(cx, &a)?,
         Command::Bundle(c) => bundle::command(cx, c)?,
         Command::Network(c) => network::command(cx, c)?,
