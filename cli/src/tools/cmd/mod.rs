@@ -3,6 +3,8 @@
 
 pub mod build;
 pub mod bundle;
+pub mod containers;
+pub mod docs;
 pub mod images;
 pub mod network;
 pub mod registry;
@@ -64,6 +66,19 @@ pub enum Command {
     Tag(registry::TagArgs),
     /// Build an image from a Dockerfile.
     Build(build::BuildArgs),
+    /// Manage the containers of `run IMAGE`: ls (ps), inspect, stop, rm.
+    #[command(subcommand)]
+    Container(containers::ContainerCommand),
+    /// Stop containers of `run IMAGE`: SIGTERM, then SIGKILL after a grace period.
+    Stop(containers::StopArgs),
+    /// Remove containers of `run IMAGE` (and their bundles).
+    Rm(containers::RemoveArgs),
+    /// Print details of containers of `run IMAGE` as a JSON array.
+    Inspect(containers::InspectArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(docs::CompletionArgs),
+    /// Print the man page, or write every page into a directory.
+    Man(docs::ManArgs),
 }
 
 /// Runs `command`; its exit status.
@@ -84,6 +99,12 @@ pub fn dispatch(cx: &Ctx, command: Command) -> Result<u8> {
         Command::Logout(a) => registry::logout(&a)?,
         Command::Tag(a) => registry::tag(cx, &a)?,
         Command::Build(a) => build::build(cx, &a)?,
+        Command::Container(c) => containers::command(cx, c)?,
+        Command::Stop(a) => containers::stop(cx, &a)?,
+        Command::Rm(a) => containers::remove(cx, &a)?,
+        Command::Inspect(a) => containers::inspect(cx, &a)?,
+        Command::Completion(a) => docs::completion(&a),
+        Command::Man(a) => docs::man(&a)?,
     }
     Ok(0)
 }
