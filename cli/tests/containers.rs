@@ -80,8 +80,12 @@ fn containers_are_listed_inspected_stopped_and_removed() {
     assert_eq!(doc["State"]["Status"], "running");
     assert!(doc["State"]["Pid"].as_i64().unwrap() > 0);
     assert_eq!(inspect(&i, &done)["State"]["Status"], "exited");
-    i.cmd(&["inspect", "nothing-here"])
+    i.cmd(&["container", "inspect", "nothing-here"])
         .fails_with("no such container: nothing-here");
+    i.cmd(&["inspect", "nothing-here"])
+        .fails_with("no such container or image: nothing-here");
+    // Not a container: an image, as docker's inspect.
+    assert_eq!(inspect(&i, "busybox")["name"], "busybox:latest");
 
     // rm refuses a running container; stop, then rm.
     i.cmd(&["rm", &up]).fails_with("is running");

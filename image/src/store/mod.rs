@@ -46,6 +46,8 @@ mod holds;
 mod import;
 mod layers;
 mod layout;
+#[cfg(test)]
+mod names_tests;
 mod oci;
 mod records;
 

@@ -42,10 +42,10 @@ pub struct ListArgs {
     no_trunc: bool,
 }
 
-/// `berth container inspect`.
+/// `berth container inspect` / `berth inspect`.
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
-    /// Container names.
+    /// Container names (`berth inspect`: or images).
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -233,6 +233,23 @@ pub fn inspect(cx: &Ctx, a: &InspectArgs) -> Result<()> {
         .iter()
         .map(|id| find(cx, id).map(|c| inspect_doc(&c)))
         .collect::<Result<Vec<_>>>()?;
+    println!("{}", serde_json::to_string_pretty(&docs)?);
+    Ok(())
+}
+
+/// `berth inspect NAME...`: as docker, each name a container of `run IMAGE` or else an
+/// image (`image inspect`'s document); a JSON array.
+pub fn inspect_any(cx: &Ctx, a: &InspectArgs) -> Result<()> {
+    let mut docs = Vec::new();
+    for name in &a.containers {
+        if let Some(c) = cx.engine.run_container(name)? {
+            docs.push(inspect_doc(&c));
+            continue;
+        }
+        let doc = super::images::image_doc(cx, name)
+            .with_context(|| format!("no such container or image: {name}"))?;
+        docs.push(doc);
+    }
     println!("{}", serde_json::to_string_pretty(&docs)?);
     Ok(())
 }

@@ -199,17 +199,7 @@ pub fn image_command(cx: &Ctx, cmd: ImageCommand) -> Result<()> {
     match cmd {
         ImageCommand::Import(a) => import(cx, &a),
         ImageCommand::Inspect { image } => {
-            let store = cx.engine.open_store()?;
-            let r = find_image(&store, &image)?;
-            let config = store.image_config(&r)?;
-            let doc = json!({
-                "name": r.name,
-                "id": r.config,
-                "manifest": r.manifest,
-                "platform": r.platform,
-                "layers": r.layers,
-                "config": serde_json::to_value(&config)?,
-            });
+            let doc = image_doc(cx, &image)?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(())
         }
@@ -227,6 +217,22 @@ pub fn image_command(cx: &Ctx, cmd: ImageCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `image inspect`'s document of the image `reference` (a name, ID or ID prefix): its record
+/// and config.
+pub fn image_doc(cx: &Ctx, reference: &str) -> Result<serde_json::Value> {
+    let store = cx.engine.open_store()?;
+    let r = find_image(&store, reference)?;
+    let config = store.image_config(&r)?;
+    Ok(json!({
+        "name": r.name,
+        "id": r.config,
+        "manifest": r.manifest,
+        "platform": r.platform,
+        "layers": r.layers,
+        "config": serde_json::to_value(&config)?,
+    }))
 }
 
 fn import(cx: &Ctx, a: &ImportArgs) -> Result<()> {

@@ -73,7 +73,7 @@ pub enum Command {
     Stop(containers::StopArgs),
     /// Remove containers of `run IMAGE` (and their bundles).
     Rm(containers::RemoveArgs),
-    /// Print details of containers of `run IMAGE` as a JSON array.
+    /// Print details of containers of `run IMAGE` (or of images) as a JSON array.
     Inspect(containers::InspectArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(docs::CompletionArgs),
@@ -102,7 +102,7 @@ pub fn dispatch(cx: &Ctx, command: Command) -> Result<u8> {
         Command::Container(c) => containers::command(cx, c)?,
         Command::Stop(a) => containers::stop(cx, &a)?,
         Command::Rm(a) => containers::remove(cx, &a)?,
-        Command::Inspect(a) => containers::inspect(cx, &a)?,
+        Command::Inspect(a) => containers::inspect_any(cx, &a)?,
         Command::Completion(a) => docs::completion(&a),
         Command::Man(a) => docs::man(&a)?,
     }
