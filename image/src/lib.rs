@@ -9,7 +9,7 @@
 //!   destination through directory fds and `openat2(RESOLVE_IN_ROOT)`; errors name the entry.
 //! - [`image`]: OCI and Docker v2 schema 2 manifests, indexes (manifest lists) and configs;
 //!   digests, ChainIDs and platform selection.
-//! - [`reference`]: image references as docker parses them, and the familiar names the
+//! - [`reference`](mod@reference): image references as docker parses them, and the familiar names the
 //!   store keeps images under (`busybox` is `busybox:latest` is
 //!   `docker.io/library/busybox:latest`).
 //! - [`store`]: a content-addressed store (default `/var/lib/berth`) verified while
