@@ -131,3 +131,40 @@ fn completions_and_man_pages_come_from_the_command_line() {
         assert!(text.contains(".TH"), "{p}");
     }
 }
+
+#[test]
+fn a_detached_containers_output_is_its_log() {
+    let i = ImageStore::new(&[], &["--network", "none"]);
+    let id = i.b.id("talk");
+    i.run(
+        &id,
+        &[
+            "-d",
+            "busybox",
+            "sh",
+            "-c",
+            "echo one; echo two >&2; echo three",
+        ],
+    )
+    .ok();
+    // -f follows until the container has exited: then all of it is there.
+    let all = i.cmd(&["logs", "-f", &id]).ok().out();
+    assert_eq!(all, "one\ntwo\nthree\n");
+    assert_eq!(
+        i.cmd(&["container", "logs", "-n", "1", &id]).ok().out(),
+        "three\n"
+    );
+    let log = i.store.join("bundles").join(&id).join("container.log");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // A foreground run has no log: its output went to the caller.
+    let fg = i.b.id("fg");
+    i.run(&fg, &["busybox", "echo", "here"]).ok();
+    i.cmd(&["logs", &fg]).fails_with("no log");
+    i.cmd(&["rm", &id, &fg]).ok();
+    assert!(!log.exists());
+    i.assert_clean();
+}

@@ -29,7 +29,8 @@
 //! - [`step`]: the container of one build step (`RUN`), over a root filesystem the builder
 //!   mounted.
 //! - [`names`]: container names: generated, checked, claimed.
-//! - [`list`]: the containers the engine ran, listed, inspected and stopped.
+//! - [`list`]: the containers the engine ran, listed, inspected and stopped; [`logs`]: the
+//!   output of detached runs.
 //! - [`roots`]: default state and store roots.
 //!
 //! It is a library, not part of the `berth` binary, because there are two front-ends: the
@@ -69,6 +70,7 @@ pub mod error;
 pub mod host;
 pub mod images;
 pub mod list;
+pub mod logs;
 pub mod names;
 pub mod network;
 pub mod reclaim;

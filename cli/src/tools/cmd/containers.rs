@@ -26,6 +26,21 @@ pub enum ContainerCommand {
     /// Remove containers (and their bundles).
     #[command(alias = "remove")]
     Rm(RemoveArgs),
+    /// Print what a detached container wrote (its standard output and error).
+    Logs(LogsArgs),
+}
+
+/// `berth logs` / `berth container logs`.
+#[derive(clap::Args, Debug)]
+pub struct LogsArgs {
+    /// Keep printing what it writes until it stops.
+    #[arg(short, long)]
+    follow: bool,
+    /// Only the last N lines.
+    #[arg(short = 'n', long)]
+    tail: Option<usize>,
+    /// Container name.
+    container: String,
 }
 
 /// `berth container ls`.
@@ -79,6 +94,7 @@ pub fn command(cx: &Ctx, cmd: ContainerCommand) -> Result<()> {
         ContainerCommand::Inspect(a) => inspect(cx, &a),
         ContainerCommand::Stop(a) => stop(cx, &a),
         ContainerCommand::Rm(a) => remove(cx, &a),
+        ContainerCommand::Logs(a) => logs(cx, &a),
     }
 }
 
@@ -279,4 +295,59 @@ pub fn remove(cx: &Ctx, a: &RemoveArgs) -> Result<()> {
         println!("{id}");
     }
     Ok(())
+}
+
+/// How often `logs -f` looks for more output.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+
+/// `berth logs [-f] [-n N] NAME`: the log of a container run detached without a terminal.
+pub fn logs(cx: &Ctx, a: &LogsArgs) -> Result<()> {
+    use std::io::{Read as _, Seek as _};
+    let c = find(cx, &a.container)?;
+    let Some(path) = cx.engine.log_path(&c.id) else {
+        bail!(
+            "{}: no log (only a container run with -d and without -t keeps its output)",
+            c.id
+        );
+    };
+    let mut f =
+        std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut text = Vec::new();
+    f.read_to_end(&mut text)?;
+    let start = match a.tail {
+        Some(n) => {
+            let body = text.strip_suffix(b"\n").unwrap_or(&text);
+            body.iter()
+                .enumerate()
+                .rev()
+                .filter(|(_, b)| **b == b'\n')
+                .nth(n.saturating_sub(1))
+                .map_or(0, |(i, _)| i + 1)
+        }
+        None => 0,
+    };
+    let mut out = std::io::stdout().lock();
+    if a.tail != Some(0) {
+        out.write_all(&text[start..])?;
+    }
+    out.flush()?;
+    if !a.follow {
+        return Ok(());
+    }
+    let mut at = f.stream_position()?;
+    loop {
+        let running = cx
+            .engine
+            .run_container(&c.id)?
+            .is_some_and(|c| c.is_running());
+        let mut more = Vec::new();
+        f.seek(std::io::SeekFrom::Start(at))?;
+        at += f.read_to_end(&mut more)? as u64;
+        out.write_all(&more)?;
+        out.flush()?;
+        if !running {
+            return Ok(());
+        }
+        std::thread::sleep(FOLLOW_POLL);
+    }
 }

@@ -204,7 +204,7 @@ pub fn image_command(cx: &Ctx, cmd: ImageCommand) -> Result<()> {
             Ok(())
         }
         ImageCommand::Ls(a) => list(cx, &a),
-        ImageCommand::Rm(a) => remove(cx, &a),
+        ImageCommand::Rm(a) => remove(cx, &a).map(drop),
         ImageCommand::Prune => {
             let p = cx.engine.prune_images()?;
             println!(
@@ -254,26 +254,37 @@ fn import(cx: &Ctx, a: &ImportArgs) -> Result<()> {
 }
 
 /// `berth rmi` / `berth image rm`, as docker: `Untagged: NAME` for each name removed,
-/// `Deleted: ID` when the image went by its ID.
-pub fn remove(cx: &Ctx, a: &RemoveArgs) -> Result<()> {
+/// `Deleted: ID` when the image went by its ID; every image that can go goes, each one that
+/// cannot is reported on stderr, and the status is then 1.
+pub fn remove(cx: &Ctx, a: &RemoveArgs) -> Result<u8> {
     let store = cx.engine.open_store()?;
+    let mut failed = false;
     for arg in &a.images {
-        // A name the store has is that name; anything else (an ID, an ID prefix) the image.
-        if let Some(r) = store.image_by_name(arg).ok().flatten() {
-            store.remove_image(&r.name)?;
-            println!("Untagged: {}", r.name);
-            continue;
+        if let Err(e) = remove_one(&store, arg, a.force) {
+            failed = true;
+            eprintln!("berth: {e:#}");
         }
-        let r = find_image(&store, arg)?;
-        let id = Digest::parse(&r.config)?;
-        let (names, _) = store
-            .remove_image_id(&id, a.force)
-            .with_context(|| format!("removing {arg}"))?;
-        for n in names {
-            println!("Untagged: {n}");
-        }
-        println!("Deleted: {id}");
     }
+    Ok(u8::from(failed))
+}
+
+/// Removes what `arg` names: a name the store has is that name; anything else (an ID, an ID
+/// prefix) the image, with every name it has.
+fn remove_one(store: &berth_image::Store, arg: &str, force: bool) -> Result<()> {
+    if let Some(r) = store.image_by_name(arg).ok().flatten() {
+        store.remove_image(&r.name)?;
+        println!("Untagged: {}", r.name);
+        return Ok(());
+    }
+    let r = find_image(store, arg)?;
+    let id = Digest::parse(&r.config)?;
+    let (names, _) = store
+        .remove_image_id(&id, force)
+        .with_context(|| format!("removing {arg}"))?;
+    for n in names {
+        println!("Untagged: {n}");
+    }
+    println!("Deleted: {id}");
     Ok(())
 }
 

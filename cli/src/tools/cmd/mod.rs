@@ -75,6 +75,8 @@ pub enum Command {
     Rm(containers::RemoveArgs),
     /// Print details of containers of `run IMAGE` (or of images) as a JSON array.
     Inspect(containers::InspectArgs),
+    /// Print what a container of `run -d IMAGE` wrote.
+    Logs(containers::LogsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(docs::CompletionArgs),
     /// Print the man page, or write every page into a directory.
@@ -88,8 +90,10 @@ pub fn dispatch(cx: &Ctx, command: Command) -> Result<u8> {
         Command::Delete { force, id } => cx.engine.delete(&id, force)?,
         Command::Run(a) => return run::run(cx, &a),
         Command::Images(a) => images::list(cx, &a)?,
+        Command::Rmi(a) | Command::Image(images::ImageCommand::Rm(a)) => {
+            return images::remove(cx, &a)
+        }
         Command::Image(c) => images::image_command(cx, c)?,
-        Command::Rmi(a) => images::remove(cx, &a)?,
         Command::Unpack(a) => images::unpack(cx, &a)?,
         Command::Bundle(c) => bundle::command(cx, c)?,
         Command::Network(c) => network::command(cx, c)?,
@@ -103,6 +107,7 @@ pub fn dispatch(cx: &Ctx, command: Command) -> Result<u8> {
         Command::Stop(a) => containers::stop(cx, &a)?,
         Command::Rm(a) => containers::remove(cx, &a)?,
         Command::Inspect(a) => containers::inspect_any(cx, &a)?,
+        Command::Logs(a) => containers::logs(cx, &a)?,
         Command::Completion(a) => docs::completion(&a),
         Command::Man(a) => docs::man(&a)?,
     }
