@@ -69,14 +69,11 @@ fn an_image_with_two_names_is_used_by_its_id() {
         assert_eq!(names(i).len(), 3);
         // By name: that name only.
         let out = i.cmd(&["rmi", "other:1"]).ok().out();
-        assert_eq!(out, "Untagged: other:1\n");
+        assert_eq!(out, "removed other:1\n");
         assert_eq!(names(i), ["busybox:latest", "third:latest"]);
         // Forced by ID: every name, and the image.
         let out = i.cmd(&["rmi", "-f", &hex[..12]]).ok().out();
-        assert_eq!(
-            out,
-            format!("Untagged: busybox:latest\nUntagged: third:latest\nDeleted: {id}\n")
-        );
+        assert_eq!(out, "removed busybox:latest\nremoved third:latest\n");
         assert!(names(i).is_empty());
         i.cmd(&["image", "prune"]).ok();
         assert_eq!(
@@ -91,7 +88,7 @@ fn rmi_by_id_of_an_image_with_one_name_removes_it() {
     names_test(|i| {
         let id = only_id(i);
         let out = i.cmd(&["image", "rm", &id[7..19]]).ok().out();
-        assert_eq!(out, format!("Untagged: busybox:latest\nDeleted: {id}\n"));
+        assert_eq!(out, "removed busybox:latest\n");
         assert!(names(i).is_empty());
         i.cmd(&["rmi", &id[7..19]]).fails_with("not found");
     });

@@ -253,9 +253,9 @@ fn import(cx: &Ctx, a: &ImportArgs) -> Result<()> {
     Ok(())
 }
 
-/// `berth rmi` / `berth image rm`, as docker: `Untagged: NAME` for each name removed,
-/// `Deleted: ID` when the image went by its ID; every image that can go goes, each one that
-/// cannot is reported on stderr, and the status is then 1.
+/// `berth rmi` / `berth image rm`: `removed NAME` for each name removed (`removed ID` for an
+/// image without one); every image that can go goes, each one that cannot is reported on
+/// stderr, and the status is then 1, as docker does.
 pub fn remove(cx: &Ctx, a: &RemoveArgs) -> Result<u8> {
     let store = cx.engine.open_store()?;
     let mut failed = false;
@@ -273,7 +273,7 @@ pub fn remove(cx: &Ctx, a: &RemoveArgs) -> Result<u8> {
 fn remove_one(store: &berth_image::Store, arg: &str, force: bool) -> Result<()> {
     if let Some(r) = store.image_by_name(arg).ok().flatten() {
         store.remove_image(&r.name)?;
-        println!("Untagged: {}", r.name);
+        println!("removed {}", r.name);
         return Ok(());
     }
     let r = find_image(store, arg)?;
@@ -281,10 +281,12 @@ fn remove_one(store: &berth_image::Store, arg: &str, force: bool) -> Result<()> 
     let (names, _) = store
         .remove_image_id(&id, force)
         .with_context(|| format!("removing {arg}"))?;
-    for n in names {
-        println!("Untagged: {n}");
+    if names.is_empty() {
+        println!("removed {id}");
     }
-    println!("Deleted: {id}");
+    for n in names {
+        println!("removed {n}");
+    }
     Ok(())
 }
 
