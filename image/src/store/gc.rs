@@ -40,7 +40,7 @@ impl Store {
                 return Err(Error::ImageNotFound(name.to_string()));
             }
             let key = state
-                .name_key(name)?
+                .name_key(name)
                 .ok_or_else(|| Error::ImageNotFound(name.to_string()))?;
             state.images.remove(&key);
             Ok(true)

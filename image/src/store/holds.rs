@@ -56,7 +56,7 @@ impl Store {
         let _l = self.state_lock()?;
         let mut state = self.load_state()?;
         let rec = state
-            .find(image)?
+            .find(image)
             .cloned()
             .ok_or_else(|| Error::ImageNotFound(image.to_string()))?;
         if state.holds.contains_key(holder) {

@@ -71,27 +71,29 @@ pub(super) fn as_config_digest(reference: &str) -> Option<Digest> {
 impl State {
     /// The image `reference` names: a full image ID (config digest), found among named
     /// images first, then untagged ones; or a name (normalised: `busybox` is
-    /// `busybox:latest`), which must be a valid reference.
-    pub(super) fn find(&self, reference: &str) -> Result<Option<&ImageRecord>> {
+    /// `busybox:latest`).
+    pub(super) fn find(&self, reference: &str) -> Option<&ImageRecord> {
         if let Some(d) = as_config_digest(reference) {
-            return Ok(self
+            return self
                 .images
                 .values()
                 .find(|r| r.config == d.as_str())
-                .or_else(|| self.untagged.get(d.as_str())));
+                .or_else(|| self.untagged.get(d.as_str()));
         }
-        Ok(self.name_key(reference)?.and_then(|k| self.images.get(&k)))
+        self.name_key(reference).and_then(|k| self.images.get(&k))
     }
 
     /// The key of the image named `reference`: the name as given when an older store
     /// recorded it so (one that does not parse as a reference), else its normalised form;
-    /// `None` when no image has that name.
-    pub(super) fn name_key(&self, reference: &str) -> Result<Option<String>> {
+    /// `None` when no image has that name (a reference that does not parse names none: it
+    /// may be a container ID given to runc's `run ID`, whose caller says so).
+    pub(super) fn name_key(&self, reference: &str) -> Option<String> {
         if self.images.contains_key(reference) {
-            return Ok(Some(reference.to_string()));
+            return Some(reference.to_string());
         }
-        let n = normalize_name(reference)?;
-        Ok(self.images.contains_key(&n).then_some(n))
+        normalize_name(reference)
+            .ok()
+            .filter(|n| self.images.contains_key(n))
     }
 
     /// Records `rec` under `name`, replacing an image of that name; an untagged entry of the
@@ -178,7 +180,7 @@ impl Store {
     /// first, then untagged ones, whose `name` is "").
     pub fn image(&self, name: &str) -> Result<ImageRecord> {
         self.load_state()?
-            .find(name)?
+            .find(name)
             .cloned()
             .ok_or_else(|| Error::ImageNotFound(name.to_string()))
     }
@@ -188,7 +190,7 @@ impl Store {
     pub fn image_by_name(&self, reference: &str) -> Result<Option<ImageRecord>> {
         let state = self.load_state()?;
         Ok(state
-            .name_key(reference)?
+            .name_key(reference)
             .and_then(|k| state.images.get(&k).cloned()))
     }
 
@@ -207,7 +209,7 @@ impl Store {
         let _l = self.state_lock()?;
         let mut state = self.load_state()?;
         let mut rec = state
-            .find(src)?
+            .find(src)
             .cloned()
             .ok_or_else(|| Error::ImageNotFound(src.to_string()))?;
         state.insert_named(&dst_name, rec.clone());
