@@ -67,7 +67,7 @@ fn import_list_inspect_remove_prune() {
             0
         );
         i.cmd(&["rmi", "busybox"])
-            .fails_with("busybox\\\" not found");
+            .fails_with("image \"busybox\" not found");
     });
 }
 

@@ -19,15 +19,19 @@ const NOBODY: u32 = 65534;
 /// `XDG_RUNTIME_DIR`; asserts success (with both streams in the message) and returns the
 /// output.
 fn as_nobody(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BERTH)
-        .args(args)
+    as_nobody_with(dir, args, |_| {})
+}
+
+/// [`as_nobody`], letting the caller adjust the command (its environment) first.
+fn as_nobody_with(dir: &Path, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Output {
+    let mut c = Command::new(BERTH);
+    c.args(args)
         .current_dir(dir)
         .env("XDG_RUNTIME_DIR", dir.join("xdg"))
         .uid(NOBODY)
-        .gid(NOBODY)
-        .output()
-        .unwrap()
-        .ok()
+        .gid(NOBODY);
+    adjust(&mut c);
+    c.output().unwrap().ok()
 }
 
 /// A temporary directory (named `<prefix>…`) that uid 65534 may enter.
@@ -118,4 +122,38 @@ fn unprivileged_user_runs_an_image() {
         fs::read_dir(home.join("xdg/berth")).map_or(0, Iterator::count),
         0
     );
+}
+
+/// A fresh account has no `~/.local/share` yet: the default store is made there, with its
+/// missing parents, readable by the user only; `XDG_DATA_HOME` moves it, made as deep as
+/// it must be.
+#[test]
+fn a_fresh_account_gets_its_default_store() {
+    let tmp = enterable_tempdir("berth-rootless-home-");
+    let home = tmp.path().join("home");
+    fs::create_dir_all(home.join("xdg")).unwrap();
+    common::busybox_layout(&home.join("layout"), "busybox:latest", &[]);
+    chown_tree(&home);
+    let fresh = |c: &mut Command| {
+        c.env("HOME", &home)
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("BERTH_STORE");
+    };
+    as_nobody_with(&home, &["image", "import", "layout"], fresh);
+    let out = as_nobody_with(&home, &["images", "-q"], fresh).out();
+    assert_eq!(out, "busybox:latest\n");
+    let store = home.join(".local/share/berth");
+    let mode = fs::metadata(&store).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{}", store.display());
+    assert!(store.join("state.json").is_file());
+
+    let data = home.join("elsewhere/data");
+    let out = as_nobody_with(&home, &["images", "-q"], |c| {
+        c.env("HOME", &home)
+            .env("XDG_DATA_HOME", &data)
+            .env_remove("BERTH_STORE");
+    })
+    .out();
+    assert_eq!(out, "", "a store of its own under XDG_DATA_HOME");
+    assert!(data.join("berth/blobs/sha256").is_dir());
 }

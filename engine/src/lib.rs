@@ -29,6 +29,8 @@
 //! - [`step`]: the container of one build step (`RUN`), over a root filesystem the builder
 //!   mounted.
 //! - [`names`]: container names: generated, checked, claimed.
+//! - [`list`]: the containers the engine ran, listed, inspected and stopped; [`logs`]: the
+//!   output of detached runs.
 //! - [`roots`]: default state and store roots.
 //!
 //! It is a library, not part of the `berth` binary, because there are two front-ends: the
@@ -67,6 +69,8 @@ pub mod container;
 pub mod error;
 pub mod host;
 pub mod images;
+pub mod list;
+pub mod logs;
 pub mod names;
 pub mod network;
 pub mod reclaim;
@@ -81,6 +85,7 @@ pub use container::{ContainerRequest, MadeContainer};
 pub use error::{Error, Result};
 pub use host::{Bind, HostOptions, Tmpfs};
 pub use images::{find_image, image_id, ImagePrune, UnpackRequest, Unpacked};
+pub use list::RunContainer;
 pub use network::{NetworkChoice, NetworkMode};
 pub use record::RunRecord;
 pub use run::{ImageRun, RunRequest};

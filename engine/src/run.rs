@@ -133,18 +133,23 @@ impl Engine {
             preserve_fds: 0,
             foreground: false,
         };
-        let res = if req.detach {
-            berth_runtime::run(self.root(), &co, true)
+        let res = if req.detach && !req.tty && req.console_socket.is_none() {
+            // Its output goes to its log (`berth logs`), as docker keeps it.
+            crate::logs::with_output_to(&dir.join(crate::logs::LOG_FILE), || {
+                berth_runtime::run(self.root(), &co, true).map_err(Error::from)
+            })
+        } else if req.detach {
+            berth_runtime::run(self.root(), &co, true).map_err(Error::from)
         } else if req.remove {
-            berth_runtime::run(self.root(), &co, false)
+            berth_runtime::run(self.root(), &co, false).map_err(Error::from)
         } else {
-            berth_runtime::run_and_keep(self.root(), &co)
+            berth_runtime::run_and_keep(self.root(), &co).map_err(Error::from)
         };
         let outcome = match res {
             Ok(o) => o,
             Err(e) => {
                 discard(&attached);
-                return Err(e.into());
+                return Err(e);
             }
         };
         match outcome {

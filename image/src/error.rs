@@ -70,6 +70,18 @@ pub enum Error {
     /// No image by that name exists in the store.
     #[error("image {0:?} not found")]
     ImageNotFound(String),
+    /// An image name that is not a valid reference (`BAD:Name`, `../x`).
+    #[error("image name: {0}")]
+    Reference(#[from] crate::reference::ReferenceError),
+    /// An image removed by ID while it has several names, without force (as docker refuses
+    /// `rmi ID` then).
+    #[error("unable to delete {id} (must be forced): image is referenced in multiple repositories ({})", names.join(", "))]
+    MultipleNames {
+        /// The image's short ID (12 hex digits).
+        id: String,
+        /// Its names.
+        names: Vec<String>,
+    },
     /// A bound on what a layer, image or volume may make berth do was reached (a
     /// decompression bomb, a flood of entries or metadata, a filling disk); see
     /// [`crate::extract::Limits`]. Nothing of the layer or volume is kept.

@@ -9,6 +9,9 @@
 //!   destination through directory fds and `openat2(RESOLVE_IN_ROOT)`; errors name the entry.
 //! - [`image`]: OCI and Docker v2 schema 2 manifests, indexes (manifest lists) and configs;
 //!   digests, ChainIDs and platform selection.
+//! - [`reference`](mod@reference): image references as docker parses them, and the familiar names the
+//!   store keeps images under (`busybox` is `busybox:latest` is
+//!   `docker.io/library/busybox:latest`).
 //! - [`store`]: a content-addressed store (default `/var/lib/berth`) verified while
 //!   streaming, with layers extracted once per ChainID and shared, reference counting,
 //!   imports from OCI layouts, OCI archives and docker-archives, `rmi` and `prune`, and crash
@@ -39,6 +42,7 @@ pub mod bundle;
 pub mod error;
 pub mod extract;
 pub mod image;
+pub mod reference;
 pub mod store;
 pub mod synth;
 pub mod volume;

@@ -265,6 +265,15 @@ impl Error {
     }
 }
 
+impl From<berth_image::reference::ReferenceError> for Error {
+    fn from(e: berth_image::reference::ReferenceError) -> Error {
+        Error::Reference {
+            reference: e.reference,
+            reason: e.reason,
+        }
+    }
+}
+
 impl From<berth_image::Error> for Error {
     fn from(e: berth_image::Error) -> Error {
         Error::Store(e)

@@ -5,6 +5,7 @@
 //! family).
 
 mod cmd;
+mod docker_ps;
 mod output;
 
 use std::ffi::OsString;
@@ -33,7 +34,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<OsString> = std::env::args_os().collect();
+    let args: Vec<OsString> = docker_ps::rewrite(std::env::args_os().collect());
     let sealed = startup::seal_if_needed(&args);
     let cli = Cli::parse_from(&args);
     if let Err(e) = startup::init_logging(&cli.globals) {

@@ -9,6 +9,8 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 
+use berth_engine::list::human_duration;
+
 use crate::http::body::{no_content, ok_json, streamed, Resp};
 use crate::http::query::labels_match;
 use crate::http::{no_route, ApiError, ApiResult, Ctx};
@@ -52,20 +54,6 @@ fn human_status(r: &ContainerRecord, health: Option<&str>) -> String {
 }
 
 /// Docker's human durations ("Less than a second", "5 seconds", "3 minutes", "2 hours").
-fn human_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        2..=59 => format!("{s} seconds"),
-        60..=119 => "About a minute".into(),
-        120..=3599 => format!("{} minutes", s / 60),
-        3600..=7199 => "About an hour".into(),
-        7200..=172_799 => format!("{} hours", s / 3600),
-        _ => format!("{} days", s / 86400),
-    }
-}
-
 fn ports_of(r: &ContainerRecord) -> Vec<Value> {
     let mut out = Vec::new();
     for (port, bindings) in r.host_config.port_bindings.iter().flatten() {

@@ -6,9 +6,10 @@ use std::collections::BTreeSet;
 use std::fs;
 
 use super::layout::{io_at, lock, remove_any, Lock};
-use super::records::{as_config_digest, normalize_name, State};
+use super::records::{as_config_digest, State};
 use super::Store;
 use crate::error::{Error, Result};
+use crate::image::Digest;
 
 /// What [`Store::prune`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,20 +27,55 @@ impl Store {
         lock(&self.root.join("gc.lock"), exclusive)
     }
 
-    /// Removes an image's name, then everything no image or hold uses any more (`rmi`).
-    /// An untagged image is removed by its full ID (`sha256:<hex>` of its config, or the hex
-    /// alone) when no image has that name.
+    /// Removes an image's name (as given, or normalised), then everything no image or hold
+    /// uses any more (`rmi NAME`). An untagged image is removed by its full ID (`sha256:<hex>`
+    /// of its config, or the hex alone).
     pub fn remove_image(&self, name: &str) -> Result<PruneStats> {
-        let n = normalize_name(name)?;
+        let id = as_config_digest(name);
         self.change_then_prune(|state| {
-            if state.images.remove(&n).is_none() {
-                let id = as_config_digest(name);
-                if id.is_none_or(|d| state.untagged.remove(d.as_str()).is_none()) {
-                    return Err(Error::ImageNotFound(name.to_string()));
+            if let Some(d) = &id {
+                if state.untagged.remove(d.as_str()).is_some() {
+                    return Ok(true);
                 }
+                return Err(Error::ImageNotFound(name.to_string()));
             }
+            let key = state
+                .name_key(name)
+                .ok_or_else(|| Error::ImageNotFound(name.to_string()))?;
+            state.images.remove(&key);
             Ok(true)
         })
+    }
+
+    /// Removes the image whose ID (config digest) is `id` (`rmi ID`): every name it has and
+    /// its untagged record, then everything no image or hold uses any more. An image with
+    /// more than one name is refused unless `force`, as docker refuses it. Returns the names
+    /// removed.
+    pub fn remove_image_id(&self, id: &Digest, force: bool) -> Result<(Vec<String>, PruneStats)> {
+        let mut names = Vec::new();
+        let stats = self.change_then_prune(|state| {
+            names = state
+                .images
+                .iter()
+                .filter(|(_, r)| r.config == id.as_str())
+                .map(|(k, _)| k.clone())
+                .collect();
+            if names.len() > 1 && !force {
+                return Err(Error::MultipleNames {
+                    id: id.hex()[..12].to_string(),
+                    names: names.clone(),
+                });
+            }
+            let untagged = state.untagged.remove(id.as_str()).is_some();
+            if names.is_empty() && !untagged {
+                return Err(Error::ImageNotFound(id.to_string()));
+            }
+            for n in &names {
+                state.images.remove(n);
+            }
+            Ok(true)
+        })?;
+        Ok((names, stats))
     }
 
     /// Applies `change` to the state under `state.lock` (saved if it returns `true`), then

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::records::{normalize_name, ImageRecord};
+use super::records::ImageRecord;
 use super::Store;
 use crate::error::{Error, Result};
 
@@ -55,9 +55,8 @@ impl Store {
     pub fn hold(&self, holder: &str, image: &str) -> Result<ImageRecord> {
         let _l = self.state_lock()?;
         let mut state = self.load_state()?;
-        let n = normalize_name(image)?;
         let rec = state
-            .find(image)?
+            .find(image)
             .cloned()
             .ok_or_else(|| Error::ImageNotFound(image.to_string()))?;
         if state.holds.contains_key(holder) {
@@ -72,7 +71,11 @@ impl Store {
         state.holds.insert(
             holder.to_string(),
             Hold {
-                image: n,
+                image: if rec.name.is_empty() {
+                    rec.config.clone()
+                } else {
+                    rec.name.clone()
+                },
                 blobs,
                 chains: rec.layers.iter().map(|l| l.chain_id.clone()).collect(),
                 creator: Creator::current(),

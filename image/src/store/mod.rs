@@ -46,6 +46,8 @@ mod holds;
 mod import;
 mod layers;
 mod layout;
+#[cfg(test)]
+mod names_tests;
 mod oci;
 mod records;
 
@@ -82,10 +84,17 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) a store at `root`, and removes leftovers of imports whose
-    /// process is gone.
+    /// process is gone. The root's missing parents are made too (a fresh account has no
+    /// `~/.local/share` yet), like the store's own directories readable by their owner only
+    /// (0700).
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
-        for d in ["", "blobs", "blobs/sha256", "layers", "l", "tmp"] {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)
+            .map_err(|e| Error::io(&root, "create store directory", e))?;
+        for d in ["blobs", "blobs/sha256", "layers", "l", "tmp"] {
             let p = root.join(d);
             match fs::DirBuilder::new().mode(0o700).create(&p) {
                 Ok(()) => {}

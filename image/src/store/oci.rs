@@ -76,7 +76,9 @@ impl Store {
                     .iter()
                     .filter(|(_, full, tag)| {
                         full.as_deref() == Some(name)
-                            || full.as_deref() == Some(want.as_str())
+                            || full
+                                .as_deref()
+                                .is_some_and(|f| normalize_name(f).is_ok_and(|f| f == want))
                             || tag.as_deref() == Some(name)
                     })
                     .map(|(d, _, _)| (*d, want.clone()))

@@ -13,6 +13,7 @@ use super::layout::{lock, write_atomic, Lock};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::image::{self, Digest};
+use crate::reference::Reference;
 
 /// One layer of an image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,20 +69,31 @@ pub(super) fn as_config_digest(reference: &str) -> Option<Digest> {
 }
 
 impl State {
-    /// The image `reference` names: a name (a missing tag means `:latest`), or a full image
-    /// ID (config digest), found among named images first, then untagged ones.
-    pub(super) fn find(&self, reference: &str) -> Result<Option<&ImageRecord>> {
-        if let Some(r) = self.images.get(&normalize_name(reference)?) {
-            return Ok(Some(r));
+    /// The image `reference` names: a full image ID (config digest), found among named
+    /// images first, then untagged ones; or a name (normalised: `busybox` is
+    /// `busybox:latest`).
+    pub(super) fn find(&self, reference: &str) -> Option<&ImageRecord> {
+        if let Some(d) = as_config_digest(reference) {
+            return self
+                .images
+                .values()
+                .find(|r| r.config == d.as_str())
+                .or_else(|| self.untagged.get(d.as_str()));
         }
-        let Some(d) = as_config_digest(reference) else {
-            return Ok(None);
-        };
-        Ok(self
-            .images
-            .values()
-            .find(|r| r.config == d.as_str())
-            .or_else(|| self.untagged.get(d.as_str())))
+        self.name_key(reference).and_then(|k| self.images.get(&k))
+    }
+
+    /// The key of the image named `reference`: the name as given when an older store
+    /// recorded it so (one that does not parse as a reference), else its normalised form;
+    /// `None` when no image has that name (a reference that does not parse names none: it
+    /// may be a container ID given to runc's `run ID`, whose caller says so).
+    pub(super) fn name_key(&self, reference: &str) -> Option<String> {
+        if self.images.contains_key(reference) {
+            return Some(reference.to_string());
+        }
+        normalize_name(reference)
+            .ok()
+            .filter(|n| self.images.contains_key(n))
     }
 
     /// Records `rec` under `name`, replacing an image of that name; an untagged entry of the
@@ -91,23 +103,41 @@ impl State {
         rec.name = name.to_string();
         self.images.insert(name.to_string(), rec);
     }
+
+    /// Names that older stores recorded as given (`docker.io/library/busybox:latest`,
+    /// `busybox`) re-keyed under their normalised form, so that every spelling finds them.
+    /// A name that does not parse, or whose normalised form another image has, stays as it
+    /// is ([`State::name_key`] still finds it as written).
+    fn normalise_names(&mut self) {
+        let stale: Vec<(String, String)> = self
+            .images
+            .keys()
+            .filter_map(|k| {
+                normalize_name(k)
+                    .ok()
+                    .filter(|n| n != k)
+                    .map(|n| (k.clone(), n))
+            })
+            .collect();
+        for (old, new) in stale {
+            if self.images.contains_key(&new) {
+                continue;
+            }
+            if let Some(rec) = self.images.remove(&old) {
+                self.insert_named(&new, rec);
+            }
+        }
+    }
 }
 
-/// Normalises an image name: a missing tag becomes `:latest`.
+/// Normalises an image name as docker does, to the familiar form the store keeps names in
+/// and shows: `busybox`, `busybox:latest` and `docker.io/library/busybox:latest` are
+/// `busybox:latest`; `foo/bar` is `foo/bar:latest`; another registry stays
+/// (`localhost:5000/app:v1`); a digest wins over a tag (`app@sha256:...`). What docker
+/// would not take as a reference (`BAD:Name`, `../../etc/x`, 64 hex digits) is refused,
+/// naming the reason.
 pub fn normalize_name(name: &str) -> Result<String> {
-    let name = name.trim();
-    if name.is_empty() || name.contains(char::is_whitespace) || name.contains('\0') {
-        return Err(Error::invalid(
-            format!("image name {name:?}"),
-            "empty or contains whitespace",
-        ));
-    }
-    let last = name.rsplit('/').next().unwrap_or(name);
-    if last.contains(':') || name.contains('@') {
-        Ok(name.to_string())
-    } else {
-        Ok(format!("{name}:latest"))
-    }
+    Ok(Reference::parse(name)?.familiar())
 }
 
 impl Store {
@@ -118,10 +148,15 @@ impl Store {
     pub(super) fn load_state(&self) -> Result<State> {
         let p = self.root.join("state.json");
         match fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|source| Error::Json {
-                what: p.display().to_string(),
-                source,
-            }),
+            Ok(b) => {
+                let mut state: State =
+                    serde_json::from_slice(&b).map_err(|source| Error::Json {
+                        what: p.display().to_string(),
+                        source,
+                    })?;
+                state.normalise_names();
+                Ok(state)
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::default()),
             Err(e) => Err(Error::io(p, "read", e)),
         }
@@ -140,14 +175,23 @@ impl Store {
         Ok(self.load_state()?.images.into_values().collect())
     }
 
-    /// One image by name (a missing tag means `:latest`) or by full ID (`sha256:<hex>` of
-    /// its config, or the hex alone; named images first, then untagged ones, whose `name` is
-    /// "").
+    /// One image by name (normalised: a missing tag means `:latest`, `docker.io/library/` is
+    /// implied) or by full ID (`sha256:<hex>` of its config, or the hex alone; named images
+    /// first, then untagged ones, whose `name` is "").
     pub fn image(&self, name: &str) -> Result<ImageRecord> {
         self.load_state()?
-            .find(name)?
+            .find(name)
             .cloned()
             .ok_or_else(|| Error::ImageNotFound(name.to_string()))
+    }
+
+    /// The image that has the name `reference` (normalised), if any: unlike
+    /// [`Store::image`], never one found by its ID.
+    pub fn image_by_name(&self, reference: &str) -> Result<Option<ImageRecord>> {
+        let state = self.load_state()?;
+        Ok(state
+            .name_key(reference)
+            .and_then(|k| state.images.get(&k).cloned()))
     }
 
     /// The parsed config of an image.
@@ -165,7 +209,7 @@ impl Store {
         let _l = self.state_lock()?;
         let mut state = self.load_state()?;
         let mut rec = state
-            .find(src)?
+            .find(src)
             .cloned()
             .ok_or_else(|| Error::ImageNotFound(src.to_string()))?;
         state.insert_named(&dst_name, rec.clone());

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use berth_engine::{find_image, image_id, ProcessOverrides, UnpackRequest};
 use berth_image::store::ImportOptions;
-use berth_image::Platform;
+use berth_image::{Digest, Platform};
 use serde_json::json;
 
 use super::Ctx;
@@ -37,13 +37,21 @@ pub enum ImageCommand {
     Ls(ListArgs),
     /// Remove images (their layers go once no image or container uses them).
     #[command(alias = "remove")]
-    Rm {
-        /// Image names or ID prefixes.
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
+    Rm(RemoveArgs),
     /// Remove blobs and layers no image or container uses, and leftovers of dead imports.
     Prune,
+}
+
+/// `berth rmi` / `berth image rm`.
+#[derive(clap::Args, Debug)]
+pub struct RemoveArgs {
+    /// Remove an image named by its ID even when it has several names (all of them go).
+    #[arg(short, long)]
+    pub force: bool,
+    /// Image names, IDs or ID prefixes: a name removes that name (the image goes with its
+    /// last name); an ID removes the image with every name it has.
+    #[arg(required = true)]
+    pub images: Vec<String>,
 }
 
 /// `berth images` / `berth image ls`.
@@ -191,22 +199,12 @@ pub fn image_command(cx: &Ctx, cmd: ImageCommand) -> Result<()> {
     match cmd {
         ImageCommand::Import(a) => import(cx, &a),
         ImageCommand::Inspect { image } => {
-            let store = cx.engine.open_store()?;
-            let r = find_image(&store, &image)?;
-            let config = store.image_config(&r)?;
-            let doc = json!({
-                "name": r.name,
-                "id": r.config,
-                "manifest": r.manifest,
-                "platform": r.platform,
-                "layers": r.layers,
-                "config": serde_json::to_value(&config)?,
-            });
+            let doc = image_doc(cx, &image)?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(())
         }
         ImageCommand::Ls(a) => list(cx, &a),
-        ImageCommand::Rm { images } => remove(cx, &images),
+        ImageCommand::Rm(a) => remove(cx, &a).map(drop),
         ImageCommand::Prune => {
             let p = cx.engine.prune_images()?;
             println!(
@@ -219,6 +217,22 @@ pub fn image_command(cx: &Ctx, cmd: ImageCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `image inspect`'s document of the image `reference` (a name, ID or ID prefix): its record
+/// and config.
+pub fn image_doc(cx: &Ctx, reference: &str) -> Result<serde_json::Value> {
+    let store = cx.engine.open_store()?;
+    let r = find_image(&store, reference)?;
+    let config = store.image_config(&r)?;
+    Ok(json!({
+        "name": r.name,
+        "id": r.config,
+        "manifest": r.manifest,
+        "platform": r.platform,
+        "layers": r.layers,
+        "config": serde_json::to_value(&config)?,
+    }))
 }
 
 fn import(cx: &Ctx, a: &ImportArgs) -> Result<()> {
@@ -239,13 +253,39 @@ fn import(cx: &Ctx, a: &ImportArgs) -> Result<()> {
     Ok(())
 }
 
-/// `berth rmi` / `berth image rm`.
-pub fn remove(cx: &Ctx, images: &[String]) -> Result<()> {
+/// `berth rmi` / `berth image rm`: `removed NAME` for each name removed (`removed ID` for an
+/// image without one); every image that can go goes, each one that cannot is reported on
+/// stderr, and the status is then 1, as docker does.
+pub fn remove(cx: &Ctx, a: &RemoveArgs) -> Result<u8> {
     let store = cx.engine.open_store()?;
-    for name in images {
-        let r = find_image(&store, name)?;
+    let mut failed = false;
+    for arg in &a.images {
+        if let Err(e) = remove_one(&store, arg, a.force) {
+            failed = true;
+            eprintln!("berth: {e:#}");
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+/// Removes what `arg` names: a name the store has is that name; anything else (an ID, an ID
+/// prefix) the image, with every name it has.
+fn remove_one(store: &berth_image::Store, arg: &str, force: bool) -> Result<()> {
+    if let Some(r) = store.image_by_name(arg).ok().flatten() {
         store.remove_image(&r.name)?;
         println!("removed {}", r.name);
+        return Ok(());
+    }
+    let r = find_image(store, arg)?;
+    let id = Digest::parse(&r.config)?;
+    let (names, _) = store
+        .remove_image_id(&id, force)
+        .with_context(|| format!("removing {arg}"))?;
+    if names.is_empty() {
+        println!("removed {id}");
+    }
+    for n in names {
+        println!("removed {n}");
     }
     Ok(())
 }

@@ -3,6 +3,8 @@
 
 pub mod build;
 pub mod bundle;
+pub mod containers;
+pub mod docs;
 pub mod images;
 pub mod network;
 pub mod registry;
@@ -43,11 +45,7 @@ pub enum Command {
     #[command(subcommand)]
     Image(images::ImageCommand),
     /// Remove images.
-    Rmi {
-        /// Image names or ID prefixes.
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
+    Rmi(images::RemoveArgs),
     /// Make a bundle from an image: an overlay rootfs (or --flat copy) and a config.json.
     Unpack(images::UnpackArgs),
     /// Manage bundles made by unpack.
@@ -68,6 +66,21 @@ pub enum Command {
     Tag(registry::TagArgs),
     /// Build an image from a Dockerfile.
     Build(build::BuildArgs),
+    /// Manage the containers of `run IMAGE`: ls (ps), inspect, stop, rm.
+    #[command(subcommand)]
+    Container(containers::ContainerCommand),
+    /// Stop containers of `run IMAGE`: SIGTERM, then SIGKILL after a grace period.
+    Stop(containers::StopArgs),
+    /// Remove containers of `run IMAGE` (and their bundles).
+    Rm(containers::RemoveArgs),
+    /// Print details of containers of `run IMAGE` (or of images) as a JSON array.
+    Inspect(containers::InspectArgs),
+    /// Print what a container of `run -d IMAGE` wrote.
+    Logs(containers::LogsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(docs::CompletionArgs),
+    /// Print the man page, or write every page into a directory.
+    Man(docs::ManArgs),
 }
 
 /// Runs `command`; its exit status.
@@ -77,8 +90,10 @@ pub fn dispatch(cx: &Ctx, command: Command) -> Result<u8> {
         Command::Delete { force, id } => cx.engine.delete(&id, force)?,
         Command::Run(a) => return run::run(cx, &a),
         Command::Images(a) => images::list(cx, &a)?,
+        Command::Rmi(a) | Command::Image(images::ImageCommand::Rm(a)) => {
+            return images::remove(cx, &a)
+        }
         Command::Image(c) => images::image_command(cx, c)?,
-        Command::Rmi { images: names } => images::remove(cx, &names)?,
         Command::Unpack(a) => images::unpack(cx, &a)?,
         Command::Bundle(c) => bundle::command(cx, c)?,
         Command::Network(c) => network::command(cx, c)?,
@@ -88,6 +103,13 @@ pub fn dispatch(cx: &Ctx, command: Command) -> Result<u8> {
         Command::Logout(a) => registry::logout(&a)?,
         Command::Tag(a) => registry::tag(cx, &a)?,
         Command::Build(a) => build::build(cx, &a)?,
+        Command::Container(c) => containers::command(cx, c)?,
+        Command::Stop(a) => containers::stop(cx, &a)?,
+        Command::Rm(a) => containers::remove(cx, &a)?,
+        Command::Inspect(a) => containers::inspect_any(cx, &a)?,
+        Command::Logs(a) => containers::logs(cx, &a)?,
+        Command::Completion(a) => docs::completion(&a),
+        Command::Man(a) => docs::man(&a)?,
     }
     Ok(0)
 }
