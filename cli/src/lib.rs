@@ -12,6 +12,7 @@
 //! This library holds what both share: the runtime commands ([`runc`]), logging ([`log`]),
 //! the start-up steps ([`startup`]) and the hand-over ([`handover`]).
 
+pub mod console;
 pub mod handover;
 pub mod log;
 pub mod runc;

@@ -53,6 +53,7 @@
 //!     pid_file: None,
 //!     console_socket: None,
 //!     network: NetworkChoice { mode: NetworkMode::None, publish: Vec::new() },
+//!     host: Default::default(),
 //! })?;
 //! engine.delete(&run.id, true)?;
 //! # Ok(()) }

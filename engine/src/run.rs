@@ -17,6 +17,7 @@ use berth_image::bundle;
 use berth_runtime::{CreateOptions, RunOutcome};
 
 use crate::error::{Error, Result};
+use crate::host::HostOptions;
 use crate::images::find_image;
 use crate::network::{self, NetworkChoice};
 use crate::record::RunRecord;
@@ -48,6 +49,8 @@ pub struct RunRequest {
     pub console_socket: Option<PathBuf>,
     /// The network.
     pub network: NetworkChoice,
+    /// What it gets of the host (mounts, limits, capabilities, the terminal's size...).
+    pub host: HostOptions,
 }
 
 /// A container run from an image.
@@ -105,6 +108,7 @@ impl Engine {
         let mut opts = req.process.bundle_options(req.flat);
         opts.holder = Some(holder.clone());
         let made = bundle::create_bundle_with(&store, &image.name, &dir, template, &opts, |s| {
+            req.host.apply(s)?;
             let setup = network::attach(&net_state, &dir, &id, &hostname, &req.network)?;
             attached.clone_from(&setup.attached);
             setup.apply(s)

@@ -144,10 +144,29 @@ struct Bars {
 
 impl Bars {
     fn bar(&self, digest: &str, size: Option<u64>, verb: &str) {
+        // Sizes as everywhere else (human_size), not indicatif's binary units.
         let style = indicatif::ProgressStyle::with_template(
-            "{prefix} {msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            "{prefix} {msg:12} [{bar:30}] {done}/{total} {rate}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .with_key(
+            "done",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&human_size(s.pos()));
+            },
+        )
+        .with_key(
+            "total",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&human_size(s.len().unwrap_or(0)));
+            },
+        )
+        .with_key(
+            "rate",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}/s", human_size(s.per_sec() as u64));
+            },
+        )
         .progress_chars("=> ");
         let pb = self
             .multi
@@ -223,11 +242,11 @@ pub fn pull(cx: &Ctx, a: &PullArgs) -> Result<()> {
         .with_context(|| format!("pulling {}", r.familiar()))?;
     if !a.quiet {
         eprintln!(
-            "pulled {} ({}): {} blobs downloaded, {} bytes received, {} resumed downloads",
+            "pulled {} ({}): {} blobs downloaded, {} received, {} resumed downloads",
             report.record.name,
             report.record.platform,
             report.stats.blobs_fetched,
-            report.stats.bytes_received,
+            human_size(report.stats.bytes_received),
             report.stats.resumes
         );
     }
@@ -276,12 +295,12 @@ pub fn push(cx: &Ctx, a: &PushArgs) -> Result<()> {
         .with_context(|| format!("pushing {local} to {r}"))?;
     if !a.quiet {
         eprintln!(
-            "pushed {}: {} blobs uploaded, {} already there, {} mounted, {} bytes sent",
+            "pushed {}: {} blobs uploaded, {} already there, {} mounted, {} sent",
             r.familiar(),
             report.uploaded,
             report.existing,
             report.mounted,
-            report.stats.bytes_sent
+            human_size(report.stats.bytes_sent)
         );
     }
     println!("{}@{}", r.familiar_repository(), report.digest);

@@ -3,9 +3,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Result};
+use std::os::fd::AsRawFd as _;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use berth_cli::console::{self, ConsoleRelay};
 use berth_engine::network::parse_publish;
-use berth_engine::{NetworkChoice, NetworkMode, RunRequest};
+use berth_engine::{HostOptions, NetworkChoice, NetworkMode, RunRequest};
 use berth_runtime::RunOutcome;
 
 use super::images::ImageProcessArgs;
@@ -30,9 +33,14 @@ pub struct RunArgs {
     /// Image form: the container's name (default: berth-<12 hex>).
     #[arg(long)]
     name: Option<String>,
-    /// Image form: give the process the caller's terminal.
+    /// Image form: give the process a terminal of its own (a pty, relayed to the caller
+    /// unless --console-socket is given).
     #[arg(short = 't', long)]
     tty: bool,
+    /// Image form: keep standard input open for the process (without it, the process reads
+    /// /dev/null); with -t, the caller's terminal is put in raw mode.
+    #[arg(short = 'i', long)]
+    interactive: bool,
     /// Image form: `bridge` (the default network; default for root), `none` (default for
     /// other users), `host` or a network's name.
     #[arg(long)]
@@ -57,6 +65,7 @@ impl RunArgs {
             && (self.rm
                 || self.name.is_some()
                 || self.tty
+                || self.interactive
                 || self.network.is_some()
                 || !self.publish.is_empty()
                 || self.image.any()
@@ -80,6 +89,21 @@ pub fn run(cx: &Ctx, a: &RunArgs) -> Result<u8> {
 /// `berth run IMAGE [CMD...]`: a bundle under `<store>/bundles/<name>`, then create + start.
 /// The bundle goes with the container: at exit with `--rm`, else at `berth delete`.
 fn run_image(cx: &Ctx, a: &RunArgs) -> Result<u8> {
+    let relay = if a.tty && a.flags.console_socket.is_none() && !a.detach {
+        Some(ConsoleRelay::listen(a.interactive).context("-t: listening for the terminal")?)
+    } else {
+        None
+    };
+    if !a.interactive && relay.is_none() {
+        stdin_from_null()?;
+    }
+    let host = HostOptions {
+        console_size: relay
+            .as_ref()
+            .and_then(|_| console::window_size())
+            .map(|(rows, cols)| (u32::from(rows), u32::from(cols))),
+        ..HostOptions::default()
+    };
     let req = RunRequest {
         image: a.target.clone(),
         name: a.name.clone(),
@@ -89,7 +113,10 @@ fn run_image(cx: &Ctx, a: &RunArgs) -> Result<u8> {
         detach: a.detach,
         tty: a.tty,
         pid_file: a.flags.pid_file.clone(),
-        console_socket: a.flags.console_socket.clone(),
+        console_socket: relay
+            .as_ref()
+            .map(|r| r.socket().to_path_buf())
+            .or_else(|| a.flags.console_socket.clone()),
         network: NetworkChoice {
             mode: a
                 .network
@@ -97,8 +124,13 @@ fn run_image(cx: &Ctx, a: &RunArgs) -> Result<u8> {
                 .map_or_else(NetworkMode::default_for_caller, NetworkMode::parse),
             publish: parse_publish(&a.publish).map_err(in_flags)?,
         },
+        host,
     };
-    let run = cx.engine.run_image(&req).map_err(in_flags)?;
+    let run = cx.engine.run_image(&req).map_err(in_flags);
+    if let Some(relay) = relay {
+        relay.finish();
+    }
+    let run = run?;
     match run.outcome {
         RunOutcome::Detached => {
             println!("{}", run.id);
@@ -117,6 +149,14 @@ fn run_image(cx: &Ctx, a: &RunArgs) -> Result<u8> {
             Ok(u8::try_from(code).unwrap_or(1))
         }
     }
+}
+
+/// Without `-i`, the container reads /dev/null, as docker's does: it inherits this
+/// process's standard input, which becomes /dev/null.
+fn stdin_from_null() -> Result<()> {
+    let null = std::fs::File::open("/dev/null").context("opening /dev/null")?;
+    nix::unistd::dup2(null.as_raw_fd(), 0).context("making /dev/null standard input")?;
+    Ok(())
 }
 
 /// The engine's errors about the request, in terms of this command's flags.

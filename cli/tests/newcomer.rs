@@ -1,0 +1,241 @@
+//! The berth command as a new user meets it (issue 20): help without arguments and in each
+//! subcommand, quiet exits on a closed standard output, `run -i`, `run -t` and `exec -t`
+//! with a terminal of their own, and docker's meaning of `run`'s flags.
+
+mod common;
+
+use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::process::{Output, Stdio};
+
+use common::{Berth, ImageStore, OutputExt, BERTH};
+
+/// A store of busybox for this test; its containers get no network.
+fn store() -> ImageStore {
+    ImageStore::new(&[], &["--network", "none"])
+}
+
+#[test]
+fn no_arguments_prints_help() {
+    let out = std::process::Command::new(BERTH).output().unwrap();
+    assert_eq!(out.code(), 2, "{}", out.err());
+    let help = out.err();
+    assert!(
+        help.contains("Usage: berth") && help.contains("Commands:") && !help.contains("error"),
+        "{help}"
+    );
+    // Global flags alone: the help too.
+    let out = std::process::Command::new(BERTH)
+        .arg("--debug")
+        .output()
+        .unwrap();
+    assert_eq!(out.code(), 2, "{}", out.err());
+    assert!(out.err().contains("Commands:"), "{}", out.err());
+}
+
+#[test]
+fn subcommand_help_shows_only_its_own_flags() {
+    let top = std::process::Command::new(BERTH)
+        .arg("--help")
+        .output()
+        .unwrap()
+        .ok();
+    assert!(top.out().contains("--log-format"), "{}", top.out());
+    for sub in [&["run"][..], &["images"], &["network", "ls"], &["list"]] {
+        let mut args = sub.to_vec();
+        args.push("--help");
+        let out = std::process::Command::new(BERTH)
+            .args(&args)
+            .output()
+            .unwrap()
+            .ok();
+        let help = out.out();
+        assert!(help.contains("Usage: berth"), "{sub:?}: {help}");
+        for global in ["--log-format", "--systemd-cgroup", "--store", "--root"] {
+            assert!(!help.contains(global), "{sub:?} shows {global}: {help}");
+        }
+    }
+    // Still accepted after the subcommand.
+    let b = Berth::new();
+    b.cmd(&["list", "--root", b.root.to_str().unwrap()]).ok();
+}
+
+/// A pipe whose reader is already gone, as `| head -1` leaves it.
+fn closed_pipe() -> OwnedFd {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both descriptors are new and ours; the read end is closed at once.
+    unsafe {
+        drop(OwnedFd::from_raw_fd(fds[0]));
+        OwnedFd::from_raw_fd(fds[1])
+    }
+}
+
+#[test]
+fn a_closed_stdout_ends_commands_quietly() {
+    let i = store();
+    let id = i.run_sleeper("pipe", &[]);
+    let quiet = |args: &[&str]| {
+        let out = i.cmd_with(args, |c| {
+            c.stdout(Stdio::from(closed_pipe()));
+        });
+        assert_eq!(out.code(), 0, "{args:?}: {}", out.err());
+        assert_eq!(out.err(), "", "{args:?}");
+    };
+    // The lean berth (println! and writeln!), then berth-tools.
+    quiet(&["list"]);
+    quiet(&["events", "--stats", &id]);
+    quiet(&["state", &id]);
+    quiet(&["features"]);
+    quiet(&["images"]);
+    quiet(&["network", "ls"]);
+    quiet(&["list", "--format=json"]);
+    i.cmd(&["delete", "--force", &id]).ok();
+    i.assert_clean();
+}
+
+/// `run` with standard input from a file holding `input`.
+fn run_with_input(i: &ImageStore, name: &str, args: &[&str], input: &str) -> Output {
+    let path = i.b.path().join(format!("{name}.in"));
+    std::fs::write(&path, input).unwrap();
+    let id = i.b.id(name);
+    i.b.track(&id);
+    let all = i.run_args(&id, args);
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    i.cmd_with(&all, |c| {
+        c.stdin(File::open(&path).unwrap());
+    })
+}
+
+#[test]
+fn run_reads_stdin_only_with_i() {
+    let i = store();
+    let out = run_with_input(&i, "noi", &["--rm", "busybox", "cat"], "piped\n").ok();
+    assert_eq!(out.out(), "", "without -i the container reads /dev/null");
+    let out = run_with_input(&i, "withi", &["--rm", "-i", "busybox", "cat"], "piped\n").ok();
+    assert_eq!(out.out(), "piped\n");
+    i.assert_clean();
+}
+
+/// A pty pair for the caller's side: (master, slave), the window 33x77.
+fn caller_pty() -> (OwnedFd, OwnedFd) {
+    let ws = libc::winsize {
+        ws_row: 33,
+        ws_col: 77,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&ws), None).unwrap();
+    (pty.master, pty.slave)
+}
+
+/// Runs `args` with a pty as the caller's terminal (stdin, stdout and stderr); once the
+/// output holds `prompt`, types `input`. Returns berth's output and the terminal's output.
+fn on_a_terminal(i: &ImageStore, args: &[&str], prompt: &str, input: &str) -> (Output, String) {
+    let (master, slave) = caller_pty();
+    let before = nix::sys::termios::tcgetattr(&slave).unwrap();
+    let mut reader = File::from(master.try_clone().unwrap());
+    let mut writer = File::from(master);
+    let mut text = String::new();
+    let out = std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            i.cmd_with(args, |c| {
+                c.stdin(Stdio::from(slave.try_clone().unwrap()))
+                    .stdout(Stdio::from(slave.try_clone().unwrap()))
+                    .stderr(Stdio::from(slave.try_clone().unwrap()));
+            })
+        });
+        nix::fcntl::fcntl(
+            reader.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .unwrap();
+        let mut buf = [0u8; 4096];
+        let mut typed = input.is_empty();
+        loop {
+            // Checked before the read: once berth has exited, one last read drains the rest.
+            let finished = run.is_finished();
+            match reader.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    if !typed && text.contains(prompt) {
+                        writer.write_all(input.as_bytes()).unwrap();
+                        typed = true;
+                    }
+                }
+                _ if finished => break,
+                _ => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+        run.join().unwrap()
+    });
+    let after = nix::sys::termios::tcgetattr(&slave).unwrap();
+    assert_eq!(
+        before.local_flags, after.local_flags,
+        "the caller's terminal was not put back"
+    );
+    (out, text)
+}
+
+#[test]
+fn run_t_gives_the_container_a_terminal_of_its_own() {
+    let i = store();
+    let id = i.b.id("tty");
+    let args = i.run_args(
+        &id,
+        &["--rm", "-t", "busybox", "sh", "-c", "tty; stty size"],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    i.b.track(&id);
+    // Standard input is not a terminal: the container gets its own all the same.
+    let out = i.cmd(&args).ok();
+    assert!(out.out().contains("/dev/pts/0"), "{}", out.out());
+    // On the caller's terminal: its size is passed on.
+    let (out, text) = on_a_terminal(&i, &args, "", "");
+    assert_eq!(out.code(), 0, "{text}");
+    assert!(
+        text.contains("/dev/pts/0") && text.contains("33 77"),
+        "{text:?}"
+    );
+    // -it: typed input reaches the process.
+    let args = i.run_args(
+        &id,
+        &[
+            "--rm",
+            "-it",
+            "busybox",
+            "sh",
+            "-c",
+            "echo ready; read line; echo got-$line",
+        ],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, text) = on_a_terminal(&i, &args, "ready", "hello\r");
+    assert_eq!(out.code(), 0, "{text}");
+    assert!(text.contains("got-hello"), "{text:?}");
+    i.assert_clean();
+}
+
+#[test]
+fn exec_t_gives_a_terminal_without_one_on_stdin() {
+    let i = store();
+    let id = i.run_sleeper("exect", &[]);
+    // The lean berth (`-t`) and berth-tools (`-it`, clustered).
+    let out = i.cmd(&["exec", "-t", &id, "tty"]).ok();
+    assert!(out.out().contains("/dev/pts/"), "{}", out.out());
+    let input = i.b.path().join("exec.in");
+    std::fs::write(&input, "abc\n").unwrap();
+    let out = i
+        .cmd_with(
+            &["exec", "-it", &id, "sh", "-c", "read l; echo got-$l"],
+            |c| {
+                c.stdin(File::open(&input).unwrap());
+            },
+        )
+        .ok();
+    assert!(out.out().contains("got-abc"), "{}", out.out());
+    i.cmd(&["delete", "--force", &id]).ok();
+    i.assert_clean();
+}
