@@ -9,6 +9,7 @@ use std::io::{Read as _, Write as _};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::process::{Output, Stdio};
 
+use common::registry::Registry;
 use common::{Berth, ImageStore, OutputExt, BERTH};
 
 /// A store of busybox for this test; its containers get no network.
@@ -237,5 +238,40 @@ fn exec_t_gives_a_terminal_without_one_on_stdin() {
         .ok();
     assert!(out.out().contains("got-abc"), "{}", out.out());
     i.cmd(&["delete", "--force", &id]).ok();
+    i.assert_clean();
+}
+
+#[test]
+fn run_pulls_a_missing_image_as_pull_says() {
+    let i = store();
+    let reg = Registry::start(None);
+    let layout = i.b.path().join("layout-bb");
+    common::busybox_layout(&layout, "bb:latest", &[]);
+    reg.seed(&layout, "team/bb", "v1", None);
+    let image = format!("{}/team/bb:v1", reg.host());
+    // Not in the store: --pull never refuses, naming `berth pull`.
+    let err = i
+        .run(
+            &i.b.id("never"),
+            &["--rm", "--pull", "never", &image, "true"],
+        )
+        .fails_with("not found in the store");
+    assert!(err.contains("berth pull"), "{err}");
+    // The default (missing) pulls it, then runs it.
+    let out = i
+        .run(&i.b.id("missing"), &["--rm", &image, "echo", "ran"])
+        .ok();
+    assert_eq!(out.out(), "ran\n");
+    assert!(out.err().contains("pulling it"), "{}", out.err());
+    // Now in the store: missing pulls nothing, always pulls again.
+    let out = i.run(&i.b.id("again"), &["--rm", &image, "true"]).ok();
+    assert!(!out.err().contains("pulled"), "{}", out.err());
+    let out = i
+        .run(
+            &i.b.id("always"),
+            &["--rm", "--pull", "always", &image, "true"],
+        )
+        .ok();
+    assert!(out.err().contains("pulled "), "{}", out.err());
     i.assert_clean();
 }

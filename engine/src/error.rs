@@ -16,7 +16,7 @@ pub enum Error {
         source: Box<berth_image::Error>,
     },
     /// No image of that name or ID prefix is in the store.
-    #[error("image {name:?} not found in the store {} (berth images lists them; berth image import adds one)", store.display())]
+    #[error("image {name:?} not found in the store {} (berth images lists them; berth pull or berth image import adds one)", store.display())]
     ImageNotFound {
         /// The name or ID prefix asked for.
         name: String,

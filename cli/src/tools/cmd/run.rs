@@ -12,6 +12,7 @@ use berth_engine::{HostOptions, NetworkChoice, NetworkMode, RunRequest};
 use berth_runtime::RunOutcome;
 
 use super::images::ImageProcessArgs;
+use super::registry;
 use super::Ctx;
 use berth_cli::runc::CreateFlags;
 
@@ -48,6 +49,10 @@ pub struct RunArgs {
     /// Image form: publish a port, [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]; repeatable.
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
+    /// Image form: pull the image from its registry first: when it is not in the store
+    /// (`missing`), every time (`always`), or never.
+    #[arg(long, value_enum, default_value = "missing")]
+    pull: PullPolicy,
     #[command(flatten)]
     image: ImageProcessArgs,
     /// Container ID (bundle form) or image name / ID prefix (image form).
@@ -55,6 +60,17 @@ pub struct RunArgs {
     /// Image form: command and arguments (replace the image's Cmd).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+/// `run --pull`: when the image comes from its registry, as docker's.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// When the store has no image of that name.
+    Missing,
+    /// Before every run.
+    Always,
+    /// Never: the image must be in the store.
+    Never,
 }
 
 impl RunArgs {
@@ -89,6 +105,7 @@ pub fn run(cx: &Ctx, a: &RunArgs) -> Result<u8> {
 /// `berth run IMAGE [CMD...]`: a bundle under `<store>/bundles/<name>`, then create + start.
 /// The bundle goes with the container: at exit with `--rm`, else at `berth delete`.
 fn run_image(cx: &Ctx, a: &RunArgs) -> Result<u8> {
+    let image = image_to_run(cx, a)?;
     let relay = if a.tty && a.flags.console_socket.is_none() && !a.detach {
         Some(ConsoleRelay::listen(a.interactive).context("-t: listening for the terminal")?)
     } else {
@@ -105,7 +122,7 @@ fn run_image(cx: &Ctx, a: &RunArgs) -> Result<u8> {
         ..HostOptions::default()
     };
     let req = RunRequest {
-        image: a.target.clone(),
+        image,
         name: a.name.clone(),
         process: a.image.overrides(&a.command),
         flat: a.image.flat,
@@ -148,6 +165,41 @@ fn run_image(cx: &Ctx, a: &RunArgs) -> Result<u8> {
             tracing::error!("{message}");
             Ok(u8::try_from(code).unwrap_or(1))
         }
+    }
+}
+
+/// The image `run` names, pulled first as `--pull` says: the name it has in the store.
+fn image_to_run(cx: &Ctx, a: &RunArgs) -> Result<String> {
+    let missing = match a.pull {
+        PullPolicy::Never => return Ok(a.target.clone()),
+        PullPolicy::Always => None,
+        PullPolicy::Missing => {
+            let store = cx.engine.open_store()?;
+            match berth_engine::find_image(&store, &a.target) {
+                Ok(_) => return Ok(a.target.clone()),
+                Err(e @ berth_engine::Error::ImageNotFound { .. }) => {
+                    eprintln!(
+                        "berth: image {:?} is not in the store; pulling it",
+                        a.target
+                    );
+                    Some(e)
+                }
+                Err(e) => return Err(in_flags(e)),
+            }
+        }
+    };
+    let report = registry::pull_image(
+        cx,
+        &a.target,
+        None,
+        registry::DEFAULT_PARALLEL,
+        false,
+        &registry::ConnectArgs::default(),
+    );
+    match (report, missing) {
+        (Ok(report), _) => Ok(report.record.name),
+        (Err(e), Some(missing)) => Err(e.context(missing.to_string())),
+        (Err(e), None) => Err(e),
     }
 }
 
