@@ -275,3 +275,79 @@ fn run_pulls_a_missing_image_as_pull_says() {
     assert!(out.err().contains("pulled "), "{}", out.err());
     i.assert_clean();
 }
+
+#[test]
+fn pull_platform_of_a_single_platform_image_must_match() {
+    let b = Berth::new();
+    let store = b.path().join("store");
+    let reg = Registry::start(None);
+    let layout = b.path().join("layout-one");
+    common::busybox_layout(&layout, "one:latest", &[]);
+    reg.seed(&layout, "one", "v1", None);
+    let image = format!("{}/one:v1", reg.host());
+    let s = store.to_str().unwrap();
+    let err = b
+        .cmd(&["--store", s, "pull", "--platform", "linux/arm64", &image])
+        .fails_with("no manifest for platform linux/arm64 (available: linux/amd64)");
+    assert!(err.contains("one:v1"), "{err}");
+    let images = b.cmd(&["--store", s, "images", "-q"]).ok();
+    assert_eq!(images.out(), "", "nothing is stored");
+    b.cmd(&["--store", s, "pull", "--platform", "linux/amd64", &image])
+        .ok();
+    b.cmd(&["--store", s, "pull", &image]).ok();
+}
+
+#[test]
+fn rmi_removes_what_it_can_and_reports_each_missing_name() {
+    let i = store();
+    i.cmd(&["tag", "busybox", "second:v1"]).ok();
+    i.cmd(&["tag", "busybox", "third:v1"]).ok();
+    let out = i.cmd(&["rmi", "nosuch", "second:v1", "alsomissing"]);
+    assert_eq!(out.code(), 1, "{}", out.err());
+    assert!(out.out().contains("removed second:v1"), "{}", out.out());
+    assert!(
+        out.err().contains("\"nosuch\"") && out.err().contains("\"alsomissing\""),
+        "{}",
+        out.err()
+    );
+    let out = i.cmd(&["image", "rm", "third:v1", "nosuch"]);
+    assert_eq!(out.code(), 1, "{}", out.err());
+    let left = i.cmd(&["images", "-q"]).ok().out();
+    assert_eq!(left, "busybox:latest\n");
+    i.assert_clean();
+}
+
+#[test]
+fn run_env_without_a_value_and_a_missing_workdir_as_docker() {
+    let i = store();
+    let id = i.b.id("envw");
+    let args = i.run_args(
+        &id,
+        &[
+            "--rm",
+            "-e",
+            "FROM_CALLER",
+            "-e",
+            "UNSET_IN_CALLER",
+            "-w",
+            "/made/for/me",
+            "busybox",
+            "sh",
+            "-c",
+            "pwd; echo $FROM_CALLER; env | grep -c UNSET_IN_CALLER",
+        ],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    i.b.track(&id);
+    let out = i.cmd_with(&args, |c| {
+        c.env("FROM_CALLER", "caller's value")
+            .env_remove("UNSET_IN_CALLER");
+    });
+    assert_eq!(
+        out.out(),
+        "/made/for/me\ncaller's value\n0\n",
+        "{}",
+        out.err()
+    );
+    i.assert_clean();
+}

@@ -77,6 +77,7 @@ pub mod run;
 pub mod spec;
 pub mod step;
 pub mod teardown;
+pub mod workdir;
 
 pub use container::{ContainerRequest, MadeContainer};
 pub use error::{Error, Result};

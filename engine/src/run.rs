@@ -23,6 +23,7 @@ use crate::network::{self, NetworkChoice};
 use crate::record::RunRecord;
 use crate::spec::{self, ProcessOverrides};
 use crate::teardown::remove_run_bundle;
+use crate::workdir::ensure_workdir;
 use crate::{names, Engine};
 
 /// A container to run from an image.
@@ -109,6 +110,7 @@ impl Engine {
         opts.holder = Some(holder.clone());
         let made = bundle::create_bundle_with(&store, &image.name, &dir, template, &opts, |s| {
             req.host.apply(s)?;
+            ensure_workdir(s, &dir)?;
             let setup = network::attach(&net_state, &dir, &id, &hostname, &req.network)?;
             attached.clone_from(&setup.attached);
             setup.apply(s)

@@ -104,6 +104,16 @@ pub enum Error {
         /// The digest of what arrived.
         actual: String,
     },
+    /// A single-platform image that is not for the platform asked for.
+    #[error("{reference}: no manifest for platform {wanted} (available: {available})")]
+    WrongPlatform {
+        /// The reference pulled.
+        reference: String,
+        /// The platform asked for.
+        wanted: String,
+        /// The image's own platform.
+        available: String,
+    },
     /// A response or document that makes no sense (no Location, a manifest too large...).
     #[error("{what}: {reason}")]
     Protocol {

@@ -6,6 +6,7 @@ pub mod bundle;
 pub mod images;
 pub mod network;
 pub mod registry;
+pub mod rmi;
 pub mod run;
 
 use anyhow::Result;
@@ -77,8 +78,11 @@ pub fn dispatch(cx: &Ctx, command: Command) -> Result<u8> {
         Command::Delete { force, id } => cx.engine.delete(&id, force)?,
         Command::Run(a) => return run::run(cx, &a),
         Command::Images(a) => images::list(cx, &a)?,
+        Command::Image(images::ImageCommand::Rm { images: names }) => {
+            return rmi::remove_each(cx, &names)
+        }
         Command::Image(c) => images::image_command(cx, c)?,
-        Command::Rmi { images: names } => images::remove(cx, &names)?,
+        Command::Rmi { images: names } => return rmi::remove_each(cx, &names),
         Command::Unpack(a) => images::unpack(cx, &a)?,
         Command::Bundle(c) => bundle::command(cx, c)?,
         Command::Network(c) => network::command(cx, c)?,

@@ -261,6 +261,7 @@ pub fn pull_image(
     };
     if let Some(p) = platform {
         opts.platform = Platform::parse(p).with_context(|| format!("--platform {p}"))?;
+        opts.require_platform = true;
     }
     let client = berth_registry::client_for(&r, connect.options())?;
     let report = pull::pull(&client, &store, &r, &opts, progress(quiet))

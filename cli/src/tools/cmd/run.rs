@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd as _;
 use anyhow::{anyhow, bail, Context as _, Result};
 use berth_cli::console::{self, ConsoleRelay};
 use berth_engine::network::parse_publish;
-use berth_engine::{HostOptions, NetworkChoice, NetworkMode, RunRequest};
+use berth_engine::{HostOptions, NetworkChoice, NetworkMode, ProcessOverrides, RunRequest};
 use berth_runtime::RunOutcome;
 
 use super::images::ImageProcessArgs;
@@ -124,7 +124,10 @@ fn run_image(cx: &Ctx, a: &RunArgs) -> Result<u8> {
     let req = RunRequest {
         image,
         name: a.name.clone(),
-        process: a.image.overrides(&a.command),
+        process: ProcessOverrides {
+            env: with_caller_values(&a.image.env, |k| std::env::var(k).ok()),
+            ..a.image.overrides(&a.command)
+        },
         flat: a.image.flat,
         remove: a.rm,
         detach: a.detach,
@@ -166,6 +169,20 @@ fn run_image(cx: &Ctx, a: &RunArgs) -> Result<u8> {
             Ok(u8::try_from(code).unwrap_or(1))
         }
     }
+}
+
+/// `-e` as docker takes it: `KEY=VALUE` as given; a bare `KEY` takes the caller's value
+/// (`lookup`), and is left out when the caller has none.
+fn with_caller_values(env: &[String], lookup: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    env.iter()
+        .filter_map(|e| {
+            if e.contains('=') {
+                Some(e.clone())
+            } else {
+                lookup(e).map(|v| format!("{e}={v}"))
+            }
+        })
+        .collect()
 }
 
 /// The image `run` names, pulled first as `--pull` says: the name it has in the store.
@@ -225,5 +242,20 @@ fn in_flags(e: berth_engine::Error) -> anyhow::Error {
             anyhow!("{e}; for runc's `run ID` form, give --bundle or run where config.json is")
         }
         e => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_env_names_take_the_callers_value_or_go() {
+        let lookup = |k: &str| (k == "HOME").then(|| "/root".to_string());
+        let env = ["A=1", "HOME", "UNSET", "B="].map(String::from);
+        assert_eq!(
+            with_caller_values(&env, lookup),
+            ["A=1", "HOME=/root", "B="]
+        );
     }
 }
