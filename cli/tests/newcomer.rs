@@ -101,11 +101,7 @@ fn a_closed_stdout_ends_commands_quietly() {
 fn run_with_input(i: &ImageStore, name: &str, args: &[&str], input: &str) -> Output {
     let path = i.b.path().join(format!("{name}.in"));
     std::fs::write(&path, input).unwrap();
-    let id = i.b.id(name);
-    i.b.track(&id);
-    let all = i.run_args(&id, args);
-    let all: Vec<&str> = all.iter().map(String::as_str).collect();
-    i.cmd_with(&all, |c| {
+    i.run_with(&i.b.id(name), args, |c| {
         c.stdin(File::open(&path).unwrap());
     })
 }
@@ -134,7 +130,13 @@ fn caller_pty() -> (OwnedFd, OwnedFd) {
 
 /// Runs `args` with a pty as the caller's terminal (stdin, stdout and stderr); once the
 /// output holds `prompt`, types `input`. Returns berth's output and the terminal's output.
-fn on_a_terminal(i: &ImageStore, args: &[&str], prompt: &str, input: &str) -> (Output, String) {
+fn on_a_terminal(
+    i: &ImageStore,
+    id: &str,
+    args: &[&str],
+    prompt: &str,
+    input: &str,
+) -> (Output, String) {
     let (master, slave) = caller_pty();
     let before = nix::sys::termios::tcgetattr(&slave).unwrap();
     let mut reader = File::from(master.try_clone().unwrap());
@@ -142,7 +144,7 @@ fn on_a_terminal(i: &ImageStore, args: &[&str], prompt: &str, input: &str) -> (O
     let mut text = String::new();
     let out = std::thread::scope(|s| {
         let run = s.spawn(|| {
-            i.cmd_with(args, |c| {
+            i.run_with(id, args, |c| {
                 c.stdin(Stdio::from(slave.try_clone().unwrap()))
                     .stdout(Stdio::from(slave.try_clone().unwrap()))
                     .stderr(Stdio::from(slave.try_clone().unwrap()));
@@ -184,36 +186,21 @@ fn on_a_terminal(i: &ImageStore, args: &[&str], prompt: &str, input: &str) -> (O
 fn run_t_gives_the_container_a_terminal_of_its_own() {
     let i = store();
     let id = i.b.id("tty");
-    let args = i.run_args(
-        &id,
-        &["--rm", "-t", "busybox", "sh", "-c", "tty; stty size"],
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    i.b.track(&id);
+    let args = ["--rm", "-t", "busybox", "sh", "-c", "tty; stty size"];
     // Standard input is not a terminal: the container gets its own all the same.
-    let out = i.cmd(&args).ok();
+    let out = i.run(&id, &args).ok();
     assert!(out.out().contains("/dev/pts/0"), "{}", out.out());
     // On the caller's terminal: its size is passed on.
-    let (out, text) = on_a_terminal(&i, &args, "", "");
+    let (out, text) = on_a_terminal(&i, &id, &args, "", "");
     assert_eq!(out.code(), 0, "{text}");
     assert!(
         text.contains("/dev/pts/0") && text.contains("33 77"),
         "{text:?}"
     );
     // -it: typed input reaches the process.
-    let args = i.run_args(
-        &id,
-        &[
-            "--rm",
-            "-it",
-            "busybox",
-            "sh",
-            "-c",
-            "echo ready; read line; echo got-$line",
-        ],
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (out, text) = on_a_terminal(&i, &args, "ready", "hello\r");
+    let script = "echo ready; read line; echo got-$line";
+    let args = ["--rm", "-it", "busybox", "sh", "-c", script];
+    let (out, text) = on_a_terminal(&i, &id, &args, "ready", "hello\r");
     assert_eq!(out.code(), 0, "{text}");
     assert!(text.contains("got-hello"), "{text:?}");
     i.assert_clean();
@@ -320,26 +307,19 @@ fn rmi_removes_what_it_can_and_reports_each_missing_name() {
 #[test]
 fn run_env_without_a_value_and_a_missing_workdir_as_docker() {
     let i = store();
-    let id = i.b.id("envw");
-    let args = i.run_args(
-        &id,
-        &[
-            "--rm",
-            "-e",
-            "FROM_CALLER",
-            "-e",
-            "UNSET_IN_CALLER",
-            "-w",
-            "/made/for/me",
-            "busybox",
-            "sh",
-            "-c",
-            "pwd; echo $FROM_CALLER; env | grep -c UNSET_IN_CALLER",
-        ],
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    i.b.track(&id);
-    let out = i.cmd_with(&args, |c| {
+    let script = "pwd; echo $FROM_CALLER; env | grep -c UNSET_IN_CALLER";
+    let flags = [
+        "-e",
+        "FROM_CALLER",
+        "-e",
+        "UNSET_IN_CALLER",
+        "-w",
+        "/made/for/me",
+    ];
+    let mut args = vec!["--rm"];
+    args.extend(flags);
+    args.extend(["busybox", "sh", "-c", script]);
+    let out = i.run_with(&i.b.id("envw"), &args, |c| {
         c.env("FROM_CALLER", "caller's value")
             .env_remove("UNSET_IN_CALLER");
     });
