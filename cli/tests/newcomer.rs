@@ -331,3 +331,16 @@ fn run_env_without_a_value_and_a_missing_workdir_as_docker() {
     );
     i.assert_clean();
 }
+
+#[test]
+fn registry_errors_say_things_once() {
+    let i = store();
+    // Port 1 on loopback: nothing listens.
+    let target = "127.0.0.1:1/app:v1";
+    i.cmd(&["tag", "busybox", target]).ok();
+    let err = i.cmd(&["push", target]).fails_with("Connection");
+    assert!(err.contains(&format!("pushing {target}: ")), "{err}");
+    assert_eq!(err.matches(target).count(), 1, "{err}");
+    assert_eq!(err.matches("http://127.0.0.1:1/v2/").count(), 1, "{err}");
+    i.assert_clean();
+}
