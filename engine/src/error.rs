@@ -138,6 +138,16 @@ pub enum Error {
         #[source]
         source: berth_netns::Error,
     },
+    /// A command-line flag's value (docker's spelling) that does not parse.
+    #[error("{flag} {value:?}: {reason}")]
+    Flag {
+        /// The flag, e.g. `--volume`.
+        flag: String,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A filesystem operation on a named path failed.
     #[error("{op} {}", path.display())]
     Io {

@@ -32,8 +32,10 @@ pub struct RunRequest {
     /// Image name or ID prefix.
     pub image: String,
     /// The container's name (default: `berth-<12 hex>`); also its hostname (at most 63
-    /// bytes of it).
+    /// bytes of it) unless `hostname` is given.
     pub name: Option<String>,
+    /// The container's hostname (default: its name).
+    pub hostname: Option<String>,
     /// Changes to the image's process.
     pub process: ProcessOverrides,
     /// A flattened copy of the layers instead of an overlay mount.
@@ -80,7 +82,13 @@ impl Engine {
             return Err(Error::Exists(id));
         }
         // As docker does: the container's name (at most 63 bytes) is its hostname.
-        let hostname: String = id.chars().take(63).collect();
+        let hostname: String = req
+            .hostname
+            .as_deref()
+            .unwrap_or(&id)
+            .chars()
+            .take(63)
+            .collect();
         let template = spec::template(req.tty, Some(&hostname))?;
         let dir = names::claim(self.store_root(), &id)?;
         let holder = names::holder(&id);

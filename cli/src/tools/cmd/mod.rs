@@ -8,6 +8,7 @@ pub mod network;
 pub mod registry;
 pub mod rmi;
 pub mod run;
+pub mod run_host;
 
 use anyhow::Result;
 use berth_cli::runc::{self, RuntimeCommand};

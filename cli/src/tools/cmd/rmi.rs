@@ -19,7 +19,8 @@ pub fn remove_each(cx: &Ctx, names: &[String]) -> Result<u8> {
             Ok(removed) => println!("removed {removed}"),
             Err(e) => {
                 failed = true;
-                eprintln!("berth: {e:#}");
+                // Logged as a failed command's error is (see startup::report).
+                tracing::error!("{}", berth_runtime::error::render(e.as_ref()));
             }
         }
     }

@@ -13,6 +13,7 @@ use berth_runtime::RunOutcome;
 
 use super::images::ImageProcessArgs;
 use super::registry;
+use super::run_host::HostArgs;
 use super::Ctx;
 use berth_cli::runc::CreateFlags;
 
@@ -55,6 +56,8 @@ pub struct RunArgs {
     pull: PullPolicy,
     #[command(flatten)]
     image: ImageProcessArgs,
+    #[command(flatten)]
+    host: HostArgs,
     /// Container ID (bundle form) or image name / ID prefix (image form).
     target: String,
     /// Image form: command and arguments (replace the image's Cmd).
@@ -85,6 +88,7 @@ impl RunArgs {
                 || self.network.is_some()
                 || !self.publish.is_empty()
                 || self.image.any()
+                || self.host.any()
                 || !self.command.is_empty()
                 || !std::path::Path::new("config.json").exists())
     }
@@ -119,13 +123,16 @@ fn run_image(cx: &Ctx, a: &RunArgs) -> Result<u8> {
             .as_ref()
             .and_then(|_| console::window_size())
             .map(|(rows, cols)| (u32::from(rows), u32::from(cols))),
-        ..HostOptions::default()
+        ..a.host.options(cx)?
     };
+    let mut env = a.host.env_file_entries()?;
+    env.extend(a.image.env.iter().cloned());
     let req = RunRequest {
         image,
         name: a.name.clone(),
+        hostname: a.host.hostname.clone(),
         process: ProcessOverrides {
-            env: with_caller_values(&a.image.env, |k| std::env::var(k).ok()),
+            env: with_caller_values(&env, |k| std::env::var(k).ok()),
             ..a.image.overrides(&a.command)
         },
         flat: a.image.flat,
