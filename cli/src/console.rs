@@ -164,15 +164,10 @@ fn accept_master(listener: &UnixListener) -> Option<OwnedFd> {
 /// holding it has exited); with `forward_stdin`, a thread copies standard input to the
 /// master, ending it with `^D` at the end of input.
 fn relay(master: OwnedFd, forward_stdin: bool) {
-    if let Some((rows, cols)) = window_size() {
-        let ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ on a pty master with a pointer to a live winsize.
-        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &raw const ws) };
+    if set_window_size(master.as_fd()) {
+        if let Ok(copy) = master.try_clone() {
+            follow_window_size(copy);
+        }
     }
     let mut output = std::fs::File::from(master);
     if forward_stdin {
@@ -205,4 +200,39 @@ fn relay(master: OwnedFd, forward_stdin: bool) {
             break;
         }
     }
+}
+
+/// Gives the terminal on `master` the caller's window size; whether the caller has one.
+fn set_window_size(master: BorrowedFd<'_>) -> bool {
+    let Some((rows, cols)) = window_size() else {
+        return false;
+    };
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ on a pty master with a pointer to a live winsize.
+    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &raw const ws) };
+    true
+}
+
+/// How often [`follow_window_size`] looks at the caller's window size.
+const WINDOW_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Passes every change of the caller's window size on to the terminal on `master` (whose
+/// process group the kernel then sends `SIGWINCH`), from a thread that lasts as long as the
+/// process. It looks a few times a second: berth's own `SIGWINCH` is not to be had, as the
+/// runtime's foreground wait takes every signal to forward it to the container.
+fn follow_window_size(master: OwnedFd) {
+    let mut last = window_size();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(WINDOW_CHECK);
+        let now = window_size();
+        if now != last {
+            set_window_size(master.as_fd());
+            last = now;
+        }
+    });
 }

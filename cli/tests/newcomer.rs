@@ -128,14 +128,32 @@ fn caller_pty() -> (OwnedFd, OwnedFd) {
     (pty.master, pty.slave)
 }
 
-/// Runs `args` with a pty as the caller's terminal (stdin, stdout and stderr); once the
-/// output holds `prompt`, types `input`. Returns berth's output and the terminal's output.
+/// Runs `args` with a pty as the caller's terminal (stdin, stdout and stderr; the controlling
+/// terminal of berth's own session); once the output holds `prompt`, types `input`. Returns
+/// berth's output and the terminal's output.
 fn on_a_terminal(
     i: &ImageStore,
     id: &str,
     args: &[&str],
     prompt: &str,
     input: &str,
+) -> (Output, String) {
+    let mut typed = input.is_empty();
+    on_a_terminal_with(i, id, args, |text, master| {
+        if !typed && text.contains(prompt) {
+            master.write_all(input.as_bytes()).unwrap();
+            typed = true;
+        }
+    })
+}
+
+/// [`on_a_terminal`], calling `react` with the output so far and the terminal's master after
+/// each read.
+fn on_a_terminal_with(
+    i: &ImageStore,
+    id: &str,
+    args: &[&str],
+    mut react: impl FnMut(&str, &mut File),
 ) -> (Output, String) {
     let (master, slave) = caller_pty();
     let before = nix::sys::termios::tcgetattr(&slave).unwrap();
@@ -148,6 +166,14 @@ fn on_a_terminal(
                 c.stdin(Stdio::from(slave.try_clone().unwrap()))
                     .stdout(Stdio::from(slave.try_clone().unwrap()))
                     .stderr(Stdio::from(slave.try_clone().unwrap()));
+                // SAFETY: setsid and ioctl only, between fork and exec.
+                unsafe {
+                    std::os::unix::process::CommandExt::pre_exec(c, || {
+                        libc::setsid();
+                        libc::ioctl(0, libc::TIOCSCTTY, 0);
+                        Ok(())
+                    });
+                }
             })
         });
         nix::fcntl::fcntl(
@@ -156,17 +182,13 @@ fn on_a_terminal(
         )
         .unwrap();
         let mut buf = [0u8; 4096];
-        let mut typed = input.is_empty();
         loop {
             // Checked before the read: once berth has exited, one last read drains the rest.
             let finished = run.is_finished();
             match reader.read(&mut buf) {
                 Ok(n) if n > 0 => {
                     text.push_str(&String::from_utf8_lossy(&buf[..n]));
-                    if !typed && text.contains(prompt) {
-                        writer.write_all(input.as_bytes()).unwrap();
-                        typed = true;
-                    }
+                    react(&text, &mut writer);
                 }
                 _ if finished => break,
                 _ => std::thread::sleep(std::time::Duration::from_millis(10)),
@@ -180,6 +202,48 @@ fn on_a_terminal(
         "the caller's terminal was not put back"
     );
     (out, text)
+}
+
+/// Sets the window size of the terminal on `fd`.
+fn resize(fd: &File, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ with a pointer to a live winsize.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &raw const ws) };
+    assert_eq!(rc, 0);
+}
+
+#[test]
+fn run_it_follows_the_callers_window_size() {
+    let i = store();
+    let id = i.b.id("winch");
+    // Prints the size at each line typed; ends at "q".
+    let script = "echo ready; while read l && [ \"$l\" != q ]; do stty size; done";
+    let args = ["--rm", "-it", "busybox", "sh", "-c", script];
+    let mut resized = false;
+    let mut done = false;
+    let (out, text) = on_a_terminal_with(&i, &id, &args, |text, master| {
+        if !resized && text.contains("ready") {
+            resize(master, 40, 100);
+            resized = true;
+            master.write_all(b"\r").unwrap();
+        } else if resized && !done {
+            // The size follows the caller's: the process sees it at one of its next lines.
+            if text.contains("40 100") {
+                master.write_all(b"q\r").unwrap();
+                done = true;
+            } else if text.ends_with('\n') {
+                master.write_all(b"\r").unwrap();
+            }
+        }
+    });
+    assert_eq!(out.code(), 0, "{text}");
+    assert!(done, "{text:?}");
+    i.assert_clean();
 }
 
 #[test]
