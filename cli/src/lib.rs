@@ -10,8 +10,10 @@
 //!   networks, builds and `run IMAGE`, over `berth_engine`.
 //!
 //! This library holds what both share: the runtime commands ([`runc`]), logging ([`log`]),
-//! the start-up steps ([`startup`]) and the hand-over ([`handover`]).
+//! the start-up steps ([`startup`]), the hand-over ([`handover`]) and the terminal relay of
+//! `exec -t` and `run IMAGE -t` without a console socket ([`console`]).
 
+pub mod console;
 pub mod handover;
 pub mod log;
 pub mod runc;

@@ -11,6 +11,7 @@ use berth_cli::runc::{self, RuntimeCommand};
 use berth_cli::{handover, startup};
 
 fn main() -> ExitCode {
+    startup::quiet_on_closed_stdout();
     let args: Vec<OsString> = std::env::args_os().collect();
     let strings: Option<Vec<String>> = args
         .iter()

@@ -93,9 +93,53 @@ pub fn init_logging(flags: &GlobalFlags) -> Result<()> {
     Ok(())
 }
 
+/// Makes a closed standard output (`berth list | head -1`) end the command quietly, with
+/// status 0, as a reader that has read enough wants: `println!`'s panic on `EPIPE` exits
+/// instead (see also [`report`]).
+pub fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.starts_with("failed printing to stdout") && stdout_closed() {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// Whether standard output is a pipe or socket nobody reads any more (`poll` says `POLLERR`
+/// for a pipe without readers).
+fn stdout_closed() -> bool {
+    let mut fds = [libc::pollfd {
+        fd: 1,
+        events: 0,
+        revents: 0,
+    }];
+    // SAFETY: poll on an array of one live pollfd, without waiting.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
+    rc > 0 && fds[0].revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
+/// Whether `e` is a write to a standard output whose reader has gone.
+fn is_closed_stdout(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    }) && stdout_closed()
+}
+
 /// Logs a failed command's error (and echoes it to stderr when logs go to a file); the exit
-/// status for it.
+/// status for it. A write to a standard output nobody reads any more is no failure: 0,
+/// quietly.
 pub fn report(e: &anyhow::Error, log_to_file: bool) -> u8 {
+    if is_closed_stdout(e) {
+        return 0;
+    }
     let msg = berth_runtime::error::render(e.as_ref());
     tracing::error!("{msg}");
     if log_to_file {

@@ -210,8 +210,9 @@ fn run_image_errors_leave_nothing() {
     images_test(&[], |i| {
         let id = i.b.id("bad");
         let err = i
-            .run(&id, &["--rm", "nosuch"])
+            .run(&id, &["--rm", "--pull", "never", "nosuch"])
             .fails_with("not found in the store");
+        assert!(err.contains("berth pull"), "{err}");
         assert!(err.contains("nosuch"), "{err}");
         i.run(&id, &["--rm", "-w", "relative", "busybox", "true"])
             .fails_with("working directory \\\"relative\\\": not absolute");

@@ -121,6 +121,35 @@ fn two_containers_on_the_bridge_talk() {
     });
 }
 
+/// The README's example: the address a container got is found with `hostname -i` (its own
+/// `/etc/hosts`), not guessed.
+#[test]
+fn readme_example_finds_the_address_with_hostname_i() {
+    net_test(|n| {
+        let web = n.b.id("web");
+        n.run(
+            &web,
+            &[
+                "-d",
+                "busybox",
+                "sh",
+                "-c",
+                "echo hi > /tmp/index.html; httpd -f -p 80 -h /tmp",
+            ],
+        )
+        .ok();
+        let ip = n.b.cmd(&["exec", &web, "hostname", "-i"]).ok().out();
+        let ip = ip.trim();
+        assert_eq!(ip, n.ip_of(&web));
+        let url = format!("http://{ip}/index.html");
+        let out = n
+            .run(&n.b.id("get"), &["--rm", "busybox", "wget", "-qO-", &url])
+            .ok();
+        assert_eq!(out.out(), "hi\n");
+        n.b.delete_force(&web);
+    });
+}
+
 #[test]
 fn a_published_port_answers_and_goes_at_delete() {
     net_test(|n| {

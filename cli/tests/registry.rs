@@ -97,7 +97,8 @@ struct Proxied {
     layout: PathBuf,
 }
 
-/// `N blobs downloaded, B bytes received, R resumed downloads` of a pull's summary line.
+/// `N blobs downloaded, SIZE received, R resumed downloads` of a pull's summary line, SIZE in
+/// bytes (as read back from `12.3MB`, `4kB`, `512B`).
 fn pulled(out: &Output) -> (u64, u64, u64) {
     let err = out.err();
     let line = err
@@ -109,9 +110,20 @@ fn pulled(out: &Output) -> (u64, u64, u64) {
         .next()
         .unwrap()
         .split(", ")
-        .map(|p| p.split(' ').next().unwrap().parse().unwrap())
+        .map(|p| size_bytes(p.split(' ').next().unwrap()))
         .collect();
     (nums[0], nums[1], nums[2])
+}
+
+/// A count, or a human size (`12.3MB`, `4kB`, `512B`) in bytes.
+fn size_bytes(s: &str) -> u64 {
+    let units = [("kB", 1e3), ("MB", 1e6), ("GB", 1e9), ("B", 1.0)];
+    let (num, scale) = units
+        .iter()
+        .find_map(|(u, scale)| s.strip_suffix(u).map(|n| (n, *scale)))
+        .unwrap_or((s, 1.0));
+    let n: f64 = num.parse().unwrap_or_else(|_| panic!("not a size: {s}"));
+    (n * scale) as u64
 }
 
 /// A layer of one file, as an uncompressed tar.

@@ -57,17 +57,7 @@ pub struct Args {
 
 /// The init binary for `--init`: the one given, else the first installed.
 pub fn init_binary(given: Option<&std::path::Path>) -> Option<PathBuf> {
-    if let Some(p) = given {
-        return Some(p.to_path_buf());
-    }
-    [
-        "/usr/bin/catatonit",
-        "/usr/bin/docker-init",
-        "/usr/bin/tini-static",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file())
+    berth_engine::host_flags::init_binary(given)
 }
 
 impl Args {

@@ -90,6 +90,7 @@ impl Engine {
         let mut ip = None;
         let made = bundle::create_bundle_with(&store, &image.name, dir, template, &opts, |s| {
             req.host.apply(s)?;
+            crate::workdir::ensure_workdir(s, dir)?;
             docker_environment(s, &hostname, req.tty);
             let setup = network::attach(&net_state, dir, &req.id, &hostname, &req.network)?;
             attached.clone_from(&setup.attached);

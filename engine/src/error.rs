@@ -16,7 +16,7 @@ pub enum Error {
         source: Box<berth_image::Error>,
     },
     /// No image of that name or ID prefix is in the store.
-    #[error("image {name:?} not found in the store {} (berth images lists them; berth image import adds one)", store.display())]
+    #[error("image {name:?} not found in the store {} (berth images lists them; berth pull or berth image import adds one)", store.display())]
     ImageNotFound {
         /// The name or ID prefix asked for.
         name: String,
@@ -137,6 +137,16 @@ pub enum Error {
         /// Why.
         #[source]
         source: berth_netns::Error,
+    },
+    /// A command-line flag's value (docker's spelling) that does not parse.
+    #[error("{flag} {value:?}: {reason}")]
+    Flag {
+        /// The flag, e.g. `--volume`.
+        flag: String,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A filesystem operation on a named path failed.
     #[error("{op} {}", path.display())]

@@ -47,6 +47,7 @@
 //! let run = engine.run_image(&RunRequest {
 //!     image: "busybox".into(),
 //!     name: Some("web".into()),
+//!     hostname: None,
 //!     process: Default::default(),
 //!     flat: false,
 //!     remove: false,
@@ -55,6 +56,7 @@
 //!     pid_file: None,
 //!     console_socket: None,
 //!     network: NetworkChoice { mode: NetworkMode::None, publish: Vec::new() },
+//!     host: Default::default(),
 //! })?;
 //! engine.delete(&run.id, true)?;
 //! # Ok(()) }
@@ -68,6 +70,7 @@ use berth_runtime::StateRoot;
 pub mod container;
 pub mod error;
 pub mod host;
+pub mod host_flags;
 pub mod images;
 pub mod list;
 pub mod logs;
@@ -80,6 +83,7 @@ pub mod run;
 pub mod spec;
 pub mod step;
 pub mod teardown;
+pub mod workdir;
 
 pub use container::{ContainerRequest, MadeContainer};
 pub use error::{Error, Result};
@@ -124,6 +128,25 @@ impl Engine {
     /// The image store's root.
     pub fn store_root(&self) -> &Path {
         &self.store_root
+    }
+
+    /// The directory of the named volume `name` (`<store>/volumes/<name>/_data`), made on
+    /// first use.
+    pub fn volume_path(&self, name: &str) -> Result<PathBuf> {
+        if !host_flags::valid_volume_name(name) {
+            return Err(Error::Flag {
+                flag: "volume".into(),
+                value: name.into(),
+                reason: "a volume name is [a-zA-Z0-9][a-zA-Z0-9_.-]*".into(),
+            });
+        }
+        let dir = self.store_root.join("volumes").join(name).join("_data");
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            op: "creating the volume",
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(dir)
     }
 
     /// Opens the image store.

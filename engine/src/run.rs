@@ -17,11 +17,13 @@ use berth_image::bundle;
 use berth_runtime::{CreateOptions, RunOutcome};
 
 use crate::error::{Error, Result};
+use crate::host::HostOptions;
 use crate::images::find_image;
 use crate::network::{self, NetworkChoice};
 use crate::record::RunRecord;
 use crate::spec::{self, ProcessOverrides};
 use crate::teardown::remove_run_bundle;
+use crate::workdir::ensure_workdir;
 use crate::{names, Engine};
 
 /// A container to run from an image.
@@ -30,8 +32,10 @@ pub struct RunRequest {
     /// Image name or ID prefix.
     pub image: String,
     /// The container's name (default: `berth-<12 hex>`); also its hostname (at most 63
-    /// bytes of it).
+    /// bytes of it) unless `hostname` is given.
     pub name: Option<String>,
+    /// The container's hostname (default: its name).
+    pub hostname: Option<String>,
     /// Changes to the image's process.
     pub process: ProcessOverrides,
     /// A flattened copy of the layers instead of an overlay mount.
@@ -48,6 +52,8 @@ pub struct RunRequest {
     pub console_socket: Option<PathBuf>,
     /// The network.
     pub network: NetworkChoice,
+    /// What it gets of the host (mounts, limits, capabilities, the terminal's size...).
+    pub host: HostOptions,
 }
 
 /// A container run from an image.
@@ -76,7 +82,13 @@ impl Engine {
             return Err(Error::Exists(id));
         }
         // As docker does: the container's name (at most 63 bytes) is its hostname.
-        let hostname: String = id.chars().take(63).collect();
+        let hostname: String = req
+            .hostname
+            .as_deref()
+            .unwrap_or(&id)
+            .chars()
+            .take(63)
+            .collect();
         let template = spec::template(req.tty, Some(&hostname))?;
         let dir = names::claim(self.store_root(), &id)?;
         let holder = names::holder(&id);
@@ -105,6 +117,8 @@ impl Engine {
         let mut opts = req.process.bundle_options(req.flat);
         opts.holder = Some(holder.clone());
         let made = bundle::create_bundle_with(&store, &image.name, &dir, template, &opts, |s| {
+            req.host.apply(s)?;
+            ensure_workdir(s, &dir)?;
             let setup = network::attach(&net_state, &dir, &id, &hostname, &req.network)?;
             attached.clone_from(&setup.attached);
             setup.apply(s)

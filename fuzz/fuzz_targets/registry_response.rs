@@ -836,6 +836,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 platform: Platform::parse("linux/amd64").expect("a platform"),
                 name: Some("app:latest".into()),
                 parallel: 1,
+                require_platform: false,
             };
             // A layer of the alphabet may not extract: then there is nothing to push.
             if store.import_oci_layout(&layout, &iopts).is_ok() {
@@ -862,6 +863,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             let popts = PullOptions {
                 platform: Platform::parse("linux/amd64").expect("a platform"),
                 parallel: 1,
+                require_platform: false,
             };
             let res = pull::pull(&client, &store, &r, &popts, Arc::new(Silent));
             let tmp = common::tree(&sb.dest.join("tmp"), common::TreeOpts::default());

@@ -14,6 +14,15 @@ use crate::limits::{
     VAR_MAX_LAYERS, VAR_MIN_RATE, VAR_TIMEOUT,
 };
 
+/// ureq's description of a failed connection without the URL it starts with (an
+/// [`Error::Transport`] names the URL already).
+pub(crate) fn transport_reason(t: &ureq::Transport) -> String {
+    let text = t.to_string();
+    t.url()
+        .and_then(|u| text.strip_prefix(&format!("{u}: ")))
+        .map_or_else(|| text.clone(), String::from)
+}
+
 /// One entry of a registry's `{"errors": [...]}` body.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct RegistryError {
@@ -103,6 +112,16 @@ pub enum Error {
         expected: String,
         /// The digest of what arrived.
         actual: String,
+    },
+    /// A single-platform image that is not for the platform asked for.
+    #[error("{reference}: no manifest for platform {wanted} (available: {available})")]
+    WrongPlatform {
+        /// The reference pulled.
+        reference: String,
+        /// The platform asked for.
+        wanted: String,
+        /// The image's own platform.
+        available: String,
     },
     /// A response or document that makes no sense (no Location, a manifest too large...).
     #[error("{what}: {reason}")]
@@ -346,5 +365,16 @@ mod tests {
         assert!(matches!(raised.error_of(other), Error::Protocol { .. }));
         let own = berth_image::Error::Read(io::Error::other("disk on fire"));
         assert!(matches!(raised.error_of(own), Error::Store(_)));
+    }
+
+    #[test]
+    fn a_transport_reason_does_not_repeat_the_url() {
+        let agent = ureq::AgentBuilder::new().build();
+        let Err(ureq::Error::Transport(t)) = agent.get("http://127.0.0.1:1/v2/").call() else {
+            panic!("port 1 answered");
+        };
+        let reason = transport_reason(&t);
+        assert!(!reason.contains("127.0.0.1:1"), "{reason}");
+        assert!(reason.contains("Connection Failed"), "{reason}");
     }
 }

@@ -39,6 +39,10 @@ pub struct PullOptions {
     pub platform: Platform,
     /// Layers downloaded (and extracted) at once.
     pub parallel: usize,
+    /// The platform was asked for (`--platform`): an image of one platform must be of that
+    /// one. Otherwise a single-platform image is pulled whatever its platform, as docker
+    /// does.
+    pub require_platform: bool,
 }
 
 impl Default for PullOptions {
@@ -46,6 +50,7 @@ impl Default for PullOptions {
         PullOptions {
             platform: Platform::host(),
             parallel: 3,
+            require_platform: false,
         }
     }
 }
@@ -246,6 +251,59 @@ fn resolve(
     ))
 }
 
+/// Checks that the single-platform image `top` names is for `wanted`: its config's `os`,
+/// `architecture` and (when both name one) `variant`. Only the config is fetched.
+fn check_platform(
+    client: &Client,
+    reference: &Reference,
+    top: &FetchedManifest,
+    wanted: &Platform,
+) -> Result<()> {
+    let what = format!("manifest {}", top.digest);
+    let Document::Manifest(m) = image::parse_document(&top.bytes, &what)? else {
+        return Ok(());
+    };
+    let cfg = m.config();
+    let expect = Expect {
+        size: Some(cfg.size()),
+        document: true,
+    };
+    let mut bytes = Vec::new();
+    client
+        .blob_reader(&reference.repository, cfg.digest().as_ref(), expect, None)?
+        .take(MAX_DOCUMENT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::protocol(format!("config {}", cfg.digest()), e.to_string()))?;
+    #[derive(serde::Deserialize)]
+    struct ConfigPlatform {
+        #[serde(default)]
+        os: String,
+        #[serde(default)]
+        architecture: String,
+        #[serde(default)]
+        variant: Option<String>,
+    }
+    let theirs: ConfigPlatform = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::protocol(format!("config {}", cfg.digest()), e.to_string()))?;
+    let variant_ok = match (&wanted.variant, &theirs.variant) {
+        (Some(w), Some(t)) => w == t,
+        _ => true,
+    };
+    if theirs.os == wanted.os && theirs.architecture == wanted.architecture && variant_ok {
+        return Ok(());
+    }
+    let available = Platform {
+        os: theirs.os,
+        architecture: theirs.architecture,
+        variant: theirs.variant,
+    };
+    Err(Error::WrongPlatform {
+        reference: reference.familiar(),
+        wanted: wanted.to_string(),
+        available: available.to_string(),
+    })
+}
+
 /// A blob's declared size against [`Limits::max_blob_size`].
 fn check_blob_size(limits: &Limits, digest: &str, size: u64) -> Result<()> {
     if size > limits.max_blob_size {
@@ -417,6 +475,9 @@ pub fn pull(
         digest: top.digest.as_str(),
     });
     let plan = resolve(client, store, reference, &top, &opts.platform)?;
+    if opts.require_platform && plan.manifests.is_empty() {
+        check_platform(client, reference, &top, &opts.platform)?;
+    }
     let digest = top.digest.clone();
     let size = top.bytes.len() as u64;
     let src = Source {

@@ -24,9 +24,13 @@ pub struct ExecArgs {
     /// Unix socket that receives the pty master.
     #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
-    /// Allocate a terminal.
+    /// Allocate a terminal (without --console-socket, berth relays it to the caller).
     #[arg(short, long)]
     pub tty: bool,
+    /// With -t, send standard input to the terminal (without -t, standard input is always
+    /// the process's, as runc gives it).
+    #[arg(short, long)]
+    pub interactive: bool,
     /// Working directory.
     #[arg(long)]
     pub cwd: Option<PathBuf>,
@@ -71,11 +75,29 @@ pub struct ExecArgs {
 
 /// `berth exec`: the process's exit status (foreground), or 0 once it started (detached).
 pub fn exec(cx: &Ctx, a: &ExecArgs) -> Result<u8> {
-    let opts = exec_options(&cx.root, a)?;
-    Ok(outcome_code(
-        cx,
-        berth_runtime::exec::exec(&cx.root, &opts)?,
-    ))
+    let mut opts = exec_options(&cx.root, a)?;
+    // A terminal nobody receives: berth relays it (as runc does).
+    let relay = if a.tty && a.console_socket.is_none() && !a.detach {
+        let relay = crate::console::ConsoleRelay::listen(a.interactive)
+            .context("exec -t: listening for the terminal")?;
+        opts.console_socket = Some(relay.socket().to_path_buf());
+        if let Some((rows, cols)) = crate::console::window_size() {
+            opts.process.set_console_size(Some(
+                berth_runtime::oci::BoxBuilder::default()
+                    .height(u32::from(rows))
+                    .width(u32::from(cols))
+                    .build()?,
+            ));
+        }
+        Some(relay)
+    } else {
+        None
+    };
+    let outcome = berth_runtime::exec::exec(&cx.root, &opts);
+    if let Some(relay) = relay {
+        relay.finish();
+    }
+    Ok(outcome_code(cx, outcome?))
 }
 
 /// The exec process: `--process` as given, or the container's own process with COMMAND and

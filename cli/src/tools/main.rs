@@ -15,13 +15,14 @@ use anyhow::{bail, Result};
 use berth_cli::runc::{self, GlobalFlags};
 use berth_cli::startup;
 use berth_engine::Engine;
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "berth",
     about = "A fast, runc-compatible OCI container runtime",
-    disable_version_flag = true
+    disable_version_flag = true,
+    arg_required_else_help = true
 )]
 struct Cli {
     #[command(flatten)]
@@ -34,9 +35,13 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    startup::quiet_on_closed_stdout();
     let args: Vec<OsString> = docker_ps::rewrite(std::env::args_os().collect());
     let sealed = startup::seal_if_needed(&args);
-    let cli = Cli::parse_from(&args);
+    let cli = command()
+        .try_get_matches_from(&args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+        .unwrap_or_else(|e| e.exit());
     if let Err(e) = startup::init_logging(&cli.globals) {
         eprintln!("berth: {e:#}");
         return ExitCode::from(1);
@@ -45,6 +50,36 @@ fn main() -> ExitCode {
     match sealed.and_then(|()| run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => ExitCode::from(startup::report(&e, log_to_file)),
+    }
+}
+
+/// The command line, with the global flags (`--root`, `--log`, ...) shown in the top-level
+/// help only: each subcommand's help shows its own flags.
+fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let globals: Vec<clap::Id> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.get_id().clone())
+        .collect();
+    hide_in_subcommands(&mut cmd, &globals);
+    cmd
+}
+
+/// Hides the arguments `ids` in every subcommand of `cmd`, at every depth (in place, in the
+/// same order: `mut_args`, unlike `mut_arg`, keeps a built command's argument index valid).
+fn hide_in_subcommands(cmd: &mut clap::Command, ids: &[clap::Id]) {
+    for sub in cmd.get_subcommands_mut() {
+        let mut hidden = std::mem::take(sub).mut_args(|a| {
+            if ids.contains(a.get_id()) {
+                a.hide(true)
+            } else {
+                a
+            }
+        });
+        hide_in_subcommands(&mut hidden, ids);
+        *sub = hidden;
     }
 }
 
@@ -57,7 +92,9 @@ fn run(cli: Cli) -> Result<u8> {
         bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet; use cgroupfs");
     }
     let Some(command) = cli.command else {
-        bail!("no command given; see berth --help");
+        // Global flags only: the help, as with no arguments at all.
+        let _ = command().write_help(&mut std::io::stderr());
+        return Ok(2);
     };
     let cx = cmd::Ctx {
         engine: Engine::with_defaults(cli.globals.root.as_deref(), cli.globals.store.as_deref()),

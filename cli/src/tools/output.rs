@@ -1,18 +1,16 @@
 //! Small formatting helpers shared by the commands' output.
 
-/// A byte count as people read it: `12.3 MB`, `4.0 kB`, `512 B` (decimal units).
+/// A byte count as docker shows it: `12.3MB`, `4kB`, `512B` (decimal units, one decimal
+/// place at most). Every size berth-tools prints goes through here.
 pub fn human_size(bytes: u64) -> String {
     #[allow(clippy::cast_precision_loss)]
     let b = bytes as f64;
-    if b >= 1e9 {
-        format!("{:.1} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.1} kB", b / 1e3)
-    } else {
-        format!("{bytes} B")
-    }
+    let (value, unit) = [(1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")]
+        .into_iter()
+        .find(|(scale, _)| b >= *scale)
+        .map_or((b, "B"), |(scale, unit)| (b / scale, unit));
+    let text = format!("{value:.1}");
+    format!("{}{unit}", text.strip_suffix(".0").unwrap_or(&text))
 }
 
 /// The first 12 hex digits of a digest (`sha256:` dropped), as docker shows IDs.
@@ -27,10 +25,12 @@ mod tests {
 
     #[test]
     fn sizes_and_digests() {
-        assert_eq!(human_size(512), "512 B");
-        assert_eq!(human_size(4_000), "4.0 kB");
-        assert_eq!(human_size(12_345_678), "12.3 MB");
-        assert_eq!(human_size(2_000_000_000), "2.0 GB");
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(512), "512B");
+        assert_eq!(human_size(4_000), "4kB");
+        assert_eq!(human_size(4_096), "4.1kB");
+        assert_eq!(human_size(12_345_678), "12.3MB");
+        assert_eq!(human_size(2_000_000_000), "2GB");
         assert_eq!(short_digest("sha256:0123456789abcdef"), "0123456789ab");
         assert_eq!(short_digest("abc"), "abc");
     }

@@ -722,9 +722,15 @@ impl ImageStore {
 
     /// `berth run` of [`ImageStore::run_args`], with `id` registered for the cleanup guard.
     pub fn run(&self, id: &str, args: &[&str]) -> Output {
+        self.run_with(id, args, |_| {})
+    }
+
+    /// Like [`ImageStore::run`], letting the caller adjust the command first (see
+    /// [`Berth::cmd_with`]).
+    pub fn run_with(&self, id: &str, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Output {
         self.b.track(id);
         let all = self.run_args(id, args);
-        self.cmd(&all.iter().map(String::as_str).collect::<Vec<_>>())
+        self.cmd_with(&all.iter().map(String::as_str).collect::<Vec<_>>(), adjust)
     }
 
     /// [`ImageStore::run`] as the container `name` (made unique by [`Berth::id`]) with

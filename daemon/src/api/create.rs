@@ -36,50 +36,18 @@ pub fn volume_path(d: &Daemon, name: &str) -> ApiResult<PathBuf> {
     Ok(p)
 }
 
-/// A `-v` source: an absolute host path (made if missing, as docker does) or a volume name.
-fn bind_source(d: &Daemon, src: &str) -> ApiResult<PathBuf> {
-    if src.starts_with('/') {
-        let p = Path::new(src);
-        if p.components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            return Err(ApiError::bad_request(format!(
-                "invalid mount source {src:?}: \"..\" is not allowed"
-            )));
-        }
-        if !p.exists() {
-            std::fs::create_dir_all(p)
-                .map_err(|e| ApiError::bad_request(format!("bind source path {src}: {e}")))?;
-        }
-        Ok(p.to_path_buf())
-    } else {
-        volume_path(d, src)
-    }
-}
-
-/// `HostConfig.Binds` entries: `SRC:DST[:ro|rw[,...]]`.
+/// `HostConfig.Binds` entries: `SRC:DST[:ro|rw[,...]]`, as `-v` spells them (see
+/// [`berth_engine::host_flags::parse_volume`]); a name is one of berthd's volumes.
 fn parse_bind(d: &Daemon, spec: &str) -> ApiResult<Bind> {
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (src, dst, opts) = match parts.as_slice() {
-        [src, dst] => (*src, *dst, ""),
-        [src, dst, opts] => (*src, *dst, *opts),
-        _ => {
-            return Err(ApiError::bad_request(format!(
-                "invalid volume specification: '{spec}'"
-            )))
-        }
+    let volume = |name: &str| {
+        volume_path(d, name).map_err(|e| berth_engine::Error::Flag {
+            flag: "volume".into(),
+            value: name.into(),
+            reason: e.to_string(),
+        })
     };
-    if !dst.starts_with('/') {
-        return Err(ApiError::bad_request(format!(
-            "invalid volume specification: '{spec}': invalid mount config: destination must be an absolute path"
-        )));
-    }
-    let readonly = opts.split(',').any(|o| o == "ro");
-    Ok(Bind {
-        source: bind_source(d, src)?,
-        destination: dst.to_string(),
-        readonly,
-    })
+    berth_engine::host_flags::parse_volume(spec, &volume)
+        .map_err(|e| ApiError::bad_request(format!("invalid volume specification: {e}")))
 }
 
 fn host_options(d: &Daemon, hc: &HostConfig) -> ApiResult<HostOptions> {

@@ -169,7 +169,7 @@ impl Client {
                 return Err(Error::Transport {
                     method: "GET".into(),
                     url: realm.to_string(),
-                    reason: t.to_string(),
+                    reason: crate::error::transport_reason(&t),
                 })
             }
         };

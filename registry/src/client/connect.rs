@@ -154,7 +154,7 @@ impl Client {
             Err(ureq::Error::Transport(t)) => Err(Error::Transport {
                 method: "GET".into(),
                 url,
-                reason: t.to_string(),
+                reason: crate::error::transport_reason(&t),
             }),
         }
     }

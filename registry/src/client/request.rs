@@ -271,7 +271,7 @@ impl Client {
                         return Err(Error::Transport {
                             method: method.into(),
                             url,
-                            reason: t.to_string(),
+                            reason: crate::error::transport_reason(&t),
                         });
                     }
                     tracing::debug!("{method} {url}: {t}; retrying");

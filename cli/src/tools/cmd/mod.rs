@@ -9,6 +9,7 @@ pub mod images;
 pub mod network;
 pub mod registry;
 pub mod run;
+pub mod run_host;
 
 use anyhow::Result;
 use berth_cli::runc::{self, RuntimeCommand};

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::net::Ipv4Addr;
 
 use anyhow::{Context as _, Result};
-use berth_netns::{network, NetworkOptions, Subnet};
+use berth_netns::{network, NetworkOptions, PruneReport, Subnet};
 
 use super::Ctx;
 
@@ -114,8 +114,72 @@ pub fn command(cx: &Ctx, cmd: NetworkCommand) -> Result<()> {
         }
         NetworkCommand::Prune => {
             let report = cx.engine.prune_networks()?;
-            println!("{report:?}");
+            let mut out = std::io::stdout().lock();
+            for line in prune_lines(&report) {
+                writeln!(out, "{line}")?;
+            }
         }
     }
     Ok(())
+}
+
+/// What `network prune` repaired, a line each (or that nothing needed it).
+fn prune_lines(r: &PruneReport) -> Vec<String> {
+    if r.is_empty() {
+        return vec!["nothing to prune".to_string()];
+    }
+    let mut lines = Vec::new();
+    lines.extend(
+        r.detached
+            .iter()
+            .map(|id| format!("detached container {id}")),
+    );
+    lines.extend(
+        r.leases
+            .iter()
+            .map(|(net, ip, owner)| format!("released {ip} on network {net} (held by {owner})")),
+    );
+    lines.extend(r.veths.iter().map(|v| format!("deleted veth {v}")));
+    lines.extend(
+        r.rules
+            .iter()
+            .map(|o| format!("deleted the port rules of {o}")),
+    );
+    lines.extend(
+        r.netns_files
+            .iter()
+            .map(|p| format!("removed namespace file {}", p.display())),
+    );
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_report_reads_as_lines() {
+        assert_eq!(prune_lines(&PruneReport::default()), ["nothing to prune"]);
+        let r = PruneReport {
+            detached: vec!["web".into()],
+            leases: vec![(
+                "bridge".into(),
+                Ipv4Addr::new(10, 90, 0, 3),
+                "ctr:old".into(),
+            )],
+            veths: vec!["vb1234".into()],
+            rules: vec!["ctr:old".into()],
+            netns_files: vec!["/run/berth/netns/old".into()],
+        };
+        assert_eq!(
+            prune_lines(&r),
+            [
+                "detached container web",
+                "released 10.90.0.3 on network bridge (held by ctr:old)",
+                "deleted veth vb1234",
+                "deleted the port rules of ctr:old",
+                "removed namespace file /run/berth/netns/old",
+            ]
+        );
+    }
 }

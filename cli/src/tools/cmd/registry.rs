@@ -15,8 +15,11 @@ use berth_registry::{pull, push, ClientOptions, Credentials, DockerConfig, Refer
 use super::Ctx;
 use crate::output::{human_size, short_digest};
 
+/// Layers a pull downloads at once unless told.
+pub const DEFAULT_PARALLEL: usize = 3;
+
 /// Flags every registry command takes.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct ConnectArgs {
     /// Allow plain HTTP to this registry (loopback registries are always allowed it).
     #[arg(long)]
@@ -52,7 +55,7 @@ pub struct PullArgs {
     #[arg(short, long)]
     quiet: bool,
     /// Layers downloaded at once.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = DEFAULT_PARALLEL)]
     parallel: usize,
     #[command(flatten)]
     connect: ConnectArgs,
@@ -144,10 +147,29 @@ struct Bars {
 
 impl Bars {
     fn bar(&self, digest: &str, size: Option<u64>, verb: &str) {
+        // Sizes as everywhere else (human_size), not indicatif's binary units.
         let style = indicatif::ProgressStyle::with_template(
-            "{prefix} {msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            "{prefix} {msg:12} [{bar:30}] {done}/{total} {rate}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .with_key(
+            "done",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&human_size(s.pos()));
+            },
+        )
+        .with_key(
+            "total",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&human_size(s.len().unwrap_or(0)));
+            },
+        )
+        .with_key(
+            "rate",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}/s", human_size(s.per_sec() as u64));
+            },
+        )
         .progress_chars("=> ");
         let pb = self
             .multi
@@ -209,47 +231,58 @@ fn parse_ref(s: &str) -> Result<Reference> {
 
 /// `berth pull REF`: prints `NAME DIGEST` (the name images are listed and run by).
 pub fn pull(cx: &Ctx, a: &PullArgs) -> Result<()> {
-    let r = parse_ref(&a.reference)?;
+    let report = pull_image(
+        cx,
+        &a.reference,
+        a.platform.as_deref(),
+        a.parallel,
+        a.quiet,
+        &a.connect,
+    )?;
+    println!("{} {}", report.record.name, report.digest);
+    Ok(())
+}
+
+/// Pulls `reference` into the store (for `pull`, and `run --pull`), progress on stderr
+/// unless `quiet`.
+pub fn pull_image(
+    cx: &Ctx,
+    reference: &str,
+    platform: Option<&str>,
+    parallel: usize,
+    quiet: bool,
+    connect: &ConnectArgs,
+) -> Result<pull::PullReport> {
+    let r = parse_ref(reference)?;
     let store = cx.engine.open_store()?;
     let mut opts = pull::PullOptions {
-        parallel: a.parallel,
+        parallel,
         ..pull::PullOptions::default()
     };
-    if let Some(p) = &a.platform {
+    if let Some(p) = platform {
         opts.platform = Platform::parse(p).with_context(|| format!("--platform {p}"))?;
+        opts.require_platform = true;
     }
-    let client = berth_registry::client_for(&r, a.connect.options())?;
-    let report = pull::pull(&client, &store, &r, &opts, progress(a.quiet))
+    let client = berth_registry::client_for(&r, connect.options())?;
+    let report = pull::pull(&client, &store, &r, &opts, progress(quiet))
         .with_context(|| format!("pulling {}", r.familiar()))?;
-    if !a.quiet {
+    if !quiet {
         eprintln!(
-            "pulled {} ({}): {} blobs downloaded, {} bytes received, {} resumed downloads",
+            "pulled {} ({}): {} blobs downloaded, {} received, {} resumed downloads",
             report.record.name,
             report.record.platform,
             report.stats.blobs_fetched,
-            report.stats.bytes_received,
+            human_size(report.stats.bytes_received),
             report.stats.resumes
         );
     }
-    println!("{} {}", report.record.name, report.digest);
-    Ok(())
+    Ok(report)
 }
 
 /// Pulls `reference` with default options and no progress output (for `berth build`'s
 /// base images).
 pub fn pull_quietly(cx: &Ctx, reference: &str, connect: &ConnectArgs) -> Result<()> {
-    let r = parse_ref(reference)?;
-    let store = cx.engine.open_store()?;
-    let client = berth_registry::client_for(&r, connect.options())?;
-    pull::pull(
-        &client,
-        &store,
-        &r,
-        &pull::PullOptions::default(),
-        progress(true),
-    )
-    .with_context(|| format!("pulling {}", r.familiar()))?;
-    Ok(())
+    pull_image(cx, reference, None, DEFAULT_PARALLEL, true, connect).map(|_| ())
 }
 
 /// `berth push REF`: prints `REF@DIGEST`.
@@ -272,16 +305,22 @@ pub fn push(cx: &Ctx, a: &PushArgs) -> Result<()> {
     let opts = push::PushOptions {
         chunk_size: a.chunk_size,
     };
-    let report = push::push(&client, &store, &local, &r, &opts, &progress(a.quiet))
-        .with_context(|| format!("pushing {local} to {r}"))?;
+    let report =
+        push::push(&client, &store, &local, &r, &opts, &progress(a.quiet)).with_context(|| {
+            if local == r.familiar() {
+                format!("pushing {local}")
+            } else {
+                format!("pushing {local} to {r}")
+            }
+        })?;
     if !a.quiet {
         eprintln!(
-            "pushed {}: {} blobs uploaded, {} already there, {} mounted, {} bytes sent",
+            "pushed {}: {} blobs uploaded, {} already there, {} mounted, {} sent",
             r.familiar(),
             report.uploaded,
             report.existing,
             report.mounted,
-            report.stats.bytes_sent
+            human_size(report.stats.bytes_sent)
         );
     }
     println!("{}@{}", r.familiar_repository(), report.digest);
