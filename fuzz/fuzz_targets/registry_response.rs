@@ -836,7 +836,6 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 platform: Platform::parse("linux/amd64").expect("a platform"),
                 name: Some("app:latest".into()),
                 parallel: 1,
-                require_platform: false,
             };
             // A layer of the alphabet may not extract: then there is nothing to push.
             if store.import_oci_layout(&layout, &iopts).is_ok() {
