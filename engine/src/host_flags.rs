@@ -1,4 +1,4 @@
-//! Docker's command-line spellings of [`HostOptions`]: `-v SRC:DST[:ro]`, `--mount
+//! Docker's command-line spellings of [`HostOptions`](crate::host::HostOptions): `-v SRC:DST[:ro]`, `--mount
 //! type=bind|volume|tmpfs,...`, `-m 512m`, `--cpus 1.5`, and where the `--init` binary is.
 //! Shared by the command line (`berth run`) and berthd (a `HostConfig.Binds` entry is a `-v`).
 
