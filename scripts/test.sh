@@ -27,6 +27,9 @@ step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo deny (scripts/deny.sh)" bash scripts/deny.sh
 step "cargo bench --no-run" cargo bench --workspace --locked --no-run
+# The fuzz targets are their own workspace (cargo-fuzz builds them in scripts/fuzz.sh): check
+# that they still compile against the libraries' APIs.
+step "fuzz targets compile" cargo check --manifest-path fuzz/Cargo.toml --bins --locked
 step "cargo test" cargo test --workspace --locked --no-fail-fast -- --test-threads 2
 # The cgroup v2 suite, in a VM with every v2 controller (this host is hybrid).
 step "cgroups/vm/test-v2.sh" bash cgroups/vm/test-v2.sh
