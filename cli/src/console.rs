@@ -8,13 +8,12 @@
 //!
 //! Only std, nix and libc: the lean `berth` serves `exec -t`.
 
-use std::io::{IoSliceMut, Read as _, Write as _};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{Read as _, Write as _};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use nix::sys::termios::{self, SetArg, Termios};
 
 /// ASCII EOT (`^D`): what a terminal reads as the end of input.
@@ -133,31 +132,11 @@ fn raw_mode(fd: BorrowedFd<'_>) -> Option<Termios> {
     Some(saved)
 }
 
-/// The first connection's pty master (sent with SCM_RIGHTS), or `None` for a connection
-/// without one (see [`ConsoleRelay::finish`]).
+/// The first connection's pty master, or `None` for a connection without one (see
+/// [`ConsoleRelay::finish`]).
 fn accept_master(listener: &UnixListener) -> Option<OwnedFd> {
     let (conn, _) = listener.accept().ok()?;
-    let mut name = [0u8; 128];
-    let mut iov = [IoSliceMut::new(&mut name)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .ok()?;
-    let mut fds = Vec::new();
-    for c in msg.cmsgs().ok()? {
-        if let ControlMessageOwned::ScmRights(received) = c {
-            fds.extend(received);
-        }
-    }
-    let mut fds = fds.into_iter().map(|fd| {
-        // SAFETY: SCM_RIGHTS gave this process a new descriptor that nothing else owns.
-        unsafe { OwnedFd::from_raw_fd(fd) }
-    });
-    fds.next()
+    berth_runtime::terminal::receive_console(&conn).ok()?
 }
 
 /// Copies the master's output to standard output until the terminal closes (every process

@@ -1,13 +1,13 @@
 //! `process.terminal`: a pty made inside the container's devpts, its master sent to the
 //! `--console-socket` with SCM_RIGHTS, its slave bound to `/dev/console` and used as stdio.
 
-use std::io::IoSlice;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use berth_sys::in_root;
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
 use crate::error::{Context, Error, Result};
 
@@ -103,6 +103,34 @@ pub fn open_pty(
     )
     .map_err(|e| Error::Init(format!("--console-socket: sending the pty master: {e}")))?;
     Ok((slave, slave_path))
+}
+
+/// The console socket's other end: the pty master [`open_pty`] sends on `conn` (the first
+/// descriptor of one message; any others are closed), or `None` when the peer sent none.
+pub fn receive_console(conn: &UnixStream) -> std::io::Result<Option<OwnedFd>> {
+    // The slave's path comes with the master; it is not needed here.
+    let mut name = [0u8; 128];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(received) = c {
+            // SAFETY: SCM_RIGHTS installed these descriptors in this process; nothing else
+            // owns them.
+            fds.extend(
+                received
+                    .into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    Ok(fds.into_iter().next())
 }
 
 /// Checks that `fd` is a character device on a devpts filesystem (a pty, or ptmx).
