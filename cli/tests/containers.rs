@@ -98,6 +98,26 @@ fn containers_are_listed_inspected_stopped_and_removed() {
     assert!(rows(&i, &["-a"]).is_empty());
     assert!(i.bundles().is_empty());
 
+    // A process that ends on SIGTERM stops then, not after the grace (600 s: a stop that
+    // waited it out would hold the test for ten minutes); a paused one is resumed to receive
+    // it; stopping an exited one leaves it; a name nobody has is an error.
+    let polite = i.b.id("polite");
+    let trap = "trap 'echo term; exit 0' TERM; echo up; sleep 1000 & wait";
+    i.run(&polite, &["-d", "busybox", "sh", "-c", trap]).ok();
+    assert!(
+        common::poll_until(std::time::Duration::from_secs(10), || {
+            i.cmd(&["logs", &polite]).ok().out().contains("up")
+        }),
+        "the trap was not set"
+    );
+    i.cmd(&["pause", &polite]).ok();
+    i.cmd(&["stop", "-t", "600", &polite]).ok();
+    assert_eq!(inspect(&i, &polite)["State"]["Status"], "exited");
+    assert_eq!(i.cmd(&["logs", &polite]).ok().out(), "up\nterm\n");
+    i.cmd(&["stop", &polite]).ok();
+    i.cmd(&["stop", "nothing-here"]).fails_with("nothing-here");
+    i.cmd(&["rm", &polite]).ok();
+
     // rm -f of a running one.
     let again = i.run_sleeper("again", &[]);
     i.cmd(&["container", "rm", "-f", &again]).ok();
@@ -143,17 +163,21 @@ fn a_detached_containers_output_is_its_log() {
             "busybox",
             "sh",
             "-c",
-            "echo one; echo two >&2; echo three",
+            "echo one; echo two >&2; sleep 1; echo three",
         ],
     )
     .ok();
-    // -f follows until the container has exited: then all of it is there.
+    // -f follows until the container has exited: then all of it is there, including what
+    // came after the start of `logs`.
     let all = i.cmd(&["logs", "-f", &id]).ok().out();
     assert_eq!(all, "one\ntwo\nthree\n");
-    assert_eq!(
-        i.cmd(&["container", "logs", "-n", "1", &id]).ok().out(),
-        "three\n"
-    );
+    for (n, want) in [("1", "three\n"), ("0", ""), ("10", "one\ntwo\nthree\n")] {
+        assert_eq!(
+            i.cmd(&["container", "logs", "-n", n, &id]).ok().out(),
+            want,
+            "-n {n}"
+        );
+    }
     let log = i.store.join("bundles").join(&id).join("container.log");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(

@@ -138,6 +138,9 @@ pub enum Error {
         #[source]
         source: berth_netns::Error,
     },
+    /// A container still running after `stop`'s SIGKILL and its grace.
+    #[error("container {0:?} did not stop after SIGKILL")]
+    StillRunning(String),
     /// A command-line flag's value (docker's spelling) that does not parse.
     #[error("{flag} {value:?}: {reason}")]
     Flag {

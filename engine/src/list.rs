@@ -60,6 +60,9 @@ pub fn human_duration(d: Duration) -> String {
 /// How often [`Engine::stop`] looks whether the container has exited.
 const STOP_POLL: Duration = Duration::from_millis(50);
 
+/// How long a SIGKILLed container may take to be gone before `stop` gives up (as berthd).
+const KILL_GRACE: Duration = Duration::from_secs(30);
+
 impl Engine {
     /// Every container the engine ran that still has its bundle, by name.
     pub fn containers(&self) -> Result<Vec<RunContainer>> {
@@ -110,35 +113,50 @@ impl Engine {
     }
 
     /// Stops container `id` as `docker stop` does: SIGTERM, then SIGKILL if it still runs
-    /// after `grace`. A container that is not running is left as it is.
+    /// after `grace`, and returns once it has stopped. A container that is not running is
+    /// left as it is; an unknown name is an error.
     pub fn stop(&self, id: &str, grace: Duration) -> Result<()> {
-        let running = |e: &Engine| {
-            e.root()
-                .read(id)
-                .is_ok_and(|s| matches!(s.status(), Status::Running | Status::Paused))
-        };
-        // Its state must exist: an unknown name is an error, not a no-op.
-        self.root().read(id)?;
-        if !running(self) {
+        let status = self.root().read(id)?.status();
+        if !matches!(status, Status::Running | Status::Paused) {
             return Ok(());
         }
-        if self.root().read(id)?.status() == Status::Paused {
+        if status == Status::Paused {
             berth_runtime::resume(self.root(), id)?;
         }
-        match berth_runtime::kill(self.root(), id, nix::libc::SIGTERM, false) {
-            Ok(()) | Err(berth_runtime::Error::NotRunning) => {}
-            Err(e) => return Err(e.into()),
+        self.signal(id, nix::libc::SIGTERM)?;
+        if self.wait_stopped(id, grace) {
+            return Ok(());
         }
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if !running(self) {
-                return Ok(());
-            }
-            std::thread::sleep(STOP_POLL);
+        self.signal(id, nix::libc::SIGKILL)?;
+        if self.wait_stopped(id, KILL_GRACE) {
+            return Ok(());
         }
-        match berth_runtime::kill(self.root(), id, nix::libc::SIGKILL, false) {
+        Err(Error::StillRunning(id.to_string()))
+    }
+
+    /// Sends `signal` to the init of `id`; one that has just exited is no error.
+    fn signal(&self, id: &str, signal: i32) -> Result<()> {
+        match berth_runtime::kill(self.root(), id, signal, false) {
             Ok(()) | Err(berth_runtime::Error::NotRunning) => Ok(()),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether `id` stopped (or lost its state) within `limit`.
+    fn wait_stopped(&self, id: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let live = self
+                .root()
+                .read(id)
+                .is_ok_and(|s| matches!(s.status(), Status::Running | Status::Paused));
+            if !live {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(STOP_POLL);
         }
     }
 }
