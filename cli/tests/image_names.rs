@@ -194,6 +194,7 @@ fn names_an_older_store_kept_as_given_still_work() {
         // As an older berth recorded an import named `docker.io/library/busybox:latest`.
         let path = i.store.join("state.json");
         let mut state: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        state.as_object_mut().unwrap().remove("names_normalised");
         let images = state["images"].as_object_mut().unwrap();
         let mut rec = images.remove("busybox:latest").unwrap();
         rec["name"] = json!("docker.io/library/busybox:latest");

@@ -55,6 +55,11 @@ pub(super) struct State {
     /// The build cache: images by a key only builders interpret; their `name` is "".
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(super) build_cache: BTreeMap<String, ImageRecord>,
+    /// Whether the names are in normalised form: false in an older store's state, which is
+    /// re-keyed once on load ([`State::normalise_names`]) and saved marked, so that later
+    /// loads parse no names.
+    #[serde(default)]
+    pub(super) names_normalised: bool,
 }
 
 /// The config digest `reference` names when it is an image ID: `sha256:<64 hex>` or the
@@ -127,6 +132,7 @@ impl State {
                 self.insert_named(&new, rec);
             }
         }
+        self.names_normalised = true;
     }
 }
 
@@ -154,10 +160,15 @@ impl Store {
                         what: p.display().to_string(),
                         source,
                     })?;
-                state.normalise_names();
+                if !state.names_normalised {
+                    state.normalise_names();
+                }
                 Ok(state)
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State {
+                names_normalised: true,
+                ..State::default()
+            }),
             Err(e) => Err(Error::io(p, "read", e)),
         }
     }
