@@ -95,7 +95,24 @@ pub fn parse_volume(spec: &str, volume: &dyn Fn(&str) -> Result<PathBuf>) -> Res
     };
     let destination = absolute_destination(flag, spec, dst)?.to_string();
     for o in opts.split(',').filter(|o| !o.is_empty()) {
-        if !matches!(o, "ro" | "rw" | "z" | "Z" | "rprivate" | "private") {
+        // Every option docker takes; those berth has no use for (SELinux labels, propagation
+        // other than private, macOS consistency, `nocopy`) are accepted and ignored.
+        if !matches!(
+            o,
+            "ro" | "rw"
+                | "z"
+                | "Z"
+                | "nocopy"
+                | "private"
+                | "rprivate"
+                | "shared"
+                | "rshared"
+                | "slave"
+                | "rslave"
+                | "consistent"
+                | "cached"
+                | "delegated"
+        ) {
             return Err(flag_error(flag, spec, format!("unknown option {o:?}")));
         }
     }
@@ -262,6 +279,8 @@ mod tests {
         let b = parse_volume("cache:/cache", &volumes).unwrap();
         assert_eq!(b.source, Path::new("/volumes/cache"));
         assert!(!b.readonly);
+        let b = parse_volume("cache:/cache:cached,rslave,nocopy", &volumes).unwrap();
+        assert!(!b.readonly, "docker's other options are taken");
         for bad in ["/a", "/a:rel", "/a/../b:/x", "bad name:/x", "/a:/b:nosuch"] {
             let e = parse_volume(bad, &volumes).unwrap_err().to_string();
             assert!(e.contains("--volume") && e.contains(bad), "{bad}: {e}");

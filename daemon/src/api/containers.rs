@@ -53,7 +53,7 @@ fn human_status(r: &ContainerRecord, health: Option<&str>) -> String {
     }
 }
 
-/// Docker's human durations ("Less than a second", "5 seconds", "3 minutes", "2 hours").
+/// The container's published ports, as docker's list shows them.
 fn ports_of(r: &ContainerRecord) -> Vec<Value> {
     let mut out = Vec::new();
     for (port, bindings) in r.host_config.port_bindings.iter().flatten() {

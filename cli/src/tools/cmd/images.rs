@@ -271,7 +271,7 @@ pub fn remove(cx: &Ctx, a: &RemoveArgs) -> Result<u8> {
 /// Removes what `arg` names: a name the store has is that name; anything else (an ID, an ID
 /// prefix) the image, with every name it has.
 fn remove_one(store: &berth_image::Store, arg: &str, force: bool) -> Result<()> {
-    if let Some(r) = store.image_by_name(arg).ok().flatten() {
+    if let Some(r) = store.image_by_name(arg)? {
         store.remove_image(&r.name)?;
         println!("removed {}", r.name);
         return Ok(());
