@@ -315,21 +315,20 @@ pub fn logs(cx: &Ctx, a: &LogsArgs) -> Result<()> {
     let mut text = Vec::new();
     f.read_to_end(&mut text)?;
     let start = match a.tail {
+        Some(0) => text.len(),
         Some(n) => {
             let body = text.strip_suffix(b"\n").unwrap_or(&text);
             body.iter()
                 .enumerate()
                 .rev()
                 .filter(|(_, b)| **b == b'\n')
-                .nth(n.saturating_sub(1))
+                .nth(n - 1)
                 .map_or(0, |(i, _)| i + 1)
         }
         None => 0,
     };
     let mut out = std::io::stdout().lock();
-    if a.tail != Some(0) {
-        out.write_all(&text[start..])?;
-    }
+    out.write_all(&text[start..])?;
     out.flush()?;
     if !a.follow {
         return Ok(());
