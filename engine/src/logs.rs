@@ -1,7 +1,9 @@
 //! The output of a detached run (`berth logs`): a container run with `-d` and no terminal
 //! writes its standard output and error to `container.log` in its bundle (readable by its
 //! owner only), which goes with the bundle. The init inherits them from berth, so berth's
-//! own are pointed at the file for the create and start, then put back.
+//! own are pointed at the file for the create and start, then put back: a warning berth
+//! logs meanwhile lands in the container's log too (stdio fields on the runtime's
+//! `CreateOptions` would avoid swapping the process's own).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -14,12 +16,6 @@ use crate::{names, Engine};
 
 /// The log's file name in the bundle directory.
 pub const LOG_FILE: &str = "container.log";
-
-/// Berth's standard output and error, saved while they point elsewhere.
-struct Saved {
-    out: OwnedFd,
-    err: OwnedFd,
-}
 
 fn dup(fd: i32) -> io::Result<OwnedFd> {
     let new = nix::unistd::dup(fd)?;
@@ -36,10 +32,9 @@ pub(crate) fn with_output_to<T>(log: &Path, f: impl FnOnce() -> Result<T>) -> Re
         .mode(0o600)
         .open(log)
         .map_err(|e| Error::io("creating", log, e))?;
-    let saved = Saved {
-        out: dup(1).map_err(|e| Error::io("saving stdout for", log, e))?,
-        err: dup(2).map_err(|e| Error::io("saving stderr for", log, e))?,
-    };
+    // Berth's own, put back afterwards.
+    let out = dup(1).map_err(|e| Error::io("saving stdout for", log, e))?;
+    let err = dup(2).map_err(|e| Error::io("saving stderr for", log, e))?;
     let point = |fd: i32, to: i32| {
         nix::unistd::dup2(fd, to)
             .map(drop)
@@ -48,10 +43,10 @@ pub(crate) fn with_output_to<T>(log: &Path, f: impl FnOnce() -> Result<T>) -> Re
     let res = point(file.as_raw_fd(), 1)
         .and_then(|()| point(file.as_raw_fd(), 2))
         .and_then(|()| f());
-    let back = point(saved.out.as_raw_fd(), 1).and_then(|()| point(saved.err.as_raw_fd(), 2));
-    let out = res?;
+    let back = point(out.as_raw_fd(), 1).and_then(|()| point(err.as_raw_fd(), 2));
+    let value = res?;
     back?;
-    Ok(out)
+    Ok(value)
 }
 
 impl Engine {

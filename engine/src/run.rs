@@ -147,17 +147,18 @@ impl Engine {
             preserve_fds: 0,
             foreground: false,
         };
+        let go = || {
+            if req.detach || req.remove {
+                berth_runtime::run(self.root(), &co, req.detach).map_err(Error::from)
+            } else {
+                berth_runtime::run_and_keep(self.root(), &co).map_err(Error::from)
+            }
+        };
         let res = if req.detach && !req.tty && req.console_socket.is_none() {
             // Its output goes to its log (`berth logs`), as docker keeps it.
-            crate::logs::with_output_to(&dir.join(crate::logs::LOG_FILE), || {
-                berth_runtime::run(self.root(), &co, true).map_err(Error::from)
-            })
-        } else if req.detach {
-            berth_runtime::run(self.root(), &co, true).map_err(Error::from)
-        } else if req.remove {
-            berth_runtime::run(self.root(), &co, false).map_err(Error::from)
+            crate::logs::with_output_to(&dir.join(crate::logs::LOG_FILE), go)
         } else {
-            berth_runtime::run_and_keep(self.root(), &co).map_err(Error::from)
+            go()
         };
         let outcome = match res {
             Ok(o) => o,
