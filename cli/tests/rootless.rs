@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::{busybox_rootfs, OutputExt, BERTH};
@@ -89,16 +89,23 @@ fn unprivileged_user_runs_a_container() {
         .all(|e| e.file_name().to_string_lossy().starts_with('.')));
 }
 
+/// A home for `nobody` in a new enterable temporary directory (removed when the first value
+/// drops): an empty `xdg` directory and a busybox OCI layout in `layout`, all owned by it.
+fn nobody_home(prefix: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = enterable_tempdir(prefix);
+    let home = tmp.path().join("home");
+    fs::create_dir_all(home.join("xdg")).unwrap();
+    common::busybox_layout(&home.join("layout"), "busybox:latest", &[]);
+    chown_tree(&home);
+    (tmp, home)
+}
+
 /// `berth run IMAGE` as an unprivileged user: a store of its own, a flattened rootfs (no
 /// overlay mount without privileges), root inside its user namespace, nothing left after
 /// `--rm`.
 #[test]
 fn unprivileged_user_runs_an_image() {
-    let tmp = enterable_tempdir("berth-rootless-img-");
-    let home = tmp.path().join("home");
-    fs::create_dir_all(home.join("xdg")).unwrap();
-    common::busybox_layout(&home.join("layout"), "busybox:latest", &[]);
-    chown_tree(&home);
+    let (_tmp, home) = nobody_home("berth-rootless-img-");
     let store = home.join("store");
     let store = store.to_str().unwrap();
     as_nobody(&home, &["--store", store, "image", "import", "layout"]);
@@ -129,18 +136,21 @@ fn unprivileged_user_runs_an_image() {
 /// it must be.
 #[test]
 fn a_fresh_account_gets_its_default_store() {
-    let tmp = enterable_tempdir("berth-rootless-home-");
-    let home = tmp.path().join("home");
-    fs::create_dir_all(home.join("xdg")).unwrap();
-    common::busybox_layout(&home.join("layout"), "busybox:latest", &[]);
-    chown_tree(&home);
-    let fresh = |c: &mut Command| {
-        c.env("HOME", &home)
-            .env_remove("XDG_DATA_HOME")
-            .env_remove("BERTH_STORE");
+    let (_tmp, home) = nobody_home("berth-rootless-home-");
+    // A fresh account's environment: HOME, no BERTH_STORE, XDG_DATA_HOME as given.
+    let account = |xdg: Option<&Path>| {
+        let home = home.clone();
+        let xdg = xdg.map(Path::to_path_buf);
+        move |c: &mut Command| {
+            c.env("HOME", &home).env_remove("BERTH_STORE");
+            match &xdg {
+                Some(x) => c.env("XDG_DATA_HOME", x),
+                None => c.env_remove("XDG_DATA_HOME"),
+            };
+        }
     };
-    as_nobody_with(&home, &["image", "import", "layout"], fresh);
-    let out = as_nobody_with(&home, &["images", "-q"], fresh).out();
+    as_nobody_with(&home, &["image", "import", "layout"], account(None));
+    let out = as_nobody_with(&home, &["images", "-q"], account(None)).out();
     assert_eq!(out, "busybox:latest\n");
     let store = home.join(".local/share/berth");
     let mode = fs::metadata(&store).unwrap().permissions().mode() & 0o777;
@@ -148,12 +158,7 @@ fn a_fresh_account_gets_its_default_store() {
     assert!(store.join("state.json").is_file());
 
     let data = home.join("elsewhere/data");
-    let out = as_nobody_with(&home, &["images", "-q"], |c| {
-        c.env("HOME", &home)
-            .env("XDG_DATA_HOME", &data)
-            .env_remove("BERTH_STORE");
-    })
-    .out();
+    let out = as_nobody_with(&home, &["images", "-q"], account(Some(&data))).out();
     assert_eq!(out, "", "a store of its own under XDG_DATA_HOME");
     assert!(data.join("berth/blobs/sha256").is_dir());
 }
