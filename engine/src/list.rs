@@ -160,3 +160,26 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_as_docker_words_them() {
+        for (secs, want) in [
+            (0, "Less than a second"),
+            (1, "1 second"),
+            (59, "59 seconds"),
+            (60, "About a minute"),
+            (119, "About a minute"),
+            (120, "2 minutes"),
+            (3600, "About an hour"),
+            (7200, "2 hours"),
+            (172_799, "47 hours"),
+            (172_800, "2 days"),
+        ] {
+            assert_eq!(human_duration(Duration::from_secs(secs)), want, "{secs} s");
+        }
+    }
+}
